@@ -1,0 +1,159 @@
+"""The config-store contract shared by the management frontend (writer) and query frontends (readers).
+
+A store holds applications, model versions, app->model links, each model's current version and the
+connected container replicas. The management frontend validates and writes; every query frontend
+reads a full :class:`ConfigSnapshot` at start-up and again whenever :meth:`ConfigStore.subscribe`
+says something may have changed (within 100 ms of the write).
+
+Two implementations: ``clipper.config_store.sqlite_store.SqliteConfigStore`` (``sqlite:///path``)
+and ``clipper.config_store.redis_store.RedisConfigStore`` (``redis://host:port``), the latter in the
+original Clipper's Redis layout (DB 1..7, keyspace notifications).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    name: str
+    input_type: str  # canonical name, e.g. "doubles"
+    default_output: str
+    latency_slo_micros: int
+    policy: str = "DefaultOutputSelectionPolicy"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    name: str
+    version: str
+    input_type: str  # canonical
+    labels: tuple[str, ...] = ()
+    container_name: str = ""
+    model_data_path: str = "DEPRECATED"
+    batch_size: int = -1  # -1: adaptive
+    valid: bool = True  # False once delete_versioned_model marked it (purge pending)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    """A connected model replica, written by the query frontend that owns the RPC session."""
+
+    model_name: str
+    model_version: str
+    replica_id: int
+    input_type: str  # canonical
+    frontend_id: str  # which query frontend owns the connection (never cross-wired, §4.4)
+    zmq_connection_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSnapshot:
+    apps: dict[str, AppRecord] = field(default_factory=dict)
+    models: dict[tuple[str, str], ModelRecord] = field(default_factory=dict)  # (name, version)
+    links: dict[str, tuple[str, ...]] = field(default_factory=dict)  # app -> model names
+    current_versions: dict[str, str] = field(default_factory=dict)  # model name -> version
+
+
+class Subscription(abc.ABC):
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class ConfigStore(abc.ABC):
+    """Primitive, individually atomic operations. Validation and error texts live in the callers."""
+
+    # -- reads -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def snapshot(self) -> ConfigSnapshot: ...
+
+    @abc.abstractmethod
+    def get_app(self, name: str) -> AppRecord | None: ...
+
+    @abc.abstractmethod
+    def list_apps(self) -> list[AppRecord]: ...
+
+    @abc.abstractmethod
+    def get_links(self, app: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def get_model(self, name: str, version: str) -> ModelRecord | None: ...
+
+    @abc.abstractmethod
+    def list_models(self) -> list[ModelRecord]: ...
+
+    @abc.abstractmethod
+    def list_model_versions(self, name: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def get_current_version(self, name: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def list_containers(self) -> list[ContainerRecord]: ...
+
+    # -- writes ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_app(self, app: AppRecord) -> bool:
+        """Insert; False if an app of that name exists (nothing written)."""
+
+    @abc.abstractmethod
+    def delete_app(self, name: str) -> bool:
+        """Remove the app *and* its links; False if it did not exist."""
+
+    @abc.abstractmethod
+    def add_link(self, app: str, model_name: str) -> None: ...
+
+    @abc.abstractmethod
+    def remove_link(self, app: str, model_name: str) -> None: ...
+
+    @abc.abstractmethod
+    def add_model(self, model: ModelRecord) -> bool:
+        """Insert the version and make it current; False if that name:version exists."""
+
+    @abc.abstractmethod
+    def set_current_version(self, name: str, version: str) -> None: ...
+
+    @abc.abstractmethod
+    def mark_model_invalid(self, name: str, version: str) -> None:
+        """delete_versioned_model: mark now, purged by :meth:`purge_model` (query frontend)."""
+
+    @abc.abstractmethod
+    def purge_model(self, name: str, version: str) -> None:
+        """Delete the version record and its container rows."""
+
+    @abc.abstractmethod
+    def put_container(self, container: ContainerRecord) -> None: ...
+
+    @abc.abstractmethod
+    def delete_container(self, model_name: str, model_version: str, replica_id: int) -> None: ...
+
+    @abc.abstractmethod
+    def delete_containers_of_frontend(self, frontend_id: str) -> None:
+        """Drop the rows a (restarted) query frontend left behind."""
+
+    # -- change notification -----------------------------------------------------------------
+    @abc.abstractmethod
+    def subscribe(self, on_change: Callable[[], None]) -> Subscription:
+        """Call ``on_change()`` (from a background thread) after any write by any process.
+
+        Coalescing is allowed: one call may stand for several writes. Latency <= 100 ms.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> ConfigStore:
+    """``sqlite:///abs/path.db`` or ``redis://host:port`` (optionally ``?password=...``)."""
+    if url.startswith("sqlite://"):
+        from clipper.config_store.sqlite_store import SqliteConfigStore
+
+        return SqliteConfigStore(url.removeprefix("sqlite://"))
+    if url.startswith(("redis://", "rediss://")):
+        from clipper.config_store.redis_store import RedisConfigStore
+
+        return RedisConfigStore.from_url(url)
+    raise ValueError(f"unsupported config store URL {url!r}: use sqlite:///path or redis://host:port")

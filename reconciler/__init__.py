@@ -1,0 +1,1 @@
+"""Turns manifests into calls on clipper_admin: load -> observe -> plan -> apply -> watch."""

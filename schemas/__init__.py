@@ -1,0 +1,1 @@
+"""Manifests as pydantic models (pure data, no I/O)."""
