@@ -1,0 +1,293 @@
+"""The original's metric types: Counter, RatioCounter, Meter (lazy EWMA ticks), Histogram (reservoir).
+
+Hot-path cost is the point: ``Counter.increment`` is one int add, ``Histogram.insert`` an append or a
+random index, ``Meter.mark`` two adds and a clock read. None of them lock: the serving plane updates
+metrics from one event-loop thread, and readers (``/metrics``, Prometheus scrapes) only read, so a
+report may be off by the update in flight, never corrupt.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+
+#: EWMA tick interval of the original (seconds) and the three load averages (minutes).
+TICK_INTERVAL_S = 5.0
+_ALPHAS = tuple(1.0 - math.exp(-TICK_INTERVAL_S / 60.0 / m) for m in (1.0, 5.0, 15.0))
+
+
+class Metric:
+    """Base: a name, optional Prometheus naming overrides, a ``report()`` dict of typed values."""
+
+    __slots__ = ("name", "prom_name", "labels")
+    category = ""  # JSON category: counters, ratio_counters, meters, histograms
+
+    def __init__(self, name: str, prom_name: str | None = None, labels: dict[str, str] | None = None):
+        self.name = name
+        self.prom_name = prom_name
+        self.labels = dict(labels) if labels else None
+
+    def report(self) -> dict[str, object]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def clear(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Counter(Metric):
+    __slots__ = ("count",)
+    category = "counters"
+
+    def __init__(self, name: str, initial: int = 0, **kw) -> None:
+        super().__init__(name, **kw)
+        self.count = initial
+
+    def increment(self, n: int = 1) -> None:
+        self.count += n
+
+    def decrement(self, n: int = 1) -> None:
+        self.count -= n
+
+    def value(self) -> int:
+        return self.count
+
+    def report(self) -> dict[str, object]:
+        return {"count": self.count}
+
+    def clear(self) -> None:
+        self.count = 0
+
+
+class Gauge(Metric):
+    """Not in the original: a level (queue depth, connected replicas). Reported in JSON as a counter.
+
+    ``fn`` makes it lazy: the value is computed only when a report is made, so the hot path pays nothing.
+    """
+
+    __slots__ = ("value_", "fn")
+    category = "counters"
+
+    def __init__(self, name: str, fn: Callable[[], float] | None = None, **kw) -> None:
+        super().__init__(name, **kw)
+        self.value_: float = 0
+        self.fn = fn
+
+    def set(self, v: float) -> None:
+        self.value_ = v
+
+    def inc(self, n: float = 1) -> None:
+        self.value_ += n
+
+    def dec(self, n: float = 1) -> None:
+        self.value_ -= n
+
+    def value(self) -> float:
+        if self.fn is not None:
+            try:
+                return self.fn()
+            except Exception:  # a reporting callback must never break /metrics
+                return math.nan
+        return self.value_
+
+    def report(self) -> dict[str, object]:
+        return {"count": self.value()}
+
+    def clear(self) -> None:
+        self.value_ = 0
+
+
+class RatioCounter(Metric):
+    __slots__ = ("numerator", "denominator")
+    category = "ratio_counters"
+
+    def __init__(self, name: str, numerator: int = 0, denominator: int = 0, **kw) -> None:
+        super().__init__(name, **kw)
+        self.numerator = numerator
+        self.denominator = denominator
+
+    def increment(self, num: int, denom: int) -> None:
+        self.numerator += num
+        self.denominator += denom
+
+    def ratio(self) -> float:
+        d = self.denominator
+        return self.numerator / d if d else math.nan
+
+    def report(self) -> dict[str, object]:
+        return {"ratio": self.ratio()}
+
+    def clear(self) -> None:
+        self.numerator = 0
+        self.denominator = 0
+
+
+class Meter(Metric):
+    """Events per second: the mean rate since creation/clear and 1/5/15-minute EWMAs.
+
+    Ticks are applied lazily (on ``mark`` and on read), ``floor(elapsed / 5 s)`` of them at once: the
+    first consumes the events counted since the previous tick, later ones see 0 (as the original).
+    A rate is -1 until its first tick.
+    """
+
+    __slots__ = ("count", "total", "_clock", "_start", "_last_tick", "_uncounted", "rates")
+    category = "meters"
+    unit = "events per second"
+
+    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic, **kw) -> None:
+        super().__init__(name, **kw)
+        self._clock = clock
+        self.count = 0  # since creation or clear (for ``rate``)
+        self.total = 0  # never cleared (Prometheus counter)
+        self._start = clock()
+        self._last_tick = self._start
+        self._uncounted = 0
+        self.rates = [-1.0, -1.0, -1.0]
+
+    def mark(self, n: int = 1) -> None:
+        self.count += n
+        self.total += n
+        self._uncounted += n
+        now = self._clock()
+        if now - self._last_tick >= TICK_INTERVAL_S:
+            self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        elapsed = now - self._last_tick
+        ticks = int(elapsed // TICK_INTERVAL_S)
+        if ticks <= 0:
+            return
+        self._last_tick = now - (elapsed % TICK_INTERVAL_S)
+        # ``mark`` adds to _uncounted before checking, so the events that triggered this tick count in it.
+        for _ in range(ticks):
+            current = self._uncounted / TICK_INTERVAL_S
+            self._uncounted = 0
+            rates = self.rates
+            for i, alpha in enumerate(_ALPHAS):
+                rates[i] = current if rates[i] == -1.0 else rates[i] + alpha * (current - rates[i])
+
+    def tick_if_necessary(self) -> None:
+        now = self._clock()
+        if now - self._last_tick >= TICK_INTERVAL_S:
+            self._tick(now)
+
+    def rate(self) -> float:
+        elapsed = self._clock() - self._start
+        return self.count / elapsed if elapsed > 0 else 0.0
+
+    def rate_1min(self) -> float:
+        self.tick_if_necessary()
+        return self.rates[0]
+
+    def rate_5min(self) -> float:
+        self.tick_if_necessary()
+        return self.rates[1]
+
+    def rate_15min(self) -> float:
+        self.tick_if_necessary()
+        return self.rates[2]
+
+    def report(self) -> dict[str, object]:
+        self.tick_if_necessary()
+        return {
+            "unit": self.unit,
+            "rate": self.rate(),
+            "rate_1min": self.rates[0],
+            "rate_5min": self.rates[1],
+            "rate_15min": self.rates[2],
+        }
+
+    def clear(self) -> None:
+        self._start = self._clock()
+        self._last_tick = self._start
+        self.count = 0
+        self._uncounted = 0
+        self.rates = [-1.0, -1.0, -1.0]
+
+
+def percentile(values: Sequence[float], rank: float) -> float:
+    """The original's percentile of a sample (sorts a copy), pinned by its tests.
+
+    ``x = 1`` if ``rank <= 1/(n+1)``; ``x = rank*(n+1)`` if ``rank < n/(n+1)``; else ``x = n``;
+    result ``s[i] + frac(x) * (s[i+1] - s[i])`` with ``i = floor(x) - 1``.
+    """
+    if rank < 0 or rank > 1:
+        raise ValueError("Percentile rank must be in [0,1]!")
+    n = len(values)
+    if n <= 0:
+        raise ValueError("Percentile snapshot must have length greater than zero!")
+    s = sorted(values)
+    return _percentile_sorted(s, rank)
+
+
+def _percentile_sorted(s: Sequence[float], rank: float) -> float:
+    n = len(s)
+    cond = 1.0 / (n + 1)
+    if rank <= cond:
+        x = 1.0
+    elif rank < n * cond:
+        x = rank * (n + 1)
+    else:
+        x = float(n)
+    fl = math.floor(x)
+    i = int(fl) - 1
+    v = s[i]
+    rem = x - fl
+    return float(v) if rem == 0 else v + rem * (s[i + 1] - s[i])
+
+
+class Histogram(Metric):
+    """A fixed-size uniform sample of all inserted values (Algorithm R) and its statistics."""
+
+    __slots__ = ("unit", "size", "reservoir", "n", "sum", "_rand")
+    category = "histograms"
+
+    def __init__(self, name: str, unit: str = "microseconds", reservoir_size: int = 4096, **kw) -> None:
+        super().__init__(name, **kw)
+        if reservoir_size <= 0:
+            raise ValueError("reservoir_size must be positive")
+        self.unit = unit
+        self.size = reservoir_size
+        self.reservoir: list[int] = []
+        self.n = 0  # values seen since clear
+        self.sum = 0  # their sum (Prometheus summary _sum)
+        self._rand = random.random
+
+    def insert(self, value: int) -> None:
+        n = self.n
+        if n < self.size:
+            self.reservoir.append(value)
+        else:
+            j = int(self._rand() * (n + 1))
+            if j < self.size:
+                self.reservoir[j] = value
+        self.n = n + 1
+        self.sum += value
+
+    def stats(self) -> dict[str, float]:
+        """size, min, max, mean, std_dev (population), p50, p95, p99 of the reservoir (zeros if empty)."""
+        s = sorted(self.reservoir)
+        n = len(s)
+        if n == 0:
+            return dict.fromkeys(("size", "min", "max", "mean", "std_dev", "p50", "p95", "p99"), 0)
+        mean = sum(s) / n
+        var = sum((v - mean) ** 2 for v in s) / n if n > 1 else 0.0
+        return {
+            "size": n,
+            "min": s[0],
+            "max": s[-1],
+            "mean": mean,
+            "std_dev": math.sqrt(var),
+            "p50": _percentile_sorted(s, 0.5),
+            "p95": _percentile_sorted(s, 0.95),
+            "p99": _percentile_sorted(s, 0.99),
+        }
+
+    def report(self) -> dict[str, object]:
+        return {"unit": self.unit, **self.stats()}
+
+    def clear(self) -> None:
+        self.reservoir = []
+        self.n = 0
+        self.sum = 0

@@ -1,0 +1,228 @@
+"""Behaviours of the original metrics (metrics_test.cpp) plus the JSON and Prometheus reports."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from clipper.metrics import Counter, Histogram, Meter, MetricsRegistry, RatioCounter, percentile
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_counter_correctness():
+    c = Counter("Test Counter")
+    c.decrement(183)
+    assert c.value() == -183
+    c.increment(7)
+    assert c.value() == -176
+    c.increment(200)
+    assert c.value() == 24
+    c.increment(76)
+    assert c.value() == 100
+    c.decrement(100)
+    assert c.value() == 0
+
+
+def test_ratio_counter_correctness():
+    r = RatioCounter("Test Ratio Counter")
+    assert math.isnan(r.ratio())
+    r.increment(0, 1)
+    assert r.ratio() == 0
+    r.increment(1, 2)
+    assert abs(r.ratio() - 0.33) <= 0.01
+    r.increment(5, 10)
+    assert abs(r.ratio() - 0.461) <= 0.001
+    assert RatioCounter("Test Counter", 17, 1).ratio() == 17
+
+
+def test_meter_mean_rate():
+    clock = Clock()
+    m = Meter("Test meter", clock=clock)
+    m.mark(100)
+    clock.t = 100.0
+    assert m.rate() == pytest.approx(1.0)
+    clock.t = 200.0
+    assert m.rate() == pytest.approx(0.5)
+    m.mark(200)
+    assert m.rate() == pytest.approx(1.5)
+
+
+def test_ewma_correctness():
+    clock = Clock()
+    m = Meter("Test meter", clock=clock)
+    assert m.rate_1min() == -1  # no tick yet
+    m.mark(1)
+    clock.t = 5.0
+    assert m.rate_1min() == pytest.approx(0.2)  # first tick: count / 5 s
+    m.mark(2)
+    clock.t = 30.0  # 5 ticks at once: the first sees 2 events, the others 0
+    a1 = 1 - math.exp(-5 / 60)
+    expected = 0.2 + a1 * (0.4 - 0.2)
+    for _ in range(4):
+        expected += a1 * (0 - expected)
+    assert m.rate_1min() == pytest.approx(expected)
+    assert m.rate_1min() - 0.15 <= 0.01  # the original's bound
+    clock.t = 150.0
+    assert m.rate_5min() - 0.13 <= 0.01
+    assert m.rate_15min() - 0.17 <= 0.01
+    clock.t = 960.0
+    assert m.rate_5min() <= 0.01
+    assert m.rate_15min() - 0.07 <= 0.01
+    assert 0 < m.rate_15min() < m.rate_5min() + 0.2
+
+
+def test_meter_tick_on_mark_counts_triggering_events():
+    clock = Clock()
+    m = Meter("m", clock=clock)
+    clock.t = 5.0
+    m.mark(10)  # this mark triggers the first tick, which includes it
+    assert m.rates[0] == pytest.approx(2.0)
+    m.clear()
+    assert m.rate_1min() == -1 and m.count == 0 and m.total == 10
+
+
+def test_percentile_function_correctness():
+    assert int(percentile([15, 20, 35, 40, 50], 0.4)) == 26
+    assert int(percentile([15], 0.4)) == 15
+    assert int(percentile([15], 0.0)) == 15
+    assert int(percentile([15], 1.0)) == 15
+    with pytest.raises(ValueError):
+        percentile([], 0.4)
+    with pytest.raises(ValueError):
+        percentile([1], 1.5)
+    data = [67, 31, 45, 40, 39]
+    assert percentile(data, 0.6) == percentile(sorted(data), 0.6)
+    # x = q(n+1) = 3.6 -> s[2] + 0.6 * (s[3] - s[2]) on [31, 39, 40, 45, 67]
+    assert percentile(data, 0.6) == pytest.approx(40 + 0.6 * 5)
+
+
+def test_histogram_stats_correctness():
+    h = Histogram("Test Histogram", "milliseconds", 6)
+    for v in (16, 53, 104, 113, 185, 202):
+        h.insert(v)
+    st = h.stats()
+    assert st["min"] == 16 and st["max"] == 202
+    assert abs(st["mean"] - 112.16) <= 0.01
+    assert abs(st["std_dev"] - 66.06) <= 0.01
+    assert abs(st["p50"] - 108.5) <= 0.01
+    assert st["p95"] == 202 and st["p99"] == 202
+    assert st["size"] == 6
+
+
+def test_reservoir_algorithm_r_keeps_first_k_then_samples_uniformly():
+    h = Histogram("h", reservoir_size=100)
+    for v in range(100):
+        h.insert(v)
+    assert h.reservoir == list(range(100))
+    for v in range(100, 100_000):
+        h.insert(v)
+    assert len(h.reservoir) == 100 and h.n == 100_000
+    assert h.sum == sum(range(100_000))
+    # a uniform sample of 0..99999: most of it comes from beyond the first 100 values, spread out
+    assert sum(1 for v in h.reservoir if v >= 100) >= 95
+    assert sum(1 for v in h.reservoir if v >= 50_000) in range(25, 76)
+    h.clear()
+    assert h.reservoir == [] and h.n == 0 and h.stats()["size"] == 0
+
+
+def test_json_report_structure_and_string_leaves():
+    reg = MetricsRegistry(process_metrics=False)
+    assert reg.to_json() == b""
+    reg.histogram("app:a:prediction_latency", "microseconds", 4096).insert(812)
+    reg.meter("internal:aggregate_model_throughput").mark(2)
+    reg.ratio_counter("internal:prediction_cache_hit_ratio")
+    reg.counter("internal:prediction_cache_lookups").increment(42)
+    body = reg.to_json()
+    assert body.endswith(b"}\n")
+    assert b'\n    "counters": [\n        {\n            "internal:prediction_cache_lookups": {\n' in body
+    tree = json.loads(body)
+    assert list(tree) == ["counters", "ratio_counters", "meters", "histograms"]
+    assert tree["counters"] == [{"internal:prediction_cache_lookups": {"count": "42"}}]
+    assert tree["ratio_counters"] == [{"internal:prediction_cache_hit_ratio": {"ratio": "nan"}}]
+    meter = tree["meters"][0]["internal:aggregate_model_throughput"]
+    assert list(meter) == ["unit", "rate", "rate_1min", "rate_5min", "rate_15min"]
+    assert meter["unit"] == "events per second" and meter["rate_1min"] == "-1"
+    hist = tree["histograms"][0]["app:a:prediction_latency"]
+    assert list(hist) == ["unit", "size", "min", "max", "mean", "std_dev", "p50", "p95", "p99"]
+    assert hist["size"] == "1" and hist["p99"] == "812" and hist["std_dev"] == "0"
+    for cat in tree.values():
+        for item in cat:
+            for fields in item.values():
+                assert all(isinstance(v, str) for v in fields.values())
+
+
+def test_json_escapes_slash_and_omits_empty_categories():
+    reg = MetricsRegistry(process_metrics=False)
+    reg.counter("app:a/b:num_predictions").increment()
+    body = reg.to_json()
+    assert b'"app:a\\/b:num_predictions"' in body
+    assert list(json.loads(body)) == ["counters"]
+
+
+def test_clear_on_report():
+    reg = MetricsRegistry(process_metrics=False)
+    reg.counter("c").increment(5)
+    reg.to_json(clear=True)
+    assert json.loads(reg.to_json())["counters"][0]["c"]["count"] == "0"
+
+
+def test_registry_get_or_create_and_removal():
+    reg = MetricsRegistry(process_metrics=False)
+    c = reg.counter("model:m:1:num_predictions")
+    assert reg.counter("model:m:1:num_predictions") is c
+    with pytest.raises(TypeError):
+        reg.meter("model:m:1:num_predictions")
+    reg.histogram("model:m:1:batch_size", "queries")
+    reg.counter("model:m:10:num_predictions")
+    assert reg.remove_prefix("model:m:1:") == 2
+    assert [m.name for m in reg.metrics()] == ["model:m:10:num_predictions"]
+    assert reg.remove("model:m:10:num_predictions") and not reg.remove("nope")
+
+
+def test_prometheus_exposition_parses_with_labels_and_types():
+    reg = MetricsRegistry(process_metrics=False)
+    reg.counter("app:a:num_predictions").increment(3)
+    reg.counter("app:b:num_predictions").increment(4)
+    h = reg.histogram("model:m:1:prediction_latency", "microseconds", 16)
+    for v in (100, 200, 300):
+        h.insert(v)
+    reg.histogram("model:m:1:batch_size", "queries", 16).insert(4)
+    reg.ratio_counter("internal:prediction_cache_hit_ratio").increment(1, 4)
+    reg.meter("app:a:prediction_throughput").mark(7)
+    reg.gauge("model:m:1:queue_depth", fn=lambda: 5)
+    reg.counter(
+        "app:a:default_outputs:slo",
+        prom_name="clipper_app_default_outputs",
+        labels={"app": "a", "reason": "slo"},
+    ).increment()
+    fams = {f.name: f for f in text_string_to_metric_families(reg.prometheus_text().decode())}
+    preds = fams["clipper_app_num_predictions"]
+    assert preds.type == "counter"
+    assert {(s.labels["app"], s.value) for s in preds.samples if s.name.endswith("_total")} == {
+        ("a", 3),
+        ("b", 4),
+    }
+    lat = fams["clipper_model_prediction_latency_microseconds"]
+    assert lat.type == "summary"
+    by = {(s.name, s.labels.get("quantile")): s.value for s in lat.samples}
+    assert by[("clipper_model_prediction_latency_microseconds_count", None)] == 3
+    assert by[("clipper_model_prediction_latency_microseconds_sum", None)] == 600
+    assert by[("clipper_model_prediction_latency_microseconds", "0.5")] == 200
+    assert lat.samples[0].labels["model"] == "m" and lat.samples[0].labels["version"] == "1"
+    assert "clipper_model_batch_size_queries" in fams
+    assert fams["clipper_prediction_cache_hit_ratio"].samples[0].value == 0.25
+    assert fams["clipper_model_queue_depth"].samples[0].value == 5
+    assert fams["clipper_app_default_outputs"].samples[0].labels == {"app": "a", "reason": "slo"}
+    assert fams["clipper_app_prediction_throughput"].type == "counter"
+    windows = {s.labels["window"] for s in fams["clipper_app_prediction_throughput_rate"].samples}
+    assert windows == {"mean", "1m", "5m", "15m"}
