@@ -4,7 +4,7 @@ Typical use on a hot path: create once, keep the object, update it::
 
     reg = get_registry()
     lookups = reg.counter("internal:prediction_cache_lookups")
-    latency = reg.histogram("app:a:prediction_latency", "microseconds", 4096)
+    latency = reg.histogram("app:a:prediction_latency", "microseconds", reservoir=4096)
     lookups.increment(1)          # an int add
     latency.insert(812)           # an append or a random index
     body = reg.to_json()          # GET /metrics (original JSON)

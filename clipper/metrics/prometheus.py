@@ -11,7 +11,8 @@ registry name                          Prometheus family and labels
 anything else                          ``clipper_<name with invalid characters as _>``
 =====================================  ==============================================================
 
-``prom_name=`` / ``labels=`` given at creation override this. Types: Counter -> counter (``_total``);
+``prom_name=`` / ``labels=`` given at creation override this; a family name that a
+prometheus_client-native metric (``registry.prom_counter`` ...) owns is never emitted from here. Types: Counter -> counter (``_total``);
 Gauge -> gauge; RatioCounter -> gauge ``<f>`` (the ratio) plus counters ``<f>_numerator_total`` and
 ``<f>_denominator_total``; Meter -> counter ``<f>_total`` (events) plus gauge ``<f>_rate{window=...}``;
 Histogram -> summary ``<f>_<unit>`` with the reservoir's 0.5/0.95/0.99 quantiles, ``_count``, ``_sum``.
@@ -20,7 +21,7 @@ Histogram -> summary ``<f>_<unit>`` with the reservoir's 0.5/0.95/0.99 quantiles
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -100,7 +101,7 @@ class _Families:
         return iter(self._fams.values())
 
 
-def collect_metrics(metrics: Iterable[Metric]) -> list[PromMetric]:
+def collect_metrics(metrics: Iterable[Metric], skip: Set[str] = frozenset()) -> list[PromMetric]:
     fams = _Families()
     for m in metrics:
         family, labels = prom_identity(m)
@@ -131,24 +132,26 @@ def collect_metrics(metrics: Iterable[Metric]) -> list[PromMetric]:
                 st = m.stats()
                 for q, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):
                     fam.samples.append(Sample(fname, {**labels, "quantile": q}, float(st[key]), None, None))
-    return list(fams)
+    return [f for f in fams if f.name not in skip]
 
 
 class RegistryCollector(Collector):
     """A prometheus_client Collector reading a live list of registry metrics on every scrape."""
 
-    def __init__(self, source: Callable[[], Iterable[Metric]]) -> None:
+    def __init__(self, source: Callable[[], Iterable[Metric]], skip: Set[str] = frozenset()) -> None:
         self._source = source
+        self._skip = skip
 
     def collect(self) -> Iterable[PromMetric]:
-        return collect_metrics(self._source())
+        return collect_metrics(self._source(), self._skip)
 
 
 def make_collector_registry(
-    source: Callable[[], Iterable[Metric]], process: bool = True
+    source: Callable[[], Iterable[Metric]], process: bool = True, skip: Set[str] = frozenset()
 ) -> CollectorRegistry:
+    """``skip``: family names (a live set) that prometheus_client-native metrics own."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(RegistryCollector(source))
+    reg.register(RegistryCollector(source, skip))
     if process:
         ProcessCollector(registry=reg)
     return reg

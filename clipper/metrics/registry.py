@@ -7,8 +7,12 @@ duplicate). Creating, removing and reporting take a lock; updating a metric neve
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
+
+from prometheus_client import Counter as PCounter
+from prometheus_client import Gauge as PGauge
+from prometheus_client import Histogram as PHistogram
 
 from clipper.metrics import json_report, prometheus
 from clipper.metrics.types import Counter, Gauge, Histogram, Meter, Metric, RatioCounter
@@ -20,7 +24,11 @@ class MetricsRegistry:
     def __init__(self, process_metrics: bool = True) -> None:
         self._lock = threading.Lock()
         self._metrics: dict[str, Metric] = {}
-        self._prom = prometheus.make_collector_registry(self.metrics, process=process_metrics)
+        self._native_metrics: dict[str, object] = {}
+        self._native_names: set[str] = set()  # families of prom_* metrics; registry ones never shadow them
+        self._prom = prometheus.make_collector_registry(
+            self.metrics, process=process_metrics, skip=self._native_names
+        )
 
     # -- creation (get-or-create; call once, keep the object, update it on the hot path) ------------
     def _get(self, cls: type[M], name: str, factory: Callable[[], M]) -> M:
@@ -73,6 +81,32 @@ class MetricsRegistry:
     ) -> Gauge:
         return self._get(Gauge, name, lambda: Gauge(name, fn=fn, prom_name=prom_name, labels=labels))
 
+    # -- Prometheus-native series (prometheus_client objects; not in the JSON report) -------------
+    def _native(self, kind: type, name: str, doc: str, labels: Sequence[str], **kw):
+        key = name.removesuffix("_total") if kind is PCounter else name
+        with self._lock:
+            obj = self._native_metrics.get(key)
+            if obj is None:
+                obj = kind(name, doc, labelnames=tuple(labels), registry=self._prom, **kw)
+                self._native_metrics[key] = obj
+                self._native_names.update(_family_names(key, kind))
+        if not isinstance(obj, kind):
+            raise TypeError(f"Prometheus metric {name!r} exists as a {type(obj).__name__}")
+        return obj
+
+    def prom_counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> PCounter:
+        """``prometheus_client.Counter`` (``.labels(...).inc()``); ``_total`` is added when missing."""
+        return self._native(PCounter, name, doc, labels)
+
+    def prom_gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> PGauge:
+        return self._native(PGauge, name, doc, labels)
+
+    def prom_histogram(
+        self, name: str, doc: str, labels: Sequence[str] = (), buckets: Sequence[float] | None = None
+    ) -> PHistogram:
+        kw = {"buckets": tuple(buckets)} if buckets is not None else {}
+        return self._native(PHistogram, name, doc, labels, **kw)
+
     # -- removal -------------------------------------------------------------------------------
     def remove(self, name: str) -> bool:
         with self._lock:
@@ -113,6 +147,12 @@ class MetricsRegistry:
     def prometheus_text(self) -> bytes:
         """Prometheus text format 0.0.4 (content type :data:`PROMETHEUS_CONTENT_TYPE`)."""
         return prometheus.exposition(self._prom)
+
+
+def _family_names(name: str, kind: type) -> set[str]:
+    if kind is PHistogram:
+        return {name, name + "_bucket", name + "_count", name + "_sum", name + "_created"}
+    return {name, name + "_total", name + "_created"}
 
 
 PROMETHEUS_CONTENT_TYPE = prometheus.CONTENT_TYPE

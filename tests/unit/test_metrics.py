@@ -226,3 +226,31 @@ def test_prometheus_exposition_parses_with_labels_and_types():
     assert fams["clipper_app_prediction_throughput"].type == "counter"
     windows = {s.labels["window"] for s in fams["clipper_app_prediction_throughput_rate"].samples}
     assert windows == {"mean", "1m", "5m", "15m"}
+
+
+def test_prometheus_native_series_share_the_exposition():
+    reg = MetricsRegistry(process_metrics=False)
+    req = reg.prom_counter("clipper_requests_total", "HTTP requests", ["app", "code"])
+    assert reg.prom_counter("clipper_requests_total", "HTTP requests", ["app", "code"]) is req
+    req.labels("a", "200").inc()
+    lat = reg.prom_histogram(
+        "clipper_request_latency_seconds", "latency", ["app"], buckets=[0.001, 0.01, 0.1]
+    )
+    lat.labels("a").observe(0.005)
+    reg.prom_gauge("clipper_queue_depth", "queued", ["model"]).labels("m:1").set(3)
+    reg.counter("app:a:num_predictions").increment(2)
+    # a registry metric mapping onto a native family name is not emitted twice
+    reg.gauge("queue_depth", fn=lambda: 99)
+    fams = {f.name: f for f in text_string_to_metric_families(reg.prometheus_text().decode())}
+    assert [s.value for s in fams["clipper_requests"].samples if s.name == "clipper_requests_total"] == [1]
+    buckets = {
+        s.labels["le"]: s.value
+        for s in fams["clipper_request_latency_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
+    assert buckets["0.001"] == 0 and buckets["0.01"] == 1
+    assert [s.value for s in fams["clipper_queue_depth"].samples] == [3]
+    assert "clipper_app_num_predictions" in fams
+    assert json.loads(reg.to_json()) == {
+        "counters": [{"app:a:num_predictions": {"count": "2"}}, {"queue_depth": {"count": "99"}}]
+    }
