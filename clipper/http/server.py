@@ -1,0 +1,457 @@
+"""The one HTTP/1.1 server both frontends run on: asyncio protocol + httptools parser (+ uvloop).
+
+Why not a framework: the prediction path is where Python serving systems lose (DESIGN.md §3). A raw
+protocol keeps per-request work to parsing, one handler call and one ``transport.write``:
+
+* a handler returns a :class:`Response` directly (no task, no future) or an awaitable of one;
+* responses leave in request order (HTTP/1.1 pipelining), later requests queue behind a pending one;
+* oversized bodies get 413 as soon as ``Content-Length`` (or the running chunked total) says so,
+  unparseable requests 400, oversized headers 431; all of them close the connection;
+* slow-loris clients (headers or body trickling in) and idle keep-alive connections are closed by one
+  sweep timer per server, not by a timer per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import httptools
+
+log = logging.getLogger(__name__)
+
+_REASONS = {
+    100: "Continue",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+class Request:
+    """One parsed request. ``path`` is percent-decoded and excludes the query string.
+
+    ``headers`` (lower-case names) is built on first access: the prediction path never reads it.
+    """
+
+    __slots__ = ("method", "path", "query", "_raw_headers", "_headers", "body", "keep_alive")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        raw_headers: list[tuple[bytes, bytes]] | dict[str, str],
+        body: bytes,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self._raw_headers = raw_headers
+        self._headers: dict[str, str] | None = raw_headers if isinstance(raw_headers, dict) else None
+        self.body = body
+        self.keep_alive = keep_alive
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for name, value in self._raw_headers:  # type: ignore[misc]
+                key = name.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                headers[key] = headers[key] + ", " + text if key in headers else text
+            self._headers = headers
+        return self._headers
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.path!r}, {len(self.body)} bytes)"
+
+
+class Response:
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = JSON,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+
+    def encode(self, close: bool) -> bytes:
+        head = _head(self.status, self.content_type) + b"%d\r\n" % len(self.body)
+        for name, value in self.headers:
+            head += f"{name}: {value}\r\n".encode("latin-1")
+        if close:
+            head += b"Connection: close\r\n"
+        return head + b"\r\n" + self.body
+
+
+_HEADS: dict[tuple[int, str], bytes] = {}
+
+
+def _head(status: int, content_type: str) -> bytes:
+    """Status line and Content-Type, up to the Content-Length value; cached per (status, type)."""
+    head = _HEADS.get((status, content_type))
+    if head is None:
+        reason = _REASONS.get(status, "Unknown")
+        head = _HEADS[(status, content_type)] = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: ".encode()
+        )
+    return head
+
+
+def error_response(status: int, error: str, cause: str) -> Response:
+    """The JSON error shape both frontends use for HTTP-level errors: ``{"error": ..., "cause": ...}``."""
+    import orjson
+
+    return Response(status, orjson.dumps({"error": error, "cause": cause}))
+
+
+Handler = Callable[[Request], "Response | Awaitable[Response]"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 5.0  # from the first byte of a request to the end of its headers
+    body_timeout: float = 300.0  # from the end of the headers to the end of the body
+    keep_alive_timeout: float = 75.0  # idle time between requests on a kept-alive connection
+    max_pipelined: int = 128  # requests queued on one connection before we stop reading it
+
+
+_IDLE, _HEADERS, _BODY, _HANDLING = range(4)
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = (
+        "_server",
+        "_handler",
+        "_limits",
+        "_loop",
+        "_transport",
+        "_parser",
+        "_url",
+        "_headers",
+        "_content_length",
+        "_expect_continue",
+        "_header_bytes",
+        "_body",
+        "_body_len",
+        "_pending",
+        "_state",
+        "deadline",
+        "_closing",
+        "_reading_paused",
+    )
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._handler = server.handler
+        self._limits = server.limits
+        self._loop = server.loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._content_length = -1
+        self._expect_continue = False
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_len = 0
+        # responses not yet written, in request order: each is [Response | None, close_after]
+        self._pending: deque[list] = deque()
+        self._state = _IDLE
+        self.deadline = 0.0
+        self._closing = False
+        self._reading_paused = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._server.connections.add(self)
+        self.deadline = time.monotonic() + self._limits.keep_alive_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._closing = True
+        self._pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._state == _IDLE:
+            self._state = _HEADERS
+            self.deadline = time.monotonic() + self._limits.header_timeout
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "Bad Request", "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            if not self._closing:
+                self._fail(400, "Bad Request", f"malformed HTTP request: {exc}")
+
+    def pause_writing(self) -> None:
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._resume_reading()
+
+    # -- httptools callbacks ---------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._content_length = -1
+        self._expect_continue = False
+        self._header_bytes = 0
+        self._body = []
+        self._body_len = 0
+        if self._state == _IDLE:
+            self._state = _HEADERS
+            self.deadline = time.monotonic() + self._limits.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._limits.max_header_bytes:
+            self._fail(431, "Request Header Fields Too Large", "request headers are too large")
+            raise httptools.HttpParserError("headers too large")
+        self._headers.append((name, value))
+        n = len(name)
+        if n == 14 and name.lower() == b"content-length" and value.isdigit():
+            self._content_length = int(value)
+        elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        if self._content_length > self._limits.max_body_bytes:
+            self._reject_too_large()
+            raise httptools.HttpParserError("body too large")
+        self._state = _BODY
+        self.deadline = time.monotonic() + self._limits.body_timeout
+        if self._expect_continue:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > self._limits.max_body_bytes:
+            self._reject_too_large()
+            raise httptools.HttpParserError("body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        url = self._url
+        query = ""
+        q = url.find(b"?")
+        if q >= 0:
+            query = url[q + 1 :].decode("latin-1")
+            url = url[:q]
+        path = url.decode("utf-8", "replace")
+        if "%" in path:
+            path = unquote(path)
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        keep_alive = parser.should_keep_alive()
+        request = Request(parser.get_method().decode(), path, query, self._headers, body, keep_alive)
+        self._state = _HANDLING
+        self.deadline = 0.0  # the handler bounds its own time (e.g. the application's SLO)
+        self._dispatch(request)
+
+    # -- dispatch and ordered writes -------------------------------------------------------------
+    def _dispatch(self, request: Request) -> None:
+        close = not request.keep_alive
+        try:
+            result = self._handler(request)
+        except Exception:
+            log.exception("unhandled error in HTTP handler for %s %s", request.method, request.path)
+            result = Response(500, b"An unexpected error occurred!", TEXT)
+        if isinstance(result, Response):
+            if not self._pending:
+                self._write(result, close)
+                return
+            self._pending.append([result, close])
+            return
+        slot: list = [None, close]
+        self._pending.append(slot)
+        if len(self._pending) >= self._limits.max_pipelined:
+            self._pause_reading()
+        fut = asyncio.ensure_future(result) if inspect.isawaitable(result) else None
+        if fut is None:
+            log.error("HTTP handler returned %r, not a Response", type(result))
+            slot[0] = Response(500, b"An unexpected error occurred!", TEXT)
+            self._flush()
+            return
+        fut.add_done_callback(lambda f, slot=slot: self._resolved(slot, f))
+
+    def _resolved(self, slot: list, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            slot[0] = Response(503, b'{"error":"Service Unavailable","cause":"request cancelled"}')
+        elif fut.exception() is not None:
+            exc = fut.exception()
+            log.error("unhandled error in HTTP handler", exc_info=exc)
+            slot[0] = Response(500, b"An unexpected error occurred!", TEXT)
+        else:
+            slot[0] = fut.result()
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        while pending and pending[0][0] is not None:
+            response, close = pending.popleft()
+            self._write(response, close)
+            if self._closing:
+                pending.clear()
+                return
+        if len(pending) < self._limits.max_pipelined:
+            self._resume_reading()
+
+    def _write(self, response: Response, close: bool) -> None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        transport.write(response.encode(close))
+        if close:
+            self._closing = True
+            transport.close()
+        elif not self._pending and self._state == _HANDLING:
+            self._state = _IDLE
+            self.deadline = time.monotonic() + self._limits.keep_alive_timeout
+
+    # -- errors and flow control -----------------------------------------------------------------
+    def _reject_too_large(self) -> None:
+        self._fail(
+            413,
+            "Payload Too Large",
+            f"request body exceeds the limit of {self._limits.max_body_bytes} bytes",
+        )
+
+    def _fail(self, status: int, error: str, cause: str) -> None:
+        """Answer an HTTP-level error after any responses still owed, then close."""
+        if self._closing:
+            return
+        self._pending.append([error_response(status, error, cause), True])
+        self._flush()
+        self._closing = True
+        if self._transport is not None and not self._transport.is_closing():
+            # responses still pending from a handler are abandoned: the client broke the protocol
+            self._transport.close()
+
+    def timed_out(self) -> None:
+        if self._state in (_HEADERS, _BODY) and not self._pending:
+            self._fail(408, "Request Timeout", "the request was not received in time")
+        elif self._transport is not None:
+            self._closing = True
+            self._transport.close()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None and not self._transport.is_closing():
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None and not self._transport.is_closing():
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+
+class HttpServer:
+    """Owns the listening socket, the open connections and the timeout sweep."""
+
+    def __init__(self, handler: Handler, limits: Limits, loop: asyncio.AbstractEventLoop) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.loop = loop
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048) -> None:
+        self._server = await self.loop.create_server(
+            lambda: _Connection(self), host, port, reuse_port=reuse_port, backlog=backlog
+        )
+        self._schedule_sweep()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    def _schedule_sweep(self) -> None:
+        self._sweeper = self.loop.call_later(0.5, self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self.connections if c.deadline and c.deadline < now]:
+            conn.timed_out()
+        self._schedule_sweep()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn._transport is not None:
+                conn._transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+async def serve(
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    max_body_bytes: int = Limits.max_body_bytes,
+    header_timeout: float = Limits.header_timeout,
+    body_timeout: float = Limits.body_timeout,
+    keep_alive_timeout: float = Limits.keep_alive_timeout,
+    reuse_port: bool = False,
+) -> HttpServer:
+    """Start serving ``handler`` on ``host:port`` in the running loop; returns the server."""
+    limits = Limits(
+        max_body_bytes=max_body_bytes,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+    )
+    server = HttpServer(handler, limits, asyncio.get_running_loop())
+    await server.start(host, port, reuse_port=reuse_port)
+    return server
+
+
+def install_uvloop() -> None:
+    """Use uvloop's event loop when it is installed (it is a dependency; this keeps tests flexible)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
