@@ -1,0 +1,122 @@
+"""The ``Cluster`` kind: which backend runs Clipper and how it is configured."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.common import Manifest, Strict
+
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+class RedisSettings(Strict):
+    host: str | None = Field(
+        default=None,
+        description="Host of an external Redis to use as the config store. When absent, docker and "
+        "kubernetes backends start and manage their own Redis; the local backend uses SQLite.",
+    )
+    port: int = Field(default=6379, ge=1, le=65535, description="Port of Redis.")
+
+
+class DockerSettings(Strict):
+    network: str = Field(
+        default="clipper_network",
+        description="Docker network the Clipper containers join ('host' is not supported).",
+    )
+    ip_address: str = Field(
+        default="localhost", description="Host name under which the published ports are reached."
+    )
+    prometheus_port: int = Field(default=9090, ge=1, le=65535, description="Host port of Prometheus.")
+
+    @model_validator(mode="after")
+    def _no_host_network(self) -> DockerSettings:
+        if self.network == "host":
+            raise ValueError("the 'host' docker network is not supported")
+        return self
+
+
+class KubernetesServiceTypes(Strict):
+    redis: ServiceType = Field(default="NodePort", description="Service type of Redis.")
+    management: ServiceType = Field(default="NodePort", description="Service type of the management API.")
+    query: ServiceType = Field(default="NodePort", description="Service type of the query frontend.")
+    query_rpc: ServiceType = Field(
+        default="NodePort", alias="queryRpc", description="Service type of the RPC port."
+    )
+    metric: ServiceType = Field(default="NodePort", description="Service type of Prometheus.")
+
+
+class KubernetesSettings(Strict):
+    namespace: str = Field(default="default", description="Namespace that holds the cluster.")
+    create_namespace: bool = Field(default=False, description="Create the namespace when it does not exist.")
+    context: str | None = Field(
+        default=None, description="kubeconfig context to use; the current context when absent."
+    )
+    proxy_address: str | None = Field(
+        default=None,
+        description="host:port of a `kubectl proxy` to reach the services through, e.g. 127.0.0.1:8080.",
+    )
+    use_internal_ip: bool = Field(
+        default=False, description="Reach node ports through the nodes' internal IPs."
+    )
+    service_types: KubernetesServiceTypes = Field(
+        default_factory=KubernetesServiceTypes, description="Service type of each Clipper service."
+    )
+
+
+class ClusterSpec(Strict):
+    backend: Literal["local", "docker", "kubernetes"] = Field(
+        default="local",
+        description="Where Clipper runs: 'local' (supervised processes, SQLite; needs only pip), "
+        "'docker' or 'kubernetes'.",
+    )
+    query_port: int = Field(
+        default=1337, ge=0, le=65535, description="HTTP port of the query frontend (0: any free port)."
+    )
+    management_port: int = Field(
+        default=1338, ge=0, le=65535, description="HTTP port of the management API (0: any free port)."
+    )
+    rpc_port: int = Field(
+        default=7000,
+        ge=0,
+        le=65535,
+        description="ZeroMQ port model containers connect to (0: any free port).",
+    )
+    cache_size_bytes: int = Field(
+        default=33554432, ge=0, description="Size of the prediction cache of each query frontend in bytes."
+    )
+    frontend_replicas: int = Field(
+        default=1, ge=1, description="Number of query frontends (more than 1 only on kubernetes)."
+    )
+    registry: str | None = Field(
+        default=None, description="Container registry model images are pushed to (docker, kubernetes)."
+    )
+    admin_token: str | None = Field(
+        default=None,
+        description="Bearer token required by the management API. Use ${VAR} to read it from the "
+        "environment rather than writing it into the manifest.",
+    )
+    redis: RedisSettings = Field(
+        default_factory=RedisSettings, description="Config-store Redis (docker, kubernetes)."
+    )
+    docker: DockerSettings | None = Field(default=None, description="Settings of the docker backend.")
+    kubernetes: KubernetesSettings | None = Field(
+        default=None, description="Settings of the kubernetes backend."
+    )
+
+    @model_validator(mode="after")
+    def _settings_match_backend(self) -> ClusterSpec:
+        for other in ("docker", "kubernetes"):
+            if getattr(self, other) is not None and self.backend != other:
+                raise ValueError(f"'{other}' settings given but backend is '{self.backend}'")
+        if self.frontend_replicas != 1 and self.backend != "kubernetes":
+            raise ValueError("frontendReplicas > 1 is only supported on the kubernetes backend")
+        return self
+
+
+class Cluster(Manifest):
+    """A Clipper cluster: its backend and the settings of its frontends."""
+
+    kind: Literal["Cluster"] = Field(description="Always 'Cluster'.")
+    spec: ClusterSpec = Field(default_factory=ClusterSpec, description="Backend and settings.")
