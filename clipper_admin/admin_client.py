@@ -1,0 +1,66 @@
+"""HTTP to the management frontend: one place for URLs, headers, timeouts and error mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import requests
+
+from .exceptions import ClipperConnectionError, ClipperException
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to wait for the management frontend (the original waited forever).
+DEFAULT_TIMEOUT = 60.0
+
+
+class AdminClient:
+    """POSTs JSON to ``http://<admin addr>/admin/<endpoint>``.
+
+    Non-200 answers become ``ClipperException("Received error status code: <code> and message: <text>")``
+    as in the original; an unreachable server becomes ``ClipperConnectionError`` (also a
+    ``requests.ConnectionError``); a body that cannot be JSON-encoded becomes a ``ClipperException``.
+    """
+
+    def __init__(self, container_manager, timeout: float = DEFAULT_TIMEOUT):
+        self.cm = container_manager
+        self.timeout = timeout
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-type": "application/json"}
+        token = getattr(self.cm, "admin_token", None)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def url(self, endpoint: str) -> str:
+        return f"http://{self.cm.get_admin_addr()}/admin/{endpoint}"
+
+    def post(self, endpoint: str, body: dict) -> requests.Response:
+        try:
+            data = json.dumps(body)
+        except (TypeError, ValueError) as e:
+            raise ClipperException(f"Invalid argument for /admin/{endpoint}: {e}") from None
+        url = self.url(endpoint)
+        try:
+            r = requests.post(url, headers=self.headers(), data=data, timeout=self.timeout)
+        except requests.exceptions.RequestException as e:
+            raise ClipperConnectionError(
+                f"Could not reach the Clipper management frontend at {url}: {e}. "
+                "Is the cluster running? (ClipperConnection.start_clipper or connect)"
+            ) from e
+        if r.status_code != requests.codes.ok:
+            msg = f"Received error status code: {r.status_code} and message: {r.text}"
+            logger.error(msg)
+            raise ClipperException(msg)
+        return r
+
+    def post_json(self, endpoint: str, body: dict):
+        r = self.post(endpoint, body)
+        try:
+            return r.json()
+        except ValueError:
+            raise ClipperException(
+                f"The management frontend answered /admin/{endpoint} with invalid JSON: {r.text[:200]}"
+            ) from None

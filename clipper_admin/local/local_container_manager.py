@@ -1,0 +1,457 @@
+"""``LocalContainerManager``: the embedded default backend (supervised local processes, SQLite store).
+
+A cluster lives in ``$CLIPPER_HOME/<cluster>/`` (``CLIPPER_HOME`` defaults to ``~/.clipper``) and
+outlives the Python process that started it: a detached supervisor (``supervisor.py``) keeps the
+frontends and the model replicas running, and ``connect()`` from any process finds the cluster
+through ``cluster.json``. See ``state.py`` for the directory layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from clipper.net import port_in_use
+
+from ..admin_client import AdminClient
+from ..container_manager import (
+    CLIPPER_INTERNAL_MANAGEMENT_PORT,
+    CLIPPER_INTERNAL_QUERY_PORT,
+    CLIPPER_INTERNAL_RPC_PORT,
+    ClusterAdapter,
+    ContainerManager,
+)
+from ..exceptions import ClipperException
+from ..validation import validate_input_type, validate_num_replicas
+from . import build
+from .state import (
+    MANAGEMENT,
+    QUERY,
+    ClusterDir,
+    clipper_home,
+    model_process_id,
+    parse_model_process_id,
+    pid_alive,
+)
+
+logger = logging.getLogger(__name__)
+
+POLL = 0.05
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]*\Z")
+
+
+class LocalContainerManager(ContainerManager):
+    def __init__(
+        self,
+        cluster_name="default-cluster",
+        clipper_query_port=CLIPPER_INTERNAL_QUERY_PORT,
+        clipper_management_port=CLIPPER_INTERNAL_MANAGEMENT_PORT,
+        clipper_rpc_port=CLIPPER_INTERNAL_RPC_PORT,
+        prometheus_port=9090,
+        admin_token=None,
+        state_dir=None,
+        host="127.0.0.1",
+        start_timeout=60.0,
+        replica_timeout=60.0,
+    ):
+        """A Clipper cluster made of local processes.
+
+        Parameters
+        ----------
+        cluster_name : str
+            Names the cluster directory ``<state_dir>/<cluster_name>``.
+        clipper_query_port, clipper_management_port, clipper_rpc_port : int
+            Ports of the query frontend (HTTP), the management frontend and the model RPC service.
+        prometheus_port : int
+            Accepted for compatibility with ``DockerContainerManager``; the local backend runs no
+            Prometheus (``get_metric_addr()`` is the query frontend, which serves the metrics).
+        admin_token : str, optional
+            Require ``Authorization: Bearer <token>`` on the management API. Recorded (mode 0600) in
+            the cluster directory so that ``connect()`` from another process uses it.
+        state_dir : str, optional
+            Where clusters live; default ``$CLIPPER_HOME`` or ``~/.clipper``.
+        host : str
+            Interface the frontends bind to.
+        start_timeout, replica_timeout : float
+            Seconds to wait for the frontends, and for new model replicas to connect.
+        """
+        if not isinstance(cluster_name, str) or not _CLUSTER_NAME.match(cluster_name):
+            raise ClipperException(
+                f"Invalid cluster_name {cluster_name!r}: use letters, digits, '-', '_' or '.', "
+                "starting with a letter or digit"
+            )
+        self.cluster_name = cluster_name
+        self.cluster_identifier = cluster_name
+        self.clipper_query_port = clipper_query_port
+        self.clipper_management_port = clipper_management_port
+        self.clipper_rpc_port = clipper_rpc_port
+        self.prometheus_port = prometheus_port
+        self.admin_token = admin_token
+        self.host = host
+        self.start_timeout = start_timeout
+        self.replica_timeout = replica_timeout
+        home = Path(state_dir).expanduser() if state_dir else clipper_home()
+        self.dir = ClusterDir(home.absolute() / cluster_name)
+        self.python = sys.executable
+        self.logger = ClusterAdapter(logger, {"cluster_name": self.cluster_identifier})
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start_clipper(
+        self,
+        query_frontend_image=None,
+        mgmt_frontend_image=None,
+        frontend_exporter_image=None,
+        cache_size=33554432,
+        qf_http_thread_pool_size=1,
+        qf_http_timeout_request=5,
+        qf_http_timeout_content=300,
+        num_frontend_replicas=1,
+    ):
+        """Start the management and query frontends under a new supervisor; images are ignored."""
+        if num_frontend_replicas != 1:
+            raise ClipperException(
+                "The local container manager runs one query frontend. "
+                "Please set num_frontend_replicas=1 or use Kubernetes."
+            )
+        info = self.dir.read_cluster()
+        if info is not None:
+            if self.dir.supervisor_alive():
+                raise ClipperException(
+                    f"Cluster {self.cluster_name} cannot be started because it already exists. "
+                    "Please use ClipperConnection.connect() to connect to it."
+                )
+            self.logger.info(f"Cleaning up the stopped cluster left in {self.dir.root}")
+            self._remove_state()
+        ports = {
+            "clipper_query_port": self.clipper_query_port,
+            "clipper_management_port": self.clipper_management_port,
+            "clipper_rpc_port": self.clipper_rpc_port,
+        }
+        for arg, port in ports.items():
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                raise ClipperException(f"{arg} must be a TCP port number, got {port!r}")
+            if port_in_use(port, self.host):
+                raise ClipperException(
+                    f"Port {port} ({arg}) is already in use on {self.host}; stop what uses it or "
+                    f"pass another {arg}= to LocalContainerManager"
+                )
+        if len(set(ports.values())) != len(ports):
+            raise ClipperException(f"The cluster's ports must differ: {ports}")
+
+        self.dir.logs.mkdir(parents=True, exist_ok=True)
+        store = f"sqlite:///{self.dir.store_path}"
+        self.dir.write_cluster(
+            {
+                "cluster_name": self.cluster_name,
+                "host": self.host,
+                "query_port": self.clipper_query_port,
+                "management_port": self.clipper_management_port,
+                "rpc_port": self.clipper_rpc_port,
+                "prometheus_port": self.prometheus_port,
+                "store": store,
+                "admin_token": self.admin_token,
+                "python": self.python,
+                "created": time.time(),
+            }
+        )
+        mgmt_env = {"CLIPPER_ADMIN_TOKEN": self.admin_token} if self.admin_token else {}
+        with self.dir.edit_desired() as table:
+            table.clear()
+            table[MANAGEMENT] = {
+                "argv": [
+                    self.python, "-m", "clipper.management_frontend", "--store", store,
+                    "--host", self.host, "--port", str(self.clipper_management_port),
+                ],
+                "env": mgmt_env,
+            }  # fmt: skip
+            table[QUERY] = {
+                "argv": [
+                    self.python, "-m", "clipper.query_frontend", "--store", store,
+                    "--host", self.host, "--port", str(self.clipper_query_port),
+                    "--rpc-host", self.host, "--rpc-port", str(self.clipper_rpc_port),
+                    "--prediction-cache-size", str(cache_size), "--frontend-id", QUERY,
+                    "--thread_pool_size", str(qf_http_thread_pool_size),
+                    "--timeout_request", str(qf_http_timeout_request),
+                    "--timeout_content", str(qf_http_timeout_content),
+                ],
+                "env": {},
+            }  # fmt: skip
+        self._spawn_supervisor()
+        try:
+            self._wait_for_frontends()
+        except BaseException:
+            self.stop_all(graceful=False)
+            raise
+        self.connect()
+
+    def _spawn_supervisor(self) -> None:
+        log = open(self.dir.logs / "supervisor.log", "ab")
+        with log:
+            proc = subprocess.Popen(
+                [self.python, "-m", "clipper_admin.local.supervisor", str(self.dir.root)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                cwd=str(self.dir.root),
+            )
+        info = self.dir.read_cluster()
+        info["supervisor_pid"] = proc.pid
+        self.dir.write_cluster(info)
+        self.dir.pid_file.write_text(str(proc.pid))
+        self._supervisor_proc = proc  # reaped by stop_all when started by this process
+
+    def _wait_for_frontends(self) -> None:
+        checks = {
+            MANAGEMENT: f"http://{self.get_admin_addr()}/admin/ping",
+            QUERY: f"http://{self.get_query_addr()}/metrics",
+        }
+        headers = AdminClient(self).headers()
+        pending = dict(checks)
+        deadline = time.monotonic() + self.start_timeout
+        while pending:
+            self._raise_if_crashed(list(pending), "while starting")
+            for proc_id, url in list(pending.items()):
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(url, headers=headers, timeout=2).status_code == 200:
+                        del pending[proc_id]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise ClipperException(
+                    f"Cluster {self.cluster_name}: {', '.join(pending)} did not answer within "
+                    f"{self.start_timeout:.0f} s.\n" + self._log_tails(pending)
+                )
+            time.sleep(POLL)
+
+    def _raise_if_crashed(self, proc_ids: list[str], doing: str) -> None:
+        if not self.dir.supervisor_alive():
+            raise ClipperException(
+                f"Cluster {self.cluster_name}: the supervisor exited {doing}.\n"
+                f"--- last lines of {self.dir.logs / 'supervisor.log'} ---\n"
+                + _tail_file(self.dir.logs / "supervisor.log")
+            )
+        status = self.dir.read_status()
+        crashed = [p for p in proc_ids if status.get(p, {}).get("restarts", 0) > 0]
+        if crashed:
+            codes = ", ".join(f"{p} (exit code {status[p]['last_exit']})" for p in crashed)
+            raise ClipperException(
+                f"Cluster {self.cluster_name}: {codes} crashed {doing}.\n" + self._log_tails(crashed)
+            )
+
+    def _log_tails(self, proc_ids) -> str:
+        return "\n".join(
+            f"--- last lines of {self.dir.log_file(p)} ---\n{self.dir.tail_log(p)}" for p in proc_ids
+        )
+
+    def connect(self):
+        info = self.dir.read_cluster()
+        if info is None:
+            raise ClipperException(
+                f"Cluster {self.cluster_name} does not exist: there is no {self.dir.cluster_file}. "
+                "Start it with ClipperConnection(LocalContainerManager("
+                f"cluster_name={self.cluster_name!r})).start_clipper(), or set CLIPPER_HOME "
+                "(or state_dir=) to the directory the cluster was started in."
+            )
+        if not self.dir.supervisor_alive():
+            raise ClipperException(
+                f"Cluster {self.cluster_name} is not running (its supervisor has exited; logs in "
+                f"{self.dir.logs}). Call ClipperConnection.stop_all() to clean it up, then start_clipper()."
+            )
+        self.host = info["host"]
+        self.clipper_query_port = info["query_port"]
+        self.clipper_management_port = info["management_port"]
+        self.clipper_rpc_port = info["rpc_port"]
+        self.prometheus_port = info.get("prometheus_port", self.prometheus_port)
+        self.admin_token = info.get("admin_token")
+        self.python = info.get("python", self.python)
+
+    # -- models ----------------------------------------------------------------------------------
+    def build_model(
+        self, name, version, model_data_path, base_image, container_registry=None, pkgs_to_install=None
+    ) -> str:
+        """Copy the model directory under the cluster directory; returns ``local:<path>``.
+
+        ``base_image`` and ``container_registry`` do not apply to local processes and are ignored.
+        """
+        return build.build_local_model(self.dir.models, name, str(version), model_data_path, pkgs_to_install)
+
+    def deploy_model(self, name, version, input_type, image, num_replicas=1):
+        self.set_num_replicas(name, version, input_type, image, num_replicas)
+
+    def _model_spec(self, name, version, input_type, model_dir: Path) -> dict:
+        return {
+            "argv": [self.python, "-m", "clipper.container"],
+            "env": {
+                "CLIPPER_MODEL_NAME": name,
+                "CLIPPER_MODEL_VERSION": version,
+                "CLIPPER_IP": self.host,
+                "CLIPPER_PORT": str(self.clipper_rpc_port),
+                "CLIPPER_INPUT_TYPE": input_type,
+                "CLIPPER_MODEL_PATH": str(model_dir),
+            },
+            "cwd": str(model_dir),
+        }
+
+    def _replica_ids(self, table: dict, name: str, version: str) -> list[str]:
+        out = []
+        for proc_id in table:
+            parsed = parse_model_process_id(proc_id)
+            if parsed is not None and parsed[:2] == (name, version):
+                out.append(proc_id)
+        return out
+
+    def get_num_replicas(self, name, version) -> int:
+        """The number of replicas the supervisor keeps running (a crashed one is being restarted)."""
+        return len(self._replica_ids(self.dir.read_desired(), name, str(version)))
+
+    def set_num_replicas(self, name, version, input_type, image, num_replicas):
+        version = str(version)
+        validate_num_replicas(num_replicas)
+        input_type = validate_input_type(input_type)
+        model_dir = build.model_dir_of(image)
+        spec = self._model_spec(name, version, input_type, model_dir)
+        with self.dir.edit_desired() as table:
+            current = self._replica_ids(table, name, version)
+            self.logger.info(
+                f"Found {len(current)} replicas for {name}:{version}. "
+                + (f"Adding {num_replicas - len(current)}" if num_replicas >= len(current) else
+                   f"Removing {len(current) - num_replicas}")
+            )  # fmt: skip
+            for proc_id in current:
+                if parse_model_process_id(proc_id)[2] >= num_replicas:
+                    del table[proc_id]
+            added = []
+            for i in range(num_replicas):
+                proc_id = model_process_id(name, version, i)
+                if proc_id not in table:
+                    table[proc_id] = spec
+                    added.append(proc_id)
+        if added:
+            try:
+                self._wait_for_replicas(name, version, num_replicas, added)
+            except ClipperException:
+                with self.dir.edit_desired() as table:
+                    for proc_id in added:
+                        table.pop(proc_id, None)
+                raise
+
+    def _wait_for_replicas(self, name, version, num_replicas, added: list[str]) -> None:
+        """Wait until the new replicas run and ``num_replicas`` are connected to the query frontend."""
+        client = AdminClient(self, timeout=5)
+        deadline = time.monotonic() + self.replica_timeout
+        while True:
+            self._raise_if_crashed(added, f"while starting model {name}:{version}")
+            status = self.dir.read_status()
+            if all(status.get(p, {}).get("state") == "running" for p in added):
+                connected = [
+                    c
+                    for c in client.post_json("get_all_containers", {"verbose": True})
+                    if c.get("model_name") == name and str(c.get("model_version")) == version
+                ]
+                if len(connected) >= num_replicas:
+                    return
+            if time.monotonic() >= deadline:
+                raise ClipperException(
+                    f"Model {name}:{version}: {len(added)} new replica(s) did not connect to the query "
+                    f"frontend within {self.replica_timeout:.0f} s.\n" + self._log_tails(added)
+                )
+            time.sleep(POLL)
+
+    def _remove_models(self, keep) -> None:
+        with self.dir.edit_desired() as table:
+            removed = [p for p in table if parse_model_process_id(p) and not keep(parse_model_process_id(p))]
+            for proc_id in removed:
+                del table[proc_id]
+        # Wait (bounded) for the supervisor to let go of them, so that stop_* is synchronous.
+        deadline = time.monotonic() + 10
+        while removed and time.monotonic() < deadline and self.dir.supervisor_alive():
+            status = self.dir.read_status()
+            if not any(p in status for p in removed):
+                return
+            time.sleep(POLL)
+
+    def stop_models(self, models):
+        wanted = {(name, str(v)) for name, versions in models.items() for v in versions}
+        self._remove_models(lambda parsed: parsed[:2] not in wanted)
+
+    def stop_all_model_containers(self):
+        self._remove_models(lambda parsed: False)
+
+    def stop_all(self, graceful=True):
+        """Stop the supervisor and every process it started, and forget the cluster's state.
+
+        Logs stay in ``<cluster dir>/logs``. Works without ``connect()``; a no-op without a cluster.
+        """
+        pid = self.dir.supervisor_pid()
+        if pid is not None and pid_alive(pid) and _is_our_supervisor(pid, self.dir.root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+            deadline = time.monotonic() + (15 if graceful else 2)
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(POLL)
+            # Whatever is left of its process group (children, their children) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        proc = getattr(self, "_supervisor_proc", None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self._remove_state()
+
+    def _remove_state(self) -> None:
+        for path in (self.dir.cluster_file, self.dir.desired_file, self.dir.status_file, self.dir.pid_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        for path in self.dir.root.glob("config.db*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        shutil.rmtree(self.dir.models, ignore_errors=True)
+
+    # -- logs and addresses ----------------------------------------------------------------------
+    def get_logs(self, logging_dir):
+        logging_dir = Path(logging_dir).expanduser().absolute()
+        logging_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for log in sorted(self.dir.logs.glob("*.log")):
+            dest = logging_dir / f"{self.cluster_name}-{log.name}"
+            shutil.copyfile(log, dest)
+            paths.append(str(dest))
+        return paths
+
+    def get_admin_addr(self):
+        return f"{self.host}:{self.clipper_management_port}"
+
+    def get_query_addr(self):
+        return f"{self.host}:{self.clipper_query_port}"
+
+    def get_metric_addr(self):
+        """The query frontend: the local backend runs no Prometheus, the frontend serves the metrics."""
+        return f"{self.host}:{self.clipper_query_port}"
+
+
+def _tail_file(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log written)"
+
+
+def _is_our_supervisor(pid: int, root: Path) -> bool:
+    """Guard against a recycled pid: the process must be this cluster's supervisor."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the pid file
+    return b"clipper_admin.local.supervisor" in cmdline and str(root).encode() in cmdline

@@ -1,0 +1,173 @@
+"""The on-disk state of a local cluster, shared by the manager (any process) and the supervisor.
+
+``$CLIPPER_HOME/<cluster>/``:
+
+* ``cluster.json``  ports, store URL, admin token, interpreter, supervisor pid (written by the manager)
+* ``desired.json``  ``{"processes": {id: {"argv": [...], "env": {...}}}}``: what must run (manager writes,
+  supervisor re-reads whenever it changes)
+* ``status.json``   ``{"supervisor_pid", "processes": {id: {"pid", "state", "restarts", "last_exit"}}}``
+  (supervisor writes)
+* ``supervisor.pid``, ``config.db`` (SQLite store), ``logs/<id>.log``, ``models/<name>/<version>/``
+
+Every JSON file is replaced atomically (write to a temporary file, then rename); read-modify-write
+of ``desired.json`` holds an ``flock`` so that two admin processes cannot lose each other's edits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+MANAGEMENT = "management"
+QUERY = "query-0"
+MODEL_PREFIX = "model/"
+
+
+def clipper_home() -> Path:
+    return Path(os.environ.get("CLIPPER_HOME") or Path.home() / ".clipper").expanduser()
+
+
+def model_process_id(name: str, version: str, replica: int) -> str:
+    return f"{MODEL_PREFIX}{name}/{version}/{replica}"
+
+
+def parse_model_process_id(proc_id: str) -> tuple[str, str, int] | None:
+    if not proc_id.startswith(MODEL_PREFIX):
+        return None
+    name, version, replica = proc_id[len(MODEL_PREFIX) :].split("/")
+    return name, version, int(replica)
+
+
+def log_name(proc_id: str) -> str:
+    """``model/m/1/0`` -> ``model-m-1-0.log`` (names and versions contain no ``/`` or ``_``)."""
+    return proc_id.replace("/", "-") + ".log"
+
+
+def write_json_atomic(path: Path, data, mode: int = 0o644) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+    except json.JSONDecodeError:
+        return default
+
+
+class ClusterDir:
+    """Paths and file access for one cluster directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def desired_file(self) -> Path:
+        return self.root / "desired.json"
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "supervisor.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / "config.db"
+
+    def log_file(self, proc_id: str) -> Path:
+        return self.logs / log_name(proc_id)
+
+    # -- cluster.json ----------------------------------------------------------------------------
+    def read_cluster(self) -> dict | None:
+        return read_json(self.cluster_file)
+
+    def write_cluster(self, info: dict) -> None:
+        # The admin token lives here: readable by the owner only.
+        write_json_atomic(self.cluster_file, info, mode=0o600)
+
+    # -- desired.json ----------------------------------------------------------------------------
+    def read_desired(self) -> dict[str, dict]:
+        return (read_json(self.desired_file) or {}).get("processes", {})
+
+    @contextlib.contextmanager
+    def edit_desired(self) -> Iterator[dict[str, dict]]:
+        """Yield the desired-process table for editing; written back atomically on exit."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".desired.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                processes = self.read_desired()
+                yield processes
+                write_json_atomic(self.desired_file, {"processes": processes})
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- status.json -----------------------------------------------------------------------------
+    def read_status(self) -> dict[str, dict]:
+        return (read_json(self.status_file) or {}).get("processes", {})
+
+    def supervisor_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def supervisor_alive(self) -> bool:
+        pid = self.supervisor_pid()
+        return pid is not None and pid_alive(pid)
+
+    def tail_log(self, proc_id: str, lines: int = 20) -> str:
+        try:
+            with open(self.log_file(proc_id), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 16384))
+                text = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return "(no log written)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
