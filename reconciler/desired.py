@@ -1,0 +1,172 @@
+"""The desired state: manifests resolved to plain records, with content-addressed model versions.
+
+The version of a model without an explicit ``version`` is a short hash of what determines its
+behaviour: the function's source file(s) (not the pickle, which is not stable across runs), the
+referenced name, packages, base image, input type and batch size. An unchanged model therefore keeps
+its version and is never rebuilt; any change yields a new version that rolls out.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.errors import ReconcilerError
+from reconciler.loader import Loaded, ManifestSet
+from schemas import Cluster, ClusterSpec
+
+HASH_LENGTH = 10
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    name: str
+    version: str
+    input_type: str
+    replicas: int
+    batch_size: int
+    content_hash: str
+    explicit_version: bool
+    labels: tuple[str, ...] = ()  # user labels "key=value"
+    source_kind: str = "python"
+    loaded: Loaded | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DesiredApp:
+    name: str
+    input_type: str
+    default_output: str
+    slo_micros: int
+    model: str | None
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    cluster_name: str
+    cluster: ClusterSpec
+    models: dict[str, DesiredModel]
+    apps: dict[str, DesiredApp]
+
+
+def _local_module_files(source: Path, root: Path, seen: set[Path]) -> None:
+    """``source`` and the modules next to it that it imports (recursively), into ``seen``."""
+    source = source.resolve()
+    if source in seen or not source.is_file():
+        return
+    seen.add(source)
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except (SyntaxError, ValueError):
+        return  # hashed as bytes anyway; the import at deploy time reports the error
+    names: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend((0, a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names.append((node.level, base))
+            names.extend((node.level, f"{base}.{a.name}" if base else a.name) for a in node.names)
+    for level, dotted in names:
+        anchor = source.parent if level else root
+        for _ in range(max(level - 1, 0)):
+            anchor = anchor.parent
+        rel = Path(*dotted.split(".")) if dotted else Path()
+        for cand in (anchor / rel.with_suffix(".py") if dotted else None, anchor / rel / "__init__.py"):
+            if cand is not None and cand.is_file():
+                if cand.name == "__init__.py":
+                    for f in sorted(cand.parent.rglob("*.py")):
+                        _local_module_files(f, root, seen)
+                else:
+                    _local_module_files(cand, root, seen)
+
+
+def _function_files(ref: str, base_dir: Path) -> list[Path]:
+    target = ref.rsplit(":", 1)[0]
+    if target.endswith(".py"):
+        path = (base_dir / target).resolve()
+        seen: set[Path] = set()
+        _local_module_files(path, path.parent, seen)
+        return sorted(seen)
+    try:
+        spec = importlib.util.find_spec(target)
+    except (ImportError, ValueError) as e:
+        raise ReconcilerError(f"cannot find module {target!r}: {e}") from None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        raise ReconcilerError(f"cannot find module {target!r} on the Python path")
+    return [Path(spec.origin)]
+
+
+def _hash_tree(h: hashlib._Hash, root: Path) -> None:
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+
+
+def content_hash(loaded: Loaded) -> str:
+    """Short hash of everything that defines the model's behaviour (see module docstring)."""
+    spec = loaded.obj.spec
+    h = hashlib.sha256()
+    parts = [
+        spec.source.kind,
+        spec.input_type,
+        str(spec.batch_size),
+        spec.base_image or "",
+        *sorted(spec.packages),
+    ]
+    if spec.source.image is not None:
+        parts.append(spec.source.image)
+    fn = (
+        spec.source.python.function
+        if spec.source.python
+        else spec.source.pyspark.function
+        if spec.source.pyspark
+        else None
+    )
+    if fn is not None:
+        parts.append(fn.rsplit(":", 1)[1])
+        for f in _function_files(fn, loaded.base_dir):
+            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    if spec.source.pyspark is not None:
+        parts.append(spec.source.pyspark.model_class)
+        _hash_tree(h, loaded.base_dir / spec.source.pyspark.model_path)
+    h.update("\0".join(parts).encode())
+    return h.hexdigest()[:HASH_LENGTH]
+
+
+def desired_state(manifests: ManifestSet, default_cluster: str = "default") -> DesiredState:
+    cluster: Cluster | None = manifests.cluster.obj if manifests.cluster else None
+    models = {}
+    for name, loaded in manifests.models.items():
+        spec = loaded.obj.spec
+        digest = content_hash(loaded)
+        models[name] = DesiredModel(
+            name=name,
+            version=spec.version or digest,
+            input_type=spec.input_type,
+            replicas=spec.replicas,
+            batch_size=spec.batch_size,
+            content_hash=digest,
+            explicit_version=spec.version is not None,
+            labels=tuple(f"{k}={v}" for k, v in sorted(loaded.obj.metadata.labels.items())),
+            source_kind=spec.source.kind,
+            loaded=loaded,
+        )
+    apps = {
+        name: DesiredApp(
+            name=name,
+            input_type=app.obj.spec.input_type,
+            default_output=app.obj.spec.default_output,
+            slo_micros=app.obj.spec.latency_slo_micros,
+            model=app.obj.spec.model,
+        )
+        for name, app in manifests.apps.items()
+    }
+    return DesiredState(
+        cluster_name=cluster.metadata.name if cluster else default_cluster,
+        cluster=cluster.spec if cluster else ClusterSpec(),
+        models=models,
+        apps=apps,
+    )

@@ -1,0 +1,110 @@
+"""The observed state: what the cluster reports, read with one round of list calls.
+
+Nothing here comes from a record of what was applied before; the only local record consulted is
+the ownership registry of applications (apps carry no labels), see :mod:`reconciler.ownership`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.labels import MANAGED_BY, label_value
+
+
+@dataclass(frozen=True)
+class ObservedVersion:
+    name: str
+    version: str
+    input_type: str
+    labels: tuple[str, ...]
+    image: str
+    is_current: bool
+    replicas: int  # replicas connected to the query frontend(s)
+
+    @property
+    def owner(self) -> str | None:
+        return label_value(self.labels, MANAGED_BY)
+
+
+@dataclass(frozen=True)
+class ObservedApp:
+    name: str
+    input_type: str
+    default_output: str
+    slo_micros: int
+    linked: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    """Ownership registry entry for an application."""
+
+    owner: str
+    git_commit: str | None = None
+
+
+@dataclass
+class Observed:
+    running: bool
+    apps: dict[str, ObservedApp] = field(default_factory=dict)
+    models: dict[str, dict[str, ObservedVersion]] = field(default_factory=dict)
+    app_owners: dict[str, AppRecord] = field(default_factory=dict)
+
+    def current(self, model: str) -> ObservedVersion | None:
+        for v in self.models.get(model, {}).values():
+            if v.is_current:
+                return v
+        return None
+
+    def model_owner(self, model: str) -> str | None:
+        """The owner of a model: the owner label of its current version, else of any version."""
+        cur = self.current(model)
+        if cur is not None and cur.owner:
+            return cur.owner
+        for v in self.models.get(model, {}).values():
+            if v.owner:
+                return v.owner
+        return None
+
+
+def from_listings(
+    apps: list[dict[str, Any]],
+    models: list[dict[str, Any]],
+    replicas: list[dict[str, Any]],
+    app_owners: dict[str, AppRecord] | None = None,
+) -> Observed:
+    """Build :class:`Observed` from verbose ``get_all_apps``/``get_all_models``/``get_all_model_replicas``."""
+    counts = Counter((r["model_name"], str(r["model_version"])) for r in replicas)
+    obs = Observed(running=True, app_owners=dict(app_owners or {}))
+    for a in apps:
+        obs.apps[a["name"]] = ObservedApp(
+            name=a["name"],
+            input_type=a["input_type"],
+            default_output=a["default_output"],
+            slo_micros=int(a["latency_slo_micros"]),
+            linked=tuple(a.get("linked_models") or ()),
+        )
+    for m in models:
+        name, version = m["model_name"], str(m["model_version"])
+        obs.models.setdefault(name, {})[version] = ObservedVersion(
+            name=name,
+            version=version,
+            input_type=m["input_type"],
+            labels=tuple(label for label in (m.get("labels") or ()) if label),
+            image=m.get("container_name", ""),
+            is_current=bool(m.get("is_current_version")),
+            replicas=counts.get((name, version), 0),
+        )
+    return obs
+
+
+def observe(conn: Any, app_owners: dict[str, AppRecord]) -> Observed:
+    """Three list calls on a connected ``ClipperConnection``."""
+    return from_listings(
+        conn.get_all_apps(verbose=True),
+        conn.get_all_models(verbose=True),
+        conn.get_all_model_replicas(verbose=True),
+        app_owners,
+    )

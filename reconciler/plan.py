@@ -1,0 +1,287 @@
+"""The plan: a pure function of (desired, observed) -> ordered, classified actions.
+
+Classification:
+- ``create``   the object does not exist;
+- ``update``   changed in place (model replicas; app default output / SLO, see below);
+- ``replace``  rolling replace (a model's new version) or recreate (an app's input type);
+- ``delete``   a managed object absent from the manifests, with ``--prune``;
+- ``prune``    the same without ``--prune``: shown as "would prune", never executed;
+- ``conflict`` the object exists but is not managed by this manifest set: never touched;
+- ``noop``     nothing to do.
+
+Order: cluster, models, applications, links; then deletions in reverse (links, apps, models).
+Clipper's management API cannot change an application in place, so an app ``update`` executes as
+unregister + register + relink (the app answers 404 for the few milliseconds in between).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.desired import DesiredApp, DesiredModel, DesiredState
+from reconciler.labels import CONTENT_HASH, label_value
+from reconciler.observed import Observed
+
+
+class Op(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    PRUNE = "prune"
+    CONFLICT = "conflict"
+    NOOP = "noop"
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Action:
+    op: Op
+    kind: str  # Cluster | Model | Application | Link
+    name: str
+    changes: tuple[Change, ...] = ()
+    reason: str = ""
+    model: DesiredModel | None = field(default=None, compare=False)
+    app: DesiredApp | None = field(default=None, compare=False)
+    previous_version: str | None = None  # model: the version traffic moves away from
+    stop_versions: tuple[str, ...] = ()  # model: old versions whose replicas stop
+    version_registered: bool = False  # model replace: the version exists (rollback/forward)
+    unlink: tuple[str, ...] = ()  # link: models to unlink first
+    link: str | None = None  # link: model to link
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def mutating(self) -> bool:
+        return self.op in (Op.CREATE, Op.UPDATE, Op.REPLACE, Op.DELETE)
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.mutating)
+
+    @property
+    def conflicts(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.op is Op.CONFLICT)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+
+def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str]) -> Action:
+    versions = obs.models.get(m.name)
+    if not versions:
+        return Action(
+            Op.CREATE,
+            "Model",
+            m.name,
+            (Change("version", None, m.version), Change("replicas", None, m.replicas)),
+            model=m,
+        )
+    found_owner = obs.model_owner(m.name)
+    if found_owner != owner:
+        why = f"managed by {found_owner!r}" if found_owner else "not created by clipper apply"
+        return Action(Op.CONFLICT, "Model", m.name, reason=f"exists and is {why}; left untouched", model=m)
+    cur = obs.current(m.name)
+    stale = tuple(sorted(v.version for v in versions.values() if v.version != m.version and v.replicas > 0))
+    if cur is None or cur.version != m.version:
+        target = versions.get(m.version)
+        changes = [Change("version", cur.version if cur else None, m.version)]
+        if target is not None and target.input_type != m.input_type:
+            return Action(
+                Op.CONFLICT,
+                "Model",
+                m.name,
+                reason=f"version {m.version} is registered with input type "
+                f"{target.input_type}; choose another version",
+                model=m,
+            )
+        if cur is not None and cur.replicas != m.replicas:
+            changes.append(Change("replicas", cur.replicas, m.replicas))
+        reason = "rollback/forward to a registered version" if target is not None else "new version"
+        return Action(
+            Op.REPLACE,
+            "Model",
+            m.name,
+            tuple(changes),
+            reason=reason,
+            model=m,
+            previous_version=cur.version if cur else None,
+            stop_versions=stale,
+            version_registered=target is not None,
+        )
+    if cur.input_type != m.input_type:
+        return Action(
+            Op.CONFLICT,
+            "Model",
+            m.name,
+            model=m,
+            reason=f"version {m.version} is registered with input type {cur.input_type}; change spec.version",
+        )
+    if m.explicit_version and (observed_hash := label_value(cur.labels, CONTENT_HASH)) not in (
+        None,
+        m.content_hash,
+    ):
+        warnings.append(
+            f"Model/{m.name}: content changed (hash {observed_hash} -> {m.content_hash}) but version "
+            f"{m.version} is pinned; change spec.version to roll it out"
+        )
+    changes = []
+    if cur.replicas != m.replicas:
+        changes.append(Change("replicas", cur.replicas, m.replicas))
+    for v in stale:
+        changes.append(Change(f"replicas[{v}]", versions[v].replicas, 0))
+    if changes:
+        return Action(Op.UPDATE, "Model", m.name, tuple(changes), model=m, stop_versions=stale)
+    return Action(Op.NOOP, "Model", m.name, model=m)
+
+
+def _plan_app(a: DesiredApp, obs: Observed, owner: str) -> Action:
+    cur = obs.apps.get(a.name)
+    record = obs.app_owners.get(a.name)
+    if cur is None:
+        return Action(
+            Op.CREATE,
+            "Application",
+            a.name,
+            (
+                Change("inputType", None, a.input_type),
+                Change("defaultOutput", None, a.default_output),
+                Change("latencySloMicros", None, a.slo_micros),
+            ),
+            app=a,
+        )
+    if record is None or record.owner != owner:
+        why = f"managed by {record.owner!r}" if record else "not created by clipper apply"
+        return Action(
+            Op.CONFLICT, "Application", a.name, reason=f"exists and is {why}; left untouched", app=a
+        )
+    changes = [
+        Change(f, old, new)
+        for f, old, new in (
+            ("inputType", cur.input_type, a.input_type),
+            ("defaultOutput", cur.default_output, a.default_output),
+            ("latencySloMicros", cur.slo_micros, a.slo_micros),
+        )
+        if old != new
+    ]
+    if not changes:
+        return Action(Op.NOOP, "Application", a.name, app=a)
+    if any(c.field == "inputType" for c in changes):
+        return Action(
+            Op.REPLACE, "Application", a.name, tuple(changes), reason="input type changes: re-register", app=a
+        )
+    return Action(
+        Op.UPDATE,
+        "Application",
+        a.name,
+        tuple(changes),
+        reason="re-registered (the API has no app update)",
+        app=a,
+    )
+
+
+def _plan_link(a: DesiredApp, linked: tuple[str, ...]) -> Action | None:
+    want = (a.model,) if a.model else ()
+    if tuple(linked) == want:
+        return Action(Op.NOOP, "Link", a.name, link=a.model) if want else None
+    change = Change("model", ", ".join(linked) or None, a.model)
+    if not want:
+        return Action(Op.DELETE, "Link", a.name, (change,), unlink=tuple(linked))
+    op = Op.REPLACE if linked else Op.CREATE
+    return Action(op, "Link", a.name, (change,), unlink=tuple(linked), link=a.model)
+
+
+def make_plan(desired: DesiredState, observed: Observed, owner: str, prune: bool = False) -> Plan:
+    """Ordered actions that take ``observed`` to ``desired`` for the objects ``owner`` manages."""
+    warnings: list[str] = []
+    actions: list[Action] = []
+    if not observed.running:
+        actions.append(
+            Action(
+                Op.CREATE,
+                "Cluster",
+                desired.cluster_name,
+                (Change("backend", None, desired.cluster.backend),),
+            )
+        )
+    else:
+        actions.append(Action(Op.NOOP, "Cluster", desired.cluster_name))
+    model_actions = [
+        _plan_model(desired.models[n], observed, owner, warnings) for n in sorted(desired.models)
+    ]
+    # the server refuses a model version whose input type differs from a linked app's: unlink first
+    retyped = {
+        a.name
+        for a in model_actions
+        if a.op is Op.REPLACE
+        and (cur := observed.current(a.name)) is not None
+        and cur.input_type != a.model.input_type
+    }
+    unlinked: set[str] = set()
+    for app in sorted(observed.apps.values(), key=lambda x: x.name):
+        if (
+            retyped.intersection(app.linked)
+            and observed.app_owners.get(app.name, None) is not None
+            and observed.app_owners[app.name].owner == owner
+        ):
+            unlinked.add(app.name)
+            actions.append(
+                Action(
+                    Op.DELETE,
+                    "Link",
+                    app.name,
+                    (Change("model", ", ".join(app.linked), None),),
+                    reason="input type changes",
+                    unlink=app.linked,
+                )
+            )
+    actions += model_actions
+    app_actions = [_plan_app(desired.apps[n], observed, owner) for n in sorted(desired.apps)]
+    actions += app_actions
+    for act in app_actions:
+        if act.op is Op.CONFLICT:
+            continue
+        recreated = act.op in (Op.CREATE, Op.UPDATE, Op.REPLACE)
+        cur = observed.apps.get(act.name)
+        linked = () if recreated or cur is None or act.name in unlinked else cur.linked
+        link = _plan_link(desired.apps[act.name], linked)
+        if link is not None:
+            actions.append(link)
+    # deletions, reverse order: applications (their links go with them), then models
+    gone = Op.DELETE if prune else Op.PRUNE
+    for name in sorted(observed.apps):
+        rec = observed.app_owners.get(name)
+        if name not in desired.apps and rec is not None and rec.owner == owner:
+            actions.append(
+                Action(gone, "Application", name, reason="" if prune else "not in the manifests; use --prune")
+            )
+    for name in sorted(observed.models):
+        if name not in desired.models and observed.model_owner(name) == owner:
+            versions = tuple(sorted(observed.models[name]))
+            actions.append(
+                Action(
+                    gone,
+                    "Model",
+                    name,
+                    (Change("versions", ", ".join(versions), None),),
+                    reason="" if prune else "not in the manifests; use --prune",
+                )
+            )
+    return Plan(tuple(actions), tuple(warnings))

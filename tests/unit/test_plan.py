@@ -1,0 +1,185 @@
+"""Table tests of the pure plan function (desired, observed) -> ordered, classified actions."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.desired import DesiredApp, DesiredModel, DesiredState
+from reconciler.labels import CONTENT_HASH, MANAGED_BY
+from reconciler.observed import AppRecord, Observed, ObservedApp, ObservedVersion
+from reconciler.plan import Op, make_plan
+from schemas import ClusterSpec
+
+OWNER = "team"
+
+
+def dm(name="m", version="v1", replicas=1, explicit=False, digest=None, input_type="doubles"):
+    return DesiredModel(name, version, input_type, replicas, -1, digest or version, explicit)
+
+
+def da(name="a", model="m", default="None", slo=100000, input_type="doubles"):
+    return DesiredApp(name, input_type, default, slo, model)
+
+
+def ov(name="m", version="v1", current=True, replicas=1, owner=OWNER, digest=None, input_type="doubles"):
+    labels = ((f"{MANAGED_BY}={owner}",) if owner else ()) + (f"{CONTENT_HASH}={digest or version}",)
+    return ObservedVersion(name, version, input_type, labels, "img", current, replicas)
+
+
+def oa(name="a", linked=("m",), default="None", slo=100000, input_type="doubles"):
+    return ObservedApp(name, input_type, default, slo, tuple(linked))
+
+
+def desired(models=(), apps=()):
+    return DesiredState("c", ClusterSpec(), {m.name: m for m in models}, {a.name: a for a in apps})
+
+
+def observed(versions=(), apps=(), owners=None, running=True):
+    obs = Observed(running=running)
+    for v in versions:
+        obs.models.setdefault(v.name, {})[v.version] = v
+    for a in apps:
+        obs.apps[a.name] = a
+    obs.app_owners = {
+        n: AppRecord(o) for n, o in (owners if owners is not None else {a.name: OWNER for a in apps}).items()
+    }
+    return obs
+
+
+def summary(plan):
+    return [(a.op.value, a.ref) for a in plan.actions if a.op is not Op.NOOP]
+
+
+CASES = {
+    "from nothing": (
+        desired([dm()], [da()]),
+        observed(running=False),
+        False,
+        [("create", "Cluster/c"), ("create", "Model/m"), ("create", "Application/a"), ("create", "Link/a")],
+    ),
+    "converged is a no-op": (desired([dm()], [da()]), observed([ov()], [oa()]), False, []),
+    "replicas scale in place": (
+        desired([dm(replicas=3)], [da()]),
+        observed([ov(replicas=1)], [oa()]),
+        False,
+        [("update", "Model/m")],
+    ),
+    "new version is a rolling replace": (
+        desired([dm(version="v2")], [da()]),
+        observed([ov(version="v1")], [oa()]),
+        False,
+        [("replace", "Model/m")],
+    ),
+    "default output updates the app and relinks it": (
+        desired([dm()], [da(default="x")]),
+        observed([ov()], [oa()]),
+        False,
+        [("update", "Application/a"), ("create", "Link/a")],
+    ),
+    "input type change recreates the app": (
+        desired([dm(version="v2", input_type="ints")], [da(input_type="ints")]),
+        observed([ov()], [oa()]),
+        False,
+        [("delete", "Link/a"), ("replace", "Model/m"), ("replace", "Application/a"), ("create", "Link/a")],
+    ),
+    "relink to another model": (
+        desired([dm(), dm(name="n")], [da(model="n")]),
+        observed([ov(), ov(name="n")], [oa()]),
+        False,
+        [("replace", "Link/a")],
+    ),
+    "removed app without prune is only reported": (
+        desired([dm()], []),
+        observed([ov()], [oa()]),
+        False,
+        [("prune", "Application/a")],
+    ),
+    "removed app and model with prune": (
+        desired([], []),
+        observed([ov()], [oa()]),
+        True,
+        [("delete", "Application/a"), ("delete", "Model/m")],
+    ),
+    "unmanaged objects are never pruned": (
+        desired([], []),
+        observed([ov(owner=None)], [oa()], owners={}),
+        True,
+        [],
+    ),
+    "objects of another manifest set are conflicts": (
+        desired([dm()], [da()]),
+        observed([ov(owner="other")], [oa()], owners={"a": "other"}),
+        False,
+        [("conflict", "Model/m"), ("conflict", "Application/a")],
+    ),
+    "deleted app in the registry comes back": (
+        desired([dm()], [da()]),
+        observed([ov()], [], owners={"a": OWNER}),
+        False,
+        [("create", "Application/a"), ("create", "Link/a")],
+    ),
+    "stale replicas of an old version are stopped": (
+        desired([dm(version="v2")]),
+        observed([ov(version="v1", current=False, replicas=1), ov(version="v2")]),
+        False,
+        [("update", "Model/m")],
+    ),
+    "same version with another input type is a conflict": (
+        desired([dm(input_type="ints")]),
+        observed([ov()]),
+        False,
+        [("conflict", "Model/m")],
+    ),
+    "unlink when the manifest drops the model": (
+        desired([dm()], [da(model=None)]),
+        observed([ov()], [oa()]),
+        False,
+        [("delete", "Link/a")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_plan_table(name):
+    want_desired, want_observed, prune, expected = CASES[name]
+    plan = make_plan(want_desired, want_observed, OWNER, prune=prune)
+    assert summary(plan) == expected
+
+
+def test_rolling_replace_details():
+    plan = make_plan(desired([dm(version="v2", replicas=2)]), observed([ov(version="v1", replicas=1)]), OWNER)
+    act = plan.actions[1]
+    assert act.previous_version == "v1" and not act.version_registered
+    assert {c.field for c in act.changes} == {"version", "replicas"}
+
+
+def test_rollback_to_registered_version():
+    plan = make_plan(
+        desired([dm(version="v1")]),
+        observed([ov(version="v1", current=False, replicas=0), ov(version="v2")]),
+        OWNER,
+    )
+    act = plan.actions[1]
+    assert act.op is Op.REPLACE and act.version_registered and act.previous_version == "v2"
+
+
+def test_pinned_version_with_changed_content_warns_and_changes_nothing():
+    plan = make_plan(desired([dm(explicit=True, digest="new")]), observed([ov(digest="old")]), OWNER)
+    assert not plan.has_changes
+    assert "pinned" in plan.warnings[0]
+
+
+def test_order_models_before_apps_before_links_then_deletions():
+    plan = make_plan(
+        desired([dm(name="z")], [da(name="b", model="z")]),
+        observed([ov(name="old")], [oa(name="a", linked=("old",))]),
+        OWNER,
+        prune=True,
+    )
+    kinds = [a.ref for a in plan.changes]
+    assert kinds == ["Model/z", "Application/b", "Link/b", "Application/a", "Model/old"]
+
+
+def test_plan_is_pure():
+    d, o = desired([dm()], [da()]), observed([ov(replicas=0)], [oa()])
+    assert make_plan(d, o, OWNER) == make_plan(d, o, OWNER)
