@@ -1,0 +1,1 @@
+"""Docker backend: ``DockerContainerManager`` and its helpers (ports, containers, model images)."""

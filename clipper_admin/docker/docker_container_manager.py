@@ -1,0 +1,471 @@
+"""``DockerContainerManager``: a Clipper cluster as Docker containers (the original's constructor,
+container names, labels and ports; clipper-admin-api.md §5).
+
+What differs from the original, on purpose:
+
+* Redis is ``<registry>/redis:<version>`` (Debian's redis-server, append-only file on, data in a
+  volume labelled with the cluster) instead of ``redis:alpine``; there is no frontend exporter,
+  because the query frontend serves the Prometheus exposition itself; Prometheus starts only when
+  its image (``<registry>/prometheus:<version>``, built by images/build.sh) exists.
+* Ports are published on ``publish_host`` (127.0.0.1 unless told otherwise), and an external
+  Redis is reached on ``redis_port`` (the original always said 6379).
+* ``connect()`` on a missing cluster raises ``ClipperException`` naming it, not ``KeyError``.
+* Stopped containers are removed (``stop_models``, scale-down and ``stop_all``), so ``docker ps -a``
+  does not fill up; ``stop_all`` also removes the cluster's Redis volume and Prometheus config.
+* Every wait has a timeout (``start_timeout``) and a failure quotes the container's last log lines.
+* Centralised logging (fluentd) is not available: no fluentd image can be built offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import docker
+import docker.errors
+import requests
+
+from ..container_manager import (
+    CLIPPER_DOCKER_LABEL,
+    CLIPPER_DOCKER_PORT_LABELS,
+    CLIPPER_INTERNAL_MANAGEMENT_PORT,
+    CLIPPER_INTERNAL_QUERY_PORT,
+    CLIPPER_INTERNAL_REDIS_PORT,
+    CLIPPER_INTERNAL_RPC_PORT,
+    CLIPPER_METRIC_CONFIG_LABEL,
+    CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
+    CLIPPER_MODEL_CONTAINER_LABEL,
+    CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
+    ClusterAdapter,
+    ContainerManager,
+    create_model_container_label,
+    parse_model_container_label,
+)
+from ..exceptions import ClipperException
+from ..version import __registry__, __version__
+from . import prometheus
+from .containers import describe_failure, http_ok, redis_pong, run_container, wait_until
+from .image_builder import build_model_image, push_image
+from .ports import find_unbound_port
+
+logger = logging.getLogger(__name__)
+
+#: Label on the cluster's Redis volume (containers carry CLIPPER_DOCKER_LABEL as in the original).
+CLIPPER_VOLUME_LABEL = CLIPPER_DOCKER_LABEL
+PROMETHEUS_INTERNAL_PORT = 9090
+_EXPLICIT_RUN_ARGS = ("name", "environment", "ports", "command", "labels", "volumes", "user", "log_config")
+
+__all__ = ["DockerContainerManager", "find_unbound_port"]
+
+
+def _image(name: str) -> str:
+    return f"{__registry__}/{name}:{__version__}"
+
+
+class DockerContainerManager(ContainerManager):
+    #: Seconds a container may take to become ready in start_clipper / deploy_model.
+    start_timeout: float = 120.0
+
+    def __init__(
+        self,
+        cluster_name="default-cluster",
+        docker_ip_address="localhost",
+        use_centralized_log=False,
+        fluentd_port=24224,
+        clipper_query_port=1337,
+        clipper_management_port=1338,
+        clipper_rpc_port=7000,
+        redis_ip=None,
+        redis_port=6379,
+        prometheus_port=9090,
+        docker_network="clipper_network",
+        extra_container_kwargs=None,
+        *,
+        publish_host="127.0.0.1",
+        redis_image=None,
+        prometheus_image=None,
+    ):
+        """Parameters are the original's (clipper-admin-api.md §5.1); the keyword-only ones are new.
+
+        ``publish_host`` is the host address ports are published on; ``redis_image`` and
+        ``prometheus_image`` default to ``<CLIPPER_REGISTRY or clipper>/{redis,prometheus}:<version>``.
+        """
+        self.cluster_name = cluster_name
+        self.cluster_identifier = cluster_name
+        self.public_hostname = docker_ip_address
+        self.clipper_query_port = clipper_query_port
+        self.clipper_management_port = clipper_management_port
+        self.clipper_rpc_port = clipper_rpc_port
+        self.redis_ip = redis_ip
+        self.external_redis = redis_ip is not None
+        self.redis_port = redis_port
+        self.prometheus_port = prometheus_port
+        self.centralize_log = use_centralized_log
+        self.fluentd_port = fluentd_port
+        self.publish_host = publish_host
+        self.redis_image = redis_image or _image("redis")
+        self.prometheus_image = prometheus_image or _image("prometheus")
+        self.prom_config_path: str | None = None
+        self.logger = ClusterAdapter(logger, {"cluster_name": self.cluster_identifier})
+        if docker_network == "host":
+            raise ClipperException(
+                'DockerContainerManager does not support running Clipper on the "host" docker network. '
+                "Please pick a different network name"
+            )
+        if use_centralized_log:
+            raise ClipperException(
+                "Centralized logging (fluentd) is not available: its image cannot be built offline. "
+                "Use get_logs() (docker logs) instead."
+            )
+        self.docker_network = docker_network
+        try:
+            self.docker_client = docker.from_env()
+            self.docker_client.ping()
+        except docker.errors.DockerException as e:
+            raise ClipperException(
+                f"Unable to Connect to Docker. Please Check if Docker is running. ({e})"
+            ) from e
+
+        self.extra_container_kwargs = dict(extra_container_kwargs or {})
+        self.common_labels = dict(self.extra_container_kwargs.pop("labels", None) or {})
+        self.common_labels[CLIPPER_DOCKER_LABEL] = cluster_name
+        clash = sorted(set(self.extra_container_kwargs) & set(_EXPLICIT_RUN_ARGS))
+        if clash:
+            raise ClipperException(
+                f"extra_container_kwargs may not set {', '.join(clash)}: the manager sets them"
+            )
+        self.extra_container_kwargs.update({"network": docker_network, "detach": True})
+        self.log_config = {"type": "json-file"}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _run(
+        self, image, name_prefix, *, command=None, ports=None, labels=None, environment=None, volumes=None
+    ):
+        return run_container(
+            self.docker_client,
+            image,
+            name_prefix,
+            command=command,
+            ports=ports,
+            labels={**self.common_labels, **(labels or {})},
+            environment=environment,
+            volumes=volumes,
+            log_config=self.log_config,
+            **self.extra_container_kwargs,
+        )
+
+    def _publish(self, port: int) -> tuple[str, int]:
+        return (self.publish_host, port)
+
+    def _containers(self, *labels: str, all: bool = False):
+        filters = {"label": [f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}", *labels]}
+        return self.docker_client.containers.list(all=all, filters=filters)
+
+    def _host(self) -> str:
+        return "127.0.0.1" if self.publish_host in ("0.0.0.0", "") else self.publish_host
+
+    def _create_network(self) -> None:
+        try:
+            if not self.docker_client.networks.list(names=[self.docker_network]):
+                self.docker_client.networks.create(self.docker_network, driver="bridge", check_duplicate=True)
+        except docker.errors.APIError as e:
+            self.logger.debug(f"{self.docker_network} network already exists ({e})")
+        except (requests.ConnectionError, ConnectionError) as e:
+            raise ClipperException("Unable to Connect to Docker. Please Check if Docker is running.") from e
+
+    def _store_url(self) -> str:
+        port = self.redis_port if self.external_redis else CLIPPER_INTERNAL_REDIS_PORT
+        return f"redis://{self.redis_ip}:{port}"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start_clipper(
+        self,
+        query_frontend_image,
+        mgmt_frontend_image,
+        frontend_exporter_image,
+        cache_size,
+        qf_http_thread_pool_size,
+        qf_http_timeout_request,
+        qf_http_timeout_content,
+        num_frontend_replicas=1,
+    ):
+        if num_frontend_replicas != 1:
+            raise ClipperException(
+                "Docker container manager's query frontend scale-out hasn't been implemented. "
+                "Please set num_frontend_replicas=1 or use Kubernetes."
+            )
+        self._create_network()
+        if self._containers():
+            raise ClipperException(
+                f"Cluster {self.cluster_name} cannot be started because it already exists. "
+                "Please use ClipperConnection.connect() to connect to it."
+            )
+        try:
+            self._start_redis()
+            self._start_management_frontend(mgmt_frontend_image)
+            query_name = self._start_query_frontend(
+                query_frontend_image,
+                cache_size,
+                qf_http_thread_pool_size,
+                qf_http_timeout_request,
+                qf_http_timeout_content,
+            )
+            self._start_prometheus(query_name)
+        except BaseException:
+            self.logger.warning(f"Starting cluster {self.cluster_name} failed; removing its containers")
+            self._remove_cluster(graceful=False)
+            raise
+        self.connect()
+
+    def _start_redis(self) -> None:
+        if self.external_redis:
+            return
+        self.redis_port = find_unbound_port(self.redis_port)
+        volume = self.docker_client.volumes.create(
+            name=f"clipper-{self.cluster_name}-redis", labels={CLIPPER_VOLUME_LABEL: self.cluster_name}
+        )
+        redis = self._run(
+            self.redis_image,
+            "redis",
+            ports={f"{CLIPPER_INTERNAL_REDIS_PORT}/tcp": self._publish(self.redis_port)},
+            labels={CLIPPER_DOCKER_PORT_LABELS["redis"]: str(self.redis_port)},
+            volumes={volume.name: {"bind": "/data", "mode": "rw"}},
+        )
+        self.redis_ip = redis.name
+        wait_until(redis, redis_pong(self._host(), self.redis_port), "Redis", self.start_timeout)
+
+    def _start_management_frontend(self, image) -> None:
+        self.clipper_management_port = find_unbound_port(self.clipper_management_port)
+        env = {"CLIPPER_ADMIN_TOKEN": self.admin_token} if self.admin_token else None
+        mgmt = self._run(
+            image,
+            "mgmt_frontend",
+            command=["--store", self._store_url(), "--port", str(CLIPPER_INTERNAL_MANAGEMENT_PORT)],
+            ports={f"{CLIPPER_INTERNAL_MANAGEMENT_PORT}/tcp": self._publish(self.clipper_management_port)},
+            labels={
+                CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: "",
+                CLIPPER_DOCKER_PORT_LABELS["management"]: str(self.clipper_management_port),
+            },
+            environment=env,
+        )
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else None
+        url = f"http://{self._host()}:{self.clipper_management_port}/admin/ping"
+        wait_until(mgmt, http_ok(url, headers), "Management frontend", self.start_timeout)
+
+    def _start_query_frontend(
+        self, image, cache_size, thread_pool_size, timeout_request, timeout_content
+    ) -> str:
+        self.clipper_query_port = find_unbound_port(self.clipper_query_port)
+        self.clipper_rpc_port = find_unbound_port(self.clipper_rpc_port)
+        query = self._run(
+            image,
+            "query_frontend",
+            command=[
+                "--store",
+                self._store_url(),
+                "--port",
+                str(CLIPPER_INTERNAL_QUERY_PORT),
+                "--rpc-port",
+                str(CLIPPER_INTERNAL_RPC_PORT),
+                f"--prediction_cache_size={cache_size}",
+                f"--thread_pool_size={thread_pool_size}",
+                f"--timeout_request={timeout_request}",
+                f"--timeout_content={timeout_content}",
+            ],
+            ports={
+                f"{CLIPPER_INTERNAL_QUERY_PORT}/tcp": self._publish(self.clipper_query_port),
+                f"{CLIPPER_INTERNAL_RPC_PORT}/tcp": self._publish(self.clipper_rpc_port),
+            },
+            labels={
+                CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: "",
+                CLIPPER_DOCKER_PORT_LABELS["query_rest"]: str(self.clipper_query_port),
+                CLIPPER_DOCKER_PORT_LABELS["query_rpc"]: str(self.clipper_rpc_port),
+            },
+        )
+        url = f"http://{self._host()}:{self.clipper_query_port}/metrics"
+        wait_until(query, http_ok(url), "Query frontend", self.start_timeout)
+        return query.name
+
+    def _start_prometheus(self, query_frontend_name: str) -> None:
+        try:
+            self.docker_client.images.get(self.prometheus_image)
+        except docker.errors.ImageNotFound:
+            self.logger.info(f"{self.prometheus_image} is not built: starting without Prometheus")
+            return
+        self.prometheus_port = find_unbound_port(self.prometheus_port)
+        self.prom_config_path = prometheus.write_config(
+            [f"{query_frontend_name}:{CLIPPER_INTERNAL_QUERY_PORT}"]
+        )
+        prom = self._run(
+            self.prometheus_image,
+            "metric_frontend",
+            ports={f"{PROMETHEUS_INTERNAL_PORT}/tcp": self._publish(self.prometheus_port)},
+            labels={
+                CLIPPER_DOCKER_PORT_LABELS["metric"]: str(self.prometheus_port),
+                CLIPPER_METRIC_CONFIG_LABEL: self.prom_config_path,
+            },
+            volumes={self.prom_config_path: {"bind": "/etc/prometheus/prometheus.yml", "mode": "ro"}},
+        )
+        url = f"http://{self._host()}:{self.prometheus_port}/-/ready"
+        wait_until(prom, http_ok(url), "Prometheus", self.start_timeout)
+
+    def connect(self):
+        labels: dict[str, str] = {}
+        for container in self._containers():
+            labels.update(container.labels)
+        ports = CLIPPER_DOCKER_PORT_LABELS
+        if ports["query_rest"] not in labels or ports["management"] not in labels:
+            raise ClipperException(
+                f"No running Clipper cluster named {self.cluster_name} on this Docker engine "
+                "(no query or management frontend container carries its label). "
+                "Start it with ClipperConnection.start_clipper()."
+            )
+        if ports["redis"] in labels:
+            self.redis_port = int(labels[ports["redis"]])
+        self.clipper_management_port = int(labels[ports["management"]])
+        self.clipper_query_port = int(labels[ports["query_rest"]])
+        self.clipper_rpc_port = int(labels[ports["query_rpc"]])
+        if ports["metric"] in labels:
+            self.prometheus_port = int(labels[ports["metric"]])
+            self.prom_config_path = labels.get(CLIPPER_METRIC_CONFIG_LABEL)
+        for container in self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL):
+            args = container.attrs.get("Args") or []
+            if "--store" in args:
+                store = args[args.index("--store") + 1]
+                self.redis_ip = store.removeprefix("redis://").rsplit(":", 1)[0]
+
+    # -- models --------------------------------------------------------------------------------
+    def build_model(
+        self,
+        name,
+        version,
+        model_data_path,
+        base_image,
+        container_registry=None,
+        pkgs_to_install=None,
+    ) -> str:
+        tag = f"{self.cluster_identifier}-{name}:{version}"
+        if container_registry is not None:
+            tag = f"{container_registry}/{tag}"
+        labels = {
+            CLIPPER_DOCKER_LABEL: self.cluster_name,
+            "ai.clipper.model.name": name,
+            "ai.clipper.model.version": str(version),
+        }
+        build_model_image(self.docker_client, tag, model_data_path, base_image, pkgs_to_install, labels)
+        if container_registry is not None:
+            push_image(self.docker_client, tag)
+        return tag
+
+    def deploy_model(self, name, version, input_type, image, num_replicas=1):
+        self.set_num_replicas(name, version, input_type, image, num_replicas)
+
+    def _get_replicas(self, name, version):
+        return self._containers(
+            f"{CLIPPER_MODEL_CONTAINER_LABEL}={create_model_container_label(name, version)}"
+        )
+
+    def get_num_replicas(self, name, version) -> int:
+        return len(self._get_replicas(name, version))
+
+    def _add_replica(self, name, version, input_type, image):
+        frontends = self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL)
+        if not frontends:
+            self.logger.warning("No Clipper query frontend found.")
+            raise ClipperException("No Clipper query frontend to attach model container to")
+        label = create_model_container_label(name, version)
+        return self._run(
+            image,
+            label,
+            environment={
+                "CLIPPER_MODEL_NAME": name,
+                "CLIPPER_MODEL_VERSION": str(version),
+                "CLIPPER_IP": frontends[0].name,
+                "CLIPPER_INPUT_TYPE": input_type,
+            },
+            labels={CLIPPER_MODEL_CONTAINER_LABEL: label, CLIPPER_DOCKER_LABEL: self.cluster_name},
+        )
+
+    def set_num_replicas(self, name, version, input_type, image, num_replicas):
+        current = self._get_replicas(name, version)
+        if len(current) < num_replicas:
+            missing = num_replicas - len(current)
+            self.logger.info(f"Found {len(current)} replicas for {name}:{version}. Adding {missing}")
+            started = [self._add_replica(name, version, input_type, image) for _ in range(missing)]
+            for container in started:
+                wait_until(
+                    container, lambda: True, f"Model container for {name}:{version}", self.start_timeout
+                )
+        elif len(current) > num_replicas:
+            extra = len(current) - num_replicas
+            self.logger.info(f"Found {len(current)} replicas for {name}:{version}. Removing {extra}")
+            for container in current[:extra]:
+                self._remove(container, graceful=True)
+
+    def stop_models(self, models):
+        for container in self._containers(CLIPPER_MODEL_CONTAINER_LABEL):
+            name, version = parse_model_container_label(container.labels[CLIPPER_MODEL_CONTAINER_LABEL])
+            if name in models and version in [str(v) for v in models[name]]:
+                self._remove(container, graceful=True)
+
+    def stop_all_model_containers(self):
+        for container in self._containers(CLIPPER_MODEL_CONTAINER_LABEL):
+            self._remove(container, graceful=True)
+
+    def stop_all(self, graceful=True):
+        self._remove_cluster(graceful)
+
+    def _remove(self, container, graceful: bool) -> None:
+        try:
+            if graceful:
+                container.stop(timeout=10)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            self.logger.warning(f"Could not remove {container.name}: {e}")
+
+    def _remove_cluster(self, graceful: bool) -> None:
+        containers = self._containers(all=True)
+        # model containers first, then frontends, Redis last (it holds the state they write)
+        containers.sort(
+            key=lambda c: (CLIPPER_MODEL_CONTAINER_LABEL not in c.labels, c.name.startswith("redis-"))
+        )
+        for container in containers:
+            self._remove(container, graceful)
+        for volume in self.docker_client.volumes.list(
+            filters={"label": f"{CLIPPER_VOLUME_LABEL}={self.cluster_name}"}
+        ):
+            try:
+                volume.remove(force=True)
+            except docker.errors.APIError as e:
+                self.logger.warning(f"Could not remove volume {volume.name}: {e}")
+        if self.prom_config_path and os.path.exists(self.prom_config_path):
+            os.remove(self.prom_config_path)
+
+    # -- logs and addresses -------------------------------------------------------------------
+    def get_logs(self, logging_dir):
+        logging_dir = os.path.abspath(os.path.expanduser(logging_dir))
+        os.makedirs(logging_dir, exist_ok=True)
+        paths = []
+        for container in self._containers():
+            path = os.path.join(
+                logging_dir, f"image_{container.image.short_id}:container_{container.short_id}.log"
+            )
+            with open(path, "wb") as f:
+                f.write(container.logs(stdout=True, stderr=True))
+            paths.append(path)
+        return paths
+
+    def get_admin_addr(self):
+        return f"{self.public_hostname}:{self.clipper_management_port}"
+
+    def get_query_addr(self):
+        return f"{self.public_hostname}:{self.clipper_query_port}"
+
+    def get_metric_addr(self):
+        return f"{self.public_hostname}:{self.prometheus_port}"
+
+    def describe_failure(self, container) -> str:
+        """The container's state and last log lines (used by callers that watch replicas)."""
+        return describe_failure(container, f"Container {container.name}")

@@ -1,0 +1,140 @@
+"""Model images: a model directory at ``/model`` on top of a model-container base image.
+
+Built offline with the docker SDK: requirements (the model directory's ``requirements.txt`` and
+``pkgs_to_install``) are turned into wheels on this machine with ``pip wheel`` and installed in the
+image with ``pip install --no-index``, so the build itself needs no network. Layers are reused: the
+base image is untouched and the model image only adds its directory and its own requirements.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+
+import docker
+import docker.errors
+from rich.console import Console
+
+from ..exceptions import ClipperException
+
+logger = logging.getLogger(__name__)
+
+#: The user our model-container base images run as (images/py-rpc/Dockerfile).
+DEFAULT_CONTAINER_USER = "clipper"
+
+
+def _requirements(model_dir: str, pkgs_to_install: Iterable[str] | None) -> list[str]:
+    reqs: list[str] = []
+    path = os.path.join(model_dir, "requirements.txt")
+    if os.path.isfile(path):
+        with open(path) as f:
+            reqs += [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    reqs += list(pkgs_to_install or [])
+    return reqs
+
+
+def _download_wheels(reqs: list[str], dest: str) -> None:
+    os.makedirs(dest, exist_ok=True)
+    with open(os.path.join(dest, "requirements.txt"), "w") as f:
+        f.write("\n".join(reqs) + "\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "-w",
+            dest,
+            "-r",
+            os.path.join(dest, "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise ClipperException(f"Could not fetch the model's Python packages {reqs}:\n{tail}")
+
+
+def render_dockerfile(base_image: str, with_wheels: bool, user: str) -> str:
+    lines = [f"FROM {base_image}", "COPY model/ /model/"]
+    if with_wheels:
+        lines += [
+            "USER root",
+            "COPY wheels/ /tmp/wheels/",
+            "RUN pip install --no-cache-dir --no-index --find-links /tmp/wheels "
+            "-r /tmp/wheels/requirements.txt && rm -rf /tmp/wheels",
+            f"USER {user}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _image_user(client: docker.DockerClient, base_image: str) -> str:
+    try:
+        return client.images.get(base_image).attrs["Config"].get("User") or "root"
+    except docker.errors.ImageNotFound as e:
+        raise ClipperException(
+            f"Base image {base_image} not found locally. Build Clipper's images with images/build.sh, "
+            "or pass base_image= an image that exists."
+        ) from e
+
+
+def build_model_image(
+    client: docker.DockerClient,
+    tag: str,
+    model_dir: str,
+    base_image: str,
+    pkgs_to_install: Iterable[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
+    """Build ``tag`` from ``model_dir`` on ``base_image``; return the tag."""
+    if not os.path.isdir(model_dir):
+        raise ClipperException(f"Model directory {model_dir} does not exist")
+    user = _image_user(client, base_image)
+    reqs = _requirements(model_dir, pkgs_to_install)
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="clipper-build-") as ctx:
+        shutil.copytree(model_dir, os.path.join(ctx, "model"), symlinks=False)
+        if reqs:
+            with console.status(f"Fetching Python packages for {tag}: {', '.join(reqs)}"):
+                _download_wheels(reqs, os.path.join(ctx, "wheels"))
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write(render_dockerfile(base_image, bool(reqs), user))
+        output: list[str] = []
+        with console.status(f"Building model image {tag}") as status:
+            try:
+                stream = client.api.build(
+                    path=ctx, tag=tag, rm=True, forcerm=True, labels=labels, decode=True
+                )
+                for chunk in stream:
+                    if "error" in chunk:
+                        output.append(chunk["error"])
+                        raise ClipperException(
+                            f"Building {tag} failed: {chunk['error'].strip()}\n" + "".join(output[-20:])
+                        )
+                    text = chunk.get("stream", "")
+                    if text:
+                        output.append(text)
+                        if text.startswith("Step "):
+                            status.update(f"Building model image {tag}: {text.strip()}")
+                            logger.debug(text.strip())
+            except docker.errors.APIError as e:
+                raise ClipperException(f"Building {tag} failed: {e.explanation or e}") from e
+    return tag
+
+
+def push_image(client: docker.DockerClient, tag: str) -> None:
+    """Push ``tag``; unlike the original, an error in the push stream is raised, not ignored."""
+    repo, _, version = tag.rpartition(":")
+    try:
+        for chunk in client.images.push(repo, tag=version, stream=True, decode=True):
+            if "error" in chunk:
+                raise ClipperException(f"Pushing {tag} failed: {chunk['error']}")
+    except docker.errors.APIError as e:
+        raise ClipperException(f"Pushing {tag} failed: {e.explanation or e}") from e

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Build every Clipper image offline, skipping images already built from the same inputs.
+#
+#   images/build.sh [--force] [--with-pyspark] [--no-prometheus]
+#
+# Images (NAME = ${CLIPPER_REGISTRY:-clipper}, VERSION = clipper.__version__):
+#   clipper/debian-base:bookworm        debootstrap'ed root file system (images/base/make-rootfs.sh)
+#   NAME/py311-rpc:VERSION              venv with the clipper wheel and its dependencies
+#   NAME/query_frontend:VERSION, NAME/management_frontend:VERSION, NAME/redis:VERSION
+#   NAME/python311-closure-container:VERSION  (also tagged NAME/python-closure-container:VERSION)
+#   NAME/prometheus:VERSION             Debian's prometheus package (skip with --no-prometheus)
+#   NAME/pyspark311-container:VERSION   only with --with-pyspark (downloads pyspark, ~320 MB)
+#
+# Env: BASE_IMAGE (default clipper/debian-base:bookworm; e.g. python:3.11-slim where a registry
+# exists), CLIPPER_IMAGES_BUILD_DIR (default images/build: contexts, wheel and .deb caches).
+# Each image carries the label ai.clipper.build-hash: a hash of its Dockerfile, its parent and (for
+# py311-rpc) the project's source; an image whose label matches is not rebuilt.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+force=0 pyspark=0 prometheus=1
+for arg in "$@"; do
+  case $arg in
+    --force) force=1 ;;
+    --with-pyspark) pyspark=1 ;;
+    --no-prometheus) prometheus=0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-$(docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)}
+registry=${CLIPPER_REGISTRY:-clipper}
+version=$(python3 -c 'import re,sys; print(re.search(r"__version__ = \"([^\"]+)\"", open("clipper/__init__.py").read()).group(1))')
+base=${BASE_IMAGE:-clipper/debian-base:bookworm}
+build=${CLIPPER_IMAGES_BUILD_DIR:-$here/build}
+mkdir -p "$build/context/deps" "$build/context/project" "$build/pyspark-context/pyspark" "$build/empty"
+t_start=$SECONDS
+
+log() { printf '[build %4ds] %s\n' $((SECONDS - t_start)) "$*"; }
+sha() { sha256sum | cut -c1-16; }
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+built_hash() { docker image inspect -f '{{index .Config.Labels "ai.clipper.build-hash"}}' "$1" 2>/dev/null || true; }
+
+# build NAME DOCKERFILE_DIR CONTEXT HASH_INPUT PARENT_IMAGE [extra tags...]
+build() {
+  local name=$1 dir=$2 context=$3 input=$4 parent=$5; shift 5
+  local tag=$registry/$name:$version hash t0=$SECONDS
+  hash=$( { cat "$here/$dir/Dockerfile"; echo "$input"; image_id "$parent"; } | sha)
+  if [[ $force == 0 && "$(built_hash "$tag")" == "$hash" ]]; then
+    log "$tag is up to date ($hash)"
+  else
+    log "building $tag"
+    docker build --network host -q -f "$here/$dir/Dockerfile" \
+      --build-arg BASE_IMAGE="$parent" --build-arg CLIPPER_VERSION="$version" \
+      --label ai.clipper.build-hash="$hash" --label ai.clipper.version="$version" \
+      -t "$tag" "$context" >"$build/$name.log" 2>&1 || { tail -40 "$build/$name.log" >&2; exit 1; }
+    log "built $tag in $((SECONDS - t0))s"
+  fi
+  for extra in "$@"; do docker tag "$tag" "$registry/$extra:$version"; done
+}
+
+# 1. base root file system
+if [[ $base == clipper/debian-base:bookworm && -z "$(image_id "$base")" ]]; then
+  log "debootstrapping $base"
+  "$here/base/make-rootfs.sh" "$base"
+fi
+[[ -n "$(image_id "$base")" ]] || { echo "base image $base is missing (no registry to pull it from?)" >&2; exit 1; }
+
+# 2. wheels: the project's dependencies (cached by pyproject.toml) and the project itself (by source)
+src_hash=$( (git ls-files -co --exclude-standard -- clipper clipper_admin schemas reconciler pyproject.toml 2>/dev/null \
+  || find clipper clipper_admin schemas reconciler pyproject.toml -type f) | grep -v -E '__pycache__|\.pyc$' | LC_ALL=C sort \
+  | while read -r f; do [[ -f $f ]] && { echo "$f"; cat "$f"; }; done | sha)
+deps_hash=$( { cat pyproject.toml; image_id "$base"; cat "$(pip config get global.constraint 2>/dev/null || echo /dev/null)" 2>/dev/null; } | sha)
+rpc_tag=$registry/py311-rpc:$version
+rpc_hash=$( { cat "$here/py-rpc/Dockerfile"; echo "$src_hash"; image_id "$base"; } | sha)
+if [[ $force == 1 || "$(built_hash "$rpc_tag")" != "$rpc_hash" ]]; then
+  if [[ "$(cat "$build/context/deps/.stamp" 2>/dev/null)" != "$deps_hash" ]]; then
+    log "downloading/building dependency wheels (pip wheel)"
+    rm -rf "$build/context/deps"/*.whl
+    # wheels for the image's Python (bookworm's 3.11.2) and platform
+    image_py=$(docker run --rm --entrypoint python3 "$base" -c 'import platform; print(platform.python_version())')
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+      >"$build/context/deps/requirements.txt"
+    # pip evaluates markers for this machine's Python: add what redis needs below 3.11.3 explicitly
+    echo 'async-timeout>=4.0.3' >>"$build/context/deps/requirements.txt"
+    pip download -q --only-binary=:all: --python-version "$image_py" -d "$build/context/deps" \
+      -r "$build/context/deps/requirements.txt" >"$build/pip-wheel.log" 2>&1 || { tail -30 "$build/pip-wheel.log" >&2; exit 1; }
+    echo "$deps_hash" >"$build/context/deps/.stamp"
+  fi
+  log "building the clipper wheel"
+  # from a clean copy of the tracked and new files, so stale build/ or egg-info never leak in
+  rm -rf "$build/context/project"/*.whl "$build/wheel-tmp" "$build/src"
+  mkdir -p "$build/src"
+  git ls-files -co --exclude-standard -z | xargs -0 -I{} sh -c '[ -f "{}" ] && echo "{}"' | tar -cf - -T - | tar -xf - -C "$build/src"
+  pip wheel -q --no-deps -w "$build/wheel-tmp" "$build/src" >"$build/pip-wheel.log" 2>&1 \
+    || { tail -30 "$build/pip-wheel.log" >&2; exit 1; }
+  mv "$build/wheel-tmp"/clipper-*.whl "$build/context/project/"
+  rm -rf "$build/src"
+fi
+
+# 3. images
+build py311-rpc py-rpc "$build/context" "$src_hash" "$base"
+build query_frontend query_frontend "$build/empty" "" "$rpc_tag"
+build management_frontend management_frontend "$build/empty" "" "$rpc_tag"
+build python311-closure-container python-closure-container "$build/empty" "" "$rpc_tag" python-closure-container
+build redis redis "$build/empty" "" "$base"
+if [[ $prometheus == 1 ]]; then
+  build prometheus prometheus "$build/empty" "" "$base"
+fi
+if [[ $pyspark == 1 ]]; then
+  spark_req=$(python3 -c 'import pyspark; print("pyspark==" + pyspark.__version__)' 2>/dev/null || echo pyspark)
+  if ! ls "$build/pyspark-context/pyspark"/pyspark-*.whl >/dev/null 2>&1 || [[ "$(cat "$build/pyspark-context/pyspark/.stamp" 2>/dev/null)" != "$spark_req" ]]; then
+    log "downloading $spark_req wheels"
+    rm -f "$build/pyspark-context/pyspark"/*.whl
+    pip wheel -q -w "$build/pyspark-context/pyspark" "$spark_req" >"$build/pip-pyspark.log" 2>&1 || { tail -30 "$build/pip-pyspark.log" >&2; exit 1; }
+    echo "$spark_req" >"$build/pyspark-context/pyspark/.stamp"
+  fi
+  build pyspark311-container pyspark-container "$build/pyspark-context" "$spark_req" "$registry/python311-closure-container:$version" pyspark-container
+fi
+log "done: images for clipper $version under $registry/ in $((SECONDS - t_start))s"
