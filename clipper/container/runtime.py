@@ -1,0 +1,274 @@
+"""The model-container runtime: one DEALER session with the query frontend, batches predicted in a
+worker thread.
+
+Threads: the main thread owns the ZMQ socket, heartbeats every ``heartbeat_interval`` (always, also
+while the prediction function runs) and sends responses; one worker thread decodes inputs, calls the
+function and encodes outputs, one request at a time in arrival order. Results come back through a
+deque plus a wake-up socket pair that the main thread polls with the ZMQ socket.
+
+Sessions: when nothing at all has been received for ``reconnect_after`` seconds (the frontend
+answers every heartbeat, so this means it is gone), the socket is closed and a new session starts
+with a fresh socket, hence a new identity and a new replica id. Work of an old session is dropped.
+A frontend that restarts on the same address is usually found sooner: ZMQ reconnects the socket by
+itself and the new frontend asks for metadata on the next heartbeat.
+
+A failing prediction never ends the process: see :mod:`clipper.container.codec` and the error
+outputs of :mod:`clipper.rpc.protocol`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from clipper.container.codec import InputDecodeError, decode_inputs, encode_outputs
+from clipper.container.config import ContainerConfig
+from clipper.container.loader import PredictFunction
+from clipper.container.metrics import ContainerMetrics
+from clipper.datatypes import InputType
+from clipper.rpc import protocol as p
+
+log = logging.getLogger("clipper.container")
+
+_HEARTBEAT = p.encode_heartbeat()
+
+
+class ContainerRuntime:
+    def __init__(
+        self,
+        predict: PredictFunction,
+        config: ContainerConfig,
+        metrics: ContainerMetrics | None = None,
+    ) -> None:
+        self.predict = predict
+        self.config = config
+        self.metrics = metrics
+        self.generation = 0  # session number; results of older sessions are dropped
+        self.registrations = 0
+        self._stop = threading.Event()
+        self._requests: queue.SimpleQueue[tuple[int, p.PredictionRequest, float] | None] = queue.SimpleQueue()
+        self._results: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._ctx = zmq.Context()
+        self._sock: zmq.Socket | None = None
+        self._logged_errors: set[str] = set()
+        self._metadata = p.encode_new_container(config.model_name, config.model_version, config.input_type)
+
+    # -- public --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT when run in the main thread)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+        worker = threading.Thread(target=self._work, name="predict", daemon=True)
+        worker.start()
+        target = f"tcp://{self.config.host}:{self.config.port}"
+        log.info(
+            "model container %s:%s (%s) serving for %s",
+            self.config.model_name,
+            self.config.model_version,
+            self.config.input_type,
+            target,
+        )
+        was_connected = True
+        try:
+            while not self._stop.is_set():
+                self.generation += 1
+                got_any = self._session(target)
+                if self._stop.is_set():
+                    break
+                if got_any or was_connected:
+                    log.info(
+                        "no message from the frontend for %.1f s: reconnecting with a new session",
+                        self.config.reconnect_after,
+                    )
+                was_connected = got_any
+        finally:
+            self._requests.put(None)
+            if self._sock is not None:
+                self._sock.close(linger=0)
+                self._sock = None
+            self._ctx.term()
+            self._wake_r.close()
+            self._wake_w.close()
+            log.info("model container stopped")
+
+    def stop(self) -> None:
+        """Thread-safe; ``run`` returns within moments."""
+        self._stop.set()
+        self._wake()
+
+    # -- session (main thread) -----------------------------------------------------------------
+
+    def _session(self, target: str) -> bool:
+        """One DEALER session; returns whether anything was received before it ended."""
+        cfg = self.config
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue heartbeats for a frontend that is not there
+        self._sock = sock
+        try:
+            sock.connect(target)
+        except zmq.ZMQError as e:
+            log.error("cannot connect to %s: %s", target, e)
+            self._stop.wait(cfg.reconnect_after)
+            sock.close(linger=0)
+            self._sock = None
+            return False
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        got_any = False
+        last_recv = time.monotonic()
+        next_hb = last_recv  # heartbeat at once
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_hb:
+                    next_hb = now + (cfg.heartbeat_interval if self._send(_HEARTBEAT) else 0.02)
+                if now - last_recv > cfg.reconnect_after:
+                    return got_any
+                timeout = max(0.0, min(next_hb, last_recv + cfg.reconnect_after) - now)
+                events = poller.poll(timeout * 1000)
+                for what, _ in events:
+                    if what is sock:
+                        if self._receive(sock):
+                            got_any = True
+                            last_recv = time.monotonic()
+                    else:
+                        self._drain_wake()
+                self._flush_results()
+            return got_any
+        finally:
+            sock.close(linger=0)
+            self._sock = None
+
+    def _send(self, frames: list[bytes]) -> bool:
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            return False
+
+    def _receive(self, sock: zmq.Socket) -> bool:
+        got = False
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return got
+            got = True
+            t_recv = time.perf_counter()
+            try:
+                msg = p.decode_frontend_message(frames)
+            except p.ProtocolError as e:
+                log.warning("malformed message from the frontend dropped: %s", e)
+                continue
+            if msg.rpc_version != p.RPC_VERSION:
+                self._log_once(f"frontend speaks RPC version {msg.rpc_version}, expected {p.RPC_VERSION}")
+            if type(msg) is p.PredictionRequest:
+                self._requests.put((self.generation, msg, t_recv))
+            elif msg.heartbeat_type == p.HeartbeatType.REQUEST_CONTAINER_METADATA:
+                self.registrations += 1
+                log.info("frontend asked for metadata: registering")
+                self._send(self._metadata)
+
+    def _flush_results(self) -> None:
+        while self._results:
+            generation, frames = self._results.popleft()
+            if generation == self.generation and not self._send(frames):
+                log.debug("response dropped: frontend not connected")
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stop()
+
+    def _log_once(self, message: str, exc_info: bool = False) -> None:
+        if message in self._logged_errors:
+            log.debug("%s", message)
+            return
+        if len(self._logged_errors) < 1000:
+            self._logged_errors.add(message)
+        log.warning("%s", message, exc_info=exc_info)
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            generation, req, t_recv = item
+            if generation != self.generation:
+                continue  # the session it came from is gone
+            frames = p.encode_prediction_response(req.msg_id_frame, self._predict(req, t_recv))
+            self._results.append((generation, frames))
+            self._wake()
+
+    def _predict(self, req: p.PredictionRequest, t_recv: float) -> list[bytes]:
+        n = len(req.inputs)
+        m = self.metrics
+        t_start = time.perf_counter()
+        expected = self.config.input_type
+        if req.request_type != p.RequestType.PREDICT:
+            return self._errors(f"Unsupported request type {req.request_type}", n)
+        if req.input_type != expected:
+            got = InputType(req.input_type).canonical if req.input_type < 5 else str(req.input_type)
+            return self._errors(f"Input type mismatch: the model takes {expected}, the request has {got}", n)
+        try:
+            inputs = decode_inputs(expected, req.inputs)
+        except InputDecodeError as e:
+            return self._errors(f"Bad input: {e}", n)
+        t_parsed = time.perf_counter()
+        try:
+            result = self.predict(inputs)
+        except BaseException as e:  # noqa: BLE001 - a model must never end the container
+            text = f"Model error: {type(e).__name__}: {e}"
+            self._log_once(text, exc_info=True)
+            return self._errors(text, n, logged=True)
+        t_done = time.perf_counter()
+        outputs = encode_outputs(result, n)
+        if n and (err := p.decode_error_output(outputs[0])) is not None:
+            self._log_once(err)
+            if m is not None:
+                m.errors_total.inc()
+        if m is not None:
+            m.pred_total.inc()
+            m.inputs_total.inc(n)
+            m.recv_time_ms.observe((t_start - t_recv) * 1000)
+            m.parse_time_ms.observe((t_parsed - t_start) * 1000)
+            m.handle_time_ms.observe((t_done - t_parsed) * 1000)
+            m.end_to_end_latency_ms.observe((time.perf_counter() - t_recv) * 1000)
+        return outputs
+
+    def _errors(self, text: str, n: int, logged: bool = False) -> list[bytes]:
+        if not logged:
+            self._log_once(text)
+        if self.metrics is not None:
+            self.metrics.pred_total.inc()
+            self.metrics.errors_total.inc()
+        return [p.encode_error_output(text)] * n
