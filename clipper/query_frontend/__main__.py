@@ -1,0 +1,122 @@
+"""``python -m clipper.query_frontend``: the query frontend process (docs/internals.md).
+
+Also accepts the original's flags (``--redis_ip --redis_port --rpc_service_port --prediction_cache_size
+--thread_pool_size --timeout_request --timeout_content``, as ``--name=value`` or ``--name value``).
+When started the original way (``--redis_ip`` given and no ``--host``) it binds 0.0.0.0 as the
+original did; otherwise it binds ``--host`` (default 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from clipper.http.server import install_uvloop
+from clipper.query_frontend.server import DEFAULT_CACHE_BYTES, QueryFrontend
+from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S
+
+log = logging.getLogger("clipper.query_frontend")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m clipper.query_frontend", description=__doc__.splitlines()[0])
+    p.add_argument("--store", help="config store URL: sqlite:///abs/path.db or redis://host:port")
+    p.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=1337, help="HTTP port (default 1337)")
+    p.add_argument("--rpc-host", default=None, help="RPC (ZeroMQ) bind address (default: --host)")
+    p.add_argument("--rpc-port", type=int, default=None, help="RPC port (default 7000)")
+    p.add_argument(
+        "--prediction-cache-size", type=int, default=None, help="cache capacity in bytes (0 = off)"
+    )
+    p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="larger bodies get 413")
+    p.add_argument(
+        "--frontend-id", default=None, help="tag of this frontend's container rows (default host:rpc-port)"
+    )
+    p.add_argument(
+        "--batch-timeout",
+        type=float,
+        default=DEFAULT_BATCH_TIMEOUT_S,
+        help="seconds a replica may hold a batch before it is considered hung (default 4)",
+    )
+    p.add_argument(
+        "--liveness-timeout", type=float, default=3.0, help="seconds of RPC silence = dead replica"
+    )
+    p.add_argument("--log-level", default="INFO")
+    # The original's flags.
+    p.add_argument("--redis_ip", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--redis_port", type=int, default=6379, help=argparse.SUPPRESS)
+    p.add_argument("--rpc_service_port", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--prediction_cache_size", type=int, dest="prediction_cache_size", help=argparse.SUPPRESS)
+    p.add_argument("--thread_pool_size", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--timeout_request", type=int, default=5, help=argparse.SUPPRESS)
+    p.add_argument("--timeout_content", type=int, default=300, help=argparse.SUPPRESS)
+    return p
+
+
+def frontend_from_args(args: argparse.Namespace):
+    from clipper.config_store import open_store
+
+    url = args.store
+    if url is None:
+        if args.redis_ip is None:
+            raise SystemExit("error: --store URL (or the original --redis_ip/--redis_port) is required")
+        url = f"redis://{args.redis_ip}:{args.redis_port}"
+    host = args.host or ("0.0.0.0" if args.redis_ip is not None else "127.0.0.1")
+    rpc_port = args.rpc_port if args.rpc_port is not None else (args.rpc_service_port or 7000)
+    # --prediction-cache-size and the original --prediction_cache_size share one destination.
+    cache = args.prediction_cache_size if args.prediction_cache_size is not None else DEFAULT_CACHE_BYTES
+    if cache < 0:
+        raise SystemExit("error: the prediction cache size must be >= 0")
+    store = open_store(url)
+    return QueryFrontend(
+        store,
+        host=host,
+        port=args.port,
+        rpc_host=args.rpc_host or host,
+        rpc_port=rpc_port,
+        cache_bytes=cache,
+        max_body_bytes=args.max_body_bytes,
+        frontend_id=args.frontend_id,
+        batch_timeout=args.batch_timeout,
+        liveness_timeout=args.liveness_timeout,
+        header_timeout=float(args.timeout_request),
+        body_timeout=float(args.timeout_content),
+    )
+
+
+async def _run(args: argparse.Namespace) -> None:
+    qf = frontend_from_args(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await qf.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await qf.close()
+        qf.store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    install_uvloop()
+    try:
+        asyncio.run(_run(args))
+    except OSError as e:
+        log.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Per model-version task queues, earliest deadline first (spec §5.4).
+
+A task is one input of one request. Tasks whose request is already answered (its latency objective
+fired) or whose deadline passed are dropped lazily when popped and by :meth:`TaskQueue.compact`, so
+nothing is ever sent for a query nobody waits for and the heap cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clipper.query_frontend.processor import PendingRequest
+
+_seq = itertools.count()
+
+
+class Task:
+    __slots__ = ("request", "index", "input", "deadline", "slo")
+
+    def __init__(self, request: PendingRequest, index: int, input: bytes, deadline: float, slo: float):
+        self.request = request
+        self.index = index
+        self.input = input
+        self.deadline = deadline  # loop.time() seconds
+        self.slo = slo  # seconds
+
+    @property
+    def live(self) -> bool:
+        return not self.request.finished
+
+
+class TaskQueue:
+    """A min-heap on (deadline, arrival order)."""
+
+    __slots__ = ("_heap",)
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Task]] = []
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, task: Task) -> None:
+        heapq.heappush(self._heap, (task.deadline, next(_seq), task))
+
+    def pop_batch(self, n: int, now: float) -> list[Task]:
+        """Up to ``n`` live tasks in deadline order; expired or answered ones are discarded."""
+        heap = self._heap
+        out: list[Task] = []
+        pop = heapq.heappop
+        while heap and len(out) < n:
+            deadline, _, task = pop(heap)
+            if deadline > now and not task.request.finished:
+                out.append(task)
+        return out
+
+    def compact(self, now: float) -> int:
+        """Drop every expired or answered task; returns how many were dropped."""
+        heap = self._heap
+        keep = [e for e in heap if e[0] > now and not e[2].request.finished]
+        dropped = len(heap) - len(keep)
+        if dropped:
+            heapq.heapify(keep)
+            self._heap = keep
+        return dropped
+
+    def clear(self) -> list[Task]:
+        tasks = [e[2] for e in self._heap]
+        self._heap = []
+        return tasks

@@ -1,0 +1,222 @@
+"""Parsing of predict and update bodies with the original's strict number typing (spec §2.2, §2.4).
+
+The JSON number rules follow RapidJSON as the original does: ``integers`` take integer literals that
+fit int32, ``floats``/``doubles`` take only floating literals (with ``.`` or an exponent), ``strings``
+and ``bytes`` take one JSON string. orjson keeps ``1`` (int) and ``1.0`` (float) apart, rejects
+NaN/Infinity and turns integers too large for 64 bits into floats, exactly RapidJSON's split.
+
+Each parsed input is the raw payload the container receives (little-endian arrays, UTF-8 bytes,
+decoded base64). Empty inputs are rejected (they wedged the original's workers, §11.14).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from array import array
+from dataclasses import dataclass
+
+import orjson
+
+from clipper.datatypes import InputType
+
+PREDICT_SCHEMA = '\n  {\n   "input" := [double] | [int] | [string] | [byte] | [float],\n  }\n'
+UPDATE_SCHEMA = (
+    '\n  {\n   "uid" := string,\n   "input" := [double] | [int] | [string] | [byte] | [float],\n'
+    '   "label" := double\n  }\n'
+)
+FLT_MAX = 3.4028234663852886e38
+
+
+class JsonParseError(Exception):
+    """Malformed JSON (RapidJSON's ``parse_error``)."""
+
+
+class JsonSemanticError(Exception):
+    """Well-formed JSON of the wrong shape or type (RapidJSON ``json_semantic_error``)."""
+
+
+def json_type_name(v: object) -> str:
+    """RapidJSON's type names, as the original's messages print them."""
+    if v is None:
+        return "Null"
+    if v is True:
+        return "True"
+    if v is False:
+        return "False"
+    if isinstance(v, dict):
+        return "Object"
+    if isinstance(v, list):
+        return "Array"
+    if isinstance(v, str):
+        return "String"
+    return "Number"
+
+
+_ELEMENT_NAME = {
+    InputType.INTEGERS: "int",
+    InputType.FLOATS: "float",
+    InputType.DOUBLES: "double",
+    InputType.STRINGS: "string",
+}
+_FLOAT_SET = {float}
+_INT_SET = {int}
+_B64_INVALID = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def load_json(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise JsonParseError(
+            f"JSON parse error: {e.msg[:1].upper()}{e.msg[1:]}. (offset {e.pos})\n"
+        ) from None
+
+
+def _type_mismatch(key: str, expected: str, value: object) -> JsonSemanticError:
+    # sic: no space before "but", as the original.
+    return JsonSemanticError(
+        f"Type mismatch! JSON key {key} expected type {expected}but found type {json_type_name(value)}"
+    )
+
+
+def _bad_element(value: object, expected: str) -> JsonSemanticError:
+    return JsonSemanticError(f"Array input of type {json_type_name(value)} is not of type {expected}")
+
+
+def _empty(itype: InputType) -> JsonSemanticError:
+    return JsonSemanticError(f"Empty input of type {itype.canonical} is not allowed")
+
+
+def _numeric(values: list, itype: InputType) -> bytes:
+    if not values:
+        raise _empty(itype)
+    types = {*map(type, values)}
+    if itype is InputType.DOUBLES:
+        if types == _FLOAT_SET:
+            return array("d", values).tobytes()
+    elif itype is InputType.FLOATS:
+        if types == _FLOAT_SET:
+            if max(values) <= FLT_MAX and min(values) >= -FLT_MAX:
+                return array("f", values).tobytes()
+            bad = next(v for v in values if abs(v) > FLT_MAX)
+            raise _bad_element(bad, "float")
+    elif types == _INT_SET:
+        try:
+            return array("i", values).tobytes()
+        except OverflowError:
+            bad = next(v for v in values if not -(2**31) <= v < 2**31)
+            raise _bad_element(bad, "int") from None
+    want = _FLOAT_SET if itype is not InputType.INTEGERS else _INT_SET
+    bad = next(v for v in values if type(v) not in want)
+    raise _bad_element(bad, _ELEMENT_NAME[itype])
+
+
+def decode_base64(text: str) -> bytes:
+    """The original's lenient decoder: stops at the first ``=``, ignores characters outside the alphabet."""
+    raw = text.encode("ascii", "ignore").split(b"=", 1)[0]
+    raw = _B64_INVALID.sub(b"", raw)
+    if len(raw) % 4 == 1:
+        raw = raw[:-1]
+    try:
+        return base64.b64decode(raw + b"=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - cleaned input always decodes
+        return b""
+
+
+def parse_input(value: object, itype: InputType, key: str = "input") -> bytes:
+    """One input of the app's type -> the payload the container receives."""
+    if itype is InputType.STRINGS:
+        if type(value) is not str:
+            raise _type_mismatch(key, "String", value)
+        if not value:
+            raise _empty(itype)
+        return value.encode("utf-8", "surrogatepass")
+    if itype is InputType.BYTES:
+        if type(value) is not str:
+            raise JsonSemanticError(
+                f"PredictionData of type {json_type_name(value)} is not of type base64-encoded string"
+            )
+        data = decode_base64(value)
+        if not data:
+            raise _empty(itype)
+        return data
+    if type(value) is not list:
+        raise _type_mismatch(key, "Array", value)
+    return _numeric(value, itype)
+
+
+def parse_batch(value: object, itype: InputType) -> list[bytes]:
+    if type(value) is not list:
+        raise _type_mismatch("input_batch", "Array", value)
+    out = []
+    for v in value:
+        if itype is InputType.STRINGS:
+            if type(v) is not str:
+                raise _bad_element(v, "string")
+        elif itype is InputType.BYTES:
+            if type(v) is not str:
+                raise JsonSemanticError(
+                    f"PredictionData of type {json_type_name(v)} is not of type base64-encoded string"
+                )
+        elif type(v) is not list:
+            raise _bad_element(v, "array")
+        out.append(parse_input(v, itype))
+    return out
+
+
+@dataclass(slots=True)
+class PredictRequest:
+    inputs: list[bytes]
+    batch: bool  # True when the body used input_batch (answers in batch form unless exactly one)
+    version: str | None
+
+
+def parse_predict(body: bytes, itype: InputType) -> PredictRequest:
+    doc = load_json(body)
+    if type(doc) is not dict:
+        raise JsonSemanticError("Can only get key-value pair from an object")
+    version = doc.get("version")
+    if version is not None and type(version) is not str:
+        raise _type_mismatch("version", "String", version)
+    if "input" in doc:
+        return PredictRequest([parse_input(doc["input"], itype)], False, version)
+    if "input_batch" in doc:
+        return PredictRequest(parse_batch(doc["input_batch"], itype), True, version)
+    raise JsonSemanticError("JSON object does not have required keys input or input_batch")
+
+
+@dataclass(slots=True)
+class UpdateRequest:
+    uid: int
+    input: bytes
+    label: float
+
+
+def _required(doc: dict, key: str) -> object:
+    if key not in doc:
+        raise JsonSemanticError(f"JSON object does not have required key: {key}")
+    return doc[key]
+
+
+def parse_update(body: bytes, itype: InputType) -> UpdateRequest:
+    doc = load_json(body)
+    if type(doc) is not dict:
+        raise JsonSemanticError("Can only get key-value pair from an object")
+    uid = _required(doc, "uid")
+    if type(uid) is not int or not -(2**63) <= uid < 2**63:
+        raise (
+            _type_mismatch("uid", "Number", uid)
+            if type(uid) is not int
+            else JsonSemanticError("uid does not fit in a signed 64-bit integer")
+        )
+    inp = parse_input(_required(doc, "input"), itype)
+    label = _required(doc, "label")
+    if type(label) is not float:
+        raise (
+            _type_mismatch("label", "Number", label)
+            if type(label) is not int
+            else JsonSemanticError("Type mismatch! JSON key label expected type Double but found an integer")
+        )
+    return UpdateRequest(uid, inp, label)

@@ -1,0 +1,115 @@
+"""The in-memory routing table built from a config-store snapshot.
+
+Paths match exactly (``/<app>/predict`` and ``/<app>/predict/``; the original pasted app names into
+regexes unescaped, §2.1). A new snapshot replaces the whole table, so a deleted app's routes really
+disappear and a re-added app gets its new input type and objective (§11.9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clipper.config_store.base import AppRecord, ConfigSnapshot
+from clipper.datatypes import InputType, parse_input_type
+from clipper.query_frontend.responses import embed_output
+
+PREDICT = 0
+UPDATE = 1
+
+
+class AppRoute:
+    """One application as the hot path needs it, plus its metrics (kept across reloads by name)."""
+
+    __slots__ = (
+        "name",
+        "input_type",
+        "slo_micros",
+        "slo_s",
+        "default_output",
+        "default_embedded",
+        "links",
+        "target",
+        "latency",
+        "throughput",
+        "num_predictions",
+        "default_ratio",
+        "default_slo",
+        "default_no_model",
+        "_clock",
+    )
+
+    def __init__(
+        self, rec: AppRecord, links: tuple[str, ...], target: tuple[str, str] | None, metrics, clock
+    ):
+        self.name = rec.name
+        self.input_type: InputType = parse_input_type(rec.input_type)
+        self.slo_micros = rec.latency_slo_micros
+        self.slo_s = max(rec.latency_slo_micros, 0) / 1e6
+        self.default_output = rec.default_output
+        self.default_embedded = embed_output(rec.default_output.encode())
+        self.links = links
+        self.target = target
+        p = f"app:{rec.name}:"
+        self.latency = metrics.histogram(p + "prediction_latency", "microseconds", 4096)
+        self.throughput = metrics.meter(p + "prediction_throughput")
+        self.num_predictions = metrics.counter(p + "num_predictions")
+        self.default_ratio = metrics.ratio_counter(p + "default_prediction_ratio")
+        self.default_slo = metrics.counter(
+            p + "default_outputs:slo",
+            prom_name="clipper_default_outputs",
+            labels={"app": rec.name, "reason": "slo"},
+        )
+        self.default_no_model = metrics.counter(
+            p + "default_outputs:no_connected_model",
+            prom_name="clipper_default_outputs",
+            labels={"app": rec.name, "reason": "no_connected_model"},
+        )
+        self._clock = clock
+
+    def record(self, req, n: int) -> None:
+        """Metrics of one answered request (n inputs)."""
+        micros = int((self._clock() - req.t0) * 1e6)
+        lat = self.latency
+        for _ in range(n):
+            lat.insert(micros)
+        self.throughput.mark(n)
+        self.num_predictions.increment(n)
+        self.default_ratio.increment(req.defaults, n)
+
+
+@dataclass
+class RoutingTable:
+    routes: dict[str, tuple[int, AppRoute]] = field(default_factory=dict)
+    apps: dict[str, AppRoute] = field(default_factory=dict)
+    versions: dict[str, set[str]] = field(default_factory=dict)  # model name -> every known version
+
+
+def resolve_target(links: tuple[str, ...], current_versions: dict[str, str]) -> tuple[str, str] | None:
+    """DefaultOutputSelectionPolicy: the first linked model with a known current version."""
+    for m in links:
+        v = current_versions.get(m)
+        if v is not None:
+            return (m, v)
+    return None
+
+
+def build_routing_table(snap: ConfigSnapshot, metrics, clock, log=None) -> RoutingTable:
+    table = RoutingTable()
+    for name, version in snap.models:
+        table.versions.setdefault(name, set()).add(version)
+    for name in {n for n, _ in snap.models}:
+        if name not in snap.current_versions and log is not None:
+            log.warning("model %r has no current version; apps linked to it answer with defaults", name)
+    for rec in snap.apps.values():
+        links = tuple(snap.links.get(rec.name, ()))
+        try:
+            app = AppRoute(rec, links, resolve_target(links, snap.current_versions), metrics, clock)
+        except ValueError as e:
+            if log is not None:
+                log.error("application %r skipped: %s", rec.name, e)
+            continue
+        table.apps[rec.name] = app
+        for suffix, kind in (("predict", PREDICT), ("update", UPDATE)):
+            table.routes[f"/{rec.name}/{suffix}"] = (kind, app)
+            table.routes[f"/{rec.name}/{suffix}/"] = (kind, app)
+    return table

@@ -1,0 +1,377 @@
+"""The query frontend process: HTTP routes, RPC callbacks, config-store following.
+
+Wiring only; the per-query logic lives in :mod:`.processor`, dispatch in :mod:`.workers`.
+
+* Configuration: ``store.snapshot()`` at start and again after every change notification (store
+  thread -> ``call_soon_threadsafe`` -> one reload at a time in the store executor, coalesced); the
+  new routing table replaces the old one whole, so deleted apps lose their routes, version switches
+  apply to the next request, and invalid (deleted) model versions are purged: queue dropped, replicas
+  parked, ``store.purge_model`` called.
+* Replicas: ``on_register`` puts a :class:`ContainerRecord` tagged with this frontend's id,
+  ``on_disconnect`` (and hung-replica removal) deletes it; start-up and shutdown drop every row of this
+  frontend id, so a restart leaves no stale rows. Only this process's RPC sessions are ever used
+  (rows of other frontends sharing the store are ignored).
+* Store calls are blocking: they run on one dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+from clipper.config_store.base import ConfigSnapshot, ConfigStore, ContainerRecord
+from clipper.http.server import Request, Response, serve
+from clipper.metrics import PROMETHEUS_CONTENT_TYPE, MetricsRegistry
+from clipper.query_frontend import responses as R
+from clipper.query_frontend.cache import PredictionCache
+from clipper.query_frontend.processor import QueryProcessor
+from clipper.query_frontend.requests import (
+    JsonParseError,
+    JsonSemanticError,
+    parse_predict,
+    parse_update,
+)
+from clipper.query_frontend.routes import PREDICT, AppRoute, RoutingTable, build_routing_table
+from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S, Dispatcher, ModelState, Replica
+from clipper.rpc.server import RpcServer
+
+log = logging.getLogger(__name__)
+
+TEXT = "text/plain; charset=utf-8"
+DEFAULT_CACHE_BYTES = 33554432
+_HEALTH_OK = b'{"status":"ok"}'
+_NOT_FOUND_ERROR = "Not Found"
+
+
+def default_frontend_id(rpc_port: int) -> str:
+    """Stable across restarts on one host and port, so a restart can clean its own stale rows."""
+    return f"{socket.gethostname()}:{rpc_port}"
+
+
+class QueryFrontend:
+    def __init__(
+        self,
+        store: ConfigStore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1337,
+        rpc_host: str = "127.0.0.1",
+        rpc_port: int = 7000,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        frontend_id: str | None = None,
+        batch_timeout: float = DEFAULT_BATCH_TIMEOUT_S,
+        liveness_timeout: float = 3.0,
+        header_timeout: float = 5.0,
+        body_timeout: float = 300.0,
+        metrics: MetricsRegistry | None = None,
+    ) -> None:
+        if cache_bytes < 0:
+            raise ValueError("--prediction-cache-size must be >= 0")
+        self.store = store
+        self.host, self.port = host, port
+        self.rpc_host, self.rpc_port = rpc_host, rpc_port
+        self.max_body_bytes = max_body_bytes
+        self.header_timeout, self.body_timeout = header_timeout, body_timeout
+        self.frontend_id = frontend_id or default_frontend_id(rpc_port)
+        self.batch_timeout = batch_timeout
+        self.liveness_timeout = liveness_timeout
+        self.metrics = metrics or MetricsRegistry()
+        self.cache = PredictionCache(cache_bytes)
+        self.table = RoutingTable()
+        self.snapshot = ConfigSnapshot()
+        self.models: dict[tuple[str, str], ModelState] = {}
+        self.parked: dict[tuple[str, str], list] = {}  # replicas of purged versions, by (name, version)
+        self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="qf-store")
+        self._reload_running = False
+        self._reload_again = False
+        self._subscription = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.http = None
+        self.rpc: RpcServer | None = None
+        self._openapi: bytes | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = self.loop = asyncio.get_running_loop()
+        await self._in_store(self.store.delete_containers_of_frontend, self.frontend_id)
+        await self._reload_once()
+        self.rpc = RpcServer(
+            self.rpc_host,
+            self.rpc_port,
+            on_register=self._on_register,
+            on_response=self._on_response,
+            on_disconnect=self._on_disconnect,
+            liveness_timeout=self.liveness_timeout,
+        )
+        self.dispatcher = Dispatcher(
+            loop,
+            self.rpc,
+            self.cache,
+            self.metrics,
+            batch_timeout=self.batch_timeout,
+            on_replica_removed=self._on_replica_removed,
+        )
+        self.processor = QueryProcessor(loop, self.cache, self.dispatcher, self.metrics)
+        self._subscription = self.store.subscribe(self._on_store_change)
+        await self.rpc.start()
+        self.rpc_port = self.rpc.port
+        self.http = await serve(
+            self.handle,
+            self.host,
+            self.port,
+            max_body_bytes=self.max_body_bytes,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+        )
+        self.port = self.http.port
+        self._housekeeping = loop.call_later(1.0, self._housekeep)
+        log.info(
+            "query frontend %s: HTTP %s:%d, RPC %s:%d",
+            self.frontend_id,
+            self.host,
+            self.port,
+            self.rpc_host,
+            self.rpc_port,
+        )
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+        if self.http is not None:
+            await self.http.close()
+        if self.rpc is not None:
+            await self.rpc.close()
+        try:
+            await self._in_store(self.store.delete_containers_of_frontend, self.frontend_id)
+        except Exception:
+            log.exception("could not remove this frontend's container rows")
+        self._store_exec.shutdown(wait=True)
+
+    async def _in_store(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._store_exec, fn, *args)
+
+    def _store_call(self, fn, *args) -> None:
+        """Fire-and-forget store write (ordered: one store thread)."""
+
+        def run():
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("config store call %s failed", getattr(fn, "__name__", fn))
+
+        self._store_exec.submit(run)
+
+    def _housekeep(self) -> None:
+        try:
+            now = self.loop.time()
+            for m in self.models.values():
+                if len(m.queue) > 0:
+                    m.queue.compact(now)
+        except Exception:
+            log.exception("housekeeping failed")
+        self._housekeeping = self.loop.call_later(1.0, self._housekeep)
+
+    # -- configuration -------------------------------------------------------------------------
+    def _on_store_change(self) -> None:  # store thread
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._schedule_reload)
+
+    def _schedule_reload(self) -> None:
+        if self._reload_running:
+            self._reload_again = True
+            return
+        self._reload_running = True
+        asyncio.ensure_future(self._reload_loop())
+
+    async def _reload_loop(self) -> None:
+        try:
+            while True:
+                self._reload_again = False
+                try:
+                    await self._reload_once()
+                except Exception:
+                    log.exception("reloading the configuration failed")
+                if not self._reload_again:
+                    break
+        finally:
+            self._reload_running = False
+
+    async def _reload_once(self) -> None:
+        snap = await self._in_store(self.store.snapshot)
+        self.apply_snapshot(snap)
+
+    def apply_snapshot(self, snap: ConfigSnapshot) -> None:
+        loop = self.loop
+        self.table = build_routing_table(snap, self.metrics, loop.time, log)
+        self.snapshot = snap
+        for key, model in list(self.models.items()):
+            rec = snap.models.get(key)
+            if rec is None:
+                continue
+            if not rec.valid:
+                self._purge(model)
+            elif rec.batch_size != model.cap:
+                model.set_cap(rec.batch_size)
+        for key, rec in snap.models.items():
+            if not rec.valid:
+                if key not in self.models:
+                    self._store_call(self.store.purge_model, *key)
+            elif key in self.parked:
+                self._unpark(key)
+
+    def _purge(self, model: ModelState) -> None:
+        key = (model.name, model.version)
+        log.info("purging model %s:%s", *key)
+        model.purged = True
+        self.models.pop(key, None)
+        parked = self.parked.setdefault(key, [])
+        for r in list(model.replicas):
+            parked.append(r.conn)
+            self.dispatcher.remove_replica(r, "purged")
+        model.queue.clear()
+        self.cache.drop_model(*key)
+        self.metrics.remove_prefix(model.metrics_prefix)
+        self._store_call(self.store.purge_model, *key)
+
+    def _unpark(self, key: tuple[str, str]) -> None:
+        conns = self.parked.pop(key, [])
+        live = self.rpc.connections if self.rpc is not None else {}
+        for conn in conns:
+            if live.get(conn.identity) is conn:
+                self._on_register(conn)
+
+    def _model_for(self, key: tuple[str, str]) -> ModelState:
+        model = self.models.get(key)
+        if model is None:
+            rec = self.snapshot.models.get(key)
+            model = ModelState(key[0], key[1], self.metrics, rec.batch_size if rec is not None else -1)
+            self.models[key] = model
+        return model
+
+    # -- RPC callbacks -------------------------------------------------------------------------
+    def _on_register(self, conn) -> None:
+        key = (conn.model_name, conn.model_version)
+        rec = self.snapshot.models.get(key)
+        if rec is not None and not rec.valid:
+            self.parked.setdefault(key, []).append(conn)
+            return
+        self.dispatcher.add_replica(conn, self._model_for(key))
+        self._store_call(
+            self.store.put_container,
+            ContainerRecord(
+                model_name=conn.model_name,
+                model_version=conn.model_version,
+                replica_id=conn.replica_id,
+                input_type=conn.input_type.canonical,
+                frontend_id=self.frontend_id,
+                zmq_connection_id=conn.conn_id,
+            ),
+        )
+
+    def _on_response(self, conn, msg_id: int, outputs: list[bytes]) -> None:
+        self.dispatcher.on_response(conn, msg_id, outputs)
+
+    def _on_disconnect(self, conn, reason: str) -> None:
+        r = self.dispatcher.by_conn.get(conn)
+        if r is not None:
+            self.dispatcher.remove_replica(r, reason)
+        for conns in self.parked.values():
+            if conn in conns:
+                conns.remove(conn)
+
+    def _on_replica_removed(self, r: Replica, reason: str) -> None:
+        c = r.conn
+        self._store_call(self.store.delete_container, c.model_name, c.model_version, c.replica_id)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def handle(self, req: Request):
+        route = self.table.routes.get(req.path)
+        if route is not None:
+            if req.method != "POST":
+                return _error(405, "Method Not Allowed", f"{req.path} accepts POST, not {req.method}")
+            kind, app = route
+            if kind == PREDICT:
+                return self.predict(app, req.body)
+            return self.update(app, req.body)
+        path = req.path
+        if path == "/metrics":
+            if req.method != "GET":
+                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
+            if "format=prometheus" in req.query or _wants_prometheus(req.headers.get("accept", "")):
+                return Response(200, self.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
+            return Response(200, self.metrics.to_json())
+        if path == "/prometheus":
+            if req.method != "GET":
+                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
+            return Response(200, self.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
+        if path == "/health":
+            if req.method != "GET":
+                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
+            return Response(200, _HEALTH_OK)
+        if path == "/openapi.json":
+            if req.method != "GET":
+                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
+            return Response(200, self.openapi())
+        return _error(404, _NOT_FOUND_ERROR, f"No route for {req.method} {path}")
+
+    def predict(self, app: AppRoute, body: bytes):
+        try:
+            pr = parse_predict(body, app.input_type)
+        except JsonParseError as e:
+            return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
+        except JsonSemanticError as e:
+            return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
+        if pr.version is None:
+            target = app.target
+        else:
+            links = app.links
+            if len(links) > 1:
+                return Response(
+                    400,
+                    R.error_body(
+                        "Query processing error", f"Too many models linked to application {app.name}"
+                    ),
+                )
+            name = links[0] if links else ""
+            if pr.version not in self.table.versions.get(name, ()):
+                return Response(
+                    400,
+                    R.error_body(
+                        "Query processing error",
+                        f"Requested version: {pr.version} does not exist for model: {name}",
+                    ),
+                )
+            target = (name, pr.version)
+        model = self.models.get(target) if target is not None else None
+        return self.processor.predict(app, pr.inputs, pr.batch, model)
+
+    def update(self, app: AppRoute, body: bytes) -> Response:
+        try:
+            u = parse_update(body, app.input_type)
+        except (JsonParseError, JsonSemanticError) as e:
+            return Response(400, R.update_error_text(str(e)).encode(), TEXT)
+        self.processor.take_query_ids(1)
+        return Response(200, b"Feedback received? 1" if u.uid == 0 else b"Feedback received? 0", TEXT)
+
+    def openapi(self) -> bytes:
+        if self._openapi is None:
+            self._openapi = resources.files("clipper.query_frontend").joinpath("openapi.json").read_bytes()
+        return self._openapi
+
+
+def _wants_prometheus(accept: str) -> bool:
+    """A stock Prometheus scrape asks for openmetrics or ``text/plain``; browsers and the admin client
+    (``*/*``, ``application/json``) get the original JSON."""
+    if not accept or "application/json" in accept:
+        return False
+    return "openmetrics-text" in accept or accept.lstrip().startswith("text/plain")
+
+
+def _error(status: int, error: str, cause: str) -> Response:
+    return Response(status, R.error_body(error, cause))

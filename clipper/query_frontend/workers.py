@@ -1,0 +1,255 @@
+"""Replica workers: pull-based batch dispatch over the replicas of each model version (spec §5.4, §5.7).
+
+There is no thread or task per replica. A replica is *free* or has exactly one batch in flight.
+Work is dispatched by callbacks on the event loop:
+
+* :meth:`Dispatcher.kick` (new tasks queued) schedules one dispatch per model per loop iteration, so
+  every request parsed in the same iteration can join the same batch;
+* a response frees its replica, which at once pulls the next batch (the earliest deadlines first).
+
+Failures:
+
+* a replica that disconnects (``on_disconnect``, ~3 s of silence) or holds a batch longer than
+  ``batch_timeout`` (hung; default 4 s, so it is detected within 5 s) leaves the rotation; the live
+  tasks of its in-flight batch go back to the queue and are retried by another replica while their
+  deadlines allow; the others are answered by their requests' objective timers;
+* a response for an unknown msg_id, or from a replica no longer in rotation, is ignored;
+* a response whose output count differs from the batch size answers that batch with defaults;
+* a per-input error output of the container runtime becomes a default whose explanation is its text;
+* every callback body is guarded: an exception is logged and never stops dispatching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import orjson
+
+from clipper.query_frontend.batching import BatchSizeController
+from clipper.query_frontend.cache import PredictionCache
+from clipper.query_frontend.queues import Task, TaskQueue
+from clipper.query_frontend.responses import embed_output
+from clipper.rpc.protocol import decode_error_output
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_TIMEOUT_S = 4.0
+
+
+class ModelState:
+    """One model version served by this frontend: its queue, replicas and metrics."""
+
+    def __init__(self, name: str, version: str, metrics, cap: int = -1) -> None:
+        self.name = name
+        self.version = version
+        self.queue = TaskQueue()
+        self.replicas: list[Replica] = []
+        self.cap = cap
+        self.purged = False
+        self.kick_pending = False
+        self.rotation = 0
+        p = f"model:{name}:{version}:"
+        self.metrics_prefix = p
+        self.latency = metrics.histogram(p + "prediction_latency", "microseconds", 4096)
+        self.throughput = metrics.meter(p + "prediction_throughput")
+        self.num_predictions = metrics.counter(p + "num_predictions")
+        self.cache_hit_ratio = metrics.ratio_counter(p + "cache_hit_ratio")
+        self.batch_size = metrics.histogram(p + "batch_size", "queries", 4096)
+        self.queue_depth = metrics.gauge(p + "queue_depth", fn=lambda: float(len(self.queue)))
+        self.retries = metrics.counter(p + "retried_tasks")
+        self.replica_failures = metrics.counter(p + "replica_failures")
+
+    def set_cap(self, cap: int) -> None:
+        self.cap = cap
+        for r in self.replicas:
+            r.controller.set_cap(cap)
+
+
+class Replica:
+    __slots__ = ("conn", "model", "controller", "msg_id", "batch", "sent_at", "hang_timer", "removed")
+
+    def __init__(self, conn, model: ModelState) -> None:
+        self.conn = conn
+        self.model = model
+        self.controller = BatchSizeController(cap=model.cap)
+        self.msg_id: int | None = None
+        self.batch: list[Task] = []
+        self.sent_at = 0.0
+        self.hang_timer: asyncio.TimerHandle | None = None
+        self.removed = False
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        rpc,
+        cache: PredictionCache,
+        metrics,
+        *,
+        batch_timeout: float = DEFAULT_BATCH_TIMEOUT_S,
+        on_replica_removed: Callable[[Replica, str], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.rpc = rpc
+        self.cache = cache
+        self.batch_timeout = batch_timeout
+        self.on_replica_removed = on_replica_removed
+        self.inflight: dict[int, Replica] = {}
+        self.by_conn: dict[object, Replica] = {}
+        self.throughput = metrics.meter("internal:aggregate_model_throughput")
+        self.ignored_responses = metrics.counter("internal:ignored_responses")
+
+    # -- replicas ------------------------------------------------------------------------------
+    def add_replica(self, conn, model: ModelState) -> Replica:
+        r = Replica(conn, model)
+        model.replicas.append(r)
+        self.by_conn[conn] = r
+        self.kick(model)
+        return r
+
+    def remove_replica(self, r: Replica, reason: str) -> None:
+        """Take a replica out of rotation; retry its in-flight batch elsewhere when deadlines allow."""
+        if r.removed:
+            return
+        r.removed = True
+        model = r.model
+        try:
+            model.replicas.remove(r)
+        except ValueError:
+            pass
+        self.by_conn.pop(r.conn, None)
+        if r.msg_id is not None:
+            self.inflight.pop(r.msg_id, None)
+            if r.hang_timer is not None:
+                r.hang_timer.cancel()
+            now = self.loop.time()
+            retried = 0
+            for t in r.batch:
+                if t.deadline > now and not t.request.finished and not model.purged:
+                    model.queue.push(t)
+                    retried += 1
+            model.retries.increment(retried)
+            r.batch = []
+            r.msg_id = None
+        if reason != "purged":
+            model.replica_failures.increment(1)
+        if self.on_replica_removed is not None:
+            try:
+                self.on_replica_removed(r, reason)
+            except Exception:
+                log.exception("on_replica_removed failed")
+        if model.queue and model.replicas:
+            self.kick(model)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    def kick(self, model: ModelState) -> None:
+        if not model.kick_pending:
+            model.kick_pending = True
+            self.loop.call_soon(self._dispatch_model, model)
+
+    def _dispatch_model(self, model: ModelState) -> None:
+        model.kick_pending = False
+        replicas = model.replicas
+        n = len(replicas)
+        if not n or not model.queue:
+            return
+        start = model.rotation % n
+        model.rotation += 1
+        for k in range(n):
+            r = replicas[(start + k) % n]
+            if r.msg_id is None:
+                self._send(r)
+                if not model.queue:
+                    break
+
+    def _send(self, r: Replica) -> None:
+        model = r.model
+        try:
+            now = self.loop.time()
+            batch = model.queue.pop_batch(r.controller.size(), now)
+            if not batch:
+                return
+            msg_id = self.rpc.send_batch(r.conn, r.conn.input_type, [t.input for t in batch])
+            r.msg_id = msg_id
+            r.batch = batch
+            r.sent_at = now
+            self.inflight[msg_id] = r
+            r.hang_timer = self.loop.call_at(now + self.batch_timeout, self._on_hung, r, msg_id)
+        except Exception:
+            log.exception("dispatch to %s:%s failed", model.name, model.version)
+
+    def _on_hung(self, r: Replica, msg_id: int) -> None:
+        if r.removed or r.msg_id != msg_id:
+            return
+        r.hang_timer = None
+        log.warning(
+            "replica %d of %s:%s held a batch for more than %.1f s: removed from rotation",
+            r.conn.replica_id,
+            r.model.name,
+            r.model.version,
+            self.batch_timeout,
+        )
+        try:
+            self.remove_replica(r, "hung")
+            self.rpc.drop(r.conn, f"batch in flight for more than {self.batch_timeout} s")
+        except Exception:
+            log.exception("removing a hung replica failed")
+
+    # -- responses -----------------------------------------------------------------------------
+    def on_response(self, conn, msg_id: int, outputs: list[bytes]) -> None:
+        r = self.inflight.get(msg_id)
+        if r is None or r.conn is not conn:
+            self.ignored_responses.increment(1)
+            return
+        del self.inflight[msg_id]
+        batch = r.batch
+        r.batch = []
+        r.msg_id = None
+        if r.hang_timer is not None:
+            r.hang_timer.cancel()
+            r.hang_timer = None
+        model = r.model
+        try:
+            self._complete(r, model, batch, outputs)
+        except Exception:
+            log.exception("handling a response of %s:%s failed", model.name, model.version)
+        if model.queue and not r.removed:
+            self._send(r)
+
+    def _complete(self, r: Replica, model: ModelState, batch: list[Task], outputs: list[bytes]) -> None:
+        now = self.loop.time()
+        n = len(batch)
+        latency = now - r.sent_at
+        r.controller.observe(n, latency, min(t.slo for t in batch))
+        self.throughput.mark(n)
+        model.throughput.mark(n)
+        model.num_predictions.increment(n)
+        model.batch_size.insert(n)
+        micros = int(latency * 1e6)
+        lat = model.latency
+        for _ in range(n):
+            lat.insert(micros)
+        if len(outputs) != n:
+            text = orjson.dumps(
+                f"Model {model.name}:{model.version} returned {len(outputs)} outputs for a batch of {n} inputs"
+            )
+            log.warning(
+                "output count mismatch from %s:%s: %d for %d", model.name, model.version, len(outputs), n
+            )
+            for t in batch:
+                t.request.default(t.index, text)
+            return
+        cache = self.cache
+        name, version = model.name, model.version
+        for t, out in zip(batch, outputs, strict=True):
+            err = decode_error_output(out)
+            if err is not None:
+                t.request.default(t.index, orjson.dumps(err))
+                continue
+            embedded = embed_output(out)
+            if cache.capacity:
+                cache.put((name, version, t.input), embedded)
+            t.request.output(t.index, embedded)
