@@ -1,0 +1,90 @@
+"""Getting a model image to where the cluster's nodes can pull it.
+
+A node pulls from a registry; an image that exists only in the local Docker daemon is invisible
+to it unless the cluster is a local one (kind, minikube, k3d...) that can side-load images.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+
+from clipper_admin.exceptions import ClipperException
+
+LOCAL_CONTEXT = re.compile(r"^(kind-|k3d-|minikube|docker-desktop|rancher-desktop|orbstack|colima)")
+
+
+def has_registry_host(image: str) -> bool:
+    """``True`` when the reference names a registry (``host.tld/...``, ``host:port/...``, ``localhost/...``)."""
+    first, sep, _ = image.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def is_local_context(context: str | None) -> bool:
+    return bool(context and LOCAL_CONTEXT.match(context))
+
+
+def side_load(image: str, context: str) -> None:
+    """Load a locally built image into a local cluster's nodes."""
+    if context.startswith("kind-"):
+        cmd = ["kind", "load", "docker-image", image, "--name", context[len("kind-") :]]
+    elif context.startswith("k3d-"):
+        cmd = ["k3d", "image", "import", image, "-c", context[len("k3d-") :]]
+    elif context.startswith("minikube"):
+        cmd = ["minikube", "image", "load", image, "-p", context]
+    else:  # docker-desktop, rancher-desktop, orbstack, colima share the host's image store
+        return
+    if shutil.which(cmd[0]) is None:
+        raise ClipperException(
+            f"Image {image} exists only locally and `{cmd[0]}` is not installed to load it into "
+            f"cluster context {context}. Install it, run `{' '.join(cmd)}`, or pass "
+            "KubernetesContainerManager(registry=...) to push images to a registry."
+        )
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise ClipperException(f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-2000:]}")
+
+
+def dockerfile(base_image: str, pkgs_to_install: list[str] | None, has_requirements: bool) -> str:
+    lines = [f"FROM {base_image}", "COPY model /model/"]
+    if has_requirements:
+        lines.append("RUN pip install --no-cache-dir -r /model/requirements.txt")
+    if pkgs_to_install:
+        lines.append("RUN pip install --no-cache-dir " + " ".join(pkgs_to_install))
+    return "\n".join(lines) + "\n"
+
+
+def build_and_push(
+    tag: str, model_data_path: str, base_image: str, pkgs_to_install: list[str] | None, push: bool
+) -> str:
+    """Build ``FROM base_image`` with the model directory at ``/model``; push when asked.
+
+    Push errors reported inside the push stream (e.g. "denied") raise, unlike the original.
+    """
+    import docker  # imported here: only building needs a Docker daemon
+
+    if not os.path.isdir(model_data_path):
+        raise ClipperException(f"Model directory {model_data_path} does not exist")
+    has_requirements = os.path.exists(os.path.join(model_data_path, "requirements.txt"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(model_data_path, arcname="model")
+        text = dockerfile(base_image, pkgs_to_install, has_requirements).encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    buf.seek(0)
+    try:
+        client = docker.from_env()
+        client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True)
+        if push:
+            for line in client.images.push(tag, stream=True, decode=True):
+                if "error" in line:
+                    raise ClipperException(f"Pushing {tag} failed: {line['error']}")
+    except docker.errors.DockerException as e:
+        raise ClipperException(f"Building image {tag} failed: {e}") from e
+    return tag

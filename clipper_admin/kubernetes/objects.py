@@ -1,0 +1,532 @@
+"""Pure functions building every Kubernetes object of a Clipper cluster as a plain dict.
+
+No I/O here: the manager applies these with server-side apply, and the tests validate them
+against the official OpenAPI schemas. Current API versions only (core/v1, apps/v1, rbac/v1);
+the original's templates (extensions/v1beta1, rbac/v1beta1) no longer exist on any supported
+Kubernetes. Names and labels follow the original (reference §6.6), with ``spec.selector`` added
+as apps/v1 requires, and the model template's ``label:`` typo fixed.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from . import names as n
+from .settings import ObjectSettings
+
+Obj = dict[str, Any]
+
+TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
+TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+
+
+def labels(cluster: str, role: str, **extra: str) -> dict[str, str]:
+    return {n.CLUSTER_LABEL: cluster, n.NAME_LABEL: role, n.MANAGED_BY_LABEL: "clipper", **extra}
+
+
+def _meta(name: str, s: ObjectSettings, role: str, **extra: str) -> Obj:
+    return {"name": name, "namespace": s.namespace, "labels": labels(s.cluster, role, **extra)}
+
+
+def namespace(name: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {n.MANAGED_BY_LABEL: "clipper"}},
+    }
+
+
+def container_security_context(read_only_root: bool = True) -> Obj:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security_context(run_as_user: int) -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": run_as_user,
+        "runAsGroup": run_as_user,
+        "fsGroup": run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def http_probes(port: int, path: str = "/health") -> Obj:
+    return {
+        "readinessProbe": {
+            "httpGet": {"path": path, "port": port},
+            "periodSeconds": 3,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": path, "port": port},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+    }
+
+
+def _deployment(
+    name: str,
+    s: ObjectSettings,
+    role: str,
+    containers: list[Obj],
+    *,
+    selector_extra: dict[str, str] | None = None,
+    pod_extra: dict[str, str] | None = None,
+    meta_extra: dict[str, str] | None = None,
+    replicas: int = 1,
+    volumes: list[Obj] | None = None,
+    annotations: dict[str, str] | None = None,
+    service_account: str | None = None,
+    run_as_user: int | None = None,
+    strategy: str | None = None,
+) -> Obj:
+    selector = {n.CLUSTER_LABEL: s.cluster, n.NAME_LABEL: role, **(selector_extra or {})}
+    pod_labels = labels(s.cluster, role, **(selector_extra or {}), **(pod_extra or {}))
+    pod_spec: Obj = {
+        "automountServiceAccountToken": service_account is not None,
+        "securityContext": pod_security_context(run_as_user or s.run_as_user),
+        "containers": containers,
+        "volumes": [TMP_VOLUME, *(volumes or [])],
+    }
+    if service_account is not None:
+        pod_spec["serviceAccountName"] = service_account
+    template_meta: Obj = {"labels": pod_labels}
+    if annotations:
+        template_meta["annotations"] = annotations
+    spec: Obj = {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector},
+        "template": {"metadata": template_meta, "spec": pod_spec},
+    }
+    if strategy:
+        spec["strategy"] = {"type": strategy}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, s, role, **(selector_extra or {}), **(meta_extra or {})),
+        "spec": spec,
+    }
+
+
+def _container(name: str, image: str, s: ObjectSettings, role: str, **fields: Any) -> Obj:
+    mounts = fields.pop("volumeMounts", [])
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": s.image_pull_policy,
+        **fields,
+        "resources": s.resources[role],
+        "securityContext": container_security_context(),
+        "volumeMounts": [TMP_MOUNT, *mounts],
+    }
+
+
+def _service(
+    name: str,
+    s: ObjectSettings,
+    role: str,
+    service_key: str,
+    port: int,
+    target_port: int,
+    selector_extra: dict[str, str] | None = None,
+) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, s, role, **(selector_extra or {})),
+        "spec": {
+            "type": s.service_types[service_key],
+            "selector": {n.CLUSTER_LABEL: s.cluster, n.NAME_LABEL: role, **(selector_extra or {})},
+            "ports": [
+                {
+                    "name": n.PORT_NAMES[service_key],
+                    "port": port,
+                    "targetPort": target_port,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+# --- Redis --------------------------------------------------------------------------------------
+
+
+def redis_pvc(s: ObjectSettings) -> Obj:
+    spec: Obj = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": s.redis_storage or "1Gi"}},
+    }
+    if s.redis_storage_class:
+        spec["storageClassName"] = s.redis_storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(n.redis_data(s.cluster), s, "redis"),
+        "spec": spec,
+    }
+
+
+def redis_deployment(s: ObjectSettings, image: str) -> Obj:
+    data_volume: Obj = (
+        {"name": "data", "persistentVolumeClaim": {"claimName": n.redis_data(s.cluster)}}
+        if s.redis_storage
+        else {"name": "data", "emptyDir": {}}
+    )
+    container = _container(
+        "redis",
+        image,
+        s,
+        "redis",
+        command=["redis-server"],
+        args=["--port", str(n.REDIS_PORT), "--dir", "/data", "--appendonly", "yes"],
+        ports=[{"name": "redis", "containerPort": n.REDIS_PORT}],
+        readinessProbe={"tcpSocket": {"port": n.REDIS_PORT}, "periodSeconds": 3},
+        livenessProbe={"tcpSocket": {"port": n.REDIS_PORT}, "initialDelaySeconds": 10, "periodSeconds": 10},
+        volumeMounts=[{"name": "data", "mountPath": "/data"}],
+    )
+    # One writer on a ReadWriteOnce volume: never run the old and new pod side by side.
+    return _deployment(
+        n.redis(s.cluster), s, "redis", [container], volumes=[data_volume], strategy="Recreate"
+    )
+
+
+def redis_service(s: ObjectSettings) -> Obj:
+    return _service(n.redis(s.cluster), s, "redis", "redis", s.redis_port, n.REDIS_PORT)
+
+
+# --- management frontend ------------------------------------------------------------------------
+
+
+def store_url(redis_host: str, redis_port: int) -> str:
+    return f"redis://{redis_host}:{redis_port}"
+
+
+def mgmt_deployment(
+    s: ObjectSettings, image: str, redis_host: str, redis_port: int, admin_token_secret: str | None = None
+) -> Obj:
+    env: list[Obj] = []
+    if admin_token_secret:
+        env.append(
+            {
+                "name": "CLIPPER_ADMIN_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": admin_token_secret, "key": "token"}},
+            }
+        )
+    container = _container(
+        "mgmt-frontend",
+        image,
+        s,
+        "management",
+        command=["python", "-m", "clipper.management_frontend"],
+        args=[
+            "--store",
+            store_url(redis_host, redis_port),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(n.MGMT_PORT),
+        ],
+        ports=[{"name": "management", "containerPort": n.MGMT_PORT}],
+        env=env,
+        **http_probes(n.MGMT_PORT),
+    )
+    return _deployment(n.mgmt(s.cluster), s, "mgmt-frontend", [container])
+
+
+def mgmt_service(s: ObjectSettings) -> Obj:
+    return _service(n.mgmt(s.cluster), s, "mgmt-frontend", "management", n.MGMT_PORT, n.MGMT_PORT)
+
+
+# --- query frontends ----------------------------------------------------------------------------
+
+
+def query_deployment(
+    s: ObjectSettings,
+    qf_id: int,
+    image: str,
+    redis_host: str,
+    redis_port: int,
+    cache_size: int,
+    thread_pool_size: int,
+    timeout_request: int,
+    timeout_content: int,
+) -> Obj:
+    name = n.query_frontend(s.cluster, qf_id)
+    container = _container(
+        "query-frontend",
+        image,
+        s,
+        "query",
+        command=["python", "-m", "clipper.query_frontend"],
+        args=[
+            "--store",
+            store_url(redis_host, redis_port),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(n.QUERY_PORT),
+            "--rpc-host",
+            "0.0.0.0",
+            "--rpc-port",
+            str(n.RPC_PORT),
+            "--prediction-cache-size",
+            str(cache_size),
+            "--frontend-id",
+            name,
+            f"--thread_pool_size={thread_pool_size}",
+            f"--timeout_request={timeout_request}",
+            f"--timeout_content={timeout_content}",
+        ],
+        ports=[
+            {"name": "query", "containerPort": n.QUERY_PORT},
+            {"name": "rpc", "containerPort": n.RPC_PORT},
+        ],
+        **http_probes(n.QUERY_PORT),
+    )
+    # The query frontend serves Prometheus text itself; no exporter sidecar is needed.
+    return _deployment(
+        name,
+        s,
+        "query-frontend",
+        [container],
+        selector_extra={n.QUERY_FRONTEND_ID_LABEL: str(qf_id)},
+        annotations={
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(n.QUERY_PORT),
+            "prometheus.io/path": "/prometheus",  # text exposition; /metrics is the JSON
+        },
+    )
+
+
+def query_rpc_service(s: ObjectSettings, qf_id: int) -> Obj:
+    return _service(
+        n.query_frontend(s.cluster, qf_id),
+        s,
+        "query-frontend",
+        "query-rpc",
+        n.RPC_PORT,
+        n.RPC_PORT,
+        selector_extra={n.QUERY_FRONTEND_ID_LABEL: str(qf_id)},
+    )
+
+
+def query_service(s: ObjectSettings) -> Obj:
+    return _service(n.query(s.cluster), s, "query-frontend", "query", n.QUERY_PORT, n.QUERY_PORT)
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def model_deployment(
+    s: ObjectSettings,
+    name: str,
+    version: str,
+    qf_id: int,
+    input_type: str,
+    image: str,
+    num_replicas: int,
+) -> Obj:
+    """One Deployment per (model version, query frontend), as in the original (reference §10.20)."""
+    container = _container(
+        "model",
+        image,
+        s,
+        "model",
+        env=[
+            {"name": "CLIPPER_MODEL_NAME", "value": name},
+            {"name": "CLIPPER_MODEL_VERSION", "value": str(version)},
+            {"name": "CLIPPER_IP", "value": n.query_frontend(s.cluster, qf_id)},
+            {"name": "CLIPPER_PORT", "value": str(n.RPC_PORT)},
+            {"name": "CLIPPER_INPUT_TYPE", "value": input_type},
+            {"name": "CLIPPER_MODEL_PATH", "value": "/model"},
+        ],
+        ports=[{"name": "metrics", "containerPort": 1390}],
+    )
+    return _deployment(
+        n.model_deployment(name, version, qf_id, s.cluster),
+        s,
+        "model",
+        [container],
+        selector_extra={
+            n.MODEL_LABEL: n.model_container_label(name, version),
+            n.QUERY_FRONTEND_ID_LABEL: str(qf_id),
+        },
+        replicas=num_replicas,
+        annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "1390"},
+    )
+
+
+# --- Prometheus ---------------------------------------------------------------------------------
+
+
+def prometheus_config_text(cluster: str, namespace_name: str) -> str:
+    """Scrape pods of this cluster only that are annotated ``prometheus.io/scrape``."""
+    label = "__meta_kubernetes_pod_label_ai_clipper_container_label"
+    config = {
+        "global": {"evaluation_interval": "5s", "scrape_interval": "5s"},
+        "scrape_configs": [
+            {
+                "job_name": "Clipper Metrics",
+                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace_name]}}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                        "action": "keep",
+                        "regex": "true",
+                    },
+                    {"source_labels": [label], "action": "keep", "regex": cluster},
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                        "action": "replace",
+                        "target_label": "__metrics_path__",
+                        "regex": "(.+)",
+                    },
+                    {
+                        "source_labels": [
+                            "__address__",
+                            "__meta_kubernetes_pod_annotation_prometheus_io_port",
+                        ],
+                        "action": "replace",
+                        "regex": r"([^:]+)(?::\d+)?;(\d+)",
+                        "replacement": "$1:$2",
+                        "target_label": "__address__",
+                    },
+                    {
+                        "action": "labelmap",
+                        "regex": "__meta_kubernetes_pod_label_ai_clipper_(metric|model_container)_label",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_namespace"],
+                        "action": "replace",
+                        "target_label": "kubernetes_namespace",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_name"],
+                        "action": "replace",
+                        "target_label": "kubernetes_pod_name",
+                    },
+                ],
+            }
+        ],
+    }
+
+    out = io.StringIO()
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.dump(config, out)
+    return out.getvalue()
+
+
+def prometheus_configmap(s: ObjectSettings) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(n.prometheus_config(s.cluster), s, "metrics"),
+        "data": {"prometheus.yml": prometheus_config_text(s.cluster, s.namespace)},
+    }
+
+
+def prometheus_service_account(s: ObjectSettings) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(n.prometheus_rbac(s.cluster), s, "metrics"),
+        "automountServiceAccountToken": True,
+    }
+
+
+def prometheus_role(s: ObjectSettings) -> Obj:
+    """Namespace-scoped read access for pod discovery (the original used a ClusterRole)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(n.prometheus_rbac(s.cluster), s, "prom-role"),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "services", "endpoints"],
+                "verbs": ["get", "list", "watch"],
+            }
+        ],
+    }
+
+
+def prometheus_role_binding(s: ObjectSettings) -> Obj:
+    name = n.prometheus_rbac(s.cluster)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(name, s, "prom-role-binding"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": s.namespace}],
+    }
+
+
+def prometheus_deployment(s: ObjectSettings, image: str) -> Obj:
+    container = _container(
+        "metrics",
+        image,
+        s,
+        "metrics",
+        args=[
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            f"--web.listen-address=:{n.PROMETHEUS_PORT}",
+            "--web.enable-lifecycle",
+        ],
+        ports=[{"name": "metrics", "containerPort": n.PROMETHEUS_PORT}],
+        volumeMounts=[
+            {"name": "config", "mountPath": "/etc/prometheus", "readOnly": True},
+            {"name": "data", "mountPath": "/prometheus"},
+        ],
+        **http_probes(n.PROMETHEUS_PORT, "/-/ready"),
+    )
+    return _deployment(
+        n.metrics(s.cluster),
+        s,
+        "metrics",
+        [container],
+        volumes=[
+            {"name": "config", "configMap": {"name": n.prometheus_config(s.cluster)}},
+            {"name": "data", "emptyDir": {}},
+        ],
+        service_account=n.prometheus_rbac(s.cluster),
+        run_as_user=65534,  # the prom/prometheus image's "nobody"
+    )
+
+
+def prometheus_service(s: ObjectSettings) -> Obj:
+    """Scoped to this cluster (the original selected every cluster's Prometheus)."""
+    return _service(n.metrics(s.cluster), s, "metrics", "metric", n.PROMETHEUS_PORT, n.PROMETHEUS_PORT)
+
+
+# --- sets and patches ---------------------------------------------------------------------------
+
+
+def scale_patch(replicas: int) -> Obj:
+    """Body of a merge patch on the ``scale`` subresource: ``spec.replicas`` and nothing else."""
+    return {"spec": {"replicas": replicas}}
+
+
+def admin_token_secret(s: ObjectSettings, token: str) -> Obj:
+    """The management API's bearer token; the frontend reads it from ``CLIPPER_ADMIN_TOKEN``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(n.admin_token(s.cluster), s, "mgmt-frontend"),
+        "type": "Opaque",
+        "stringData": {"token": token},
+    }
