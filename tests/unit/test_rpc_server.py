@@ -1,0 +1,250 @@
+"""RpcServer over real sockets: against the independent spec container and raw (rogue) DEALER peers."""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from collections.abc import Iterator
+
+import pytest
+import zmq
+
+from clipper.datatypes import InputType
+from tests.spec_container.harness import RpcHarness, kill, start_spec_container
+
+
+def u32(x: int) -> bytes:
+    return struct.pack("<I", x)
+
+
+HEARTBEAT = [b"", u32(2)]
+
+
+def new_container(name: str = "raw", version: str = "1", code: bytes = b"3", rpc: bytes | None = u32(3)):
+    frames = [b"", u32(0), name.encode(), version.encode(), code]
+    return frames + ([rpc] if rpc is not None else [])
+
+
+class RawPeer:
+    """A DEALER that speaks (or breaks) the protocol frame by frame."""
+
+    def __init__(self, ctx: zmq.Context, port: int) -> None:
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+
+    def send(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def recv(self, timeout: float = 10) -> list[bytes]:
+        assert self.sock.poll(int(timeout * 1000)), "no message from the server"
+        return self.sock.recv_multipart()
+
+    def register(self, name: str = "raw", version: str = "1") -> None:
+        self.send(HEARTBEAT)
+        assert self.recv() == [b"", u32(3), u32(2), u32(1)]
+        self.send(new_container(name, version))
+
+
+@pytest.fixture
+def harness() -> Iterator[RpcHarness]:
+    h = RpcHarness(liveness_timeout=1.0)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+@pytest.fixture
+def procs() -> Iterator[list]:
+    started: list = []
+    yield started
+    for p in started:
+        kill(p)
+
+
+def doubles(*values: float) -> bytes:
+    return struct.pack(f"<{len(values)}d", *values)
+
+
+def test_spec_container_registers_and_predicts(harness, procs):
+    procs.append(start_spec_container(harness.port, "sum", "7", heartbeat_s=0.2))
+    conn = harness.wait_registered()
+    assert (conn.model_name, conn.model_version, conn.replica_id, conn.conn_id) == ("sum", "7", 0, 0)
+    assert conn.input_type is InputType.DOUBLES
+    outputs = harness.predict(conn, InputType.DOUBLES, [doubles(1.0, 2.0), doubles(0.5), doubles()])
+    assert outputs == [b"3.0", b"0.5", b"0"]
+    batch = [doubles(float(i), 1.0) for i in range(500)]
+    assert harness.predict(conn, InputType.DOUBLES, batch) == [repr(i + 1.0).encode() for i in range(500)]
+
+
+def test_msg_ids_count_up_and_responses_match(harness, procs):
+    procs.append(start_spec_container(harness.port, heartbeat_s=0.2))
+    conn = harness.wait_registered()
+    ids = [harness.send_batch(conn, InputType.DOUBLES, [doubles(float(i))]) for i in range(20)]
+    assert ids == list(range(ids[0], ids[0] + 20))
+    got = {}
+    for _ in ids:
+        _, msg_id, outputs = harness.responses.get(timeout=15)
+        got[msg_id] = outputs
+    assert got == {msg_id: [repr(float(i)).encode()] for i, msg_id in enumerate(ids)}
+
+
+def test_replica_ids_are_per_model_version_and_never_reused(harness, procs):
+    procs.append(start_spec_container(harness.port, "a", "1", heartbeat_s=0.2))
+    first = harness.wait_registered()
+    procs.append(start_spec_container(harness.port, "a", "1", heartbeat_s=0.2))
+    second = harness.wait_registered()
+    procs.append(start_spec_container(harness.port, "a", "2", input_type=4, heartbeat_s=0.2))
+    other = harness.wait_registered()
+    assert sorted([first.replica_id, second.replica_id]) == [0, 1]
+    assert (other.model_version, other.replica_id, other.input_type) == ("2", 0, InputType.STRINGS)
+    assert sorted(c.conn_id for c in (first, second, other)) == [0, 1, 2]
+    assert harness.predict(other, InputType.STRINGS, [b"hello", b""]) == [b"4:5", b"4:0"]
+    # A dropped session that talks again registers as a new replica.
+    harness.on_loop(harness.server.drop, first, "test drop")
+    conn, reason = harness.disconnected.get(timeout=5)
+    assert conn is first and reason == "test drop"
+    again = harness.wait_registered()
+    assert (again.model_name, again.model_version, again.replica_id) == ("a", "1", 2)
+    assert again.identity == first.identity  # same socket, new session
+    assert harness.connections()[first.identity] is again
+
+
+def test_dead_container_is_detected(harness, procs):
+    proc = start_spec_container(harness.port, heartbeat_s=0.2)
+    procs.append(proc)
+    conn = harness.wait_registered()
+    time.sleep(0.5)  # let a heartbeat interval be observed
+    kill(proc)
+    gone, reason = harness.disconnected.get(timeout=20)
+    assert gone is conn and "no message" in reason
+    assert harness.connections() == {}
+    # Sending to it afterwards is silently dropped.
+    harness.send_batch(conn, InputType.DOUBLES, [doubles(1.0)])
+
+
+def test_heartbeat_replies(harness, ctx):
+    peer = RawPeer(ctx, harness.port)
+    peer.send(HEARTBEAT)
+    assert peer.recv() == [b"", u32(3), u32(2), u32(1)]  # unknown: request metadata
+    peer.send(new_container())
+    harness.wait_registered()
+    peer.send(HEARTBEAT)
+    assert peer.recv() == [b"", u32(3), u32(2), u32(0)]  # registered: keepalive
+
+
+@pytest.mark.parametrize("rpc", [None, u32(2)], ids=["missing", "v2"])
+def test_wrong_or_missing_rpc_version_is_not_registered(harness, ctx, rpc):
+    peer = RawPeer(ctx, harness.port)
+    peer.send(new_container(rpc=rpc))
+    peer.send(new_container(code=b"9"))
+    peer.send(HEARTBEAT)
+    assert peer.recv() == [b"", u32(3), u32(2), u32(1)]  # still unknown
+    assert harness.connections() == {}
+
+
+def test_slow_heartbeats_get_a_longer_allowance(ctx):
+    """Original rpc.py containers heartbeat only after 5 s idle: 2.5x their observed gap, capped."""
+    h = RpcHarness(liveness_timeout=0.3)
+    try:
+        peer = RawPeer(ctx, h.port)
+        peer.register()
+        conn = h.wait_registered()
+        for _ in range(4):
+            time.sleep(0.6)
+            peer.send(HEARTBEAT)
+            peer.recv()
+        assert conn.identity in h.connections()
+        assert conn.max_gap >= 0.6
+        gone, _ = h.disconnected.get(timeout=20)  # silent now: allowance about 1.5 s
+        assert gone is conn
+    finally:
+        h.close()
+
+
+def test_rogue_peers_never_break_the_server(harness, ctx, procs):
+    rng = random.Random(1234)
+    procs.append(start_spec_container(harness.port, heartbeat_s=0.2))
+    good = harness.wait_registered()
+
+    rogue = RawPeer(ctx, harness.port)
+    garbage = [
+        [b""],
+        [b"not empty", u32(2)],
+        [b"", b"\x01"],
+        [b"", u32(99)],
+        [
+            b"",
+            u32(1),
+            u32(0),
+            struct.pack("<Q", 16),
+            struct.pack("<2Q", 1, 3),
+            b"abc",
+        ],  # unregistered content
+        [b"", u32(0), b"\xff\xfe", b"1", b"3", u32(3)],
+    ]
+    for frames in garbage:
+        rogue.send(frames)
+    for _ in range(300):
+        rogue.send([rng.randbytes(rng.randrange(0, 12)) for _ in range(rng.randrange(1, 9))])
+
+    # A registered peer sending broken responses does not disturb anything either.
+    registered = RawPeer(ctx, harness.port)
+    registered.register("rogue", "1")
+    rogue_conn = harness.wait_registered()
+    msg_id = harness.send_batch(rogue_conn, InputType.DOUBLES, [doubles(1.0), doubles(2.0)])
+    frames = registered.recv()
+    assert frames[:3] == [b"", u32(3), u32(1)] and struct.unpack("<I", frames[3])[0] == msg_id
+    header = struct.pack("<3Q", 2, 1, 1)
+    registered.send([b"", u32(1), frames[3], struct.pack("<Q", 24), header, b"a"])  # one frame short
+    registered.send([b"", u32(1), frames[3], struct.pack("<Q", 24), header, b"a", b"bb"])  # wrong length
+    registered.send([b"", u32(1), frames[3], struct.pack("<Q", 24), header, b"a", b"b"])  # finally right
+
+    assert harness.wait_response(msg_id)[1] == [b"a", b"b"]
+    assert harness.predict(good, InputType.DOUBLES, [doubles(2.0, 2.0)]) == [b"4.0"]
+    stats = harness.stats()
+    assert stats["malformed"] >= 300
+    assert stats["unregistered_content"] >= 1
+    assert {c.model_name for c in harness.connections().values()} == {"m", "rogue"}
+
+
+def test_callback_errors_do_not_stop_the_reader(ctx):
+    h = RpcHarness(liveness_timeout=1.0)
+    calls: list[int] = []
+
+    def failing(conn, msg_id, outputs):
+        calls.append(msg_id)
+        raise RuntimeError("callback bug")
+
+    try:
+        h.server._on_response = failing  # the callback under test
+        peer = RawPeer(ctx, h.port)
+        peer.register()
+        conn = h.wait_registered()
+        for _ in range(2):
+            msg_id = h.send_batch(conn, InputType.DOUBLES, [])
+            frames = peer.recv()
+            peer.send([b"", u32(1), frames[3], struct.pack("<Q", 8), struct.pack("<Q", 0)])
+        peer.send(HEARTBEAT)
+        assert peer.recv() == [b"", u32(3), u32(2), u32(0)]
+        assert calls == [msg_id - 1, msg_id]
+        assert h.stats()["callback_errors"] == 2
+    finally:
+        h.close()
+
+
+def test_send_after_close_is_dropped():
+    h = RpcHarness()
+    h.call(h.server.close())
+    from clipper.rpc.server import ReplicaConnection
+
+    conn = ReplicaConnection(b"x", 0, "m", "1", 0, InputType.DOUBLES, 0.0)
+    h.send_batch(conn, InputType.DOUBLES, [doubles(1.0)])
+    h.close()
