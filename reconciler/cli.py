@@ -1,0 +1,88 @@
+"""The ``clipper`` command line: apply, diff, delete, get, status, watch, schema.
+
+Only argparse is imported at module level so that ``clipper --help`` stays fast; every command
+imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+
+
+def _manifest_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-f", "--filename", action="append", dest="files", required=required, metavar="PATH",
+                   help="manifest file or directory (recursive); '-' reads stdin; repeatable")  # fmt: skip
+
+
+def _owner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--owner", help="name of this manifest set, recorded on what it creates "
+                   "(clipper.ai/managed-by); default: the Cluster's name")  # fmt: skip
+    p.add_argument("--prune", action="store_true", help="delete managed objects absent from the manifests")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipper",
+        description="Declarative Clipper: apply manifests (Cluster, Model, Application) to a cluster.",
+    )
+    parser.add_argument("--no-color", action="store_true", help="plain output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("apply", help="converge the cluster to the manifests (starts it if needed)")
+    _manifest_args(p)
+    _owner_args(p)
+    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for a concurrent apply (0: fail at once)")  # fmt: skip
+    p.add_argument("--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("diff", help="show what apply would do; exit 0 no changes, 1 changes, 2 error")
+    _manifest_args(p)
+    _owner_args(p)
+    p.add_argument("--output", choices=["text", "json"], default="text")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list unchanged objects")
+
+    p = sub.add_parser("delete", help="remove what the manifests describe")
+    _manifest_args(p)
+    p.add_argument("--owner", help="manifest set name (default: the Cluster's name)")
+    p.add_argument("--cluster", action="store_true", help="also stop the cluster itself")
+
+    for name, text in (
+        ("get", "list apps, models or replicas"),
+        ("status", "per-object state and live commit"),
+    ):
+        p = sub.add_parser(name, help=text)
+        if name == "get":
+            p.add_argument("what", choices=["apps", "models", "replicas"], nargs="?", default="apps")
+        _manifest_args(p, required=False)
+        p.add_argument("--cluster", default="default", help="local cluster name when no -f is given")
+        p.add_argument("--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("watch", help="apply on every manifest change and repair drift periodically")
+    _manifest_args(p)
+    _owner_args(p)
+    p.add_argument("--interval", type=float, default=30.0, metavar="S", help="seconds between drift checks")
+    p.add_argument(
+        "--debounce", type=float, default=0.5, metavar="S", help="quiet time before applying an edit"
+    )
+    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
+
+    p = sub.add_parser("schema", help="write the JSON Schema of each kind")
+    p.add_argument("directory", nargs="?", help="default: schemas/json in the package")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from reconciler import commands
+
+    try:
+        return commands.run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Implementations of the ``clipper`` commands (imported lazily by :mod:`reconciler.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.errors import ManifestErrors, ReconcilerError
+from reconciler.plan import Action, Op
+
+out = Console()
+err = Console(stderr=True)
+
+
+class RichReporter:
+    """Progress of an apply: one line per action, a bar while replicas connect."""
+
+    def __init__(self, bar: Progress):
+        self.bar = bar
+        self.tasks: dict[str, Any] = {}
+
+    def start(self, action: Action) -> None:
+        from reconciler.render import SYMBOL
+
+        sym, style, word = SYMBOL[action.op]
+        self.tasks[action.ref] = self.bar.add_task(
+            f"[{style}]{sym:>3} {action.ref}[/{style}] {word}", total=None
+        )
+
+    def progress(self, action: Action, done: int, total: int) -> None:
+        self.bar.update(self.tasks[action.ref], completed=done, total=max(total, 1))
+
+    def finish(self, action: Action, error: BaseException | None) -> None:
+        task = self.tasks.get(action.ref)
+        if task is not None:
+            self.bar.update(task, completed=1, total=1)
+            if error is not None:
+                self.bar.update(task, description=f"[bold red]  x {action.ref} failed")
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20),
+                    TimeElapsedColumn(), console=err, transient=False)  # fmt: skip
+
+
+def _print_plan(plan, output: str, verbose: bool = False) -> None:
+    from reconciler.render import plan_json, plan_lines
+
+    if output == "json":
+        print(plan_json(plan))
+    else:
+        for line in plan_lines(plan, verbose):
+            out.print(line, highlight=False)
+
+
+def _target(args):
+    from reconciler.engine import load_target
+
+    return load_target(args.files)
+
+
+def _owner(args, t) -> str:
+    return args.owner or t.desired.cluster_name
+
+
+def cmd_diff(args) -> int:
+    from reconciler.engine import plan_for
+
+    t = _target(args)
+    plan, _ = plan_for(t, _owner(args, t), args.prune)
+    _print_plan(plan, args.output, args.verbose)
+    return EXIT_CHANGES if plan.has_changes else EXIT_OK
+
+
+def _apply_once(t, args, quiet_noop: bool = False) -> Any:
+    from reconciler.engine import apply
+
+    with _progress() as progress:
+        plan = apply(
+            t, _owner(args, t), args.prune, args.lock_timeout, RichReporter(progress),
+            on_lock_wait=lambda p: err.print(f"waiting for another apply ({p}) ..."),
+        )  # fmt: skip
+    return plan
+
+
+def cmd_apply(args) -> int:
+    t = _target(args)
+    plan = _apply_once(t, args)
+    if args.output == "json":
+        _print_plan(plan, "json")
+    else:
+        for w in plan.warnings:
+            err.print(f"[yellow]warning:[/yellow] {w}")
+        n = len(plan.changes)
+        pruned = sum(1 for a in plan.actions if a.op is Op.PRUNE)
+        msg = f"Applied: {n} change(s)." if n else "No changes: the cluster matches the manifests."
+        if pruned:
+            msg += f" {pruned} object(s) would be pruned (use --prune)."
+        out.print(msg)
+    return EXIT_OK
+
+
+def cmd_delete(args) -> int:
+    from reconciler.engine import observe_target
+    from reconciler.execute import Executor
+    from reconciler.lock import apply_lock
+    from reconciler.plan import Plan
+
+    t = _target(args)
+    owner = _owner(args, t)
+    with apply_lock(t.cluster_dir, 60.0):
+        obs = observe_target(t)
+        actions = []
+        if obs.running:
+            for name in sorted(t.desired.apps):
+                rec = obs.app_owners.get(name)
+                if name in obs.apps and rec is not None and rec.owner == owner:
+                    actions.append(Action(Op.DELETE, "Application", name))
+            for name in sorted(t.desired.models):
+                if name in obs.models and obs.model_owner(name) == owner:
+                    actions.append(Action(Op.DELETE, "Model", name))
+            with _progress() as progress:
+                Executor(t.conn, t.desired, owner, t.registry, None, RichReporter(progress)).run(
+                    Plan(tuple(actions))
+                )
+        if args.cluster:
+            t.conn.stop_all()
+            t.registry.remove()
+            out.print(f"Deleted {len(actions)} object(s) and stopped cluster {t.desired.cluster_name}.")
+        else:
+            out.print(f"Deleted {len(actions)} object(s).")
+    return EXIT_OK
+
+
+def _connected_target(args):
+    from reconciler.desired import desired_state
+    from reconciler.engine import Target, target_for
+    from reconciler.loader import ManifestSet
+
+    if args.files:
+        t = _target(args)
+    else:
+        from reconciler.backends import cluster_dir, connection
+
+        d = desired_state(ManifestSet(), default_cluster=args.cluster)
+        conn = connection(d)
+        t = Target(d, conn, cluster_dir(d, conn), [])
+    from clipper_admin import ClipperException
+
+    try:
+        t.conn.connect()
+    except (ClipperException, OSError, KeyError) as e:
+        raise ReconcilerError(f"cluster {t.desired.cluster_name} is not running: {e}") from e
+    del target_for
+    return t
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]], output: str) -> None:
+    if output == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2))
+        return
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    out.print(table)
+
+
+def cmd_get(args) -> int:
+    t = _connected_target(args)
+    c = t.conn
+    if args.what == "apps":
+        rows = [[a["name"], a["input_type"], ", ".join(a.get("linked_models") or []), a["default_output"],
+                 a["latency_slo_micros"]] for a in c.get_all_apps(verbose=True)]  # fmt: skip
+        _table(
+            "Applications",
+            ["name", "input_type", "model", "default_output", "slo_micros"],
+            sorted(rows),
+            args.output,
+        )
+    elif args.what == "models":
+        counts: dict[tuple[str, str], int] = {}
+        for r in c.get_all_model_replicas(verbose=True):
+            key = (r["model_name"], str(r["model_version"]))
+            counts[key] = counts.get(key, 0) + 1
+        rows = [[m["model_name"], m["model_version"], m["input_type"], "yes" if m["is_current_version"] else "",
+                 counts.get((m["model_name"], str(m["model_version"])), 0), ",".join(x for x in m["labels"] if x)]
+                for m in c.get_all_models(verbose=True)]  # fmt: skip
+        _table(
+            "Models",
+            ["name", "version", "input_type", "current", "replicas", "labels"],
+            sorted(rows),
+            args.output,
+        )
+    else:
+        rows = [[r["model_name"], r["model_version"], r["model_replica_id"], r["input_type"]]
+                for r in c.get_all_model_replicas(verbose=True)]  # fmt: skip
+        _table("Replicas", ["model", "version", "replica", "input_type"], sorted(rows), args.output)
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from reconciler.labels import GIT_COMMIT, MANAGED_BY, label_value
+    from reconciler.observed import observe
+
+    t = _connected_target(args)
+    obs = observe(t.conn, t.registry.load())
+    rows = []
+    for name in sorted(obs.models):
+        cur = obs.current(name)
+        labels = cur.labels if cur else ()
+        rows.append(["Model", name, cur.version if cur else "-", f"{cur.replicas if cur else 0} replicas",
+                     label_value(labels, MANAGED_BY) or "-", label_value(labels, GIT_COMMIT) or "-"])  # fmt: skip
+    for name in sorted(obs.apps):
+        a = obs.apps[name]
+        rec = obs.app_owners.get(name)
+        rows.append(["Application", name, ", ".join(a.linked) or "-", f"slo {a.slo_micros} us",
+                     rec.owner if rec else "-", (rec.git_commit if rec else None) or "-"])  # fmt: skip
+    out.print(f"Cluster [bold]{t.desired.cluster_name}[/bold]: running, query {t.conn.cm.get_query_addr()}, "
+              f"admin {t.conn.cm.get_admin_addr()}", highlight=False)  # fmt: skip
+    _table(
+        "Objects", ["kind", "name", "version/model", "state", "managed-by", "git-commit"], rows, args.output
+    )
+    return EXIT_OK
+
+
+def cmd_watch(args) -> int:
+    from reconciler.watch import watch
+
+    return watch(args, _apply_once, err)
+
+
+def cmd_schema(args) -> int:
+    from pathlib import Path
+
+    from schemas.__main__ import DEFAULT_DIR, write_schemas
+
+    for p in write_schemas(Path(args.directory) if args.directory else DEFAULT_DIR):
+        out.print(str(p))
+    return EXIT_OK
+
+
+def report_error(e: BaseException) -> None:
+    if isinstance(e, ManifestErrors):
+        err.print(f"[bold red]error:[/bold red] {len(e.problems)} problem(s) in the manifests; nothing was changed",
+                  highlight=False)  # fmt: skip
+        for p in e.problems:
+            err.print(f"  {p}", highlight=False, markup=False)
+    else:
+        err.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    global out, err
+    if args.no_color:
+        out, err = (
+            Console(no_color=True, highlight=False),
+            Console(stderr=True, no_color=True, highlight=False),
+        )
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("clipper_admin").setLevel(logging.WARNING)
+    handler = globals()[f"cmd_{args.command}"]
+    from clipper_admin import ClipperException
+
+    try:
+        return handler(args)
+    except (ReconcilerError, ClipperException, OSError) as e:
+        report_error(e)
+        return EXIT_ERROR
+    finally:
+        sys.stdout.flush()
+        time.sleep(0)
