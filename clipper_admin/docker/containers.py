@@ -39,11 +39,28 @@ def describe_failure(container, what: str) -> str:
     return f"{what} ({container.name}, {status}). Last log lines:\n{last_logs(container)}"
 
 
+def ensure_image(client: docker.DockerClient, image: str) -> None:
+    """The image exists locally, or is pulled; else a ``ClipperException`` saying how to build it."""
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except docker.errors.APIError as e:
+        raise ClipperException(
+            f"Docker image {image} not found locally and it could not be pulled. Build Clipper's "
+            f"images with images/build.sh, or pass an image that exists. ({e.explanation or e})"
+        ) from e
+
+
 def run_container(client: docker.DockerClient, image: str, name_prefix: str, tries: int = 5, **kwargs):
     """``containers.run`` with a fresh random name per try (a name clash or a transient API error retries).
 
     A missing image is a ``ClipperException`` saying how to build it.
     """
+    ensure_image(client, image)
     last: Exception | None = None
     for _ in range(tries):
         try:
@@ -105,7 +122,3 @@ def redis_pong(host: str, port: int) -> Callable[[], bool]:
             return s.recv(16).startswith(b"+PONG")
 
     return check
-
-
-def container_running(container) -> Callable[[], bool]:
-    return lambda: True

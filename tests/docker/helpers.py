@@ -1,0 +1,51 @@
+"""Helpers of the Docker suite: model directories and bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cloudpickle
+import requests
+
+
+def write_model_dir(path, func) -> str:
+    """A model directory as docs/internals.md describes it (func.pkl + clipper_model.json)."""
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "func.pkl"), "wb") as f:
+        cloudpickle.dump(func, f)
+    with open(os.path.join(path, "clipper_model.json"), "w") as f:
+        json.dump({"kind": "python", "python": "3.11", "requirements": []}, f)
+    return str(path)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+    """Poll ``predicate()`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except requests.RequestException as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def predict(query_addr: str, app: str, payload: dict) -> dict:
+    r = requests.post(f"http://{query_addr}/{app}/predict", json=payload, timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def wait_for_output(query_addr: str, app: str, payload: dict, expected: str, timeout: float = 90):
+    """Wait until the app answers ``expected`` (not its default output)."""
+
+    def check():
+        out = predict(query_addr, app, payload)
+        return out if (not out.get("default") and str(out.get("output")) == expected) else None
+
+    return wait_for(check, timeout, f"{app} to answer {expected}")

@@ -1,0 +1,146 @@
+"""A Clipper cluster on a real Docker engine, driven through clipper_admin unchanged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from clipper_admin import ClipperConnection
+from clipper_admin.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
+
+from .conftest import cluster_kwargs
+from .helpers import predict, wait_for, wait_for_output, write_model_dir
+
+APP = "hello-world"
+
+
+def feature_sum(xs):
+    return [str(sum(x)) for x in xs]
+
+
+def feature_sum_plus_100(xs):
+    return [str(sum(x) + 100) for x in xs]
+
+
+@pytest.fixture(scope="module")
+def cluster(test_network):
+    """One cluster for the module: started once, removed at the end whatever happens."""
+    from clipper_admin.docker.docker_container_manager import DockerContainerManager
+
+    kwargs = cluster_kwargs(test_network)
+    cm = DockerContainerManager(**kwargs)
+    conn = ClipperConnection(cm)
+    try:
+        conn.start_clipper()
+        conn.register_application(name=APP, input_type="doubles", default_output="-1.0", slo_micros=100000)
+        yield conn, kwargs
+    finally:
+        cm.stop_all(graceful=False)
+
+
+def test_hello_world_readme_flow(cluster, tmp_path):
+    """The original README: register an app, deploy a closure, link it, query it."""
+    python_deployer = pytest.importorskip("clipper_admin.deployers.python")
+    conn, _ = cluster
+    python_deployer.deploy_python_closure(
+        conn, name="sum-model", version=1, input_type="doubles", func=feature_sum
+    )
+    conn.link_model_to_app(app_name=APP, model_name="sum-model")
+    out = wait_for_output(conn.get_query_addr(), APP, {"input": [1.1, 2.2, 3.3]}, str(sum([1.1, 2.2, 3.3])))
+    assert out["default"] is False
+
+
+def _deploy(conn, tmp_path, name, version, func, replicas=1):
+    model_dir = write_model_dir(tmp_path / f"{name}-{version}", func)
+    base = "clipper/python311-closure-container:" + __import__("clipper").__version__
+    conn.build_and_deploy_model(name, version, "doubles", model_dir, base, num_replicas=replicas)
+
+
+def test_build_and_deploy_then_version_switch_and_rollback(cluster, tmp_path, docker_client):
+    conn, kwargs = cluster
+    _deploy(conn, tmp_path, "switch", 1, feature_sum)
+    conn.register_application(
+        name="switch-app", input_type="doubles", default_output="-1.0", slo_micros=100000
+    )
+    conn.link_model_to_app("switch-app", "switch")
+    addr = conn.get_query_addr()
+    wait_for_output(addr, "switch-app", {"input": [1.0, 2.0]}, "3.0")
+    # the model image is tagged <cluster>-<name>:<version> and holds the model at /model
+    image = docker_client.images.get(f"{kwargs['cluster_name']}-switch:1")
+    assert image.labels[CLIPPER_DOCKER_LABEL] == kwargs["cluster_name"]
+
+    _deploy(conn, tmp_path, "switch", 2, feature_sum_plus_100)
+    assert conn.get_current_model_version("switch") == "2"
+    wait_for_output(addr, "switch-app", {"input": [1.0, 2.0]}, "103.0")
+
+    conn.set_model_version("switch", "1")  # rollback: version 1's replicas are still running
+    wait_for_output(addr, "switch-app", {"input": [1.0, 2.0]}, "3.0")
+
+
+def test_scaling_replicas(cluster, tmp_path, docker_client):
+    conn, kwargs = cluster
+    _deploy(conn, tmp_path, "scaled", 1, feature_sum)
+    assert conn.get_num_replicas("scaled", "1") == 1
+    conn.set_num_replicas("scaled", 3, version="1")
+    assert conn.get_num_replicas("scaled", "1") == 3
+    labelled = docker_client.containers.list(
+        filters={
+            "label": [
+                f"{CLIPPER_DOCKER_LABEL}={kwargs['cluster_name']}",
+                f"{CLIPPER_MODEL_CONTAINER_LABEL}=scaled_1",
+            ]
+        }
+    )
+    assert len(labelled) == 3
+    assert all(c.name.startswith("scaled_1-") for c in labelled)
+    conn.set_num_replicas("scaled", 1, version="1")
+    assert conn.get_num_replicas("scaled", "1") == 1
+    # scaled-down containers are removed, not left stopped
+    all_of_model = docker_client.containers.list(
+        all=True, filters={"label": f"{CLIPPER_MODEL_CONTAINER_LABEL}=scaled_1"}
+    )
+    assert len(all_of_model) == 1
+
+
+def test_killed_model_container_is_detected(cluster, tmp_path, docker_client):
+    conn, kwargs = cluster
+    _deploy(conn, tmp_path, "victim", 1, feature_sum, replicas=2)
+    conn.register_application(
+        name="victim-app", input_type="doubles", default_output="-1.0", slo_micros=100000
+    )
+    conn.link_model_to_app("victim-app", "victim")
+    wait_for_output(conn.get_query_addr(), "victim-app", {"input": [2.0, 2.0]}, "4.0")
+    wait_for(lambda: len(conn.get_all_model_replicas()) >= 2, 60, "two connected replicas")
+    replicas = docker_client.containers.list(filters={"label": f"{CLIPPER_MODEL_CONTAINER_LABEL}=victim_1"})
+    replicas[0].kill()
+    wait_for(lambda: conn.get_num_replicas("victim", "1") == 1, 30, "the backend to count one replica")
+    # the surviving replica keeps serving
+    assert predict(conn.get_query_addr(), "victim-app", {"input": [2.0, 2.0]})["output"] in ("4.0", 4.0)
+
+
+def test_connect_from_a_second_process(cluster):
+    conn, kwargs = cluster
+    code = (
+        "import json, sys\n"
+        "from clipper_admin import ClipperConnection, DockerContainerManager\n"
+        f"cm = DockerContainerManager(cluster_name={kwargs['cluster_name']!r}, docker_network={kwargs['docker_network']!r})\n"
+        "conn = ClipperConnection(cm)\n"
+        "conn.connect()\n"
+        "print(json.dumps({'query': conn.get_query_addr(), 'admin': cm.get_admin_addr(), 'apps': conn.get_all_apps()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["query"] == conn.get_query_addr() == f"localhost:{kwargs['clipper_query_port']}"
+    assert seen["admin"] == f"localhost:{kwargs['clipper_management_port']}"
+    assert APP in seen["apps"]
+
+
+def test_logs_are_written(cluster, tmp_path):
+    conn, _ = cluster
+    paths = conn.get_clipper_logs(logging_dir=str(tmp_path / "logs"))
+    assert len(paths) >= 3  # redis, management and query frontends at least
+    assert all(p.startswith(str(tmp_path / "logs")) for p in paths)
