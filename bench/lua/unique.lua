@@ -1,0 +1,49 @@
+-- Like post.lua, but builds every request in request(): env WRK_TEMPLATE is the body with one %d,
+-- replaced by a per-request counter (distinct inputs: every query misses the prediction cache)
+-- unless WRK_UNIQUE=0, which sends the counter's first value every time (every query after the
+-- first hits). Both modes pay the same Lua cost per request, so hit and miss compare fairly.
+
+local template = os.getenv("WRK_TEMPLATE") or '{"input": [%d.5, 2.2, 3.3, 4.4]}'
+local unique = os.getenv("WRK_UNIQUE") ~= "0"
+local path = os.getenv("WRK_PATH")
+local headers = { ["Content-Type"] = "application/json" }
+
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+
+local counter = 0
+function request()
+  if unique then
+    counter = counter + 1
+  end
+  return wrk.format("POST", path, headers, string.format(template, id * 1000000000 + counter))
+end
+
+non2xx, defaults = 0, 0
+function response(status, headers, rbody)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  elseif string.find(rbody, '"default":%s*true') then
+    defaults = defaults + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local n2, df = 0, 0
+  for _, t in ipairs(threads) do
+    n2 = n2 + t:get("non2xx")
+    df = df + t:get("defaults")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "defaults": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"latency_us": {"mean": %.1f, "max": %d, "p50": %d, "p90": %d, "p99": %d, "p999": %d}}\n',
+    summary.requests, summary.duration, n2, df,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
