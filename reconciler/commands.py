@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -59,7 +60,7 @@ def _print_plan(plan, output: str, verbose: bool = False) -> None:
         print(plan_json(plan))
     else:
         for line in plan_lines(plan, verbose):
-            out.print(line, highlight=False)
+            out.print(line, highlight=False, soft_wrap=True)
 
 
 def _target(args):
@@ -255,9 +256,9 @@ def report_error(e: BaseException) -> None:
         err.print(f"[bold red]error:[/bold red] {len(e.problems)} problem(s) in the manifests; nothing was changed",
                   highlight=False)  # fmt: skip
         for p in e.problems:
-            err.print(f"  {p}", highlight=False, markup=False)
+            err.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)
     else:
-        err.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+        err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
 
 CONNECT_TIMEOUT = 120.0  # seconds for new replicas to connect
+STOP_TIMEOUT = 30.0  # seconds for stopped replicas to disconnect (not an error when exceeded)
 DRAIN_SECONDS = 1.0  # let queries already sent to the previous version finish before it stops
 
 
@@ -117,8 +118,15 @@ class Executor:
 
     def _stop(self, name: str, versions: tuple[str, ...]) -> None:
         """Stop the replicas of ``versions``; they stay registered (rollback)."""
-        if versions:
-            self.conn.cm.stop_models({name: list(versions)})
+        if not versions:
+            return
+        self.conn.cm.stop_models({name: list(versions)})
+        # wait (bounded) until the frontend has let go of them, so that the next plan is clean
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            if not any(connected_replicas(self.conn, name, v) for v in versions):
+                return
+            time.sleep(0.1)
 
     def _model(self, action: Action, owners: dict[str, AppRecord]) -> None:
         m = action.model

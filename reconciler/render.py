@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
+
 from reconciler.plan import Action, Op, Plan
 
 SYMBOL = {
@@ -29,10 +31,12 @@ def plan_lines(plan: Plan, verbose: bool = False) -> list[str]:
         if a.op is Op.NOOP and not verbose:
             continue
         sym, style, word = SYMBOL[a.op]
-        reason = f" [dim]({a.reason})[/dim]" if a.reason else ""
+        reason = f" [dim]({escape(a.reason)})[/dim]" if a.reason else ""
         out.append(f"[{style}]{sym:>3} {a.ref}[/{style}] [dim]{word}[/dim]{reason}")
         for c in a.changes:
-            out.append(f"      {c.field}: [red]{_fmt(c.old)}[/red] -> [green]{_fmt(c.new)}[/green]")
+            out.append(
+                f"      {escape(c.field)}: [red]{escape(_fmt(c.old))}[/red] -> [green]{escape(_fmt(c.new))}[/green]"
+            )
     counts = {op: sum(1 for a in plan.actions if a.op is op) for op in Op}
     summary = ", ".join(
         f"{counts[op]} to {name}"
@@ -49,7 +53,7 @@ def plan_lines(plan: Plan, verbose: bool = False) -> list[str]:
     if counts[Op.CONFLICT]:
         extra.append(f"[bold red]{counts[Op.CONFLICT]} conflict(s)[/bold red]")
     for w in plan.warnings:
-        out.append(f"[yellow]warning:[/yellow] {w}")
+        out.append(f"[yellow]warning:[/yellow] {escape(w)}")
     if not plan.has_changes:
         out.append(
             "[green]No changes.[/green] The cluster matches the manifests."

@@ -1,0 +1,122 @@
+"""Loading manifests: several documents, directories, stdin, ${VAR}, and located errors."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+import pytest
+
+from reconciler.errors import ManifestErrors
+from reconciler.loader import load_manifests
+
+MODEL = """\
+apiVersion: clipper.ai/v1
+kind: Model
+metadata:
+  name: sum-model
+spec:
+  inputType: doubles
+  replicas: {replicas}
+  source:
+    python:
+      function: sum_model.py:predict
+"""
+APP = """\
+apiVersion: clipper.ai/v1
+kind: Application
+metadata:
+  name: hello
+spec:
+  inputType: {input_type}
+  model: {model}
+"""
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "sum_model.py").write_text("def predict(xs):\n    return [str(sum(x)) for x in xs]\n")
+    return tmp_path
+
+
+def test_directory_recursive_with_several_documents(tree):
+    sub = tree / "apps"
+    sub.mkdir()
+    (tree / "m.yaml").write_text(MODEL.format(replicas=2))
+    (sub / "a.yml").write_text(APP.format(input_type="d", model="sum-model") + "---\n")
+    s = load_manifests([str(tree)])
+    assert list(s.models) == ["sum-model"] and list(s.apps) == ["hello"] and s.cluster is None
+    assert s.models["sum-model"].obj.spec.replicas == 2
+
+
+def test_stdin_and_env_substitution(tree, monkeypatch):
+    text = MODEL.format(replicas="${N}").replace("sum_model.py", "${DIR}/sum_model.py")
+    s = load_manifests(["-"], env={"N": "3", "DIR": str(tree)}, stdin=io.StringIO(text))
+    assert s.models["sum-model"].obj.spec.replicas == 3
+
+
+def test_default_for_unset_variable(tree):
+    (tree / "m.yaml").write_text(MODEL.format(replicas="${N:-4}"))
+    assert load_manifests([str(tree / "m.yaml")], env={}).models["sum-model"].obj.spec.replicas == 4
+
+
+def test_all_errors_with_file_line_column_and_path(tree):
+    bad = tree / "bad.yaml"
+    bad.write_text(
+        MODEL.format(replicas=-1)
+        + "---\n"
+        + APP.format(input_type="ints", model="sum-model")
+        + "---\n"
+        + APP.format(input_type="d", model="nope").replace("hello", "other")
+        + "---\nkind: Widget\n---\n"
+        + MODEL.format(replicas="${UNSET}").replace("sum-model", "m2")
+        + "---\n"
+        + APP.format(input_type="d", model="sum-model")
+    )
+    with pytest.raises(ManifestErrors) as info:
+        load_manifests([str(bad)], env={})
+    lines = str(info.value).splitlines()
+    assert lines == [
+        f"{bad}:7:3 Model/sum-model spec.replicas: Input should be greater than or equal to 0",
+        f"{bad}:26:3 Application/other spec.model: linked model 'nope' is not defined in the manifests",
+        f"{bad}:28:1 Widget unknown kind 'Widget' (expected one of Cluster, Model, Application)",
+        f"{bad}:36:13 Model/m2 spec.replicas: environment variable UNSET is not set (use ${{UNSET:-default}} for a default)",
+        f"{bad}:41:1 Application/hello duplicate Application/hello (first defined at {bad}:12)",
+    ]
+
+
+def test_input_type_mismatch_and_missing_file(tree):
+    f = tree / "x.yaml"
+    f.write_text(
+        MODEL.format(replicas=1).replace("sum_model.py", "gone.py")
+        + "---\n"
+        + APP.format(input_type="ints", model="sum-model")
+    )
+    with pytest.raises(ManifestErrors) as info:
+        load_manifests([str(f)])
+    text = str(info.value)
+    assert f"{f}:1:1 Model/sum-model spec.source.python.function: gone.py not found" in text
+    assert (
+        f"{f}:17:3 Application/hello spec.inputType: input type 'integers' does not match Model/sum-model ('doubles')"
+        in text
+    )
+
+
+def test_yaml_syntax_error_is_located(tree):
+    f = tree / "broken.yaml"
+    f.write_text(textwrap.dedent("kind: Model\nmetadata: [unclosed\n"))
+    with pytest.raises(ManifestErrors, match=r"broken.yaml:\d+:\d+ invalid YAML"):
+        load_manifests([str(f)])
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(ManifestErrors, match="no such file or directory"):
+        load_manifests([str(tmp_path / "nope.yaml")])
+
+
+def test_examples_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "manifests"
+    s = load_manifests([str(root / "quickstart.yaml")])
+    assert s.cluster.obj.metadata.name == "quickstart" and "hello-world" in s.apps
