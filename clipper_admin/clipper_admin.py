@@ -363,12 +363,20 @@ class ClipperConnection:
 
     # -- stopping --------------------------------------------------------------------------------
     @_connected
-    def _unregister_versioned_models(self, model_versions_dict):
+    def _unregister_versioned_models(self, model_versions_dict, ignore_gone=False):
+        """Soft-delete each version. With ``ignore_gone`` (lists read back from the server), a version
+        deleted meanwhile is skipped: the query frontend purges deleted versions asynchronously, so
+        the original failed here when a ``stop_*`` call followed another too quickly."""
         for model_name in model_versions_dict:
             for model_version in model_versions_dict[model_name]:
-                self._admin.post(
-                    "delete_versioned_model", {"model_name": model_name, "model_version": model_version}
-                )
+                try:
+                    self._admin.post(
+                        "delete_versioned_model", {"model_name": model_name, "model_version": model_version}
+                    )
+                except ClipperException as e:
+                    if ignore_gone and ("does not exist" in e.msg or "already marked as 'invalid'" in e.msg):
+                        continue
+                    raise
                 self.logger.info(f"Model {model_name}:{model_version} was successfully deleted")
 
     def _versions_of(self, predicate) -> dict[str, list[str]]:
@@ -385,7 +393,7 @@ class ClipperConnection:
             model_names = [model_names]
         model_dict = self._versions_of(lambda m: m["model_name"] in model_names)
         self.cm.stop_models(model_dict)
-        self._unregister_versioned_models(model_dict)
+        self._unregister_versioned_models(model_dict, ignore_gone=True)
         self.logger.info(
             f"Stopped all containers for these models and versions:\n{pprint.pformat(model_dict)}"
         )
@@ -408,7 +416,7 @@ class ClipperConnection:
             lambda m: m["model_name"] in model_names and not m["is_current_version"]
         )
         self.cm.stop_models(model_dict)
-        self._unregister_versioned_models(model_dict)
+        self._unregister_versioned_models(model_dict, ignore_gone=True)
         self.logger.info(
             f"Stopped all containers for these models and versions:\n{pprint.pformat(model_dict)}"
         )
@@ -418,7 +426,7 @@ class ClipperConnection:
         """Stop every model replica of the cluster and unregister every model version."""
         model_dict = self._versions_of(lambda m: True)
         self.cm.stop_all_model_containers()
-        self._unregister_versioned_models(model_dict)
+        self._unregister_versioned_models(model_dict, ignore_gone=True)
         self.logger.info("Stopped all Clipper model containers")
 
     def stop_all(self, graceful=True):

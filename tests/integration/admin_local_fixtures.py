@@ -1,0 +1,58 @@
+"""Shared helpers for the local-backend admin integration tests (real processes, free ports)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import requests
+
+from clipper.net import free_port
+from clipper_admin import ClipperConnection, LocalContainerManager
+
+
+def new_manager(name: str, state_dir, **kwargs) -> LocalContainerManager:
+    return LocalContainerManager(
+        name,
+        clipper_query_port=free_port(),
+        clipper_management_port=free_port(),
+        clipper_rpc_port=free_port(),
+        state_dir=state_dir,
+        **kwargs,
+    )
+
+
+def start_cluster(name: str, state_dir, **kwargs) -> ClipperConnection:
+    conn = ClipperConnection(new_manager(name, state_dir, **kwargs))
+    conn.start_clipper()
+    return conn
+
+
+def predict(conn: ClipperConnection, app: str, body: dict, timeout: float = 30.0) -> dict:
+    """POST until a non-default answer arrives: a just-registered app or just-linked model takes a
+    moment to reach the query frontend (404, then default outputs)."""
+    url = f"http://{conn.get_query_addr()}/{app}/predict"
+    deadline = time.monotonic() + timeout
+    while True:
+        r = requests.post(
+            url, headers={"Content-type": "application/json"}, data=json.dumps(body), timeout=10
+        )
+        if r.status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            continue
+        assert r.status_code == 200, r.text
+        out = r.json()
+        answers = out.get("batch_predictions", [out])
+        if not any(a.get("default") for a in answers) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.05)
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
