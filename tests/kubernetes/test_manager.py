@@ -1,0 +1,268 @@
+"""KubernetesContainerManager against the strict HTTP double of the API server (real client)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import requests
+
+from clipper_admin.exceptions import ClipperException
+from clipper_admin.kubernetes import KubernetesContainerManager
+from clipper_admin.kubernetes import names as n
+
+from .conftest import api_client_for
+
+NS = "clipper-test"
+IMAGES = ("reg.example.com/clipper/query_frontend:1", "reg.example.com/clipper/management_frontend:1")
+
+
+def start(cm, replicas=1):
+    cm.start_clipper(IMAGES[0], IMAGES[1], None, 1024, 1, 5, 300, replicas)
+
+
+def kinds(fake, cluster="c1"):
+    return sorted(
+        (k, name) for (k, ns, name), o in fake.objects.items()
+        if o["metadata"].get("labels", {}).get(n.CLUSTER_LABEL) == cluster and k != "Pod"
+    )
+
+
+def versions(fake):
+    return {key: o["metadata"].get("resourceVersion") for key, o in fake.objects.items()}
+
+
+def test_start_clipper_creates_the_cluster_with_server_side_apply(make_manager, fake_k8s):
+    cm = make_manager(useInternalIP=True)
+    start(cm, replicas=2)
+    fake = fake_k8s.fake
+    assert kinds(fake) == sorted(
+        [
+            ("ConfigMap", "prometheus-config-at-c1"),
+            ("Deployment", "metrics-at-c1"),
+            ("Deployment", "mgmt-frontend-at-c1"),
+            ("Deployment", "query-frontend-0-at-c1"),
+            ("Deployment", "query-frontend-1-at-c1"),
+            ("Deployment", "redis-at-c1"),
+            ("PersistentVolumeClaim", "redis-data-at-c1"),
+            ("Role", "c1-prometheus"),
+            ("RoleBinding", "c1-prometheus"),
+            ("Service", "metrics-at-c1"),
+            ("Service", "mgmt-frontend-at-c1"),
+            ("Service", "query-frontend-0-at-c1"),
+            ("Service", "query-frontend-1-at-c1"),
+            ("Service", "query-frontend-at-c1"),
+            ("Service", "redis-at-c1"),
+            ("ServiceAccount", "c1-prometheus"),
+        ]
+    )
+    writes = [r for r in fake.requests if r.method != "GET"]
+    assert writes and all(r.content_type == "application/apply-patch+yaml" for r in writes)
+    assert all(r.query["fieldManager"] == ["clipper"] for r in writes)
+    assert ("Namespace", None, NS) in fake.objects  # created: create_namespace_if_not_exists
+    assert cm.num_frontend_replicas == 2
+    node_port = fake.get("Service", NS, "mgmt-frontend-at-c1")["spec"]["ports"][0]["nodePort"]
+    assert cm.get_admin_addr() == f"127.0.0.1:{node_port}"
+    assert cm.get_query_addr().startswith("127.0.0.1:")
+    assert fake.get("Service", NS, "redis-at-c1")["spec"]["type"] == "ClusterIP"
+
+
+def test_reapplying_is_idempotent(make_manager, fake_k8s):
+    cm = make_manager(useInternalIP=True)
+    start(cm)
+    cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1", num_replicas=2)
+    before = versions(fake_k8s.fake)
+    start(cm)
+    cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1", num_replicas=2)
+    assert versions(fake_k8s.fake) == before
+
+
+def test_models_deploy_scale_and_stop(make_manager, fake_k8s):
+    fake = fake_k8s.fake
+    cm = make_manager(useInternalIP=True)
+    start(cm, replicas=2)
+    cm.deploy_model("m", 1, "doubles", "reg.example.com/m:1", num_replicas=2)
+    cm.deploy_model("m", 2, "doubles", "reg.example.com/m:2", num_replicas=1)
+    cm.deploy_model("other", 1, "strings", "reg.example.com/o:1")
+    assert cm.get_num_replicas("m", "1") == 2
+    assert len(fake.list("Pod", NS, "ai.clipper.model_container.label=m_1")) == 4  # 2 per frontend
+    dep = fake.get("Deployment", NS, "m-1-deployment-at-1-at-c1")
+    assert dep["metadata"]["labels"][n.MODEL_LABEL] == "m_1"
+
+    n_requests = len(fake.requests)
+    spec_before = fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1")["spec"]["template"]
+    cm.set_num_replicas("m", "1", "doubles", "reg.example.com/m:1", 3)
+    patches = [r for r in fake.requests[n_requests:] if r.method == "PATCH"]
+    assert [(r.path.rsplit("/", 2)[-2:], r.content_type) for r in patches] == [
+        (["m-1-deployment-at-0-at-c1", "scale"], "application/merge-patch+json"),
+        (["m-1-deployment-at-1-at-c1", "scale"], "application/merge-patch+json"),
+    ]
+    assert fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1")["spec"]["template"] == spec_before
+    assert cm.get_num_replicas("m", "1") == 3
+    cm.set_num_replicas("m", "1", "doubles", "reg.example.com/m:1", 0)  # the original timed out here
+    assert cm.get_num_replicas("m", "1") == 0
+    assert fake.list("Pod", NS, "ai.clipper.model_container.label=m_1") == []
+
+    cm.stop_models({"m": ["2"]})
+    assert fake.get("Deployment", NS, "m-2-deployment-at-0-at-c1") is None
+    assert fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1") is not None
+    assert cm.get_num_replicas("m", "2") == 0
+    cm.stop_all_model_containers()
+    assert fake.list("Deployment", NS, "ai.clipper.name=model") == []
+    assert fake.get("Deployment", NS, "mgmt-frontend-at-c1") is not None
+
+
+def test_stop_all_removes_only_this_cluster(make_manager, fake_k8s):
+    fake = fake_k8s.fake
+    other = make_manager(cluster_name="c2", useInternalIP=True)
+    start(other)
+    cm = make_manager(useInternalIP=True)
+    start(cm)
+    cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
+    cm.stop_all()
+    assert kinds(fake, "c1") == []
+    assert ("Deployment", "mgmt-frontend-at-c2") in kinds(fake, "c2")
+    assert ("Namespace", None, NS) in fake.objects
+
+
+def test_get_logs_writes_one_file_per_container_of_this_cluster(make_manager, fake_k8s, tmp_path):
+    other = make_manager(cluster_name="c2", useInternalIP=True, prometheus_image=None)
+    start(other)
+    cm = make_manager(useInternalIP=True, prometheus_image=None)
+    start(cm)
+    paths = cm.get_logs(str(tmp_path / "logs"))
+    assert sorted(os.path.basename(p).split("-")[0] for p in paths) == ["mgmt", "query", "redis"]
+    for p in paths:
+        assert open(p).read().startswith("log of ")
+        assert "c2" not in os.path.basename(p)
+
+
+def test_connect_from_a_second_process(make_manager, fake_k8s):
+    cm = make_manager(useInternalIP=True)
+    start(cm, replicas=2)
+    cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1", num_replicas=3)
+    script = textwrap.dedent(
+        f"""
+        import json
+        from kubernetes.client import ApiClient, Configuration
+        from clipper_admin.kubernetes import KubernetesContainerManager
+        cfg = Configuration(); cfg.host = {fake_k8s.url!r}
+        cm = KubernetesContainerManager("c1", namespace={NS!r}, useInternalIP=True, api_client=ApiClient(cfg))
+        cm.connect()
+        print(json.dumps({{"frontends": cm.num_frontend_replicas, "replicas": cm.get_num_replicas("m", "1"),
+                          "admin": cm.get_admin_addr(), "query": cm.get_query_addr()}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {
+        "frontends": 2,
+        "replicas": 3,
+        "admin": cm.get_admin_addr(),
+        "query": cm.get_query_addr(),
+    }
+
+
+def test_proxy_addresses_like_the_original(make_manager, fake_k8s):
+    start(make_manager())
+    cm = KubernetesContainerManager("c1", kubernetes_proxy_addr=f"127.0.0.1:{fake_k8s.port}", namespace=NS)
+    cm.connect()
+    assert cm.get_admin_addr() == (
+        f"127.0.0.1:{fake_k8s.port}/api/v1/namespaces/{NS}/services/mgmt-frontend-at-c1:1338/proxy"
+    )
+
+
+def test_load_balancer_address(make_manager):
+    cm = make_manager(service_types={"query": "LoadBalancer"}, useInternalIP=True)
+    start(cm)
+    assert cm.get_query_addr() == "127.0.0.1:1337"
+
+
+class _Pong(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = f"PONG {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def pong_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pong)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_port_forward_when_no_node_address_is_usable(make_manager, fake_k8s, pong_server):
+    """Only InternalIP node addresses and useInternalIP=False: the manager forwards itself."""
+    fake_k8s.fake.port_targets[("mgmt-frontend-at-c1-", 1338)] = ("127.0.0.1", pong_server)
+    cm = make_manager()
+    start(cm)
+    addr = cm.get_admin_addr()
+    node_port = fake_k8s.fake.get("Service", NS, "mgmt-frontend-at-c1")["spec"]["ports"][0]["nodePort"]
+    assert addr.startswith("127.0.0.1:") and not addr.endswith(f":{node_port}")
+    for _ in range(2):  # each connection gets its own forward
+        r = requests.get(f"http://{addr}/admin/ping", timeout=10)
+        assert r.status_code == 200 and r.text == "PONG /admin/ping"
+    assert any(r.path.endswith("/portforward") for r in fake_k8s.fake.requests)
+
+
+def test_missing_namespace_is_a_clear_error(fake_k8s):
+    with pytest.raises(ClipperException, match="create_namespace_if_not_exists=True"):
+        KubernetesContainerManager("c1", namespace="nope", api_client=api_client_for(fake_k8s.url))
+
+
+def test_unreachable_api_is_a_clear_error():
+    from clipper.net import free_port
+
+    api = api_client_for(f"http://127.0.0.1:{free_port()}")
+    api.configuration.retries = 0
+    with pytest.raises(ClipperException, match="unreachable"):
+        KubernetesContainerManager("c1", api_client=api)
+
+
+def test_connect_to_missing_cluster_is_a_clear_error(make_manager):
+    with pytest.raises(ClipperException, match="no Clipper cluster named 'c1'"):
+        make_manager().connect()
+
+
+def test_refuses_local_image_on_remote_cluster_without_registry(make_manager, fake_k8s):
+    cm = make_manager(useInternalIP=True, local_cluster=False)
+    start(cm)
+    with pytest.raises(ClipperException, match="cannot pull it: no registry is configured"):
+        cm.deploy_model("m", "1", "doubles", f"{cm.cluster_identifier}-m:1")
+    assert fake_k8s.fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1") is None
+    with pytest.raises(ClipperException, match="without a registry"):
+        cm.build_model("m", "1", "/nonexistent", "base:1")
+    # with a registry, or on a local cluster, the same image is accepted
+    local = make_manager(useInternalIP=True, local_cluster=True)
+    local.connect()
+    local.deploy_model("m", "1", "doubles", f"{cm.cluster_identifier}-m:1")
+
+
+def test_deploy_times_out_with_the_original_message(make_manager, fake_k8s):
+    fake_k8s.fake.stuck.add("m-1-deployment-at-0-at-c1")
+    cm = make_manager(useInternalIP=True, wait_timeout_s=0.3)
+    start(cm)
+    with pytest.raises(ClipperException, match="Could not create a Kubernetes deployment. Model: m-1"):
+        cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ClipperException, match="unknown keys"):
+        KubernetesContainerManager("c1", service_types={"web": "NodePort"}, kubernetes_proxy_addr="127.0.0.1:1")
+    with pytest.raises(ClipperException, match="access"):
+        KubernetesContainerManager("c1", access="ssh")

@@ -1,0 +1,129 @@
+"""Every object the manager sends validates against the official OpenAPI schemas of two
+Kubernetes minor versions (strict: unknown fields are errors)."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from clipper_admin.exceptions import ClipperException
+from clipper_admin.kubernetes import names as n
+from clipper_admin.kubernetes import objects as o
+from clipper_admin.kubernetes.settings import ObjectSettings, determine_resources, determine_service_types
+
+from .conftest import SCHEMA_VERSIONS
+
+
+def all_objects(s: ObjectSettings) -> list[dict]:
+    return [
+        o.namespace(s.namespace),
+        o.redis_pvc(s),
+        o.redis_deployment(s, "reg/redis:1"),
+        o.redis_service(s),
+        o.admin_token_secret(s, "t0ken"),
+        o.mgmt_deployment(s, "reg/management_frontend:1", "redis-at-c1", 6379, n.admin_token(s.cluster)),
+        o.mgmt_service(s),
+        *[o.query_deployment(s, i, "reg/query_frontend:1", "redis-at-c1", 6379, 1024, 1, 5, 300) for i in range(2)],
+        *[o.query_rpc_service(s, i) for i in range(2)],
+        o.query_service(s),
+        o.model_deployment(s, "m", "1", 0, "doubles", "reg/m:1", 3),
+        o.prometheus_service_account(s),
+        o.prometheus_role(s),
+        o.prometheus_role_binding(s),
+        o.prometheus_configmap(s),
+        o.prometheus_deployment(s, "prom/prometheus:v2.53.0"),
+        o.prometheus_service(s),
+    ]
+
+
+SETTINGS = [
+    ObjectSettings(cluster="c1", namespace="ns1"),
+    ObjectSettings(
+        cluster="c1",
+        namespace="ns1",
+        service_types=determine_service_types({"query": "LoadBalancer", "redis": "NodePort"}),
+        resources=determine_resources({"model": {"requests": {"cpu": 1, "nvidia.com/gpu": 1}}}),
+        redis_storage=None,
+    ),
+]
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_every_object_validates(version, settings):
+    for obj in all_objects(settings):
+        assert kubernetes_validate.validate(obj, version, strict=True) == version, obj["metadata"]["name"]
+
+
+def test_schema_validation_is_strict():
+    bad = o.mgmt_service(SETTINGS[0])
+    bad["spec"]["portz"] = []
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, SCHEMA_VERSIONS[0], strict=True)
+
+
+def test_current_api_versions_only():
+    versions = {obj["apiVersion"] for obj in all_objects(SETTINGS[0])}
+    assert versions == {"v1", "apps/v1", "rbac.authorization.k8s.io/v1"}
+
+
+def test_deployments_are_hardened_and_probed():
+    for obj in all_objects(SETTINGS[0]):
+        if obj["kind"] != "Deployment":
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert obj["spec"]["selector"]["matchLabels"].items() <= obj["spec"]["template"]["metadata"]["labels"].items()
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+            assert c["resources"]["requests"]
+        role = obj["metadata"]["labels"][n.NAME_LABEL]
+        if role in ("mgmt-frontend", "query-frontend"):
+            (c,) = pod["containers"]
+            assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+            assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_original_names_and_labels():
+    s = SETTINGS[0]
+    dep = o.model_deployment(s, "m", "2", 1, "doubles", "img", 2)
+    assert dep["metadata"]["name"] == "m-2-deployment-at-1-at-c1"
+    labels = dep["metadata"]["labels"]
+    assert labels[n.CLUSTER_LABEL] == "c1"
+    assert labels[n.MODEL_LABEL] == "m_2"
+    assert labels[n.NAME_LABEL] == "model"
+    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CLIPPER_IP"] == "query-frontend-1-at-c1"
+    assert env["CLIPPER_PORT"] == "7000" and env["CLIPPER_INPUT_TYPE"] == "doubles"
+    q = o.query_deployment(s, 1, "img", "redis-at-c1", 6379, 10, 1, 5, 300)
+    args = q["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["--store", "redis://redis-at-c1:6379"]
+    assert o.query_rpc_service(s, 1)["spec"]["selector"][n.QUERY_FRONTEND_ID_LABEL] == "1"
+    assert o.prometheus_service(s)["spec"]["selector"][n.CLUSTER_LABEL] == "c1"
+
+
+def test_prometheus_config_is_yaml_scoped_to_cluster():
+    cm = o.prometheus_configmap(SETTINGS[0])
+    cfg = yaml.safe_load(cm["data"]["prometheus.yml"])
+    job = cfg["scrape_configs"][0]
+    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["ns1"]
+    assert {"source_labels": ["__meta_kubernetes_pod_label_ai_clipper_container_label"], "action": "keep", "regex": "c1"} in job["relabel_configs"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["NodePort"], {"bogus": "NodePort"}, {"query": "ExternalName"}, {"query": "Nodeport"}],
+)
+def test_service_types_rejected(bad):
+    with pytest.raises(ClipperException):
+        determine_service_types(bad)
+
+
+def test_resources_rejected():
+    with pytest.raises(ClipperException, match="unknown role"):
+        determine_resources({"gpu": {}})
+    with pytest.raises(ClipperException):
+        determine_resources({"model": {"requestz": {}}})
