@@ -144,8 +144,9 @@ class QueryProcessor:
         queued = 0
         hits = 0
         queue = model.queue
+        use_cache = cache.capacity > 0
         for i, inp in enumerate(inputs):
-            hit = cache.get((name, version, inp))
+            hit = cache.get((name, version, inp)) if use_cache else None
             if hit is not None:
                 hits += 1
                 req.output(i, hit)

@@ -36,6 +36,9 @@ from clipper.rpc.protocol import decode_error_output
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_TIMEOUT_S = 4.0
+# Small outputs repeat (labels, scores): their embedded JSON form is memoized (bounded).
+_MEMO_MAX_OUTPUT = 64
+_MEMO_ENTRIES = 4096
 
 
 class ModelState:
@@ -101,6 +104,7 @@ class Dispatcher:
         self.by_conn: dict[object, Replica] = {}
         self.throughput = metrics.meter("internal:aggregate_model_throughput")
         self.ignored_responses = metrics.counter("internal:ignored_responses")
+        self._embedded: dict[bytes, bytes] = {}
 
     # -- replicas ------------------------------------------------------------------------------
     def add_replica(self, conn, model: ModelState) -> Replica:
@@ -243,13 +247,21 @@ class Dispatcher:
                 t.request.default(t.index, text)
             return
         cache = self.cache
+        use_cache = cache.capacity > 0
         name, version = model.name, model.version
+        memo = self._embedded
         for t, out in zip(batch, outputs, strict=True):
-            err = decode_error_output(out)
-            if err is not None:
-                t.request.default(t.index, orjson.dumps(err))
-                continue
-            embedded = embed_output(out)
-            if cache.capacity:
+            embedded = memo.get(out)
+            if embedded is None:
+                err = decode_error_output(out)
+                if err is not None:
+                    t.request.default(t.index, orjson.dumps(err))
+                    continue
+                embedded = embed_output(out)
+                if len(out) <= _MEMO_MAX_OUTPUT:
+                    if len(memo) >= _MEMO_ENTRIES:
+                        memo.clear()
+                    memo[out] = embedded
+            if use_cache:
                 cache.put((name, version, t.input), embedded)
             t.request.output(t.index, embedded)

@@ -1,0 +1,300 @@
+"""Query-frontend throughput/latency benchmark: a local stack driven by wrk.
+
+Starts, on free ports and under a temporary CLIPPER_HOME: a SQLite config store, the management
+frontend (the application and model are registered through its HTTP API, as a user would), the query
+frontend and one no-op closure replica (``python -m clipper.container``), then runs
+``wrk -t1 -c<connections> -d<seconds>`` posting ``{"input": [1.1, 2.2, 3.3, 4.4]}`` and prints
+predictions/s, p50 and p99 (and how many answers were defaults).
+
+    python bench/frontend.py                  # 32 connections, 15 s
+    python bench/frontend.py -c 64 -d 30
+    python bench/frontend.py --smoke          # 2-second run (used by the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cloudpickle
+
+WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.body = '{"input": [1.1, 2.2, 3.3, 4.4]}'
+wrk.headers["Content-Type"] = "application/json"
+local defaults = 0
+local non200 = 0
+response = function(status, headers, body)
+  if status ~= 200 then non200 = non200 + 1 end
+  if string.find(body, '"default":true', 1, true) then defaults = defaults + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d errors=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status))
+end
+"""
+
+
+def noop(inputs):
+    return ["0"] * len(inputs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def post(url: str, body: dict) -> bytes:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+class Stack:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[subprocess.Popen] = []
+        self.mgmt_port, self.http_port, self.rpc_port = free_port(), free_port(), free_port()
+        self.store = f"sqlite:///{root}/config.db"
+
+    def spawn(self, args: list[str], log: str, env: dict | None = None) -> subprocess.Popen:
+        out = open(self.root / log, "wb")
+        p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or os.environ.copy())
+        self.procs.append(p)
+        return p
+
+    def start(self, slo_micros: int, direct: bool = False) -> None:
+        py = sys.executable
+        if not direct:
+            self.spawn(
+                [
+                    py,
+                    "-m",
+                    "clipper.management_frontend",
+                    "--store",
+                    self.store,
+                    "--port",
+                    str(self.mgmt_port),
+                ],
+                "mgmt.log",
+            )
+        self.spawn(
+            [
+                py,
+                "-m",
+                "clipper.query_frontend",
+                "--store",
+                self.store,
+                "--port",
+                str(self.http_port),
+                "--rpc-port",
+                str(self.rpc_port),
+                "--log-level",
+                "WARNING",
+            ],
+            "query_frontend.log",
+        )
+        wait_http(f"http://127.0.0.1:{self.http_port}/health")
+        if direct:
+            self.configure_store(slo_micros)
+        else:
+            self.configure_admin(slo_micros)
+        self.start_replica()
+
+    def configure_store(self, slo_micros: int) -> None:
+        """Write the configuration straight into the store (no management frontend)."""
+        from clipper.config_store import AppRecord, ModelRecord, open_store
+
+        store = open_store(self.store)
+        store.add_app(AppRecord("bench", "doubles", "-1.0", slo_micros))
+        store.add_model(ModelRecord("noop", "1", "doubles"))
+        store.add_link("bench", "noop")
+        store.close()
+
+    def configure_admin(self, slo_micros: int) -> None:
+        wait_http(f"http://127.0.0.1:{self.mgmt_port}/admin/ping")
+        admin = f"http://127.0.0.1:{self.mgmt_port}/admin"
+        post(
+            f"{admin}/add_app",
+            {
+                "name": "bench",
+                "input_type": "doubles",
+                "default_output": "-1.0",
+                "latency_slo_micros": slo_micros,
+            },
+        )
+        post(
+            f"{admin}/add_model",
+            {
+                "model_name": "noop",
+                "model_version": "1",
+                "labels": [],
+                "input_type": "doubles",
+                "container_name": "local",
+                "model_data_path": "DEPRECATED",
+                "batch_size": -1,
+            },
+        )
+        post(f"{admin}/add_model_links", {"app_name": "bench", "model_names": ["noop"]})
+
+    def start_replica(self) -> None:
+        py = sys.executable
+        model = self.root / "model"
+        model.mkdir()
+        (model / "func.pkl").write_bytes(cloudpickle.dumps(noop))
+        env = dict(
+            os.environ,
+            CLIPPER_MODEL_NAME="noop",
+            CLIPPER_MODEL_VERSION="1",
+            CLIPPER_IP="127.0.0.1",
+            CLIPPER_PORT=str(self.rpc_port),
+            CLIPPER_INPUT_TYPE="doubles",
+            CLIPPER_MODEL_PATH=str(model),
+            CLIPPER_LOG_LEVEL="WARNING",
+        )
+        self.spawn([py, "-m", "clipper.container"], "container.log", env)
+        url = f"http://127.0.0.1:{self.http_port}/bench/predict"
+        end = time.monotonic() + 30
+        while time.monotonic() < end:  # until the replica answers (not the default)
+            try:
+                if b'"default":false' in post(url, {"input": [0.5]}):
+                    return
+            except urllib.error.HTTPError:  # 404 until the frontend has loaded the application
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the replica did not start serving within 30 s")
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def run_wrk(port: int, connections: int, seconds: int, script: Path) -> dict:
+    wrk = shutil.which("wrk") or "/usr/bin/wrk"
+    cmd = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}/bench/predict",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    fields = dict(kv.split("=") for kv in line.split()[1:])
+    r = {k: int(v) for k, v in fields.items()}
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-c", "--connections", type=int, default=32)
+    ap.add_argument("-d", "--duration", type=int, default=15, help="seconds of measurement")
+    ap.add_argument("--warmup", type=int, default=3, help="seconds of warm-up (not measured)")
+    ap.add_argument("--slo-micros", type=int, default=100000)
+    ap.add_argument("--smoke", action="store_true", help="a 2-second run, no warm-up")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument(
+        "--direct-store",
+        action="store_true",
+        help="write the configuration into the store, no management frontend",
+    )
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.duration, args.warmup = 2, 0
+    with tempfile.TemporaryDirectory(prefix="clipper-bench-") as tmp:
+        os.environ["CLIPPER_HOME"] = tmp
+        root = Path(tmp)
+        script = root / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        stack = Stack(root)
+        try:
+            stack.start(args.slo_micros, direct=args.direct_store)
+            if args.warmup:
+                run_wrk(stack.http_port, args.connections, args.warmup, script)
+            r = run_wrk(stack.http_port, args.connections, args.duration, script)
+            with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/metrics") as resp:
+                metrics = json.loads(resp.read())
+        except Exception:
+            for log in ("query_frontend.log", "mgmt.log", "container.log"):
+                p = root / log
+                if p.exists():
+                    sys.stderr.write(f"--- {log}\n{p.read_text()[-3000:]}\n")
+            raise
+        finally:
+            stack.stop()
+    batch = next((h[k] for h in metrics.get("histograms", []) for k in h if k.endswith(":batch_size")), {})
+    ratio = next(
+        (
+            c[k]["ratio"]
+            for c in metrics.get("ratio_counters", [])
+            for k in c
+            if k == "app:bench:default_prediction_ratio"
+        ),
+        "nan",
+    )
+    result = {
+        "connections": args.connections,
+        "seconds": args.duration,
+        "predictions_per_s": round(r["rps"], 1),
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "max_ms": r["max_us"] / 1000,
+        "errors": r["errors"],
+        "default_ratio": ratio,
+        "mean_batch_size": batch.get("mean", "?"),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"connections   {result['connections']}  ({result['seconds']} s, wrk -t1)")
+        print(f"predictions/s {result['predictions_per_s']:.0f}")
+        print(f"p50           {result['p50_ms']:.2f} ms")
+        print(f"p99           {result['p99_ms']:.2f} ms")
+        print(f"max           {result['max_ms']:.2f} ms")
+        print(
+            f"errors        {result['errors']}   default ratio {result['default_ratio']}   mean batch size {result['mean_batch_size']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Prediction cache order and bound, AIMD batch sizing, EDF queues."""
+
+from __future__ import annotations
+
+import pytest
+
+from clipper.query_frontend.batching import MAX_BATCH, BatchSizeController
+from clipper.query_frontend.cache import PredictionCache
+from clipper.query_frontend.queues import Task, TaskQueue
+
+
+def key(i: int) -> tuple[str, str, bytes]:
+    return ("m", "1", bytes([i]))
+
+
+class TestCache:
+    def test_exact_keys_and_first_output_wins(self):
+        c = PredictionCache(1000)
+        assert c.get(key(1)) is None
+        assert c.put(key(1), b"a") and not c.put(key(1), b"b")
+        assert c.get(key(1)) == b"a"
+        assert c.get(("m", "2", bytes([1]))) is None  # the version is part of the key
+        assert c.get(("m", "1", bytes([1, 0]))) is None
+
+    def test_bound_in_bytes_and_lru_order(self):
+        c = PredictionCache(6)  # each entry costs 1 (input) + 1 (output) = 2 bytes
+        for i in range(3):
+            c.put(key(i), b"x")
+        assert c.size == 6
+        assert c.get(key(0)) == b"x"  # 0 becomes most recently used
+        c.put(key(3), b"y")  # evicts the least recently used: 1
+        assert key(1) not in c and key(0) in c and key(2) in c and key(3) in c
+        assert c.size <= c.capacity
+        for i in range(10, 50):
+            c.put(key(i), b"zz")
+            assert c.size <= c.capacity
+
+    def test_oversized_entries_and_zero_capacity(self):
+        c = PredictionCache(4)
+        assert not c.put(key(1), b"12345")
+        assert len(c) == 0
+        assert not PredictionCache(0).put(key(1), b"1")
+        with pytest.raises(ValueError):
+            PredictionCache(-1)
+
+    def test_drop_model(self):
+        c = PredictionCache(100)
+        c.put(("m", "1", b"a"), b"1")
+        c.put(("m", "2", b"a"), b"1")
+        assert c.drop_model("m", "1") == 1
+        assert ("m", "2", b"a") in c and c.size == 2
+
+
+class TestBatching:
+    def test_grows_additively_while_full_batches_fit(self):
+        b = BatchSizeController()
+        assert b.size() == 1
+        for expected in range(2, 6):
+            b.observe(b.size(), 0.001, slo_s=0.1)
+            assert b.size() == expected
+
+    def test_does_not_grow_on_partial_batches(self):
+        b = BatchSizeController(initial=4)
+        b.observe(2, 0.001, 0.1)
+        assert b.size() == 4
+
+    def test_backs_off_multiplicatively_when_over_target(self):
+        b = BatchSizeController(initial=20)
+        b.observe(20, 0.09, slo_s=0.1)  # 90 ms > 40% of 100 ms
+        assert b.size() == 14
+        for _ in range(20):
+            b.observe(b.size(), 1.0, 0.1)
+        assert b.size() == 1
+
+    def test_model_batch_size_caps(self):
+        b = BatchSizeController(cap=3)
+        for _ in range(10):
+            b.observe(b.size(), 0.0001, 1.0)
+        assert b.size() == 3
+        b.set_cap(-1)
+        for _ in range(5):
+            b.observe(b.size(), 0.0001, 1.0)
+        assert b.size() == 8
+        b = BatchSizeController(initial=10**6)
+        assert b.size() == MAX_BATCH
+
+    def test_converges_under_a_linear_latency_model(self):
+        """Latency 1 ms + 1 ms/item, objective 100 ms: the limit settles near the 40 ms target."""
+        b = BatchSizeController()
+        sizes = []
+        for _ in range(500):
+            n = b.size()
+            b.observe(n, 0.001 + 0.001 * n, 0.1)
+            sizes.append(n)
+        tail = sizes[-100:]
+        assert max(tail) <= 40 and min(tail) >= 20
+
+
+class _Req:
+    def __init__(self) -> None:
+        self.finished = False
+
+
+class TestQueue:
+    def test_edf_order_and_expiry(self):
+        q = TaskQueue()
+        reqs = [_Req() for _ in range(4)]
+        q.push(Task(reqs[0], 0, b"late", 30.0, 1.0))
+        q.push(Task(reqs[1], 0, b"early", 10.0, 1.0))
+        q.push(Task(reqs[2], 0, b"expired", 4.0, 1.0))
+        q.push(Task(reqs[3], 0, b"answered", 20.0, 1.0))
+        reqs[3].finished = True
+        batch = q.pop_batch(10, now=5.0)
+        assert [t.input for t in batch] == [b"early", b"late"]
+        assert len(q) == 0
+
+    def test_pop_respects_the_limit_and_ties_keep_arrival_order(self):
+        q = TaskQueue()
+        r = _Req()
+        for i in range(5):
+            q.push(Task(r, i, bytes([i]), 10.0, 1.0))
+        assert [t.index for t in q.pop_batch(3, 0.0)] == [0, 1, 2]
+        assert [t.index for t in q.pop_batch(3, 0.0)] == [3, 4]
+
+    def test_compact_drops_dead_tasks(self):
+        q = TaskQueue()
+        alive, dead = _Req(), _Req()
+        dead.finished = True
+        q.push(Task(alive, 0, b"a", 10.0, 1.0))
+        q.push(Task(dead, 0, b"d", 10.0, 1.0))
+        q.push(Task(alive, 1, b"x", 1.0, 1.0))
+        assert q.compact(now=2.0) == 2
+        assert len(q) == 1

@@ -1,0 +1,65 @@
+"""Output embedding and response shapes (spec §2.3)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from clipper.query_frontend import responses as R
+
+
+@pytest.mark.parametrize(
+    ("raw", "embedded"),
+    [
+        (b"0.5", b"0.5"),
+        (b"-1.0", b"-1.0"),
+        (b"hello", b'"hello"'),
+        (b'{"a": 1}', b'{"a":1}'),
+        (b" [1, 2] ", b"[1,2]"),
+        (b"true", b"true"),
+        (b"null", b"null"),
+        (b"", b'""'),
+        (b"NaN", b'"NaN"'),
+        (b"1 2", b'"1 2"'),
+        ("é/x".encode(), '"é/x"'.encode()),
+        (b'"quoted"', b'"quoted"'),
+        (b"\xff\xfe", '"\ufffd\ufffd"'.encode()),
+    ],
+)
+def test_output_embedding_rule(raw, embedded):
+    assert R.embed_output(raw) == embedded
+
+
+def test_single_and_default_bodies_have_the_original_key_order():
+    assert R.ok_body(7, b"0.5") == b'{"query_id":7,"output":0.5,"default":false}'
+    body = R.default_body(3, R.embed_output(b"-1.0"), R.EXPLANATION_NO_MODELS)
+    assert body == (
+        b'{"query_id":3,"output":-1.0,"default":true,'
+        b'"default_explanation":"No connected models found for query"}'
+    )
+    assert orjson.loads(R.default_body(0, b'"x"', R.EXPLANATION_SLO))["default_explanation"] == (
+        "Failed to retrieve a prediction response within the specified latency SLO"
+    )
+
+
+def test_batch_of_one_is_unwrapped_and_batches_keep_order():
+    a, b = R.ok_body(0, b"1"), R.ok_body(1, b"2")
+    assert R.batch_body([a]) == a
+    assert orjson.loads(R.batch_body([a, b])) == {
+        "batch_predictions": [
+            {"query_id": 0, "output": 1, "default": False},
+            {"query_id": 1, "output": 2, "default": False},
+        ]
+    }
+    assert R.EMPTY_BATCH == b'{"batch_predictions":[]}'
+
+
+def test_error_texts():
+    cause = R.json_error_cause("Array input of type Number is not of type double")
+    assert cause.startswith(
+        "Error parsing JSON: Array input of type Number is not of type double. Expected JSON schema: \n  {"
+    )
+    assert orjson.loads(R.error_body("Json error", cause)) == {"error": "Json error", "cause": cause}
+    assert R.update_error_text("x").startswith(
+        'Error parsing JSON: x. Expected JSON schema: \n  {\n   "uid" := string,'
+    )
