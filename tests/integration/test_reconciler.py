@@ -1,0 +1,226 @@
+"""clipper apply/diff/delete/watch against a real local cluster (supervised processes, SQLite store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from clipper.net import free_port
+
+pytestmark = pytest.mark.slow
+
+MODEL_SRC = "def predict(xs):\n    return [str(sum(x) * {factor}) for x in xs]\n"
+
+
+def manifests(ports, replicas=1, with_app=True, name="rt"):
+    q, m, r = ports
+    docs = f"""\
+apiVersion: clipper.ai/v1
+kind: Cluster
+metadata: {{name: {name}}}
+spec: {{backend: local, queryPort: {q}, managementPort: {m}, rpcPort: {r}}}
+---
+apiVersion: clipper.ai/v1
+kind: Model
+metadata: {{name: sum-model}}
+spec:
+  inputType: doubles
+  replicas: {replicas}
+  source: {{python: {{function: models/sum_model.py:predict}}}}
+"""
+    if with_app:
+        docs += """\
+---
+apiVersion: clipper.ai/v1
+kind: Application
+metadata: {name: hello}
+spec: {inputType: doubles, defaultOutput: "-1", latencySloMicros: 2000000, model: sum-model}
+"""
+    return docs
+
+
+def clipper(*args, env, timeout=180, check=None):
+    proc = subprocess.run([sys.executable, "-m", "reconciler", "--no-color", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    if check is not None:
+        assert proc.returncode == check, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    home = tmp_path / "home"
+    work = tmp_path / "manifests"
+    (work / "models").mkdir(parents=True)
+    (work / "models" / "sum_model.py").write_text(MODEL_SRC.format(factor=1))
+    env = {**os.environ, "CLIPPER_HOME": str(home)}
+    ports = (free_port(), free_port(), free_port())
+    (work / "all.yaml").write_text(manifests(ports))
+    yield work, env, ports
+    clipper("delete", "-f", str(work / "all.yaml"), "--cluster", env=env)
+
+
+def conn_for(env, ports, name="rt"):
+    from clipper_admin import ClipperConnection, LocalContainerManager
+
+    c = ClipperConnection(LocalContainerManager(cluster_name=name, state_dir=env["CLIPPER_HOME"]))
+    c.connect()
+    return c
+
+
+def predict(port, x=(1.0, 2.0)):
+    r = requests.post(f"http://127.0.0.1:{port}/hello/predict", json={"input": list(x)}, timeout=10)
+    return r.status_code, r.json()
+
+
+def test_lifecycle(workspace):
+    work, env, ports = workspace
+    f = str(work / "all.yaml")
+    # from nothing
+    assert clipper("diff", "-f", f, env=env).returncode == 1
+    clipper("apply", "-f", f, env=env, check=0)
+    code, body = predict(ports[0])
+    assert (code, body["output"], body["default"]) == (200, 3.0, False)
+    conn = conn_for(env, ports)
+    before = (conn.get_all_models(verbose=True), sorted(conn.get_all_model_replicas()))
+
+    # second apply: no-op that touches nothing
+    assert clipper("diff", "-f", f, env=env).returncode == 0
+    out = clipper("apply", "-f", f, env=env, check=0).stdout
+    assert "No changes" in out
+    assert (conn.get_all_models(verbose=True), sorted(conn.get_all_model_replicas())) == before
+
+    # edit the model -> new version rolled out; predictions never fail meanwhile
+    (work / "models" / "sum_model.py").write_text(MODEL_SRC.format(factor=10))
+    plan = json.loads(clipper("diff", "-f", f, "--output", "json", env=env).stdout)
+    assert [(a["op"], a["kind"]) for a in plan["actions"] if a["op"] != "noop"] == [("replace", "Model")]
+    failures, outputs, stop = [], set(), threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            code, body = predict(ports[0])
+            if code != 200 or body.get("default"):
+                failures.append((code, body))
+            outputs.add(body.get("output"))
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        clipper("apply", "-f", f, env=env, check=0)
+        deadline = time.monotonic() + 10
+        while 30.0 not in outputs and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert failures == []
+    assert 30.0 in outputs
+    versions = {m["model_version"]: m["is_current_version"] for m in conn.get_all_models(verbose=True)}
+    assert len(versions) == 2 and sum(versions.values()) == 1  # previous version stays registered
+    new_version = next(v for v, cur in versions.items() if cur)
+    assert [r for r in conn.get_all_model_replicas(verbose=True) if r["model_version"] != new_version] == []
+
+    # change replicas -> scaled in place, same version
+    (work / "all.yaml").write_text(manifests(ports, replicas=2))
+    plan = json.loads(clipper("diff", "-f", f, "--output", "json", env=env).stdout)
+    assert [(a["op"], a["kind"]) for a in plan["actions"] if a["op"] != "noop"] == [("update", "Model")]
+    clipper("apply", "-f", f, env=env, check=0)
+    assert (
+        conn.get_num_replicas("sum-model") == 2 and conn.get_current_model_version("sum-model") == new_version
+    )
+
+    # an app created by other means is never touched
+    conn.register_application("manual", "doubles", "x", 100000)
+
+    # remove the app: without --prune it stays ("would prune"), with --prune it goes
+    (work / "all.yaml").write_text(manifests(ports, replicas=2, with_app=False))
+    out = clipper("apply", "-f", f, env=env, check=0).stdout
+    assert "would be pruned" in out and "hello" in conn.get_all_apps()
+    clipper("apply", "-f", f, "--prune", env=env, check=0)
+    assert sorted(conn.get_all_apps()) == ["manual"]
+    assert clipper("diff", "-f", f, "--prune", env=env).returncode == 0
+
+
+def test_invalid_manifests_change_nothing(workspace):
+    work, env, ports = workspace
+    bad = work / "bad.yaml"
+    bad.write_text(
+        manifests(ports)
+        .replace("replicas: 1", "replicas: -1")
+        .replace("inputType: doubles, default", "inputType: ints, default")
+    )
+    for cmd in ("apply", "diff"):
+        proc = clipper(cmd, "-f", str(bad), env=env, check=2)
+        assert (
+            f"{bad}:11:3 Model/sum-model spec.replicas: Input should be greater than or equal to 0"
+            in proc.stderr
+        )
+    assert not (
+        Path(env["CLIPPER_HOME"]) / "rt" / "cluster.json"
+    ).exists()  # the cluster was not even started
+
+
+def test_concurrent_applies_are_serialised(workspace):
+    work, env, ports = workspace
+    f = str(work / "all.yaml")
+    procs = [subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "apply", "-f", f], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    results = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert sum("Applied" in out for out, _ in results) == 1  # the loser waited, then found nothing to do
+    assert sum("No changes" in out for out, _ in results) == 1
+    # and with --lock-timeout 0 a loser fails clearly
+    from reconciler.lock import apply_lock
+
+    with apply_lock(Path(env["CLIPPER_HOME"]) / "rt", 1):
+        proc = clipper("apply", "-f", f, "--lock-timeout", "0", env=env, check=2)
+    assert "another apply holds the lock" in proc.stderr
+
+
+def test_watch_repairs_drift(workspace):
+    work, env, ports = workspace
+    f = str(work / "all.yaml")
+    clipper("apply", "-f", f, env=env, check=0)
+    watcher = subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", str(work), "--interval", "1"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        conn = conn_for(env, ports)
+        conn.unregister_application("hello")  # drift: a deleted app
+        deadline = time.monotonic() + 60
+        while "hello" not in conn.get_all_apps() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "hello" in conn.get_all_apps()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if predict(ports[0])[1].get("output") == 3.0:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        assert predict(ports[0])[1]["output"] == 3.0
+        # an invalid edit is reported and the last good state kept
+        (work / "all.yaml").write_text(manifests(ports).replace("replicas: 1", "replicas: -1"))
+        deadline = time.monotonic() + 30
+        out = ""
+        os.set_blocking(watcher.stdout.fileno(), False)
+        while "invalid manifests" not in out and time.monotonic() < deadline:
+            out += watcher.stdout.read() or ""
+            time.sleep(0.2)
+        assert "invalid manifests" in out
+        assert predict(ports[0])[1]["output"] == 3.0
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        try:
+            assert watcher.wait(timeout=30) == 0
+        finally:
+            watcher.kill()
