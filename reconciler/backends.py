@@ -21,7 +21,7 @@ def container_manager(desired: DesiredState) -> Any:
         "clipper_query_port": spec.query_port,
         "clipper_management_port": spec.management_port,
         "clipper_rpc_port": spec.rpc_port,
-        "admin_token": spec.admin_token,
+        "admin_token": spec.admin_token or None,
         "redis_ip": spec.redis.host,
         "redis_port": spec.redis.port,
     }

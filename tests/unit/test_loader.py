@@ -114,9 +114,10 @@ def test_missing_path(tmp_path):
         load_manifests([str(tmp_path / "nope.yaml")])
 
 
-def test_examples_load():
+@pytest.mark.parametrize("example", ["quickstart.yaml", "docker", "kubernetes", "multi"])
+def test_examples_load(example):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "examples" / "manifests"
-    s = load_manifests([str(root / "quickstart.yaml")])
-    assert s.cluster.obj.metadata.name == "quickstart" and "hello-world" in s.apps
+    s = load_manifests([str(root / example)], env={"REGISTRY": "registry.example.com"})
+    assert s.cluster is not None and s.models and s.apps
