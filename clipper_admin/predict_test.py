@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pickle
 
-import cloudpickle
 import numpy as np
 
 from clipper.datatypes import INPUT_TYPE_ALIASES, InputType
+
+from .deployers.deployer_utils import serialize_object
 
 # (numpy conversion, the exact Python type every flattened element must have), as in the original.
 _CONVERSIONS = {
@@ -44,7 +45,7 @@ def test_predict_function(query, func, input_type):
         else:
             numpy_data = [convert(x) for x in query_data]
 
-    reloaded_func = pickle.loads(cloudpickle.dumps(func, protocol=pickle.DEFAULT_PROTOCOL))
+    reloaded_func = pickle.loads(serialize_object(func))
     if not reloaded_func:
         return "Function does not properly serialize and reload"
     return reloaded_func(numpy_data)
