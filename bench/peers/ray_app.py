@@ -1,7 +1,6 @@
 """Ray Serve side of the comparison; runs inside the Ray venv (``ray[serve]``), not in ours.
 
-``python ray_app.py PORT TEMP_DIR``: one replica of the sum model (or the slow model with
-``BENCH_MODEL=slow``) behind Ray Serve's HTTP proxy at ``/sum``, batched with ``@serve.batch``.
+``python ray_app.py PORT TEMP_DIR``: one replica of the sum model behind Ray Serve's HTTP proxy at ``/sum``, batched with ``@serve.batch``.
 Prints ``READY`` when deployed and shuts Serve and Ray down on SIGTERM.
 """
 
@@ -16,21 +15,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: the shared models
 
 import ray  # noqa: E402
-from models import slow_cost, sum_one  # noqa: E402
+from models import sum_one  # noqa: E402
 from ray import serve  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 
 MAX_BATCH = int(os.environ.get("BENCH_MAX_BATCH", "32"))
 BATCH_WAIT_S = float(os.environ.get("BENCH_BATCH_WAIT_S", "0.002"))
-SLOW = os.environ.get("BENCH_MODEL", "sum") == "slow"
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=max(2 * MAX_BATCH, 8))
 class SumModel:
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
     async def predict(self, inputs: list[list[float]]) -> list[float]:
-        if SLOW:
-            slow_cost(len(inputs))
         return [sum_one(x) for x in inputs]
 
     async def __call__(self, request: Request) -> dict:

@@ -6,15 +6,10 @@ first axis, so ``predict`` sees shape [batch, 4] and answers one sum per row.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-from models import slow_cost  # bench/ is on PYTHONPATH (set by bench/peers/mlserver.py)
-
-SLOW = os.environ.get("BENCH_MODEL", "sum") == "slow"
 
 
 class SumModel(MLModel):
@@ -24,8 +19,6 @@ class SumModel(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         x = NumpyCodec.decode_input(payload.inputs[0])
         x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(1, -1)
-        if SLOW:
-            slow_cost(x.shape[0])
         sums = x.sum(axis=1, dtype=np.float64).reshape(-1, 1)
         return InferenceResponse(
             model_name=self.name,

@@ -1,0 +1,550 @@
+"""Issue 8's side-by-side benchmark: our frontend vs Ray Serve, MLServer and a bare in-process handler.
+
+    python bench/compare.py                          # everything (installs the peers once, ~2 GB)
+    python bench/compare.py comparison --only ours,bare --duration 5
+    python bench/compare.py batching cache reconciler quickstart
+
+Experiments (positional, default all):
+  comparison  the same sum model on each target, one replica, batching on; wrk -t1 -cN -dS;
+              every request a distinct input, so that our prediction cache never answers
+              (--same-input posts the issue's fixed body instead)
+  batching    ours: a 2 ms + 20 us/input model, batch size 1 vs adaptive, application objective 20 ms
+  cache       ours: distinct inputs (every query misses) vs one repeated input (hits)
+  reconciler  50 models + 50 applications applied on the local backend; then time a no-op
+              `clipper apply`, `clipper diff` and `clipper --help`
+  quickstart  from nothing to the first non-default prediction: manifests (`clipper apply`) and
+              the Python API (clipper_admin)
+
+Every load run uses the same generator (wrk, with bench/lua/*.lua) and counts only predictions:
+2xx answers that are not the application's default output. Prints a table per experiment and
+writes every number to a JSON file (--out). No assertion here: the "met" columns compare with the
+issue's targets for the reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import models  # noqa: E402
+import orjson  # noqa: E402
+from peers.bare import bare_target  # noqa: E402
+from peers.mlserver import mlserver_target  # noqa: E402
+from peers.ours import add_app, local_cluster  # noqa: E402
+from peers.procs import BENCH_DIR, REPO_DIR, BenchError, Endpoint, post  # noqa: E402
+from peers.ray_serve import ray_target  # noqa: E402
+from peers.wrk import LoadResult, ensure_wrk, run_wrk, wrk_version  # noqa: E402
+
+from clipper.net import free_port  # noqa: E402
+
+TARGETS = ("ours", "bare", "ray", "mlserver")
+EXPERIMENTS = ("comparison", "batching", "cache", "reconciler", "quickstart")
+# issue 8's targets, as (ratio or bound, comparison)
+GOALS = {
+    "ours_vs_ray": 60.0,
+    "ours_vs_mlserver": 15.0,
+    "ours_vs_bare": 0.2,
+    "ours_predictions_per_s": 15000.0,
+    "ours_p99_ms_max": 10.0,
+    "batching_gain": 20.0,
+    "cache_gain": 2.0,
+    "reconciler_noop_apply_s_max": 2.0,
+    "reconciler_diff_s_max": 2.0,
+    "help_s_max": 0.3,
+    "quickstart_s_max": 10.0,
+}
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- load runs
+
+
+def measure(ep: Endpoint, args: argparse.Namespace, connections: int | None = None, **kw) -> LoadResult:
+    """A warm-up run (discarded), then the measured run."""
+    conns = connections or args.connections
+    if args.warmup > 0:
+        run_wrk(ep, args.warmup, conns, args.threads, **kw)
+    res = run_wrk(ep, args.duration, conns, args.threads, **kw)
+    say(
+        f"  {ep.name:9s} {res.predictions_per_s:10.1f} predictions/s  p50 {res.p50_ms:.2f} ms  "
+        f"p99 {res.p99_ms:.2f} ms  defaults {res.defaults}  non-2xx {res.non2xx}  "
+        f"socket errors {res.socket_errors}"
+    )
+    return res
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def fmt(v: float | None, digits: int = 1) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def met(value: float | None, goal: float, at_most: bool = False) -> str:
+    if value is None:
+        return "—"
+    return "yes" if (value <= goal if at_most else value >= goal) else "no"
+
+
+def endpoint_json(ep: Endpoint) -> dict:
+    return {"version": ep.version, "url": ep.url, "notes": ep.notes, "setup_s": round(ep.setup_s, 2)}
+
+
+# ---------------------------------------------------------------- experiments
+
+
+@contextlib.contextmanager
+def ours_target(workdir: Path) -> Iterator[Endpoint]:
+    with local_cluster(workdir, "bench-compare") as conn:
+        yield add_app(conn, "sum", models.sum_batch, batch_size=-1, slo_micros=100_000)
+
+
+def target_context(name: str, workdir: Path) -> contextlib.AbstractContextManager[Endpoint]:
+    return {
+        "ours": lambda: ours_target(workdir),
+        "bare": lambda: bare_target(workdir),
+        "ray": lambda: ray_target(workdir, log=say),
+        "mlserver": lambda: mlserver_target(workdir, log=say),
+    }[name]()
+
+
+def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
+    inputs = "one repeated input" if args.same_input else "distinct inputs (no cache hits)"
+    say(f"comparison: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {inputs}, {args.only}")
+    results: dict[str, dict] = {}
+    for name in args.only:
+        try:
+            with target_context(name, workdir) as ep:
+                load = measure(ep, args, unique=None if args.same_input else True)
+                results[name] = {**endpoint_json(ep), "load": load.to_json()}
+        except BenchError as e:
+            say(f"  {name}: FAILED: {e}")
+            results[name] = {"error": str(e)}
+    ours = results.get("ours", {}).get("load", {})
+    ours_pps = ours.get("predictions_per_s")
+    ratios = {
+        f"ours_vs_{n}": ratio(ours_pps, r.get("load", {}).get("predictions_per_s"))
+        for n, r in results.items()
+        if n != "ours"
+    }
+    goals = {
+        "ours_predictions_per_s": (ours_pps, GOALS["ours_predictions_per_s"], False),
+        "ours_p99_ms": (ours.get("p99_ms"), GOALS["ours_p99_ms_max"], True),
+        **{k: (v, GOALS[k], False) for k, v in ratios.items() if k in GOALS},
+    }
+    rows = []
+    for n, r in results.items():
+        load = r.get("load")
+        if load is None:
+            rows.append([n, "FAILED", "—", "—", "—", "—", "—", "—"])
+            continue
+        vs = "1" if n == "ours" else fmt(ratios.get(f"ours_vs_{n}"), 2)
+        rows.append(
+            [
+                n,
+                r["version"],
+                fmt(load["predictions_per_s"]),
+                fmt(load["p50_ms"], 2),
+                fmt(load["p99_ms"], 2),
+                str(load["defaults"]),
+                str(load["non2xx"] + load["socket_errors"]),
+                vs,
+            ]
+        )
+    table = md_table(
+        ["target", "version", "predictions/s", "p50 ms", "p99 ms", "defaults", "errors", "ours ÷ target"],
+        rows,
+    )
+    return {
+        "settings": {
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "threads": args.threads,
+            "inputs": inputs,
+        },
+        "results": results,
+        "ratios": ratios,
+        "goals": goals_json(goals),
+        "table": table + "\n\n" + goals_table(goals),
+    }
+
+
+def exp_batching(args: argparse.Namespace, workdir: Path) -> dict:
+    c = args.batching_connections
+    say(
+        f"batching: {models.SLOW_FIXED_S * 1e3:g} ms + {models.SLOW_PER_INPUT_S * 1e6:g} us/input, slo 20 ms, -c{c}"
+    )
+    out: dict = {"settings": {"connections": c, "duration_s": args.duration, "slo_micros": 20_000}}
+    with local_cluster(workdir, "bench-batching") as conn:
+        for label, bs in (("batch_size_1", 1), ("adaptive", -1)):
+            ep = add_app(
+                conn, f"slow-{label.replace('_', '-')}", models.slow_batch, batch_size=bs, slo_micros=20_000
+            )
+            out[label] = {**endpoint_json(ep), "load": measure(ep, args, connections=c).to_json()}
+    gain = ratio(
+        out["adaptive"]["load"]["predictions_per_s"], out["batch_size_1"]["load"]["predictions_per_s"]
+    )
+    p99 = out["adaptive"]["load"]["p99_ms"]
+    goals = {"batching_gain": (gain, GOALS["batching_gain"], False), "adaptive_p99_ms": (p99, 20.0, True)}
+    out["gain"] = gain
+    out["goals"] = goals_json(goals)
+    out["table"] = (
+        load_table({"batch size 1": out["batch_size_1"]["load"], "adaptive": out["adaptive"]["load"]})
+        + "\n\n"
+        + goals_table(goals)
+    )
+    return out
+
+
+def exp_cache(args: argparse.Namespace, workdir: Path) -> dict:
+    say(f"cache: distinct inputs vs one repeated input, -c{args.connections}")
+    out: dict = {"settings": {"connections": args.connections, "duration_s": args.duration}}
+    with local_cluster(workdir, "bench-cache") as conn:
+        ep = add_app(conn, "cached", models.sum_batch, batch_size=-1, slo_micros=100_000)
+        out["endpoint"] = endpoint_json(ep)
+        out["miss"] = measure(ep, args, unique=True).to_json()
+        out["hit"] = measure(ep, args, unique=False).to_json()
+    gain = ratio(out["hit"]["predictions_per_s"], out["miss"]["predictions_per_s"])
+    goals = {"cache_gain": (gain, GOALS["cache_gain"], False)}
+    out["gain"] = gain
+    out["goals"] = goals_json(goals)
+    out["table"] = load_table({"miss (distinct inputs)": out["miss"], "hit (one input)": out["hit"]}) + (
+        "\n\n" + goals_table(goals)
+    )
+    return out
+
+
+def clipper_cli(*argv: str, env: dict[str, str], timeout: float) -> tuple[float, int, str]:
+    """Run the installed ``clipper`` CLI; returns (seconds, exit code, output tail)."""
+    exe = shutil.which("clipper") or ""
+    cmd = [exe, *argv] if exe else [sys.executable, "-m", "reconciler", *argv]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    took = time.perf_counter() - t0
+    return took, res.returncode, (res.stdout + res.stderr)[-2000:]
+
+
+def write_fleet(root: Path, n: int, replicas: int, cluster: str) -> None:
+    """A Cluster, ``n`` Models and ``n`` Applications (each app linked to its model)."""
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "sum_model.py").write_text(
+        "def predict(inputs):\n    return [str(sum(x)) for x in inputs]\n"
+    )
+    (root / "cluster.yaml").write_text(
+        f"apiVersion: clipper.ai/v1\nkind: Cluster\nmetadata:\n  name: {cluster}\nspec:\n  backend: local\n"
+        f"  queryPort: {free_port()}\n  managementPort: {free_port()}\n  rpcPort: {free_port()}\n"
+    )
+    docs = [
+        f"apiVersion: clipper.ai/v1\nkind: Model\nmetadata:\n  name: m-{i:03d}\nspec:\n  inputType: doubles\n"
+        f"  replicas: {replicas}\n  source:\n    python:\n      function: models/sum_model.py:predict\n"
+        for i in range(n)
+    ]
+    (root / "models.yaml").write_text("---\n".join(docs))
+    docs = [
+        f"apiVersion: clipper.ai/v1\nkind: Application\nmetadata:\n  name: a-{i:03d}\nspec:\n"
+        f'  inputType: doubles\n  defaultOutput: "-1.0"\n  latencySloMicros: 100000\n  model: m-{i:03d}\n'
+        for i in range(n)
+    ]
+    (root / "applications.yaml").write_text("---\n".join(docs))
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "CLIPPER_HOME": str(home), "NO_COLOR": "1"}
+
+
+def exp_reconciler(args: argparse.Namespace, workdir: Path) -> dict:
+    n, reps = args.reconciler_models, args.reconciler_replicas
+    say(f"reconciler: {n} models ({reps} replica(s) each) + {n} applications on the local backend")
+    root = workdir / "fleet"
+    shutil.rmtree(root, ignore_errors=True)
+    write_fleet(root, n, reps, "bench-fleet")
+    env = cli_env(workdir / "fleet-home")
+    out: dict = {"settings": {"models": n, "applications": n, "replicas_per_model": reps}}
+    try:
+        steps: list[tuple[str, list[str], float]] = [
+            ("initial_apply", ["apply", "-f", str(root)], 900),
+            ("noop_apply", ["apply", "-f", str(root)], 120),
+            ("diff", ["diff", "-f", str(root)], 120),
+            ("help", ["--help"], 60),
+        ]
+        for label, argv, timeout in steps:
+            took, rc, tail = clipper_cli(*argv, env=env, timeout=timeout)
+            out[label] = {"seconds": round(took, 3), "exit_code": rc}
+            say(f"  clipper {' '.join(argv[:1])} ({label}): {took:.3f} s, exit {rc}")
+            if rc not in (0,) or label == "noop_apply":
+                out[label]["output_tail"] = tail
+            if label == "initial_apply" and rc != 0:
+                raise BenchError(f"clipper apply failed ({rc}):\n{tail}")
+    except (BenchError, subprocess.TimeoutExpired) as e:
+        out["error"] = str(e)
+        say(f"  FAILED: {e}")
+    finally:
+        took, rc, tail = clipper_cli("delete", "-f", str(root), "--cluster", env=env, timeout=300)
+        out["delete"] = {"seconds": round(took, 3), "exit_code": rc}
+    get = lambda k: out.get(k, {}).get("seconds")  # noqa: E731
+    goals = {
+        "reconciler_noop_apply_s": (get("noop_apply"), GOALS["reconciler_noop_apply_s_max"], True),
+        "reconciler_diff_s": (get("diff"), GOALS["reconciler_diff_s_max"], True),
+        "help_s": (get("help"), GOALS["help_s_max"], True),
+    }
+    rows = [
+        [f"`clipper {k.replace('_', ' ')}`", fmt(out[k]["seconds"], 3), str(out[k]["exit_code"])]
+        for k in ("initial_apply", "noop_apply", "diff", "help")
+        if k in out
+    ]
+    out["goals"] = goals_json(goals)
+    out["table"] = md_table(["step", "seconds", "exit code"], rows) + "\n\n" + goals_table(goals)
+    return out
+
+
+def first_prediction(url: str, timeout_s: float) -> float:
+    """Seconds until ``url`` answers the sum as a non-default prediction."""
+    body = orjson.dumps({"input": models.SUM_INPUT})
+    want = models.sum_one(models.SUM_INPUT)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            status, out = post(url, body, timeout=2)
+            res = orjson.loads(out)
+            if status == 200 and res.get("default") is False and float(res["output"]) == want:
+                return time.perf_counter() - t0
+        time.sleep(0.02)
+    raise BenchError(f"no non-default prediction from {url} within {timeout_s:.0f} s")
+
+
+def exp_quickstart(args: argparse.Namespace, workdir: Path) -> dict:
+    say("quickstart: from nothing to the first non-default prediction")
+    out: dict = {}
+    # 1. manifests: examples/manifests/quickstart.yaml as shipped, on free ports and a fresh CLIPPER_HOME
+    src = REPO_DIR / "examples" / "manifests"
+    root = workdir / "quickstart"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(src, root)
+    qport = free_port()
+    manifest = root / "quickstart.yaml"
+    text = manifest.read_text()
+    for key, port in (("queryPort", qport), ("managementPort", free_port()), ("rpcPort", free_port())):
+        text = re.sub(rf"{key}: \d+", f"{key}: {port}", text)
+    manifest.write_text(text)
+    env = cli_env(workdir / "quickstart-home")
+    try:
+        t0 = time.perf_counter()
+        took, rc, tail = clipper_cli("apply", "-f", str(manifest), env=env, timeout=300)
+        if rc != 0:
+            raise BenchError(f"clipper apply failed ({rc}):\n{tail}")
+        first_prediction(f"http://127.0.0.1:{qport}/hello-world/predict", 120)
+        out["manifests"] = {
+            "apply_s": round(took, 3),
+            "first_prediction_s": round(time.perf_counter() - t0, 3),
+        }
+    except (BenchError, subprocess.TimeoutExpired) as e:
+        out["manifests"] = {"error": str(e)}
+    finally:
+        clipper_cli("delete", "-f", str(manifest), "--cluster", env=env, timeout=300)
+    # 2. the Python API of the original quickstart (start_clipper, register, deploy, link, predict)
+    try:
+        t0 = time.perf_counter()
+        with local_cluster(workdir / "quickstart-api", "quickstart") as conn:
+            started = time.perf_counter() - t0
+            add_app(conn, "hello-world", models.sum_batch, batch_size=-1, slo_micros=100_000)
+            out["python_api"] = {
+                "start_clipper_s": round(started, 3),
+                "first_prediction_s": round(time.perf_counter() - t0, 3),
+            }
+    except BenchError as e:
+        out["python_api"] = {"error": str(e)}
+    for k, v in out.items():
+        say(f"  {k}: {v}")
+    goals = {
+        f"quickstart_{k}_s": (v.get("first_prediction_s"), GOALS["quickstart_s_max"], True)
+        for k, v in out.items()
+    }
+    rows = [
+        [k.replace("_", " "), fmt(v.get("first_prediction_s"), 2), v.get("error", "")[:80].replace("\n", " ")]
+        for k, v in out.items()
+    ]
+    out["goals"] = goals_json(goals)
+    out["table"] = (
+        md_table(["path", "seconds to first prediction", "error"], rows) + "\n\n" + goals_table(goals)
+    )
+    return out
+
+
+# ---------------------------------------------------------------- output
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def load_table(loads: dict[str, dict]) -> str:
+    rows = [
+        [
+            k,
+            fmt(v["predictions_per_s"]),
+            fmt(v["p50_ms"], 2),
+            fmt(v["p99_ms"], 2),
+            str(v["defaults"]),
+            str(v["non2xx"] + v["socket_errors"]),
+        ]
+        for k, v in loads.items()
+    ]
+    return md_table(["run", "predictions/s", "p50 ms", "p99 ms", "defaults", "errors"], rows)
+
+
+def goals_json(goals: dict[str, tuple]) -> dict:
+    return {
+        k: {"value": v, ("at_most" if at_most else "at_least"): g, "met": met(v, g, at_most)}
+        for k, (v, g, at_most) in goals.items()
+    }
+
+
+def goals_table(goals: dict[str, tuple]) -> str:
+    rows = [
+        [k, fmt(v, 3), ("<= " if at_most else ">= ") + f"{g:g}", met(v, g, at_most)]
+        for k, (v, g, at_most) in goals.items()
+    ]
+    return md_table(["issue 8 target", "measured", "target", "met"], rows)
+
+
+def machine_info() -> dict:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": list(os.getloadavg()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk_version(),
+        "commit": commit.stdout.strip() or "?",
+    }
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
+    "comparison": exp_comparison,
+    "batching": exp_batching,
+    "cache": exp_cache,
+    "reconciler": exp_reconciler,
+    "quickstart": exp_quickstart,
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python bench/compare.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
+    p.add_argument(
+        "experiments", nargs="*", metavar="EXPERIMENT", help=f"any of {', '.join(EXPERIMENTS)}; default all"
+    )
+    p.add_argument(
+        "--only", default=",".join(TARGETS), help="comparison targets, comma-separated (default: all)"
+    )
+    p.add_argument("--duration", type=int, default=15, help="seconds per measured wrk run (default 15)")
+    p.add_argument("--warmup", type=int, default=3, help="seconds of discarded warm-up load before each run")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    p.add_argument(
+        "--same-input",
+        action="store_true",
+        help="comparison: post the one fixed body (our cache then answers all but the first) "
+        "instead of distinct inputs",
+    )
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument("--batching-connections", type=int, default=64, help="connections of the batching runs")
+    p.add_argument("--reconciler-models", type=int, default=50, help="models (and applications) in the fleet")
+    p.add_argument("--reconciler-replicas", type=int, default=1, help="replicas per model of the fleet")
+    p.add_argument("--out", type=Path, help="JSON result file (default bench/results/compare-<time>.json)")
+    p.add_argument("--workdir", type=Path, help="where clusters, logs and manifests go (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
+    args = p.parse_args(argv)
+    unknown = [e for e in args.experiments if e not in EXPERIMENTS + ("all",)]
+    if unknown:
+        p.error(f"unknown experiment {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    if not args.experiments or "all" in args.experiments:
+        args.experiments = list(EXPERIMENTS)
+    args.only = [t.strip() for t in args.only.split(",") if t.strip()]
+    bad = [t for t in args.only if t not in TARGETS]
+    if bad or not args.only:
+        p.error(f"--only takes targets from {', '.join(TARGETS)} (got {args.only})")
+    if args.duration < 1 or args.connections < 1 or args.warmup < 0:
+        p.error("--duration and --connections must be at least 1, --warmup at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        ensure_wrk()
+    except BenchError as e:
+        say(f"error: {e}")
+        return 2
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_path = args.out or BENCH_DIR / "results" / f"compare-{stamp}.json"
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="clipper-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "machine": machine_info(),
+        "command": " ".join(["python", "bench/compare.py", *sys.argv[1:]]),
+    }
+    failed = False
+    try:
+        for name in args.experiments:
+            try:
+                report[name] = RUNNERS[name](args, workdir)
+            except BenchError as e:
+                say(f"{name}: FAILED: {e}")
+                report[name] = {"error": str(e)}
+            failed |= _has_error(report[name])
+    finally:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(report, indent=2) + "\n")
+        if not args.keep and not failed and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    m = report["machine"]
+    print(f"# {m['date']}  {m['cpu']} x{m['cpus']}  Python {m['python']}  {m['wrk']}  commit {m['commit']}")
+    for name in args.experiments:
+        print(f"\n## {name}\n")
+        print(report[name].get("table") or f"FAILED: {report[name].get('error')}")
+    print(f"\nresults: {out_path}" + (f"\nlogs: {workdir}" if failed or args.keep else ""))
+    return 1 if failed else 0
+
+
+def _has_error(section: dict) -> bool:
+    if "error" in section:
+        return True
+    return any(isinstance(v, dict) and "error" in v for v in section.get("results", section).values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
