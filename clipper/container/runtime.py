@@ -35,6 +35,7 @@ from clipper.container.loader import PredictFunction
 from clipper.container.metrics import ContainerMetrics
 from clipper.datatypes import InputType
 from clipper.rpc import protocol as p
+from clipper.rpc.zmqio import recv_frames, send_frames
 
 log = logging.getLogger("clipper.container")
 
@@ -156,7 +157,7 @@ class ContainerRuntime:
 
     def _send(self, frames: list[bytes]) -> bool:
         try:
-            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            send_frames(self._sock, frames)
             return True
         except zmq.Again:
             return False
@@ -165,7 +166,7 @@ class ContainerRuntime:
         got = False
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock)
             except zmq.Again:
                 return got
             got = True

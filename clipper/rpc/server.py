@@ -4,9 +4,9 @@ Integration with asyncio: a plain (synchronous) pyzmq socket whose file descript
 ``loop.add_reader``. ZMQ's FD is edge-triggered, so every wake-up drains the socket until ``EAGAIN``
 (in bounded slices, rescheduling itself to stay fair to the loop), and after a send the socket's
 ``EVENTS`` are checked because a send can consume the edge. Sends are synchronous non-blocking
-``send_multipart`` calls: a ROUTER without ``ROUTER_MANDATORY`` drops messages to unknown or
+multipart sends: a ROUTER without ``ROUTER_MANDATORY`` drops messages to unknown or
 disconnected peers instead of blocking. This was measured faster than ``zmq.asyncio`` (no future
-per send, no extra task hop per message).
+per send, no extra task hop per message); frames go through :mod:`clipper.rpc.zmqio`.
 
 Callbacks run on the event-loop thread. An exception in a callback is logged and never stops the
 reader. Malformed, truncated or unknown messages are counted in :attr:`RpcServer.stats`, logged at
@@ -28,6 +28,7 @@ import zmq
 
 from clipper.datatypes import InputType
 from clipper.rpc import protocol as p
+from clipper.rpc.zmqio import recv_frames, send_frames
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ MAX_LIVENESS_TIMEOUT = 15.0
 GAP_FACTOR = 2.5
 #: Messages read per loop iteration before yielding to other tasks.
 _DRAIN_SLICE = 256
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 @dataclass(eq=False)
@@ -172,7 +175,7 @@ class RpcServer:
         if sock is None:
             return
         try:
-            sock.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
+            send_frames(sock, [identity, *frames])
         except zmq.ZMQError as e:  # HWM or a closing context: the message is dropped
             self.stats["send_errors"] += 1
             log.debug("RPC send dropped: %s", e)
@@ -183,7 +186,7 @@ class RpcServer:
         # A send may have consumed the FD's edge: look at EVENTS to not miss queued input.
         if self._drain_scheduled or self._sock is None:
             return
-        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if self._sock.get(_EVENTS) & _POLLIN:
             self._drain_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._drain)
@@ -199,7 +202,7 @@ class RpcServer:
         try:
             for _ in range(_DRAIN_SLICE):
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    frames = recv_frames(sock)
                 except zmq.Again:
                     return
                 except zmq.ZMQError as e:
@@ -315,7 +318,7 @@ class RpcServer:
             await asyncio.sleep(interval)
             # After a stalled loop, read what is queued before judging anyone silent.
             sock = self._sock
-            if sock is not None and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if sock is not None and sock.get(_EVENTS) & _POLLIN:
                 self._drain()
             self.check_liveness(time.monotonic())
 
