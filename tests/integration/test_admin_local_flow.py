@@ -285,6 +285,9 @@ def test_build_model_and_deploy_model(conn, tmp_path):
 def test_stop_methods(conn):
     image = conn.get_model_info("built", 3)["container_name"]
     conn.deploy_model("built", 4, "doubles", image)
+    conn.set_model_version("built", 3, num_replicas=2)
+    assert conn.get_current_model_version("built") == "3"
+    assert conn.get_num_replicas("built", 3) == 2
     conn.stop_versioned_models({"built": ["3"]})
     assert conn.get_num_replicas("built", 3) == 0
     assert conn.get_num_replicas("built", 4) == 1
