@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kubernetes.client import ApiClient, Configuration
 
 from clipper_admin.kubernetes import KubernetesContainerManager

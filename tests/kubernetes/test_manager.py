@@ -29,7 +29,8 @@ def start(cm, replicas=1):
 
 def kinds(fake, cluster="c1"):
     return sorted(
-        (k, name) for (k, ns, name), o in fake.objects.items()
+        (k, name)
+        for (k, ns, name), o in fake.objects.items()
         if o["metadata"].get("labels", {}).get(n.CLUSTER_LABEL) == cluster and k != "Pod"
     )
 
@@ -159,7 +160,9 @@ def test_connect_from_a_second_process(make_manager, fake_k8s):
                           "admin": cm.get_admin_addr(), "query": cm.get_query_addr()}}))
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {
         "frontends": 2,
@@ -263,6 +266,8 @@ def test_deploy_times_out_with_the_original_message(make_manager, fake_k8s):
 
 def test_bad_constructor_arguments():
     with pytest.raises(ClipperException, match="unknown keys"):
-        KubernetesContainerManager("c1", service_types={"web": "NodePort"}, kubernetes_proxy_addr="127.0.0.1:1")
+        KubernetesContainerManager(
+            "c1", service_types={"web": "NodePort"}, kubernetes_proxy_addr="127.0.0.1:1"
+        )
     with pytest.raises(ClipperException, match="access"):
         KubernetesContainerManager("c1", access="ssh")

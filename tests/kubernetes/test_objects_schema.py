@@ -24,7 +24,10 @@ def all_objects(s: ObjectSettings) -> list[dict]:
         o.admin_token_secret(s, "t0ken"),
         o.mgmt_deployment(s, "reg/management_frontend:1", "redis-at-c1", 6379, n.admin_token(s.cluster)),
         o.mgmt_service(s),
-        *[o.query_deployment(s, i, "reg/query_frontend:1", "redis-at-c1", 6379, 1024, 1, 5, 300) for i in range(2)],
+        *[
+            o.query_deployment(s, i, "reg/query_frontend:1", "redis-at-c1", 6379, 1024, 1, 5, 300)
+            for i in range(2)
+        ],
         *[o.query_rpc_service(s, i) for i in range(2)],
         o.query_service(s),
         o.model_deployment(s, "m", "1", 0, "doubles", "reg/m:1", 3),
@@ -74,7 +77,10 @@ def test_deployments_are_hardened_and_probed():
             continue
         pod = obj["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
-        assert obj["spec"]["selector"]["matchLabels"].items() <= obj["spec"]["template"]["metadata"]["labels"].items()
+        assert (
+            obj["spec"]["selector"]["matchLabels"].items()
+            <= obj["spec"]["template"]["metadata"]["labels"].items()
+        )
         for c in pod["containers"]:
             sc = c["securityContext"]
             assert sc["capabilities"]["drop"] == ["ALL"]
@@ -110,7 +116,11 @@ def test_prometheus_config_is_yaml_scoped_to_cluster():
     cfg = yaml.safe_load(cm["data"]["prometheus.yml"])
     job = cfg["scrape_configs"][0]
     assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["ns1"]
-    assert {"source_labels": ["__meta_kubernetes_pod_label_ai_clipper_container_label"], "action": "keep", "regex": "c1"} in job["relabel_configs"]
+    assert {
+        "source_labels": ["__meta_kubernetes_pod_label_ai_clipper_container_label"],
+        "action": "keep",
+        "regex": "c1",
+    } in job["relabel_configs"]
 
 
 @pytest.mark.parametrize(
