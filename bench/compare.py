@@ -198,7 +198,10 @@ def exp_batching(args: argparse.Namespace, workdir: Path) -> dict:
             ep = add_app(
                 conn, f"slow-{label.replace('_', '-')}", models.slow_batch, batch_size=bs, slo_micros=20_000
             )
-            out[label] = {**endpoint_json(ep), "load": measure(ep, args, connections=c).to_json()}
+            out[label] = {
+                **endpoint_json(ep),
+                "load": measure(ep, args, connections=c, unique=True).to_json(),
+            }
     gain = ratio(
         out["adaptive"]["load"]["predictions_per_s"], out["batch_size_1"]["load"]["predictions_per_s"]
     )
@@ -527,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                 report[name] = {"error": str(e)}
             failed |= _has_error(report[name])
     finally:
+        report["machine"]["load_avg_at_end"] = list(os.getloadavg())
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(report, indent=2) + "\n")
         if not args.keep and not failed and args.workdir is None:

@@ -1,0 +1,78 @@
+"""Smoke test of the issue-8 benchmark harness: ours and the bare handler only, a second or two each.
+
+It checks that ``bench/compare.py`` sets the targets up, drives them with wrk and writes numbers;
+never how fast they are (no timed assertion). The peers (Ray Serve, MLServer) need large downloads
+and are left to ``python bench/compare.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk (Debian package) is not installed")
+
+
+def run_compare(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "result.json"
+    env = {**os.environ, "CLIPPER_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, str(REPO / "bench" / "compare.py"), *argv]
+    cmd += ["--out", str(out), "--workdir", str(tmp_path / "work")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
+    assert out.exists(), res.stdout + res.stderr
+    return res, json.loads(out.read_text())
+
+
+def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
+    res, report = run_compare(
+        tmp_path,
+        "comparison",
+        "--only",
+        "ours,bare",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--connections",
+        "4",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    results = report["comparison"]["results"]
+    assert set(results) == {"ours", "bare"}
+    for name in ("ours", "bare"):
+        load = results[name]["load"]
+        assert load["predictions"] > 0 and load["predictions_per_s"] > 0
+        assert load["non2xx"] == 0 and load["socket_errors"] == 0
+        assert 0 < load["p50_ms"] <= load["p99_ms"]
+    assert report["comparison"]["ratios"]["ours_vs_bare"] > 0
+    assert "| ours |" in res.stdout and "| bare |" in res.stdout
+    assert report["machine"]["wrk"].startswith("wrk")
+
+
+def test_cache_smoke_counts_hits_and_misses(tmp_path: Path) -> None:
+    res, report = run_compare(tmp_path, "cache", "--duration", "1", "--warmup", "0", "--connections", "4")
+    assert res.returncode == 0, res.stdout + res.stderr
+    cache = report["cache"]
+    assert cache["miss"]["predictions"] > 0 and cache["hit"]["predictions"] > 0
+    assert cache["gain"] > 0
+
+
+def test_rejects_unknown_experiment_and_target(tmp_path: Path) -> None:
+    for argv in (["nosuch"], ["comparison", "--only", "ours,triton"]):
+        res = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "compare.py"), *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert res.returncode == 2
+        assert "usage:" in res.stderr and ("unknown experiment" in res.stderr or "--only" in res.stderr)
