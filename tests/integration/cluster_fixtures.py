@@ -1,0 +1,251 @@
+"""Real serving-plane processes for integration tests: config store (SQLite file or a real
+redis-server), management frontend, query frontend and model containers, all on free ports, all
+killed at teardown. Nothing is mocked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cloudpickle
+import requests
+
+from clipper.net import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC_CONTAINER = REPO / "tests" / "spec_container" / "spec_container.py"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition", step=0.05):
+    end = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            v = predicate()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - retried until the timeout
+            last_exc = e
+        time.sleep(step)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last error: {last_exc!r})")
+
+
+def make_model_dir(root: Path, name: str, func: Callable) -> Path:
+    """A model directory as ``docs/internals.md`` describes it: func.pkl (cloudpickle)."""
+    d = root / "models" / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "func.pkl").write_bytes(cloudpickle.dumps(func))
+    return d
+
+
+@contextlib.contextmanager
+def redis_server(tmp: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        r = redis.Redis(port=port)
+        wait_for(r.ping, 10, "redis-server")
+        r.close()
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+class Cluster:
+    """Processes of one serving plane sharing ``store_url``."""
+
+    def __init__(self, root: Path, store_url: str) -> None:
+        self.root = root
+        self.store_url = store_url
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, CLIPPER_HOME=str(root), PYTHONPATH=str(REPO))
+        self.procs: list[subprocess.Popen] = []
+        self.mgmt_port = free_port()
+        self.http_port = free_port()
+        self.rpc_port = free_port()
+        self.qf: subprocess.Popen | None = None
+        self.http = requests.Session()
+
+    # -- processes -----------------------------------------------------------------------------
+    def spawn(self, args: list[str], log: str, env: dict | None = None) -> subprocess.Popen:
+        out = open(self.logs / log, "ab")  # noqa: SIM115 - closed with the process
+        p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or self.env)
+        out.close()
+        self.procs.append(p)
+        return p
+
+    def start_mgmt(self) -> None:
+        self.spawn(
+            [
+                sys.executable,
+                "-m",
+                "clipper.management_frontend",
+                "--store",
+                self.store_url,
+                "--port",
+                str(self.mgmt_port),
+            ],
+            "mgmt.log",
+        )
+        wait_for(lambda: self.http.get(f"{self.admin}/ping", timeout=1).ok, 20, "management frontend")
+
+    def start_query_frontend(self, *extra: str) -> None:
+        self.qf = self.spawn(
+            [
+                sys.executable,
+                "-m",
+                "clipper.query_frontend",
+                "--store",
+                self.store_url,
+                "--port",
+                str(self.http_port),
+                "--rpc-port",
+                str(self.rpc_port),
+                *extra,
+            ],
+            "query_frontend.log",
+        )
+        wait_for(lambda: self.http.get(f"{self.url}/health", timeout=1).ok, 20, "query frontend")
+
+    def stop_query_frontend(self) -> None:
+        assert self.qf is not None
+        self.qf.send_signal(signal.SIGTERM)
+        try:
+            self.qf.wait(10)
+        except subprocess.TimeoutExpired:
+            self.qf.kill()
+            self.qf.wait()
+        self.qf = None
+
+    def start_container(self, model_dir: Path, name: str, version: str, input_type: str) -> subprocess.Popen:
+        env = dict(
+            self.env,
+            CLIPPER_MODEL_NAME=name,
+            CLIPPER_MODEL_VERSION=version,
+            CLIPPER_IP="127.0.0.1",
+            CLIPPER_PORT=str(self.rpc_port),
+            CLIPPER_INPUT_TYPE=input_type,
+            CLIPPER_MODEL_PATH=str(model_dir),
+        )
+        return self.spawn([sys.executable, "-m", "clipper.container"], f"container-{name}-{version}.log", env)
+
+    def start_spec_container(self, name: str, version: str, type_code: int) -> subprocess.Popen:
+        return self.spawn(
+            [
+                sys.executable,
+                str(SPEC_CONTAINER),
+                "127.0.0.1",
+                str(self.rpc_port),
+                name,
+                version,
+                str(type_code),
+                "0.5",
+            ],
+            f"spec-{name}-{version}.log",
+        )
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.http.close()
+
+    def log_tail(self, name: str = "query_frontend.log", n: int = 4000) -> str:
+        p = self.logs / name
+        return p.read_text(errors="replace")[-n:] if p.exists() else ""
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.mgmt_port}/admin"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def admin_call(self, route: str, body: dict) -> requests.Response:
+        r = self.http.post(f"{self.admin}/{route}", json=body, timeout=10)
+        assert r.status_code == 200, f"{route}: {r.status_code} {r.text}"
+        return r
+
+    def add_app(self, name: str, input_type: str, slo_micros: int, default_output: str = "-1.0") -> None:
+        self.admin_call(
+            "add_app",
+            {
+                "name": name,
+                "input_type": input_type,
+                "default_output": default_output,
+                "latency_slo_micros": slo_micros,
+            },
+        )
+
+    def add_model(self, name: str, version: str, input_type: str, batch_size: int = -1) -> None:
+        self.admin_call(
+            "add_model",
+            {
+                "model_name": name,
+                "model_version": version,
+                "labels": [],
+                "input_type": input_type,
+                "container_name": "local",
+                "model_data_path": "DEPRECATED",
+                "batch_size": batch_size,
+            },
+        )
+
+    def link(self, app: str, model: str) -> None:
+        self.admin_call("add_model_links", {"app_name": app, "model_names": [model]})
+
+    def predict(self, app: str, body: dict | bytes, timeout: float = 30.0) -> requests.Response:
+        if isinstance(body, bytes):
+            return self.http.post(f"{self.url}/{app}/predict", data=body, timeout=timeout)
+        return self.http.post(f"{self.url}/{app}/predict", json=body, timeout=timeout)
+
+    def wait_serving(self, app: str, body: dict, timeout: float = 30.0) -> dict:
+        """Until the app answers with a model output (not a default)."""
+
+        def ok():
+            r = self.predict(app, body, timeout=5)
+            return r.status_code == 200 and not r.json().get("default") and r.json()
+
+        return wait_for(ok, timeout, f"{app} serving model outputs")
+
+    def containers(self) -> list[str]:
+        return self.admin_call("get_all_containers", {"verbose": False}).json()
+
+    def metrics(self) -> dict:
+        """The /metrics JSON flattened to {name: {field: value}}."""
+        doc = self.http.get(f"{self.url}/metrics", timeout=5).json()
+        return {k: v for cat in doc.values() for entry in cat for k, v in entry.items()}
