@@ -137,7 +137,7 @@ class ContainerRuntime:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_hb:
-                    next_hb = now + (cfg.heartbeat_interval if self._send(_HEARTBEAT) else 0.02)
+                    next_hb = now + (cfg.heartbeat_interval if self._send(_HEARTBEAT) else 0.05)
                 if now - last_recv > cfg.reconnect_after:
                     return got_any
                 timeout = max(0.0, min(next_hb, last_recv + cfg.reconnect_after) - now)
@@ -226,7 +226,14 @@ class ContainerRuntime:
             generation, req, t_recv = item
             if generation != self.generation:
                 continue  # the session it came from is gone
-            frames = p.encode_prediction_response(req.msg_id_frame, self._predict(req, t_recv))
+            try:
+                outputs = self._predict(req, t_recv)
+            except BaseException as e:  # noqa: BLE001 - the worker must survive its own bugs too
+                log.exception("internal error while predicting")
+                outputs = [p.encode_error_output(f"Container error: {type(e).__name__}: {e}")] * len(
+                    req.inputs
+                )
+            frames = p.encode_prediction_response(req.msg_id_frame, outputs)
             self._results.append((generation, frames))
             self._wake()
 
