@@ -115,7 +115,7 @@ class KubernetesContainerManager(ContainerManager):
         self.redis_port = redis_port
         self.external_redis = redis_ip is not None
         self.useInternalIP = useInternalIP
-        self.registry = registry
+        self.registry = registry or None  # "" (an unset ${REGISTRY:-}) means none
         self.access = "proxy" if access == "auto" and self.use_k8s_proxy else access
         self.admin_token = admin_token
         self.wait_timeout_s = wait_timeout_s
