@@ -24,6 +24,7 @@ def container_manager(desired: DesiredState) -> Any:
         "admin_token": spec.admin_token or None,
         "redis_ip": spec.redis.host,
         "redis_port": spec.redis.port,
+        "registry": spec.registry,
     }
     if spec.backend == "local":
         from clipper_admin import LocalContainerManager
