@@ -103,6 +103,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def healthy_if_checked(container) -> Callable[[], bool]:
+    """Ready when the image's HEALTHCHECK passes; images without one are ready once running."""
+
+    def check() -> bool:
+        health = container.attrs["State"].get("Health")
+        if health is None:
+            return True
+        return health.get("Status") == "healthy"
+
+    return check
+
+
 def http_ok(url: str, headers: dict | None = None) -> Callable[[], bool]:
     return lambda: requests.get(url, headers=headers or {}, timeout=2).status_code == 200
 

@@ -44,7 +44,7 @@ from ..container_manager import (
 from ..exceptions import ClipperException
 from ..version import __registry__, __version__
 from . import prometheus
-from .containers import describe_failure, http_ok, redis_pong, run_container, wait_until
+from .containers import describe_failure, healthy_if_checked, http_ok, redis_pong, run_container, wait_until
 from .image_builder import build_model_image, push_image
 from .ports import find_unbound_port
 
@@ -391,11 +391,17 @@ class DockerContainerManager(ContainerManager):
         if len(current) < num_replicas:
             missing = num_replicas - len(current)
             self.logger.info(f"Found {len(current)} replicas for {name}:{version}. Adding {missing}")
-            started = [self._add_replica(name, version, input_type, image) for _ in range(missing)]
-            for container in started:
-                wait_until(
-                    container, lambda: True, f"Model container for {name}:{version}", self.start_timeout
-                )
+            started = []
+            try:
+                for _ in range(missing):
+                    started.append(self._add_replica(name, version, input_type, image))
+                for container in started:
+                    what = f"Model container for {name}:{version}"
+                    wait_until(container, healthy_if_checked(container), what, self.start_timeout)
+            except BaseException:
+                for container in started:
+                    self._remove(container, graceful=False)
+                raise
         elif len(current) > num_replicas:
             extra = len(current) - num_replicas
             self.logger.info(f"Found {len(current)} replicas for {name}:{version}. Removing {extra}")

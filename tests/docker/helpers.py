@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import cloudpickle
@@ -13,8 +14,14 @@ import requests
 def write_model_dir(path, func) -> str:
     """A model directory as docs/internals.md describes it (func.pkl + clipper_model.json)."""
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "func.pkl"), "wb") as f:
-        cloudpickle.dump(func, f)
+    # test modules are not importable in the container: pickle the function by value
+    module = sys.modules[func.__module__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        with open(os.path.join(path, "func.pkl"), "wb") as f:
+            cloudpickle.dump(func, f)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
     with open(os.path.join(path, "clipper_model.json"), "w") as f:
         json.dump({"kind": "python", "python": "3.11", "requirements": []}, f)
     return str(path)
@@ -44,8 +51,14 @@ def predict(query_addr: str, app: str, payload: dict) -> dict:
 def wait_for_output(query_addr: str, app: str, payload: dict, expected: str, timeout: float = 90):
     """Wait until the app answers ``expected`` (not its default output)."""
 
+    seen: list = []
+
     def check():
         out = predict(query_addr, app, payload)
+        seen[:] = [out]
         return out if (not out.get("default") and str(out.get("output")) == expected) else None
 
-    return wait_for(check, timeout, f"{app} to answer {expected}")
+    try:
+        return wait_for(check, timeout, f"{app} to answer {expected}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last answer {seen}") from None

@@ -144,3 +144,18 @@ def test_logs_are_written(cluster, tmp_path):
     paths = conn.get_clipper_logs(logging_dir=str(tmp_path / "logs"))
     assert len(paths) >= 3  # redis, management and query frontends at least
     assert all(p.startswith(str(tmp_path / "logs")) for p in paths)
+
+
+def test_prometheus_scrapes_the_query_frontend(cluster):
+    conn, _ = cluster
+    cm = conn.cm
+    if cm.prom_config_path is None:
+        pytest.skip("the prometheus image is not built (images/build.sh builds it unless --no-prometheus)")
+    import requests
+
+    def up():
+        r = requests.get(f"http://{conn.get_metric_addr()}/api/v1/query", params={"query": "up"}, timeout=5)
+        result = r.json()["data"]["result"]
+        return any(s["value"][1] == "1" for s in result)
+
+    wait_for(up, 60, "Prometheus to scrape the query frontend")

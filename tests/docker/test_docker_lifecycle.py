@@ -20,7 +20,7 @@ def test_stop_all_removes_this_cluster_only(make_manager, docker_client, test_ne
     conn.start_clipper()
     containers, volumes = _cluster_objects(docker_client, cm.cluster_name)
     names = sorted(c.name.split("-")[0] for c in containers)
-    assert names[:3] == ["mgmt_frontend", "query_frontend", "redis"]
+    assert {"mgmt_frontend", "query_frontend", "redis"} <= set(names)
     assert len(volumes) == 1  # Redis' append-only file
     # labels carry the host ports, as in the original
     query = next(c for c in containers if c.name.startswith("query_frontend-"))
