@@ -308,11 +308,13 @@ def exp_reconciler(args: argparse.Namespace, workdir: Path) -> dict:
         "reconciler_diff_s": (get("diff"), GOALS["reconciler_diff_s_max"], True),
         "help_s": (get("help"), GOALS["help_s_max"], True),
     }
-    rows = [
-        [f"`clipper {k.replace('_', ' ')}`", fmt(out[k]["seconds"], 3), str(out[k]["exit_code"])]
-        for k in ("initial_apply", "noop_apply", "diff", "help")
-        if k in out
-    ]
+    labels = {
+        "initial_apply": "`clipper apply -f DIR` (first: creates everything)",
+        "noop_apply": "`clipper apply -f DIR` (no-op)",
+        "diff": "`clipper diff -f DIR`",
+        "help": "`clipper --help`",
+    }
+    rows = [[t, fmt(out[k]["seconds"], 3), str(out[k]["exit_code"])] for k, t in labels.items() if k in out]
     out["goals"] = goals_json(goals)
     out["table"] = md_table(["step", "seconds", "exit code"], rows) + "\n\n" + goals_table(goals)
     return out
