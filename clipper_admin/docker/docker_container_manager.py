@@ -84,12 +84,19 @@ class DockerContainerManager(ContainerManager):
         publish_host="127.0.0.1",
         redis_image=None,
         prometheus_image=None,
+        admin_token=None,
+        registry=None,
     ):
         """Parameters are the original's (clipper-admin-api.md §5.1); the keyword-only ones are new.
 
         ``publish_host`` is the host address ports are published on; ``redis_image`` and
-        ``prometheus_image`` default to ``<CLIPPER_REGISTRY or clipper>/{redis,prometheus}:<version>``.
+        ``prometheus_image`` default to ``<CLIPPER_REGISTRY or clipper>/{redis,prometheus}:<version>``;
+        ``admin_token`` makes the management frontend require ``Authorization: Bearer <token>``
+        (``connect()`` reads it back from the container when not given); ``registry`` is where
+        ``build_model`` pushes model images when its ``container_registry`` is not given.
         """
+        self.admin_token = admin_token
+        self.registry = registry
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
         self.public_hostname = docker_ip_address
@@ -328,6 +335,11 @@ class DockerContainerManager(ContainerManager):
         if ports["metric"] in labels:
             self.prometheus_port = int(labels[ports["metric"]])
             self.prom_config_path = labels.get(CLIPPER_METRIC_CONFIG_LABEL)
+        if self.admin_token is None:
+            for container in self._containers(CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL):
+                for item in container.attrs["Config"].get("Env") or []:
+                    if item.startswith("CLIPPER_ADMIN_TOKEN="):
+                        self.admin_token = item.split("=", 1)[1] or None
         for container in self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL):
             args = container.attrs.get("Args") or []
             if "--store" in args:
@@ -344,6 +356,7 @@ class DockerContainerManager(ContainerManager):
         container_registry=None,
         pkgs_to_install=None,
     ) -> str:
+        container_registry = container_registry or self.registry
         tag = f"{self.cluster_identifier}-{name}:{version}"
         if container_registry is not None:
             tag = f"{container_registry}/{tag}"
