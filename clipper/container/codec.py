@@ -6,8 +6,11 @@ as one 2-D array of shape ``(n, item_len)``; ragged ones as a 1-D object array o
 as a 1-D object array of ``bytes``. Unlike the original the 2-D array is a fresh, writable array
 (not a view into a buffer the next request overwrites).
 
-Outputs follow the original closure container: ``[str(p) for p in result]`` encoded as UTF-8, and
-there must be exactly one per input. Anything else becomes an error output for every input.
+Outputs: exactly one ``str`` per input, as the API documents ("a list of strings of exactly the same
+length"). The original closure container silently ``str()``-ed anything, so a model returning
+``[0.5]`` and one returning ``["0.5"]`` looked alike and a model returning ``[None]`` answered
+``"None"``; here a non-string output, a wrong count or a non-list result becomes an error output for
+every input of the batch, whose text the query frontend returns as the default explanation.
 """
 
 from __future__ import annotations
@@ -56,11 +59,18 @@ def encode_outputs(result: Any, n_inputs: int) -> list[bytes]:
     if result is None or isinstance(result, str | bytes) or not hasattr(result, "__iter__"):
         return [encode_error_output(f"Model returned a non-list output ({type(result).__name__})")] * n_inputs
     try:
-        outputs = [str(p).encode("utf-8") for p in result]
+        items = list(result)
     except Exception as e:
-        return [encode_error_output(f"Model output cannot be converted to text: {type(e).__name__}: {e}")] * (
-            n_inputs
-        )
+        return [encode_error_output(f"Model output cannot be iterated: {type(e).__name__}: {e}")] * n_inputs
+    for i, p in enumerate(items):
+        if not isinstance(p, str):
+            return [
+                encode_error_output(
+                    f"Model returned a non-string output ({type(p).__name__}) at position {i}: "
+                    "return a list of str"
+                )
+            ] * n_inputs
+    outputs = [p.encode("utf-8", "surrogateescape") for p in items]
     if len(outputs) != n_inputs:
         return [encode_error_output(f"Model returned {len(outputs)} outputs for a batch of {n_inputs}")] * (
             n_inputs

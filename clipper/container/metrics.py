@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.metrics_core import Metric
 
 _MS_BUCKETS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
@@ -27,7 +30,20 @@ class ContainerMetrics:
         )
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
+        """Expose these metrics and the process-global registry, where ``clipper_admin.metrics``
+        (``add_metric`` / ``report_metric`` called inside the model function) records."""
+        combined = CollectorRegistry(auto_describe=False)
+        combined.register(_Union(self.registry, REGISTRY))
+        start_http_server(port, addr=addr, registry=combined)
+
+
+class _Union:
+    def __init__(self, *registries: CollectorRegistry) -> None:
+        self.registries = registries
+
+    def collect(self) -> Iterator[Metric]:
+        for registry in self.registries:
+            yield from registry.collect()
 
 
 def _hist(name: str, doc: str, registry: CollectorRegistry) -> Histogram:

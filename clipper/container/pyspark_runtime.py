@@ -7,6 +7,11 @@ Model directory (see docs/internals.md): ``clipper_model.json`` carries
 ``{"kind": "pyspark", "pyspark": {"model_class": "<dotted class>", "model_path": "pyspark_model"}}``.
 The original deployer's layout (``metadata.json`` with ``model_class`` and ``pyspark_model_data/``)
 is read too, so model directories built by the original Clipper load unchanged.
+
+Everything that can be checked without a JVM (the class, the saved files, the function, Java being
+installed) is checked before Spark starts, so a broken model fails in a second, not after a JVM start.
+Environment: ``CLIPPER_SPARK_MASTER`` (default ``local[1]``), ``CLIPPER_SPARK_CONF`` (extra Spark
+settings, ``key=value`` separated by commas or newlines).
 """
 
 from __future__ import annotations
@@ -16,11 +21,23 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: Settings of the container's SparkSession: one local executor, no UI, no console progress bars
+#: in the container log, everything on the loopback interface.
+SPARK_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
+}
 
 
 class PySparkLoadError(RuntimeError):
@@ -42,7 +59,7 @@ def pyspark_settings(model_dir: Path, metadata: dict[str, Any]) -> tuple[str, Pa
             "deploy the model with clipper_admin.deployers.pyspark"
         )
     path = model_dir / model_path
-    if not path.exists():
+    if not path.is_dir():
         raise PySparkLoadError(f"{model_dir}: the saved PySpark model {path} is missing")
     return model_class, path
 
@@ -50,7 +67,12 @@ def pyspark_settings(model_dir: Path, metadata: dict[str, Any]) -> tuple[str, Pa
 def check_java() -> None:
     """PySpark needs a Java runtime; say so plainly instead of Py4J's 'Java gateway' error."""
     java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
+    if java_home:  # spark-submit uses $JAVA_HOME/bin/java when JAVA_HOME is set, PATH otherwise
+        if not (Path(java_home) / "bin" / "java").is_file():
+            raise PySparkLoadError(
+                f"no Java runtime: JAVA_HOME={java_home} has no bin/java (PySpark models need Java 17+; "
+                "fix or unset JAVA_HOME, or install default-jre-headless)"
+            )
         return
     if shutil.which("java") is None:
         raise PySparkLoadError(
@@ -58,39 +80,93 @@ def check_java() -> None:
         )
 
 
-def create_spark_session() -> Any:
-    check_java()
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise PySparkLoadError(
-            "pyspark is not installed in the model environment (pip install pyspark)"
-        ) from exc
-    return (
-        SparkSession.builder.appName("clipper-pyspark")
-        .master(os.environ.get("CLIPPER_SPARK_MASTER", "local[1]"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
-
-
-def load_model(spark: Any, model_class: str, path: Path) -> Any:
+def import_model_class(model_class: str) -> type:
+    """Import the recorded class; it must be a PySpark class with a ``load`` method."""
     module_name, _, class_name = model_class.rpartition(".")
+    if not module_name.startswith("pyspark"):
+        raise PySparkLoadError(f"{model_class!r} is not a PySpark class")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("pyspark", "py4j"):
+            raise PySparkLoadError(
+                "pyspark is not installed in the model environment: use the PySpark container "
+                "image, or pip install 'clipper[pyspark]'"
+            ) from exc
         raise PySparkLoadError(f"cannot import the PySpark model class {model_class!r}: {exc}") from exc
+    except (AttributeError, ValueError) as exc:
+        raise PySparkLoadError(f"cannot import the PySpark model class {model_class!r}: {exc}") from exc
+    if not isinstance(cls, type) or not callable(getattr(cls, "load", None)):
+        raise PySparkLoadError(f"{model_class!r} is not a PySpark model class with a load method")
+    return cls
+
+
+def _extra_conf() -> dict[str, str]:
+    raw = os.environ.get("CLIPPER_SPARK_CONF", "")
+    out = {}
+    for item in raw.replace("\n", ",").split(","):
+        if item.strip():
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise PySparkLoadError(f"CLIPPER_SPARK_CONF: {item.strip()!r} is not key=value")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def create_spark_session() -> Any:
+    """The container's one SparkSession (``getOrCreate``: a session already running is reused)."""
+    check_java()
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("clipper-pyspark").master(
+        os.environ.get("CLIPPER_SPARK_MASTER", "local[1]")
+    )
+    for key, value in {**SPARK_CONF, **_extra_conf()}.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # Py4J/JVM start-up failures
+        raise PySparkLoadError(f"cannot start Spark: {type(exc).__name__}: {_first_line(exc)}") from exc
+    spark.sparkContext.setLogLevel(os.environ.get("CLIPPER_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def is_ml_class(cls: type) -> bool:
+    """``pyspark.ml`` models and pipelines load with ``Class.load(path)``; mllib ones with ``(sc, path)``."""
     from pyspark.ml.base import Model as MlModel
     from pyspark.ml.pipeline import PipelineModel
 
+    return issubclass(cls, MlModel | PipelineModel)
+
+
+def load_model(spark: Any, cls: type, path: Path) -> Any:
     try:
-        if isinstance(cls, type) and issubclass(cls, (MlModel, PipelineModel)):
+        if is_ml_class(cls):
             return cls.load(str(path))
         return cls.load(spark.sparkContext, str(path))
     except Exception as exc:
-        raise PySparkLoadError(f"loading the PySpark model {model_class} from {path} failed: {exc}") from exc
+        raise PySparkLoadError(
+            f"loading the PySpark model {cls.__module__}.{cls.__qualname__} from {path} failed: "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _load_function(model_dir: Path) -> Callable[..., Any]:
+    import cloudpickle
+
+    path = model_dir / "func.pkl"
+    if not path.is_file():
+        raise PySparkLoadError(f"{path} not found: the model directory has no prediction function")
+    with path.open("rb") as fh:
+        func = cloudpickle.load(fh)
+    if not callable(func):
+        raise PySparkLoadError(f"{path} holds a {type(func).__name__}, not a callable")
+    return func
 
 
 def load(model_dir: Path, metadata: dict[str, Any]) -> Callable[[list], list]:
@@ -98,14 +174,25 @@ def load(model_dir: Path, metadata: dict[str, Any]) -> Callable[[list], list]:
 
     The runtime has already put the model's ``modules/`` and ``site-packages/`` on ``sys.path``.
     """
-    import cloudpickle
-
     model_class, path = pyspark_settings(model_dir, metadata)
-    with open(model_dir / "func.pkl", "rb") as fh:
-        func: Callable[..., Any] = cloudpickle.load(fh)
+    cls = import_model_class(model_class)
+    func = _load_function(model_dir)
+    check_java()
+    saved_with = (metadata.get("pyspark") or {}).get("pyspark_version")
+    import pyspark
+
+    if saved_with and saved_with.split(".")[:2] != pyspark.__version__.split(".")[:2]:
+        log.warning(
+            "the model was saved with PySpark %s; this container runs %s", saved_with, pyspark.__version__
+        )
+    t0 = time.monotonic()
     spark = create_spark_session()
-    model = load_model(spark, model_class, path)
-    log.info("loaded PySpark model %s from %s", model_class, path)
+    t1 = time.monotonic()
+    model = load_model(spark, cls, path)
+    log.info(
+        "PySpark model %s loaded from %s (SparkSession %.1f s, model load %.1f s)",
+        model_class, path, t1 - t0, time.monotonic() - t1,
+    )  # fmt: skip
 
     def predict(inputs: list) -> list:
         return func(spark, model, inputs)

@@ -173,8 +173,11 @@ def test_model_errors_become_error_outputs_and_the_container_lives_on(tmp_path, 
     assert errors([struct.pack("<d", 1.0)], InputType.DOUBLES) == [
         "Input type mismatch: the model takes strings, the request has doubles"
     ]
-    # Non-string outputs are str()-ed, as the original closure container did.
-    assert harness.predict(conn, InputType.STRINGS, [b"numbers", b"b", b"c"]) == [b"1", b"2.5", b"True"]
+    # Non-string outputs are errors (the API promises a list of strings), not silently str()-ed.
+    assert (
+        errors([b"numbers", b"b", b"c"])
+        == ["Model returned a non-string output (int) at position 0: return a list of str"] * 3
+    )
     assert harness.predict(conn, InputType.STRINGS, [b"ok", b"fine"]) == [b"OK", b"FINE"]
     assert container.proc.poll() is None
     assert harness.disconnected.empty()
@@ -246,6 +249,9 @@ def test_model_directory_modules_metrics_and_ready_file(tmp_path, harness, start
         """
         def f(xs):
             import helpermod
+            import clipper_admin.metrics as metrics
+            metrics.add_metric("user_batches", "Counter", "batches seen by the model")
+            metrics.report_metric("user_batches", 1)
             return [helpermod.label(x) for x in xs]
         """,
         meta={"kind": "python", "python": "3.11"},
@@ -262,6 +268,7 @@ def test_model_directory_modules_metrics_and_ready_file(tmp_path, harness, start
     text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
     assert "clipper_mc_pred_total 1.0" in text
     assert "clipper_mc_inputs_total 2.0" in text
+    assert "user_batches_total 1.0" in text  # clipper_admin.metrics inside the model is exposed too
     for name in ("recv_time_ms", "parse_time_ms", "handle_time_ms", "end_to_end_latency_ms"):
         assert f"clipper_mc_{name}_count 1.0" in text
 
