@@ -89,7 +89,7 @@ class Stack:
         self.procs.append(p)
         return p
 
-    def start(self, slo_micros: int, direct: bool = False) -> None:
+    def start(self, slo_micros: int, direct: bool = False, cache_bytes: int = 0) -> None:
         py = sys.executable
         if not direct:
             self.spawn(
@@ -115,6 +115,8 @@ class Stack:
                 str(self.http_port),
                 "--rpc-port",
                 str(self.rpc_port),
+                "--prediction-cache-size",
+                str(cache_bytes),
                 "--log-level",
                 "WARNING",
             ],
@@ -230,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-d", "--duration", type=int, default=15, help="seconds of measurement")
     ap.add_argument("--warmup", type=int, default=3, help="seconds of warm-up (not measured)")
     ap.add_argument("--slo-micros", type=int, default=100000)
+    ap.add_argument(
+        "--cache-bytes",
+        type=int,
+        default=0,
+        help="prediction cache size; 0 (default) measures the model path, since wrk repeats one input",
+    )
     ap.add_argument("--smoke", action="store_true", help="a 2-second run, no warm-up")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument(
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         script.write_text(WRK_SCRIPT)
         stack = Stack(root)
         try:
-            stack.start(args.slo_micros, direct=args.direct_store)
+            stack.start(args.slo_micros, direct=args.direct_store, cache_bytes=args.cache_bytes)
             if args.warmup:
                 run_wrk(stack.http_port, args.connections, args.warmup, script)
             r = run_wrk(stack.http_port, args.connections, args.duration, script)

@@ -18,7 +18,7 @@ _seq = itertools.count()
 
 
 class Task:
-    __slots__ = ("request", "index", "input", "deadline", "slo")
+    __slots__ = ("request", "index", "input", "deadline", "slo", "attempts")
 
     def __init__(self, request: PendingRequest, index: int, input: bytes, deadline: float, slo: float):
         self.request = request
@@ -26,6 +26,7 @@ class Task:
         self.input = input
         self.deadline = deadline  # loop.time() seconds
         self.slo = slo  # seconds
+        self.attempts = 0  # batches this task was sent in (a failed one may be retried once)
 
     @property
     def live(self) -> bool:

@@ -11,8 +11,8 @@ Failures:
 
 * a replica that disconnects (``on_disconnect``, ~3 s of silence) or holds a batch longer than
   ``batch_timeout`` (hung; default 4 s, so it is detected within 5 s) leaves the rotation; the live
-  tasks of its in-flight batch go back to the queue and are retried by another replica while their
-  deadlines allow; the others are answered by their requests' objective timers;
+  tasks of its in-flight batch go back to the queue and are retried (once) by another replica while
+  their deadlines allow; the others are answered by their requests' objective timers;
 * a response for an unknown msg_id, or from a replica no longer in rotation, is ignored;
 * a response whose output count differs from the batch size answers that batch with defaults;
 * a per-input error output of the container runtime becomes a default whose explanation is its text;
@@ -36,6 +36,7 @@ from clipper.rpc.protocol import decode_error_output
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_TIMEOUT_S = 4.0
+MAX_ATTEMPTS = 2  # a task of a failed batch is retried once, on another replica
 # Small outputs repeat (labels, scores): their embedded JSON form is memoized (bounded).
 _MEMO_MAX_OUTPUT = 64
 _MEMO_ENTRIES = 4096
@@ -132,7 +133,13 @@ class Dispatcher:
             now = self.loop.time()
             retried = 0
             for t in r.batch:
-                if t.deadline > now and not t.request.finished and not model.purged:
+                # One retry at most: a poison input must not take every replica down in turn.
+                if (
+                    t.attempts < MAX_ATTEMPTS
+                    and t.deadline > now
+                    and not t.request.finished
+                    and not model.purged
+                ):
                     model.queue.push(t)
                     retried += 1
             model.retries.increment(retried)
@@ -176,6 +183,8 @@ class Dispatcher:
             batch = model.queue.pop_batch(r.controller.size(), now)
             if not batch:
                 return
+            for t in batch:
+                t.attempts += 1
             msg_id = self.rpc.send_batch(r.conn, r.conn.input_type, [t.input for t in batch])
             r.msg_id = msg_id
             r.batch = batch

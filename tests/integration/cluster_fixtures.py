@@ -143,13 +143,15 @@ class Cluster:
             self.qf.wait()
         self.qf = None
 
-    def start_container(self, model_dir: Path, name: str, version: str, input_type: str) -> subprocess.Popen:
+    def start_container(
+        self, model_dir: Path, name: str, version: str, input_type: str, rpc_port: int | None = None
+    ) -> subprocess.Popen:
         env = dict(
             self.env,
             CLIPPER_MODEL_NAME=name,
             CLIPPER_MODEL_VERSION=version,
             CLIPPER_IP="127.0.0.1",
-            CLIPPER_PORT=str(self.rpc_port),
+            CLIPPER_PORT=str(rpc_port or self.rpc_port),
             CLIPPER_INPUT_TYPE=input_type,
             CLIPPER_MODEL_PATH=str(model_dir),
         )

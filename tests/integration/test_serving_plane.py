@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,16 +21,26 @@ NO_MODEL_EXPLANATION = "No connected models found for query"
 
 def make_sum_model(calls_path: str):
     """Sum of a doubles input. Appends the batch size to ``calls_path`` per call; an input whose first
-    element is negative sleeps that many seconds (a slow model); a tiny sleep lets batches form."""
+    element is negative sleeps that many seconds (a slow model); a tiny sleep lets batches form.
+    An input starting with -999 hangs for 6 s the one replica that manages to remove the
+    ``hang-once`` file next to ``calls_path`` (a hung replica; the retry on the other one answers)."""
+    marker = calls_path + ".hang-once"
 
     def predict(xs):
+        import os as _os
         import time as _t
 
         with open(calls_path, "a") as f:
             f.write(f"{len(xs)}\n")
         out = []
         for x in xs:
-            if x[0] < 0:
+            if x[0] == -999:
+                try:
+                    _os.remove(marker)
+                    _t.sleep(6)
+                except FileNotFoundError:
+                    pass
+            elif x[0] < 0:
                 _t.sleep(-float(x[0]))
             out.append(repr(float(sum(x))))
         _t.sleep(0.002)
@@ -296,6 +307,85 @@ def test_spec_container_serves_predictions(cluster):
     cluster.link("specapp", "spec")
     cluster.start_spec_container("spec", "1", 3)
     assert cluster.wait_serving("specapp", {"input": [1.5, 2.0]})["output"] == 3.5
+
+
+def m_replicas(cluster) -> int:
+    return len([x for x in cluster.containers() if x.startswith("m:1:")])
+
+
+def test_hung_replica_is_detected_and_its_batch_retried(cluster):
+    marker = Path(str(cluster.calls) + ".hang-once")
+    marker.touch()
+    failures_before = int(cluster.metrics()["model:m:1:replica_failures"]["count"])
+    # The objective is 5 s and a hung batch is detected after 4 s: a model output (not the default)
+    # proves the batch was taken from the hung replica and retried on the other one in time.
+    r = cluster.predict("a", {"input": [-999.0, 1.0]}, timeout=30).json()
+    assert not marker.exists()
+    assert r["default"] is False and r["output"] == -998.0
+    m = cluster.metrics()
+    assert int(m["model:m:1:replica_failures"]["count"]) > failures_before
+    assert int(m["model:m:1:retried_tasks"]["count"]) >= 1
+    # The hung container wakes up and registers again under a new replica id.
+    wait_for(lambda: m_replicas(cluster) == 2, 40, "the hung replica back in rotation")
+    cluster.wait_serving("a", {"input": [5.0]})
+
+
+def test_two_frontends_share_one_store_without_cross_wiring(cluster):
+    from clipper.config_store import open_store
+    from clipper.net import free_port
+
+    http2, rpc2 = free_port(), free_port()
+    qf2 = cluster.spawn(
+        [
+            sys.executable,
+            "-m",
+            "clipper.query_frontend",
+            "--store",
+            cluster.store_url,
+            "--port",
+            str(http2),
+            "--rpc-port",
+            str(rpc2),
+            "--frontend-id",
+            "second",
+        ],
+        "qf2.log",
+    )
+    url2 = f"http://127.0.0.1:{http2}"
+    wait_for(lambda: cluster.http.get(f"{url2}/health", timeout=1).ok, 20, "second query frontend")
+    # Same configuration, but no replica is connected to the second frontend.
+    r = cluster.http.post(f"{url2}/a/predict", json={"input": [1.0]}, timeout=10).json()
+    assert r["default"] is True and r["default_explanation"] == NO_MODEL_EXPLANATION
+    mdir = make_model_dir(cluster.root, "m", make_sum_model(str(cluster.calls)))
+    extra = cluster.start_container(mdir, "m", "1", "doubles", rpc_port=rpc2)
+
+    def served_by_second():
+        x = cluster.http.post(f"{url2}/a/predict", json={"input": [6.0]}, timeout=10).json()
+        return not x["default"] and x
+
+    assert wait_for(served_by_second, 30, "second frontend serving")["output"] == 6.0
+    store = open_store(cluster.store_url)
+    try:
+        # NOTE: container rows are keyed by (model, version, replica_id) in the store contract and
+        # replica ids are per frontend process, so the rows of two frontends can overwrite each other
+        # (reported to the config-store owner); only this frontend's own row is checked here.
+        wait_for(
+            lambda: len([c for c in store.list_containers() if c.frontend_id == "second"]) == 1,
+            30,
+            "the second frontend's container row",
+        )
+        qf2.send_signal(signal.SIGTERM)
+        qf2.wait(10)
+        wait_for(
+            lambda: not [c for c in store.list_containers() if c.frontend_id == "second"],
+            10,
+            "rows of qf2 gone",
+        )
+    finally:
+        store.close()
+        extra.kill()
+        extra.wait()
+    assert cluster.wait_serving("a", {"input": [8.0]})["output"] == 8.0
 
 
 def test_restarting_the_query_frontend_keeps_the_configuration(cluster):
