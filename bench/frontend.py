@@ -226,6 +226,17 @@ def run_wrk(port: int, connections: int, seconds: int, script: Path) -> dict:
     return r
 
 
+def read_metrics(port: int) -> dict:
+    """GET /metrics, flattened to {name: {field: value}}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as resp:
+        doc = json.loads(resp.read())
+    return {k: v for cat in doc.values() for entry in cat for k, v in entry.items()}
+
+
+def count(metrics: dict, name: str) -> int:
+    return int(metrics.get(name, {}).get("count", 0))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-c", "--connections", type=int, default=32)
@@ -258,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.start(args.slo_micros, direct=args.direct_store, cache_bytes=args.cache_bytes)
             if args.warmup:
                 run_wrk(stack.http_port, args.connections, args.warmup, script)
+            before = read_metrics(stack.http_port)
             r = run_wrk(stack.http_port, args.connections, args.duration, script)
-            with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/metrics") as resp:
-                metrics = json.loads(resp.read())
+            metrics = read_metrics(stack.http_port)
         except Exception:
             for log in ("query_frontend.log", "mgmt.log", "container.log"):
                 p = root / log
@@ -269,16 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         finally:
             stack.stop()
-    batch = next((h[k] for h in metrics.get("histograms", []) for k in h if k.endswith(":batch_size")), {})
-    ratio = next(
-        (
-            c[k]["ratio"]
-            for c in metrics.get("ratio_counters", [])
-            for k in c
-            if k == "app:bench:default_prediction_ratio"
-        ),
-        "nan",
+    batch = metrics.get("model:noop:1:batch_size", {})
+    answered = count(metrics, "app:bench:num_predictions") - count(before, "app:bench:num_predictions")
+    defaults = sum(
+        count(metrics, f"app:bench:default_outputs:{k}") - count(before, f"app:bench:default_outputs:{k}")
+        for k in ("slo", "no_connected_model")
     )
+    ratio = defaults / answered if answered else float("nan")
+
     result = {
         "connections": args.connections,
         "seconds": args.duration,
@@ -288,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_ms": r["max_us"] / 1000,
         "errors": r["errors"],
         "default_ratio": ratio,
-        "mean_batch_size": batch.get("mean", "?"),
+        "mean_batch_size": round(float(batch.get("mean", "nan")), 1),
     }
     if args.json:
         print(json.dumps(result))

@@ -112,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     install_uvloop()
     try:
         asyncio.run(_run(args))
-    except OSError as e:
-        log.error("%s", e)
+    except (OSError, ValueError) as e:
+        log.error("cannot run the query frontend: %s", e)
+        return 1
+    except Exception as e:  # e.g. the config store is unreachable at start-up
+        log.error("cannot run the query frontend: %s: %s", type(e).__name__, e)
         return 1
     return 0
 
