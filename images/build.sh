@@ -53,7 +53,7 @@ build() {
     log "$tag is up to date ($hash)"
   else
     log "building $tag"
-    docker build --network host -q -f "$here/$dir/Dockerfile" \
+    docker build --network host --force-rm -q -f "$here/$dir/Dockerfile" \
       --build-arg BASE_IMAGE="$parent" --build-arg CLIPPER_VERSION="$version" \
       --label ai.clipper.build-hash="$hash" --label ai.clipper.version="$version" \
       -t "$tag" "$context" >"$build/$name.log" 2>&1 || { tail -40 "$build/$name.log" >&2; exit 1; }
