@@ -125,6 +125,13 @@ class ConfigStore(abc.ABC):
         """Delete the version record and its container rows."""
 
     @abc.abstractmethod
+    def next_replica_id(self, model_name: str, model_version: str) -> int:
+        """A replica id unique across every query frontend sharing this store (0, 1, 2, ...).
+
+        Container rows are keyed ``name,version,replica_id`` as in the original; per-process counters
+        would make two frontends overwrite each other's rows (clipper-servers.md §4.4)."""
+
+    @abc.abstractmethod
     def put_container(self, container: ContainerRecord) -> None: ...
 
     @abc.abstractmethod

@@ -45,7 +45,7 @@ from clipper.config_store.base import (
 
 log = logging.getLogger(__name__)
 
-STATE_DB, MODEL_DB, CONTAINER_DB, APPLICATION_DB, METADATA_DB, LINKS_DB = 1, 2, 3, 5, 6, 7
+STATE_DB, MODEL_DB, CONTAINER_DB, RESOURCE_DB, APPLICATION_DB, METADATA_DB, LINKS_DB = 1, 2, 3, 4, 5, 6, 7
 WATCHED_DBS = (MODEL_DB, CONTAINER_DB, APPLICATION_DB, METADATA_DB, LINKS_DB)
 CURRENT_VERSION_PREFIX = "CURRENT_MODEL_VERSION:"
 DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
@@ -145,7 +145,7 @@ class RedisConfigStore(ConfigStore):
         self, host: str = "localhost", port: int = 6379, password: str | None = None, ssl: bool = False
     ):
         self.host, self.port, self._password, self._ssl = host, int(port), password, ssl
-        self._dbs = {db: self._client(db) for db in (STATE_DB, *WATCHED_DBS)}
+        self._dbs = {db: self._client(db) for db in (STATE_DB, RESOURCE_DB, *WATCHED_DBS)}
         self._add_app_script = self._dbs[APPLICATION_DB].register_script(_HSET_IF_ABSENT)
         self._subs: list[Subscription] = []
 
@@ -318,6 +318,10 @@ class RedisConfigStore(ConfigStore):
                     p.unwatch()
             except redis.WatchError:
                 pass  # the pointer moved meanwhile: it no longer points at the purged version
+
+    def next_replica_id(self, model_name: str, model_version: str) -> int:
+        # DB 4 ("RESOURCE") is unused by the original; INCR is atomic across frontends.
+        return int(self._dbs[RESOURCE_DB].incr(f"replica_id:{model_name}:{model_version}")) - 1
 
     def put_container(self, container: ContainerRecord) -> None:
         c = container

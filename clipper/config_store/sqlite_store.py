@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS models (
     valid INTEGER NOT NULL, PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS links (app TEXT NOT NULL, model_name TEXT NOT NULL, PRIMARY KEY (app, model_name));
 CREATE TABLE IF NOT EXISTS current_versions (name TEXT PRIMARY KEY, version TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replica_counters (
+    model_name TEXT NOT NULL, model_version TEXT NOT NULL, next_id INTEGER NOT NULL,
+    PRIMARY KEY (model_name, model_version));
 CREATE TABLE IF NOT EXISTS containers (
     model_name TEXT NOT NULL, model_version TEXT NOT NULL, replica_id INTEGER NOT NULL,
     input_type TEXT NOT NULL, frontend_id TEXT NOT NULL, zmq_connection_id INTEGER NOT NULL,
@@ -273,6 +276,19 @@ class SqliteConfigStore(ConfigStore):
             c.execute("DELETE FROM models WHERE name = ? AND version = ?", (name, version))
             c.execute("DELETE FROM containers WHERE model_name = ? AND model_version = ?", (name, version))
             c.execute("DELETE FROM current_versions WHERE name = ? AND version = ?", (name, version))
+
+    def next_replica_id(self, model_name: str, model_version: str) -> int:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO replica_counters VALUES (?, ?, 1) ON CONFLICT (model_name, model_version) "
+                "DO UPDATE SET next_id = next_id + 1",
+                (model_name, model_version),
+            )
+            (n,) = c.execute(
+                "SELECT next_id FROM replica_counters WHERE model_name = ? AND model_version = ?",
+                (model_name, model_version),
+            ).fetchone()
+            return int(n) - 1
 
     def put_container(self, container: ContainerRecord) -> None:
         with self._tx() as c:

@@ -106,6 +106,7 @@ class QueryFrontend:
             on_response=self._on_response,
             on_disconnect=self._on_disconnect,
             liveness_timeout=self.liveness_timeout,
+            allocate_replica_id=self.store.next_replica_id,
         )
         self.dispatcher = Dispatcher(
             loop,

@@ -86,7 +86,10 @@ class RpcServer:
         on_response: OnResponse,
         on_disconnect: OnDisconnect,
         liveness_timeout: float = 3.0,
+        allocate_replica_id: Callable[[str, str], int] | None = None,
     ) -> None:
+        """``allocate_replica_id(name, version)`` numbers replicas; by default a per-process counter.
+        Frontends that share a config store pass the store's counter so ids never collide."""
         self.host = host
         self.port = port
         self.liveness_timeout = liveness_timeout
@@ -97,6 +100,7 @@ class RpcServer:
         self._on_disconnect = on_disconnect
         self._conn_ids = itertools.count()
         self._replica_ids: dict[tuple[str, str], itertools.count] = {}
+        self._allocate_replica_id = allocate_replica_id
         self._msg_id = 0
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
@@ -270,14 +274,15 @@ class RpcServer:
         if conn is not None:
             self.stats["duplicate_registrations"] += 1
             return
-        key = (msg.model_name, msg.model_version)
-        counter = self._replica_ids.setdefault(key, itertools.count())
+        replica_id = self._next_replica_id(msg.model_name, msg.model_version)
+        if replica_id is None:
+            return  # the allocator failed (logged); the container's next heartbeat retries
         conn = ReplicaConnection(
             identity=identity,
             conn_id=next(self._conn_ids),
             model_name=msg.model_name,
             model_version=msg.model_version,
-            replica_id=next(counter),
+            replica_id=replica_id,
             input_type=InputType(msg.input_type),
             last_seen=time.monotonic(),
         )
@@ -292,6 +297,16 @@ class RpcServer:
             conn.conn_id,
         )
         self._call(self._on_register, conn)
+
+    def _next_replica_id(self, name: str, version: str) -> int | None:
+        if self._allocate_replica_id is None:
+            return next(self._replica_ids.setdefault((name, version), itertools.count()))
+        try:
+            return self._allocate_replica_id(name, version)
+        except Exception:
+            self.stats["allocator_errors"] += 1
+            log.warning("cannot allocate a replica id for %s:%s", name, version, exc_info=True)
+            return None
 
     def _call(self, fn: Callable, *args: object) -> None:
         try:

@@ -366,14 +366,17 @@ def test_two_frontends_share_one_store_without_cross_wiring(cluster):
     assert wait_for(served_by_second, 30, "second frontend serving")["output"] == 6.0
     store = open_store(cluster.store_url)
     try:
-        # NOTE: container rows are keyed by (model, version, replica_id) in the store contract and
-        # replica ids are per frontend process, so the rows of two frontends can overwrite each other
-        # (reported to the config-store owner); only this frontend's own row is checked here.
+        # Replica ids come from the store, so both frontends' rows coexist and never overwrite
+        # each other, and stopping one frontend removes only its own rows.
         wait_for(
             lambda: len([c for c in store.list_containers() if c.frontend_id == "second"]) == 1,
             30,
             "the second frontend's container row",
         )
+        first_rows = {c for c in store.list_containers() if c.frontend_id != "second"}
+        assert first_rows, "the first frontend's rows must survive the second frontend's registration"
+        rows = store.list_containers()
+        assert len({(c.model_name, c.model_version, c.replica_id) for c in rows}) == len(rows)
         qf2.send_signal(signal.SIGTERM)
         qf2.wait(10)
         wait_for(
@@ -381,6 +384,7 @@ def test_two_frontends_share_one_store_without_cross_wiring(cluster):
             10,
             "rows of qf2 gone",
         )
+        assert {c for c in store.list_containers() if c.frontend_id != "second"} == first_rows
     finally:
         store.close()
         extra.kill()
