@@ -44,8 +44,9 @@ import models  # noqa: E402
 import orjson  # noqa: E402
 from peers.bare import bare_target  # noqa: E402
 from peers.mlserver import mlserver_target  # noqa: E402
-from peers.ours import add_app, local_cluster  # noqa: E402
+from peers.ours import add_app, local_cluster, process_pids  # noqa: E402
 from peers.procs import BENCH_DIR, REPO_DIR, BenchError, Endpoint, post  # noqa: E402
+from peers.profile import profiled  # noqa: E402
 from peers.ray_serve import ray_target  # noqa: E402
 from peers.wrk import LoadResult, ensure_wrk, run_wrk, wrk_version  # noqa: E402
 
@@ -76,12 +77,23 @@ def say(msg: str) -> None:
 # ---------------------------------------------------------------- load runs
 
 
-def measure(ep: Endpoint, args: argparse.Namespace, connections: int | None = None, **kw) -> LoadResult:
-    """A warm-up run (discarded), then the measured run."""
+def measure(
+    ep: Endpoint,
+    args: argparse.Namespace,
+    connections: int | None = None,
+    profile_dir: Path | None = None,
+    **kw,
+) -> LoadResult:
+    """A warm-up run (discarded), then the measured run (profiled with py-spy when ``profile_dir``)."""
     conns = connections or args.connections
     if args.warmup > 0:
         run_wrk(ep, args.warmup, conns, args.threads, **kw)
-    res = run_wrk(ep, args.duration, conns, args.threads, **kw)
+    if profile_dir is not None and ep.extra.get("pids"):
+        with profiled(ep.extra["pids"], args.duration, profile_dir, log=say) as prof:
+            res = run_wrk(ep, args.duration, conns, args.threads, **kw)
+        ep.extra["profile"] = prof
+    else:
+        res = run_wrk(ep, args.duration, conns, args.threads, **kw)
     say(
         f"  {ep.name:9s} {res.predictions_per_s:10.1f} predictions/s  p50 {res.p50_ms:.2f} ms  "
         f"p99 {res.p99_ms:.2f} ms  defaults {res.defaults}  non-2xx {res.non2xx}  "
@@ -114,7 +126,9 @@ def endpoint_json(ep: Endpoint) -> dict:
 @contextlib.contextmanager
 def ours_target(workdir: Path) -> Iterator[Endpoint]:
     with local_cluster(workdir, "bench-compare") as conn:
-        yield add_app(conn, "sum", models.sum_batch, batch_size=-1, slo_micros=100_000)
+        ep = add_app(conn, "sum", models.sum_batch, batch_size=-1, slo_micros=100_000)
+        ep.extra["pids"] = process_pids(workdir / "clipper-home", "bench-compare")
+        yield ep
 
 
 def target_context(name: str, workdir: Path) -> contextlib.AbstractContextManager[Endpoint]:
@@ -133,8 +147,11 @@ def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
     for name in args.only:
         try:
             with target_context(name, workdir) as ep:
-                load = measure(ep, args, unique=None if args.same_input else True)
+                prof_dir = workdir / "profile" if args.profile else None
+                load = measure(ep, args, profile_dir=prof_dir, unique=None if args.same_input else True)
                 results[name] = {**endpoint_json(ep), "load": load.to_json()}
+                if "profile" in ep.extra:
+                    results[name]["profile"] = ep.extra["profile"]
         except BenchError as e:
             say(f"  {name}: FAILED: {e}")
             results[name] = {"error": str(e)}
@@ -489,6 +506,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batching-connections", type=int, default=64, help="connections of the batching runs")
     p.add_argument("--reconciler-models", type=int, default=50, help="models (and applications) in the fleet")
     p.add_argument("--reconciler-replicas", type=int, default=1, help="replicas per model of the fleet")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="comparison: sample our query frontend and model replica with py-spy during the measured "
+        "run (top functions by own time in the JSON; collapsed stacks in the work directory)",
+    )
     p.add_argument("--out", type=Path, help="JSON result file (default bench/results/compare-<time>.json)")
     p.add_argument("--workdir", type=Path, help="where clusters, logs and manifests go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")

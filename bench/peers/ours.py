@@ -45,6 +45,16 @@ def local_cluster(workdir: Path, name: str = "bench") -> Iterator:
             conn.stop_all()
 
 
+def process_pids(home: Path, cluster: str) -> dict[str, int]:
+    """pids of the query frontend and model replicas of a local cluster (its ``status.json``)."""
+    status = orjson.loads((home / cluster / "status.json").read_bytes())
+    return {
+        ("query-frontend" if pid_id == "query-0" else pid_id.replace("/", "-")): p["pid"]
+        for pid_id, p in status.get("processes", {}).items()
+        if p.get("pid") and (pid_id == "query-0" or pid_id.startswith("model/"))
+    }
+
+
 def add_app(
     conn,
     app: str,
