@@ -216,6 +216,18 @@ def test_containers(store):
     assert store.list_containers() == []
 
 
+def test_replica_ids_are_unique_across_store_clients(store_url):
+    """Two query frontends (two store objects, as two processes would hold) never get the same id."""
+    a, b = open_store(store_url), open_store(store_url)
+    try:
+        ids = [s.next_replica_id("m", "1") for s in (a, b, a, b, b)]
+        assert ids == [0, 1, 2, 3, 4]
+        assert a.next_replica_id("m", "2") == 0  # counted per model version
+    finally:
+        a.close()
+        b.close()
+
+
 def test_snapshot(store):
     store.add_app(app("a1"))
     store.add_app(app("a2", input_type="strings"))
