@@ -18,7 +18,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk (Debian package) is not installed")
+# The harness installs wrk with apt-get when it is absent; only a machine that can do neither skips.
+pytestmark = pytest.mark.skipif(
+    shutil.which("wrk") is None and (shutil.which("apt-get") is None or os.geteuid() != 0),
+    reason="wrk is not installed and apt-get cannot install it here",
+)
 
 
 def run_compare(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess, dict]:
