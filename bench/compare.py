@@ -561,7 +561,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep and not failed and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     m = report["machine"]
-    print(f"# {m['date']}  {m['cpu']} x{m['cpus']}  Python {m['python']}  {m['wrk']}  commit {m['commit']}")
+    la = f"load avg {m['load_avg_at_start'][0]:.1f} -> {m['load_avg_at_end'][0]:.1f}"
+    print(
+        f"# {m['date']}  {m['cpu']} x{m['cpus']}  Python {m['python']}  {m['wrk'].split(' [')[0]}  {la}  commit {m['commit']}"
+    )
     for name in args.experiments:
         print(f"\n## {name}\n")
         print(report[name].get("table") or f"FAILED: {report[name].get('error')}")
