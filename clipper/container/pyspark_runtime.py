@@ -116,6 +116,7 @@ def _extra_conf() -> dict[str, str]:
 def create_spark_session() -> Any:
     """The container's one SparkSession (``getOrCreate``: a session already running is reused)."""
     check_java()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver binds to loopback only
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("clipper-pyspark").master(
