@@ -5,8 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import requests
+
+
+class Answer(NamedTuple):
+    status: int  # -1: no HTTP answer at all (connection error, timeout)
+    body: object  # parsed JSON, or the text
+    seconds: float
+    request: dict
 
 
 class Load:
@@ -17,7 +25,7 @@ class Load:
         self.url = url
         self.body = body or (lambda k, i: {"input": [float(k), float(i), 0.25]})
         self.sent = 0
-        self.results: list[tuple[int, object, float]] = []
+        self.results: list[Answer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, args=(k,), daemon=True) for k in range(n)]
@@ -37,16 +45,14 @@ class Load:
             i += 1
             with self._lock:
                 self.sent += 1
+            body = self.body(k, i)
             t0 = time.monotonic()
             try:
-                r = session.post(self.url, json=self.body(k, i), timeout=30)
-                answer: tuple[int, object, float] = (
-                    r.status_code,
-                    r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text,
-                    time.monotonic() - t0,
-                )
+                r = session.post(self.url, json=body, timeout=30)
+                is_json = r.headers.get("content-type", "").startswith("application/json")
+                answer = Answer(r.status_code, r.json() if is_json else r.text, time.monotonic() - t0, body)
             except requests.RequestException as e:
-                answer = (-1, repr(e), time.monotonic() - t0)
+                answer = Answer(-1, repr(e), time.monotonic() - t0, body)
             with self._lock:
                 self.results.append(answer)
         session.close()
@@ -59,7 +65,11 @@ class Load:
 
     # -- what the tests assert ---------------------------------------------------------------------
     def non_200(self) -> list:
-        return [r for r in self.results if r[0] != 200]
+        return [r for r in self.results if r.status != 200]
 
     def defaults(self) -> list[dict]:
-        return [b for c, b, _ in self.results if c == 200 and isinstance(b, dict) and b.get("default")]
+        return [
+            a.body
+            for a in self.results
+            if a.status == 200 and isinstance(a.body, dict) and a.body.get("default")
+        ]
