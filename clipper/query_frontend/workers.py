@@ -9,10 +9,15 @@ Work is dispatched by callbacks on the event loop:
 
 Failures:
 
-* a replica that disconnects (``on_disconnect``, ~3 s of silence) or holds a batch longer than
-  ``batch_timeout`` (hung; default 4 s, so it is detected within 5 s) leaves the rotation; the live
-  tasks of its in-flight batch go back to the queue and are retried (once) by another replica while
-  their deadlines allow; the others are answered by their requests' objective timers;
+* a replica that disconnects (``on_disconnect``, ~3 s of silence) leaves the rotation for good;
+* a replica that holds a batch longer than ``batch_timeout`` (default 4 s, so it is detected within
+  5 s; twice its slowest answered batch once it has been slow before) is *suspended*: out of the
+  rotation, but its session stays. If the late answer arrives after all, the replica was slow, not
+  hung: its outputs still answer whatever is open, and it rejoins the rotation. A truly dead one is
+  removed by the silence check;
+* either way, the live tasks of the failed batch go back to the queue and are retried (once) by
+  another replica while their deadlines allow; the others are answered by their requests' objective
+  timers;
 * a response for an unknown msg_id, or from a replica no longer in rotation, is ignored;
 * a response whose output count differs from the batch size answers that batch with defaults;
 * a per-input error output of the container runtime becomes a default whose explanation is its text;
@@ -72,7 +77,18 @@ class ModelState:
 
 
 class Replica:
-    __slots__ = ("conn", "model", "controller", "msg_id", "batch", "sent_at", "hang_timer", "removed")
+    __slots__ = (
+        "conn",
+        "model",
+        "controller",
+        "msg_id",
+        "batch",
+        "sent_at",
+        "hang_timer",
+        "removed",
+        "suspended",
+        "slowest",
+    )
 
     def __init__(self, conn, model: ModelState) -> None:
         self.conn = conn
@@ -83,6 +99,8 @@ class Replica:
         self.sent_at = 0.0
         self.hang_timer: asyncio.TimerHandle | None = None
         self.removed = False
+        self.suspended = False  # held a batch too long: out of rotation until it answers
+        self.slowest = 0.0  # slowest answered batch, seconds
 
 
 class Dispatcher:
@@ -130,19 +148,8 @@ class Dispatcher:
             self.inflight.pop(r.msg_id, None)
             if r.hang_timer is not None:
                 r.hang_timer.cancel()
-            now = self.loop.time()
-            retried = 0
-            for t in r.batch:
-                # One retry at most: a poison input must not take every replica down in turn.
-                if (
-                    t.attempts < MAX_ATTEMPTS
-                    and t.deadline > now
-                    and not t.request.finished
-                    and not model.purged
-                ):
-                    model.queue.push(t)
-                    retried += 1
-            model.retries.increment(retried)
+            if not r.suspended:  # a suspended replica's batch was requeued already
+                self._requeue(model, r.batch)
             r.batch = []
             r.msg_id = None
         if reason != "purged":
@@ -154,6 +161,17 @@ class Dispatcher:
                 log.exception("on_replica_removed failed")
         if model.queue and model.replicas:
             self.kick(model)
+
+    def _requeue(self, model: ModelState, batch: list[Task]) -> None:
+        """Retry the live tasks of a failed batch on another replica (once at most: a poison input
+        must not take every replica down in turn)."""
+        now = self.loop.time()
+        retried = 0
+        for t in batch:
+            if t.attempts < MAX_ATTEMPTS and t.deadline > now and not t.request.finished and not model.purged:
+                model.queue.push(t)
+                retried += 1
+        model.retries.increment(retried)
 
     # -- dispatch ------------------------------------------------------------------------------
     def kick(self, model: ModelState) -> None:
@@ -190,7 +208,9 @@ class Dispatcher:
             r.batch = batch
             r.sent_at = now
             self.inflight[msg_id] = r
-            r.hang_timer = self.loop.call_at(now + self.batch_timeout, self._on_hung, r, msg_id)
+            # A replica known to be slow (it answered late before) gets twice its slowest batch.
+            hang_after = max(self.batch_timeout, 2.0 * r.slowest)
+            r.hang_timer = self.loop.call_at(now + hang_after, self._on_hung, r, msg_id)
         except Exception:
             log.exception("dispatch to %s:%s failed", model.name, model.version)
 
@@ -198,18 +218,26 @@ class Dispatcher:
         if r.removed or r.msg_id != msg_id:
             return
         r.hang_timer = None
+        model = r.model
         log.warning(
-            "replica %d of %s:%s held a batch for more than %.1f s: removed from rotation",
+            "replica %d of %s:%s has held a batch for %.1f s: suspended from rotation",
             r.conn.replica_id,
-            r.model.name,
-            r.model.version,
-            self.batch_timeout,
+            model.name,
+            model.version,
+            self.loop.time() - r.sent_at,
         )
         try:
-            self.remove_replica(r, "hung")
-            self.rpc.drop(r.conn, f"batch in flight for more than {self.batch_timeout} s")
+            r.suspended = True
+            try:
+                model.replicas.remove(r)
+            except ValueError:
+                pass
+            model.replica_failures.increment(1)
+            self._requeue(model, r.batch)
+            if model.queue and model.replicas:
+                self.kick(model)
         except Exception:
-            log.exception("removing a hung replica failed")
+            log.exception("suspending a hung replica failed")
 
     # -- responses -----------------------------------------------------------------------------
     def on_response(self, conn, msg_id: int, outputs: list[bytes]) -> None:
@@ -225,11 +253,23 @@ class Dispatcher:
             r.hang_timer.cancel()
             r.hang_timer = None
         model = r.model
+        if r.suspended:
+            # Slow, not hung: back into the rotation, with a hang allowance that fits it.
+            r.suspended = False
+            r.slowest = max(r.slowest, self.loop.time() - r.sent_at)
+            if not r.removed and not model.purged:
+                model.replicas.append(r)
+                log.info(
+                    "replica %d of %s:%s answered late: back in rotation",
+                    r.conn.replica_id,
+                    model.name,
+                    model.version,
+                )
         try:
             self._complete(r, model, batch, outputs)
         except Exception:
             log.exception("handling a response of %s:%s failed", model.name, model.version)
-        if model.queue and not r.removed:
+        if model.queue and not r.removed and not r.suspended:
             self._send(r)
 
     def _complete(self, r: Replica, model: ModelState, batch: list[Task], outputs: list[bytes]) -> None:

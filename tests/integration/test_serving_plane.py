@@ -325,7 +325,7 @@ def test_hung_replica_is_detected_and_its_batch_retried(cluster):
     m = cluster.metrics()
     assert int(m["model:m:1:replica_failures"]["count"]) > failures_before
     assert int(m["model:m:1:retried_tasks"]["count"]) >= 1
-    # The hung container wakes up and registers again under a new replica id.
+    # The suspended replica keeps its session; once it answers (late) it rejoins the rotation.
     wait_for(lambda: m_replicas(cluster) == 2, 40, "the hung replica back in rotation")
     cluster.wait_serving("a", {"input": [5.0]})
 
