@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+from clipper.json_types import json_type_name
 from clipper.management_frontend import messages as msg
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -108,23 +109,6 @@ def parse(body: bytes) -> Any:
     return doc
 
 
-def type_name(v: Any) -> str:
-    """RapidJSON's ``kTypeNames``."""
-    if v is None:
-        return "Null"
-    if v is False:
-        return "False"
-    if v is True:
-        return "True"
-    if isinstance(v, dict):
-        return "Object"
-    if isinstance(v, list):
-        return "Array"
-    if isinstance(v, str):
-        return "String"
-    return "Number"
-
-
 def _member(d: Any, key: str) -> Any:
     if not isinstance(d, dict):
         raise JsonError(msg.NOT_AN_OBJECT)
@@ -136,13 +120,13 @@ def _member(d: Any, key: str) -> Any:
 def get_string(d: Any, key: str) -> str:
     v = _member(d, key)
     if not isinstance(v, str):
-        raise JsonError(msg.type_mismatch(key, "String", type_name(v)))
+        raise JsonError(msg.type_mismatch(key, "String", json_type_name(v)))
     return v
 
 
 def get_int(d: Any, key: str) -> int:
     v = _member(d, key)
-    t = type_name(v)
+    t = json_type_name(v)
     if t != "Number":
         raise JsonError(msg.type_mismatch(key, "Number", t))
     if not isinstance(v, int) or not INT32_MIN <= v <= INT32_MAX:
@@ -153,15 +137,15 @@ def get_int(d: Any, key: str) -> int:
 def get_bool(d: Any, key: str) -> bool:
     v = _member(d, key)
     if not isinstance(v, bool):
-        raise JsonError(msg.bool_mismatch(key, type_name(v)))
+        raise JsonError(msg.bool_mismatch(key, json_type_name(v)))
     return v
 
 
 def get_string_array(d: Any, key: str) -> list[str]:
     v = _member(d, key)
     if not isinstance(v, list):
-        raise JsonError(msg.type_mismatch(key, "Array", type_name(v)))
+        raise JsonError(msg.type_mismatch(key, "Array", json_type_name(v)))
     for elem in v:
         if not isinstance(elem, str):
-            raise JsonError(msg.array_elem_not_string(type_name(elem)))
+            raise JsonError(msg.array_elem_not_string(json_type_name(elem)))
     return v

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import orjson
 
 from clipper.datatypes import InputType
+from clipper.json_types import json_type_name
 
 PREDICT_SCHEMA = '\n  {\n   "input" := [double] | [int] | [string] | [byte] | [float],\n  }\n'
 UPDATE_SCHEMA = (
@@ -35,23 +36,6 @@ class JsonParseError(Exception):
 
 class JsonSemanticError(Exception):
     """Well-formed JSON of the wrong shape or type (RapidJSON ``json_semantic_error``)."""
-
-
-def json_type_name(v: object) -> str:
-    """RapidJSON's type names, as the original's messages print them."""
-    if v is None:
-        return "Null"
-    if v is True:
-        return "True"
-    if v is False:
-        return "False"
-    if isinstance(v, dict):
-        return "Object"
-    if isinstance(v, list):
-        return "Array"
-    if isinstance(v, str):
-        return "String"
-    return "Number"
 
 
 _ELEMENT_NAME = {
