@@ -88,7 +88,7 @@ def import_model_class(model_class: str) -> type:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except ImportError as exc:
-        if (exc.name or "").split(".")[0] in ("pyspark", "py4j"):
+        if exc.name in ("pyspark", "py4j"):  # the package itself, not a module inside it
             raise PySparkLoadError(
                 "pyspark is not installed in the model environment: use the PySpark container "
                 "image, or pip install 'clipper[pyspark]'"

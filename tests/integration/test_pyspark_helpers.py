@@ -132,6 +132,7 @@ def expected_outputs(spark, models, funcs) -> dict[str, list[str]]:
     lr = transformed(models.lr, "features")
     return {
         "lr": [LABEL_NAMES[p] for p in lr],
+        "lr-raw": lr,
         "pipeline": transformed(models.pipeline, "raw"),
         "mllib": [str(float(models.mllib.predict(q))) for q in QUERIES],
     }
@@ -166,3 +167,39 @@ def predict_batch(query_addr: str, app: str, inputs, timeout: float = 180.0) -> 
                 assert "Model error" not in str(a.get("default_explanation", "")), a
         time.sleep(0.3)
     raise AssertionError(f"{app}: no real prediction within {timeout:.0f} s; last answer: {last}")
+
+
+#: Manifest sources of the three models: model name -> (function, saved model dir, class, expected key).
+MANIFEST_MODELS = {
+    "m-lr": ("predict.py:ml_predict", "lr-model", "pyspark.ml.classification.LogisticRegressionModel", "lr-raw"),
+    "m-pipeline": ("predict.py:pipeline_predict", "pipeline-model", "pyspark.ml.pipeline.PipelineModel", "pipeline"),
+    "m-mllib": ("predict.py:mllib_predict", "mllib-model", "pyspark.mllib.classification.LogisticRegressionModel", "mllib"),
+}  # fmt: skip
+
+
+def write_manifests(work, cluster_yaml: str, spark, models, slo_micros: int) -> dict[str, str]:
+    """A manifest directory: the cluster, and per model a ``source.pyspark`` Model (predict.py and the
+    directory ``model.save`` wrote) with its Application. Returns app name -> expected-outputs key."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "predict.py").write_text(PREDICT_SRC)
+    models.lr.save(str(work / "lr-model"))
+    models.pipeline.save(str(work / "pipeline-model"))
+    models.mllib.save(spark.sparkContext, str(work / "mllib-model"))
+    docs = [cluster_yaml]
+    apps = {}
+    for name, (function, path, cls, key) in MANIFEST_MODELS.items():
+        docs.append(f"""apiVersion: clipper.ai/v1
+kind: Model
+metadata: {{name: {name}}}
+spec:
+  inputType: doubles
+  source: {{pyspark: {{function: "{function}", modelPath: {path}, modelClass: {cls}}}}}
+---
+apiVersion: clipper.ai/v1
+kind: Application
+metadata: {{name: {name}-app}}
+spec: {{inputType: doubles, defaultOutput: "none", latencySloMicros: {slo_micros}, model: {name}}}
+""")
+        apps[f"{name}-app"] = key
+    (work / "pyspark.yaml").write_text("---\n".join(docs))
+    return apps

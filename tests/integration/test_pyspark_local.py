@@ -20,7 +20,6 @@ import pytest
 
 from tests.integration.test_pyspark_helpers import (
     LABEL_NAMES,
-    PREDICT_SRC,
     QUERIES,
     expected_outputs,
     new_spark_session,
@@ -28,6 +27,7 @@ from tests.integration.test_pyspark_helpers import (
     predict_functions,
     require_pyspark,
     train_models,
+    write_manifests,
 )
 
 pytestmark = [pytest.mark.pyspark, pytest.mark.slow]
@@ -119,48 +119,20 @@ def test_manifest_apply_serves_each_model(conn, deployed, spark, models, expecte
     running cluster; the reconciler loads each saved model and deploys it with our deployer."""
     from reconciler.engine import apply, default_owner, load_target
 
-    work = tmp_path / "manifests"
-    work.mkdir()
-    (work / "predict.py").write_text(PREDICT_SRC)
-    models.lr.save(str(work / "lr-model"))
-    models.pipeline.save(str(work / "pipeline-model"))
-    models.mllib.save(spark.sparkContext, str(work / "mllib-model"))
     cm = conn.cm
-    docs = [
-        f"""apiVersion: clipper.ai/v1
+    cluster = f"""apiVersion: clipper.ai/v1
 kind: Cluster
 metadata: {{name: pyspark-local}}
 spec: {{backend: local, queryPort: {cm.clipper_query_port}, managementPort: {cm.clipper_management_port},
         rpcPort: {cm.clipper_rpc_port}}}
 """
-    ]
-    sources = {
-        "m-lr": ("predict.py:ml_predict", "lr-model", "pyspark.ml.classification.LogisticRegressionModel"),
-        "m-pipeline": ("predict.py:pipeline_predict", "pipeline-model", "pyspark.ml.pipeline.PipelineModel"),
-        "m-mllib": ("predict.py:mllib_predict", "mllib-model", "pyspark.mllib.classification.LogisticRegressionModel"),
-    }  # fmt: skip
-    for name, (function, path, cls) in sources.items():
-        docs.append(f"""apiVersion: clipper.ai/v1
-kind: Model
-metadata: {{name: {name}}}
-spec:
-  inputType: doubles
-  source: {{pyspark: {{function: "{function}", modelPath: {path}, modelClass: {cls}}}}}
----
-apiVersion: clipper.ai/v1
-kind: Application
-metadata: {{name: {name}-app}}
-spec: {{inputType: doubles, defaultOutput: "none", latencySloMicros: {SLO_MICROS}, model: {name}}}
-""")
-    (work / "pyspark.yaml").write_text("---\n".join(docs))
+    work = tmp_path / "manifests"
+    apps = write_manifests(work, cluster, spark, models, SLO_MICROS)
     target = load_target([str(work)])
     apply(target, default_owner(target))
 
-    addr = conn.get_query_addr()
-    lr_raw = [{"small": "0.0", "large": "1.0"}[p] for p in expected["lr"]]
-    assert predict_batch(addr, "m-lr-app", QUERIES) == lr_raw
-    assert predict_batch(addr, "m-pipeline-app", QUERIES) == expected["pipeline"]
-    assert predict_batch(addr, "m-mllib-app", QUERIES) == expected["mllib"]
+    for app, key in apps.items():
+        assert predict_batch(conn.get_query_addr(), app, QUERIES) == expected[key], app
 
 
 def test_non_pyspark_model_is_refused_before_anything_runs(conn):

@@ -1,0 +1,137 @@
+"""PySpark deployer and runtime checks that need no JVM: model class detection, saved-model layout,
+Java detection, class import errors, requirements the image provides. Fast; real files, no mocks."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from clipper.container import pyspark_runtime as rt
+from clipper.container.loader import ModelLoadError, load_model
+from clipper_admin import ClipperException
+from clipper_admin.deployers import pyspark as deployer
+
+needs_pyspark = pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("pyspark") is None, reason="pyspark is not installed"
+)
+
+
+class _Saveable:
+    def save(self, path):  # looks like a model, but is not PySpark's
+        pass
+
+
+@pytest.mark.parametrize("obj", [object(), {"w": 1}, _Saveable(), None])
+def test_non_pyspark_objects_are_refused_with_a_clipper_exception(obj):
+    with pytest.raises(ClipperException, match="must be a PySpark model"):
+        deployer.pyspark_model_class(obj)
+
+
+def test_func_must_be_callable():
+    with pytest.raises(ClipperException, match="func must be callable"):
+        deployer.save_pyspark_function("m", "not a function", object(), None)
+
+
+def test_default_base_image_follows_the_python_version():
+    image = deployer.default_pyspark_base_image()
+    assert image.split(":")[0].endswith(f"/pyspark3{sys.version_info.minor}-container")
+
+
+def test_provided_distributions_are_not_reinstalled():
+    reqs = ["numpy==1.26.4", "pyspark==4.3.0", "py4j==0.10.9.9", "PySpark>=3", "pandas==2.2.0"]
+    assert deployer._drop_provided(reqs) == ["numpy==1.26.4", "pandas==2.2.0"]
+
+
+def _model_dir(tmp_path, meta, saved="pyspark_model"):
+    d = tmp_path / "model"
+    (d / saved).mkdir(parents=True)
+    (d / "clipper_model.json").write_text(json.dumps(meta))
+    return d
+
+
+def test_settings_from_clipper_model_json(tmp_path):
+    meta = {
+        "kind": "pyspark",
+        "pyspark": {"model_class": "pyspark.ml.PipelineModel", "model_path": "pyspark_model"},
+    }
+    d = _model_dir(tmp_path, meta)
+    assert rt.pyspark_settings(d, meta) == ("pyspark.ml.PipelineModel", d / "pyspark_model")
+
+
+def test_settings_from_the_original_layout(tmp_path):
+    d = _model_dir(tmp_path, {"kind": "pyspark"}, saved="pyspark_model_data")
+    (d / "metadata.json").write_text(json.dumps({"model_class": "pyspark.mllib.tree.RandomForestModel"}))
+    assert rt.pyspark_settings(d, {"kind": "pyspark"}) == (
+        "pyspark.mllib.tree.RandomForestModel",
+        d / "pyspark_model_data",
+    )
+
+
+def test_settings_errors_say_what_is_missing(tmp_path):
+    d = _model_dir(tmp_path, {"kind": "pyspark"})
+    with pytest.raises(rt.PySparkLoadError, match="no PySpark model class recorded"):
+        rt.pyspark_settings(d, {"kind": "pyspark"})
+    meta = {"pyspark": {"model_class": "pyspark.ml.PipelineModel", "model_path": "elsewhere"}}
+    with pytest.raises(rt.PySparkLoadError, match="saved PySpark model .*elsewhere is missing"):
+        rt.pyspark_settings(d, meta)
+
+
+def test_java_home_without_java_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    with pytest.raises(rt.PySparkLoadError, match="no Java runtime: JAVA_HOME=.* has no bin/java"):
+        rt.check_java()
+
+
+def test_no_java_on_path_is_reported(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(rt.PySparkLoadError, match="no Java runtime found"):
+        rt.check_java()
+
+
+def test_extra_spark_conf_is_parsed(monkeypatch):
+    monkeypatch.setenv("CLIPPER_SPARK_CONF", "spark.driver.memory=512m, spark.x=a=b\nspark.y = 2")
+    assert rt._extra_conf() == {"spark.driver.memory": "512m", "spark.x": "a=b", "spark.y": "2"}
+    monkeypatch.setenv("CLIPPER_SPARK_CONF", "oops")
+    with pytest.raises(rt.PySparkLoadError, match="not key=value"):
+        rt._extra_conf()
+
+
+@needs_pyspark
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("os.path", "is not a PySpark class"),
+        ("pyspark.ml.classification.NoSuchModel", "cannot import the PySpark model class"),
+        ("pyspark.no_such_module.Model", "cannot import the PySpark model class"),
+        ("pyspark.ml.classification.__name__", "not a PySpark model class with a load method"),
+    ],
+)
+def test_bad_model_classes_are_reported(name, message):
+    with pytest.raises(rt.PySparkLoadError, match=message):
+        rt.import_model_class(name)
+
+
+@needs_pyspark
+def test_ml_and_mllib_classes_load_differently():
+    from pyspark.ml.classification import LogisticRegressionModel as MlLR
+    from pyspark.ml.pipeline import PipelineModel
+    from pyspark.mllib.classification import LogisticRegressionModel as MllibLR
+
+    assert rt.import_model_class("pyspark.ml.pipeline.PipelineModel") is PipelineModel
+    assert rt.is_ml_class(MlLR) and rt.is_ml_class(PipelineModel)
+    assert not rt.is_ml_class(MllibLR)
+
+
+@needs_pyspark
+def test_loader_reports_a_bad_class_before_starting_spark(tmp_path):
+    meta = {
+        "kind": "pyspark",
+        "pyspark": {"model_class": "pyspark.ml.NoSuchModel", "model_path": "pyspark_model"},
+    }
+    d = _model_dir(tmp_path, meta)
+    (d / "func.pkl").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="NoSuchModel"):
+        load_model(d)
