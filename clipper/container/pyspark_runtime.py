@@ -29,8 +29,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 #: Settings of the container's SparkSession: one local executor, no UI, no console progress bars
-#: in the container log, everything on the loopback interface.
+#: in the container log, everything on the loopback interface, and a driver JVM tuned to start fast
+#: (C1 JIT only, serial GC): a serving container runs tiny jobs, and on a busy 2-core machine this
+#: halves the start-up (bench/pyspark_startup.py). ``CLIPPER_SPARK_CONF`` overrides any of them.
 SPARK_CONF = {
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.host": "127.0.0.1",
