@@ -509,8 +509,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="comparison: sample our query frontend and model replica with py-spy during the measured "
-        "run (top functions by own time in the JSON; collapsed stacks in the work directory)",
+        help="comparison: sample our query frontend and model replica with py-spy during the measured run "
+        "(top functions by own time in the JSON; it slows ours down: do not record those numbers)",
     )
     p.add_argument("--out", type=Path, help="JSON result file (default bench/results/compare-<time>.json)")
     p.add_argument("--workdir", type=Path, help="where clusters, logs and manifests go (default: a temp dir)")

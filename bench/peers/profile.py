@@ -1,7 +1,8 @@
 """Optional sampling profile of our processes during a measured run (``--profile``), with py-spy.
 
-py-spy is installed from PyPI into its own venv under the benchmark cache. Each process gets a
-flame graph (SVG) and the top functions by own time, computed from py-spy's collapsed stacks.
+py-spy is installed from PyPI into its own venv under the benchmark cache. Each process is sampled
+(only samples holding the GIL (Python CPU work, idle waits left out) and the top functions by own
+time, computed from py-spy's collapsed stacks). py-spy costs CPU: never record timings with it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def profiled(pids: dict[str, int], seconds: int, outdir: Path, log=print) -> Ite
     procs = {}
     for name, pid in pids.items():
         raw = outdir / f"{name}.collapsed"
-        cmd = [str(exe), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200"]
+        cmd = [str(exe), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200", "--gil"]
         procs[name] = (
             subprocess.Popen(
                 [*cmd, "--format", "raw", "-o", str(raw)],
