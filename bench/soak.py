@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kill-every", type=float, default=30.0, help="mean seconds between replica kills")
     ap.add_argument("--slo-micros", type=int, default=500_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cache-bytes", type=int, default=33554432, help="prediction cache (0 = off)")
     ap.add_argument("--json", help="write the per-minute report here")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     cm = LocalContainerManager("soak", clipper_query_port=free_port(), clipper_management_port=free_port(),
                                clipper_rpc_port=free_port(), state_dir=home)  # fmt: skip
     conn = ClipperConnection(cm)
-    conn.start_clipper()
+    conn.start_clipper(cache_size=args.cache_bytes)
     report: dict = {"minutes": []}
     try:
         conn.register_application(APP, "doubles", "-1.0", args.slo_micros)
