@@ -69,10 +69,15 @@ def predict_functions() -> types.SimpleNamespace:
 
 
 def new_spark_session():
+    import logging
+
     from pyspark.sql import SparkSession
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # no INFO lines at exit into closed streams
 
     builder = SparkSession.builder.appName("clipper-pyspark-tests").master("local[1]")
     for key, value in {
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",  # starts faster
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.host": "127.0.0.1",
