@@ -4,9 +4,11 @@
 * Only completed outputs are stored. There are no pending entries, so nothing can leak when a query
   times out (the original kept pending entries forever); identical concurrent misses each queue a
   task, as in the original, and the first output to arrive fills the entry.
-* Capacity is in bytes and counts the input key *and* the stored output (the original counted only
-  outputs, so large inputs with small outputs were unbounded). An entry larger than the capacity is
-  not stored; capacity 0 disables the cache.
+* Capacity is in bytes of memory: each entry costs its input key, its output *and* the interpreter's
+  per-entry overhead (key tuple, bytes headers, ordered-dict node: ~240 bytes, measured). The
+  original counted only output bytes, so many small entries grew without bound (§11.19) -- and so
+  did an earlier version of this cache, by ~7x its capacity under a soak of distinct inputs. An
+  entry larger than the capacity is not stored; capacity 0 disables the cache.
 * Eviction is LRU (``OrderedDict``: O(1) hit, insert and evict).
 """
 
@@ -16,7 +18,7 @@ from collections import OrderedDict
 
 CacheKey = tuple[str, str, bytes]
 
-_ENTRY_OVERHEAD = 0  # metadata is not counted, as in the original
+_ENTRY_OVERHEAD = 240  # bytes of Python objects per entry beyond the key and output payloads
 
 
 class PredictionCache:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clipper.query_frontend.batching import MAX_BATCH, BatchSizeController
-from clipper.query_frontend.cache import PredictionCache
+from clipper.query_frontend.cache import _ENTRY_OVERHEAD, PredictionCache
 from clipper.query_frontend.queues import Task, TaskQueue
 
 
@@ -23,10 +23,11 @@ class TestCache:
         assert c.get(("m", "1", bytes([1, 0]))) is None
 
     def test_bound_in_bytes_and_lru_order(self):
-        c = PredictionCache(6)  # each entry costs 1 (input) + 1 (output) = 2 bytes
+        per = 2 + _ENTRY_OVERHEAD  # 1 (input) + 1 (output) + the per-entry overhead
+        c = PredictionCache(3 * per)
         for i in range(3):
             c.put(key(i), b"x")
-        assert c.size == 6
+        assert c.size == 3 * per
         assert c.get(key(0)) == b"x"  # 0 becomes most recently used
         c.put(key(3), b"y")  # evicts the least recently used: 1
         assert key(1) not in c and key(0) in c and key(2) in c and key(3) in c
@@ -35,8 +36,26 @@ class TestCache:
             c.put(key(i), b"zz")
             assert c.size <= c.capacity
 
+    def test_memory_stays_within_capacity_for_many_small_entries(self):
+        """The bound is real memory: a soak of distinct tiny inputs once grew ~7x past it."""
+        import os
+        import tracemalloc
+
+        capacity = 2_000_000
+        c = PredictionCache(capacity)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for i in range(50_000):
+                c.put(("m", "1", os.urandom(32)), b"%d" % i)
+            used = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        assert c.size <= capacity
+        assert used < 1.25 * capacity
+
     def test_oversized_entries_and_zero_capacity(self):
-        c = PredictionCache(4)
+        c = PredictionCache(4 + _ENTRY_OVERHEAD)
         assert not c.put(key(1), b"12345")
         assert len(c) == 0
         assert not PredictionCache(0).put(key(1), b"1")
@@ -44,11 +63,11 @@ class TestCache:
             PredictionCache(-1)
 
     def test_drop_model(self):
-        c = PredictionCache(100)
+        c = PredictionCache(10_000)
         c.put(("m", "1", b"a"), b"1")
         c.put(("m", "2", b"a"), b"1")
         assert c.drop_model("m", "1") == 1
-        assert ("m", "2", b"a") in c and c.size == 2
+        assert ("m", "2", b"a") in c and c.size == 2 + _ENTRY_OVERHEAD
 
 
 class TestBatching:
