@@ -295,7 +295,7 @@ class QueryFrontend:
         route = self.table.routes.get(req.path)
         if route is not None:
             if req.method != "POST":
-                return _error(405, "Method Not Allowed", f"{req.path} accepts POST, not {req.method}")
+                return _method_not_allowed(req, "POST")
             kind, app = route
             if kind == PREDICT:
                 return self.predict(app, req.body)
@@ -303,21 +303,24 @@ class QueryFrontend:
         path = req.path
         if path == "/metrics":
             if req.method != "GET":
-                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
-            if "format=prometheus" in req.query or _wants_prometheus(req.headers.get("accept", "")):
+                return _method_not_allowed(req, "GET")
+            fmt = _query_param(req.query, "format")
+            if fmt == "prometheus" or (fmt is None and _wants_prometheus(req.headers.get("accept", ""))):
                 return Response(200, self.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
+            if fmt not in (None, "json"):
+                return _error(400, "Bad Request", f"unknown format {fmt!r}: use json or prometheus")
             return Response(200, self.metrics.to_json())
         if path == "/prometheus":
             if req.method != "GET":
-                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
+                return _method_not_allowed(req, "GET")
             return Response(200, self.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
         if path == "/health":
             if req.method != "GET":
-                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
+                return _method_not_allowed(req, "GET")
             return Response(200, _HEALTH_OK)
         if path == "/openapi.json":
             if req.method != "GET":
-                return _error(405, "Method Not Allowed", f"{path} accepts GET, not {req.method}")
+                return _method_not_allowed(req, "GET")
             return Response(200, self.openapi())
         return _error(404, _NOT_FOUND_ERROR, f"No route for {req.method} {path}")
 
@@ -376,3 +379,19 @@ def _wants_prometheus(accept: str) -> bool:
 
 def _error(status: int, error: str, cause: str) -> Response:
     return Response(status, R.error_body(error, cause))
+
+
+def _method_not_allowed(req: Request, allowed: str) -> Response:
+    return Response(
+        405,
+        R.error_body("Method Not Allowed", f"{req.path} accepts {allowed}, not {req.method}"),
+        headers=(("Allow", allowed),),
+    )
+
+
+def _query_param(query: str, name: str) -> str | None:
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return None

@@ -11,11 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 from schemathesis.specs.openapi.checks import (
-    negative_data_rejection,
     positive_data_acceptance,
     response_schema_conformance,
-    status_code_conformance,
-    unsupported_method,
 )
 
 from clipper.config_store import open_store
@@ -94,13 +91,7 @@ def _health(url: str) -> None:
 @query_fuzz.parametrize()
 @FUZZ_SETTINGS
 def test_query_frontend_fuzz(case, live):
-    # Known defects of the query frontend, asserted precisely (xfail, strict) below instead:
-    excluded = [unsupported_method]  # 405 without an Allow header
-    if case.operation.path == "/{app}/update":
-        excluded.append(status_code_conformance)  # 404 for unknown apps is not documented
-    if case.operation.path == "/metrics":
-        excluded.append(negative_data_rejection)  # an unknown ?format= is ignored (200), not a 400
-    case.call_and_validate(timeout=30, excluded_checks=excluded)
+    case.call_and_validate(timeout=30)
 
 
 @mgmt_fuzz.parametrize()
@@ -121,25 +112,15 @@ def test_frontends_alive_after_fuzzing(live):
     assert live.wait_serving("a", {"input": [1.0, 2.0]})["output"] == 3.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="query frontend (clipper/query_frontend/server.py _error(405, ...)) answers 405 without the "
-    "Allow header RFC 9110 requires; the management frontend sends it",
-)
 @pytest.mark.parametrize("path", ["/health", "/metrics", "/prometheus", "/openapi.json", "/a/predict"])
 def test_query_frontend_405_has_allow_header(live, path):
     import requests
 
     r = requests.request("TRACE", f"{live.url}{path}", timeout=10)
     assert r.status_code == 405
-    assert "allow" in {k.lower() for k in r.headers}
+    assert r.headers["Allow"] == ("POST" if path.endswith("predict") else "GET")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clipper/query_frontend/openapi.json: POST /{app}/update documents 200 and 400 only; an "
-    "unknown app gets 404 (as /{app}/predict documents)",
-)
 def test_query_spec_documents_404_for_update():
     spec = json.loads(QUERY_SPEC.read_text())
     assert "404" in spec["paths"]["/{app}/update"]["post"]["responses"]
