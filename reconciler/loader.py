@@ -131,6 +131,8 @@ def _validate_document(
     unset: dict[tuple, tuple[int, int, str]] = {}
     data = _plain(doc, env, unset, start)
     kind = data.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        kind = repr(kind)  # a list or mapping: reported below as an unknown kind, never hashed
     name = data.get("metadata", {}).get("name") if isinstance(data.get("metadata"), dict) else None
     ref = f"{kind}/{name}" if kind and name else str(kind or "")
     failed.add((str(kind), str(name)))  # removed again on success

@@ -141,12 +141,6 @@ def test_arbitrary_text_gives_located_errors(tmp_path_factory, text):
     check_load(tmp_path_factory.mktemp("t", numbered=True), text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconciler/loader.py _validate_document: `kind not in KINDS` raises TypeError "
-    "(unhashable type: 'list') when kind is a list or a mapping, a traceback instead of a located error",
-)
-@pytest.mark.parametrize("kind", ["[Model]", "{a: 1}"])
 def test_non_scalar_kind_is_a_located_error(tmp_path, kind):
     check_load(tmp_path, f"apiVersion: clipper.ai/v1\nkind: {kind}\nmetadata: {{name: m}}\nspec: {{}}\n")
 
