@@ -141,6 +141,7 @@ def test_arbitrary_text_gives_located_errors(tmp_path_factory, text):
     check_load(tmp_path_factory.mktemp("t", numbered=True), text)
 
 
+@pytest.mark.parametrize("kind", ["[Model]", "{a: 1}"])
 def test_non_scalar_kind_is_a_located_error(tmp_path, kind):
     check_load(tmp_path, f"apiVersion: clipper.ai/v1\nkind: {kind}\nmetadata: {{name: m}}\nspec: {{}}\n")
 
