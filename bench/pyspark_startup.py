@@ -6,7 +6,7 @@ clipper.container`` on it ``--runs`` times per variant and times, from the spawn
 
 * ``ready``: the container has loaded the model (Python imports, JVM + SparkSession, model load)
   and written its ready file, i.e. it is about to connect to the query frontend;
-* the container's own split (its log line): SparkSession creation and the model load.
+* the container's own split (its log line): SparkSession creation, model load, warm-up job.
 
 Variants: ``default`` (as deployed: the driver JVM runs with ``-XX:TieredStopAtLevel=1
 -XX:+UseSerialGC``), ``full-jit`` (the JVM's defaults, by clearing ``spark.driver.extraJavaOptions``
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 FULL_JIT = "spark.driver.extraJavaOptions="
-SPLIT = re.compile(r"SparkSession ([\d.]+) s, model load ([\d.]+) s")
+SPLIT = re.compile(r"SparkSession ([\d.]+) s, model load ([\d.]+) s, warm-up ([\d.]+) s")
 
 
 def _train(spark):
@@ -157,7 +157,7 @@ def main() -> int:
     (py_dir / "func.pkl").write_bytes(cloudpickle.dumps(lambda xs: [str(sum(x)) for x in xs]))
     load = os.getloadavg()[0]
     results: dict[str, list[float]] = {"pyspark default": [], "pyspark full-jit": [], "python closure": []}
-    splits: dict[str, list[tuple[float, float]]] = {"pyspark default": [], "pyspark full-jit": []}
+    splits: dict[str, list[tuple[float, float, float]]] = {"pyspark default": [], "pyspark full-jit": []}
     try:
         for _ in range(args.runs):  # interleaved, so machine-load drift hits every variant alike
             for name, model_dir, extra in (
@@ -168,7 +168,7 @@ def main() -> int:
                 elapsed, log = time_ready(model_dir, extra)
                 results[name].append(elapsed)
                 if (m := SPLIT.search(log)) is not None:
-                    splits[name].append((float(m.group(1)), float(m.group(2))))
+                    splits[name].append((float(m.group(1)), float(m.group(2)), float(m.group(3))))
                 print(f"{name}: ready in {elapsed:.1f} s", file=sys.stderr)
         deploy = bench_deploy(spark, model) if args.deploy else None
     finally:
@@ -183,7 +183,8 @@ def main() -> int:
     for name, pairs in splits.items():
         if pairs:
             print(f"\n{name}: SparkSession {statistics.median(p[0] for p in pairs):.1f} s, "
-                  f"model load {statistics.median(p[1] for p in pairs):.1f} s (medians)")  # fmt: skip
+                  f"model load {statistics.median(p[1] for p in pairs):.1f} s, "
+                  f"warm-up {statistics.median(p[2] for p in pairs):.1f} s (medians)")  # fmt: skip
     if deploy is not None:
         print(f"\nlocal cluster: create_endpoint returned after {deploy[0]:.1f} s; "
               f"first prediction {deploy[1]:.1f} s later")  # fmt: skip
