@@ -146,8 +146,23 @@ class DockerContainerManager(ContainerManager):
 
     # -- helpers -------------------------------------------------------------------------------
     def _run(
-        self, image, name_prefix, *, command=None, ports=None, labels=None, environment=None, volumes=None
+        self,
+        image,
+        name_prefix,
+        *,
+        command=None,
+        ports=None,
+        labels=None,
+        environment=None,
+        volumes=None,
     ):
+        """Every container runs with a read-only root file system, a tmpfs on /tmp, and writable
+        volumes (``extra_container_kwargs`` may override ``read_only``/``tmpfs``)."""
+        kwargs = {
+            "read_only": True,
+            "tmpfs": {"/tmp": "rw,exec"},
+            **self.extra_container_kwargs,
+        }
         return run_container(
             self.docker_client,
             image,
@@ -158,7 +173,7 @@ class DockerContainerManager(ContainerManager):
             environment=environment,
             volumes=volumes,
             log_config=self.log_config,
-            **self.extra_container_kwargs,
+            **kwargs,
         )
 
     def _publish(self, port: int) -> tuple[str, int]:
@@ -312,6 +327,14 @@ class DockerContainerManager(ContainerManager):
                 CLIPPER_METRIC_CONFIG_LABEL: self.prom_config_path,
             },
             volumes={self.prom_config_path: {"bind": "/etc/prometheus/prometheus.yml", "mode": "ro"}},
+            # the root file system is read-only: the TSDB lives in the /tmp tmpfs
+            command=[
+                "--config.file=/etc/prometheus/prometheus.yml",
+                "--storage.tsdb.path=/tmp/prometheus",
+                "--web.console.libraries=/usr/share/prometheus/console_libraries",
+                "--web.console.templates=/usr/share/prometheus/consoles",
+                "--web.enable-lifecycle",
+            ],
         )
         url = f"http://{self._host()}:{self.prometheus_port}/-/ready"
         wait_until(prom, http_ok(url), "Prometheus", self.start_timeout)

@@ -53,6 +53,24 @@ def test_hello_world_readme_flow(cluster, tmp_path):
     assert out["default"] is False
 
 
+def test_containers_run_non_root_on_a_read_only_root_file_system(cluster, docker_client):
+    """Issue 9: frontends, Redis and model containers: a non-root user, read-only /, tmpfs /tmp."""
+    from clipper_admin.container_manager import CLIPPER_DOCKER_LABEL
+
+    conn, _ = cluster
+    containers = docker_client.containers.list(
+        filters={"label": f"{CLIPPER_DOCKER_LABEL}={conn.cm.cluster_name}"}
+    )
+    assert len(containers) >= 3  # redis, management and query frontends (+ models, Prometheus)
+    for c in containers:
+        c.reload()
+        host = c.attrs["HostConfig"]
+        assert host["ReadonlyRootfs"] is True, c.name
+        assert "/tmp" in (host.get("Tmpfs") or {}), c.name
+        uid = c.exec_run(["id", "-u"]).output.decode().strip()
+        assert uid not in ("", "0"), f"{c.name} runs as root"
+
+
 def _deploy(conn, tmp_path, name, version, func, replicas=1):
     model_dir = write_model_dir(tmp_path / f"{name}-{version}", func)
     base = "clipper/python311-closure-container:" + __import__("clipper").__version__
