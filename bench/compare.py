@@ -51,6 +51,7 @@ from peers.ray_serve import ray_target  # noqa: E402
 from peers.wrk import LoadResult, ensure_wrk, run_wrk, wrk_version  # noqa: E402
 
 from clipper.net import free_port  # noqa: E402
+from clipper_admin import ClipperException  # noqa: E402
 
 TARGETS = ("ours", "bare", "ray", "mlserver")
 EXPERIMENTS = ("comparison", "batching", "cache", "reconciler", "quickstart")
@@ -152,7 +153,7 @@ def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
                 results[name] = {**endpoint_json(ep), "load": load.to_json()}
                 if "profile" in ep.extra:
                     results[name]["profile"] = ep.extra["profile"]
-        except BenchError as e:
+        except (BenchError, ClipperException) as e:
             say(f"  {name}: FAILED: {e}")
             results[name] = {"error": str(e)}
     ours = results.get("ours", {}).get("load", {})
@@ -205,32 +206,33 @@ def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def exp_batching(args: argparse.Namespace, workdir: Path) -> dict:
+    """Batch size 1 vs adaptive at the same load (-c N). Batch size 1 is also measured at -c 2, where
+    it is not overloaded, and the gain is taken against the better of its two runs."""
     c = args.batching_connections
-    say(
-        f"batching: {models.SLOW_FIXED_S * 1e3:g} ms + {models.SLOW_PER_INPUT_S * 1e6:g} us/input, slo 20 ms, -c{c}"
-    )
+    fixed_ms, per_us = models.SLOW_FIXED_S * 1e3, models.SLOW_PER_INPUT_S * 1e6
+    say(f"batching: {fixed_ms:g} ms + {per_us:g} us/input, slo 20 ms, -c{c} (and -c2 for batch size 1)")
     out: dict = {"settings": {"connections": c, "duration_s": args.duration, "slo_micros": 20_000}}
+    runs = (("batch_size_1", 1, c), ("batch_size_1_c2", 1, 2), ("adaptive", -1, c))
     with local_cluster(workdir, "bench-batching") as conn:
-        for label, bs in (("batch_size_1", 1), ("adaptive", -1)):
-            ep = add_app(
-                conn, f"slow-{label.replace('_', '-')}", models.slow_batch, batch_size=bs, slo_micros=20_000
-            )
-            out[label] = {
-                **endpoint_json(ep),
-                "load": measure(ep, args, connections=c, unique=True).to_json(),
-            }
-    gain = ratio(
-        out["adaptive"]["load"]["predictions_per_s"], out["batch_size_1"]["load"]["predictions_per_s"]
-    )
+        eps = {
+            bs: add_app(conn, app, models.slow_batch, batch_size=bs, slo_micros=20_000)
+            for bs, app in ((1, "slow-bs1"), (-1, "slow-adaptive"))
+        }
+        for label, bs, conns in runs:
+            load = measure(eps[bs], args, connections=conns, unique=True).to_json()
+            out[label] = {**endpoint_json(eps[bs]), "load": load}
+    best_bs1 = max(out[k]["load"]["predictions_per_s"] for k in ("batch_size_1", "batch_size_1_c2"))
+    gain = ratio(out["adaptive"]["load"]["predictions_per_s"], best_bs1)
     p99 = out["adaptive"]["load"]["p99_ms"]
     goals = {"batching_gain": (gain, GOALS["batching_gain"], False), "adaptive_p99_ms": (p99, 20.0, True)}
     out["gain"] = gain
     out["goals"] = goals_json(goals)
-    out["table"] = (
-        load_table({"batch size 1": out["batch_size_1"]["load"], "adaptive": out["adaptive"]["load"]})
-        + "\n\n"
-        + goals_table(goals)
-    )
+    loads = {
+        f"batch size 1, -c{c}": out["batch_size_1"]["load"],
+        "batch size 1, -c2": out["batch_size_1_c2"]["load"],
+        f"adaptive, -c{c}": out["adaptive"]["load"],
+    }
+    out["table"] = load_table(loads) + "\n\n" + goals_table(goals)
     return out
 
 
@@ -550,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.experiments:
             try:
                 report[name] = RUNNERS[name](args, workdir)
-            except BenchError as e:
+            except (BenchError, ClipperException) as e:
                 say(f"{name}: FAILED: {e}")
                 report[name] = {"error": str(e)}
             failed |= _has_error(report[name])

@@ -2,10 +2,13 @@
 -- replaced by a per-request counter (distinct inputs: every query misses the prediction cache)
 -- unless WRK_UNIQUE=0, which sends the counter's first value every time (every query after the
 -- first hits). Both modes pay the same Lua cost per request, so hit and miss compare fairly.
+-- WRK_SEED (an integer) offsets the counter so that separate runs (a warm-up, then the measured
+-- run) never repeat each other's inputs.
 
 local template = os.getenv("WRK_TEMPLATE") or '{"input": [%d.5, 2.2, 3.3, 4.4]}'
 local unique = os.getenv("WRK_UNIQUE") ~= "0"
 local path = os.getenv("WRK_PATH")
+local seed = tonumber(os.getenv("WRK_SEED") or "0")
 local headers = { ["Content-Type"] = "application/json" }
 
 local threads = {}
@@ -19,7 +22,7 @@ function request()
   if unique then
     counter = counter + 1
   end
-  return wrk.format("POST", path, headers, string.format(template, id * 1000000000 + counter))
+  return wrk.format("POST", path, headers, string.format(template, seed + id * 100000000 + counter))
 end
 
 non2xx, defaults = 0, 0

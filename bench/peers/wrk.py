@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -12,6 +14,9 @@ from urllib.parse import urlsplit
 from peers.procs import BENCH_DIR, BenchError, Endpoint
 
 LUA_DIR = BENCH_DIR / "lua"
+# Each unique.lua run starts its counter at a fresh multiple of 1e10, below 1e15: "N.5" stays an exact
+# double (below 2**52), so that distinct inputs never collapse into one cache key.
+_SEEDS = itertools.count(random.randrange(1, 90) * 1000)
 
 
 def ensure_wrk() -> str:
@@ -91,6 +96,7 @@ def run_wrk(
         env["WRK_TEMPLATE"] = ep.template
         env["WRK_UNIQUE"] = "1" if unique else "0"
         env["WRK_PATH"] = urlsplit(ep.url).path
+        env["WRK_SEED"] = str(next(_SEEDS) * 10**10)
     cmd = [
         ensure_wrk(),
         f"-t{threads}",
