@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
 
 from clipper.net import free_port
 
-from .helpers import wait_for_output
+from .helpers import wait_for, wait_for_output
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "examples", "manifests", "docker.yaml")
@@ -52,9 +53,50 @@ def test_apply_docker_example_twice(tmp_path, test_network):
         assert diff.returncode == 0, diff.stdout + diff.stderr  # converged: nothing left to do
         cm = DockerContainerManager(cluster_name=cluster, docker_network=test_network)
         cm.connect()
-        assert cm.get_num_replicas("sum-model", _current_version(cm)) == 1
+        version = _current_version(cm)
+        assert cm.get_num_replicas("sum-model", version) == 1
+        _killed_model_container_is_replaced_by_watch(tmp_path / "docker.yaml", cm, version, qport, env)
     finally:
         DockerContainerManager(cluster_name=cluster, docker_network=test_network).stop_all(graceful=False)
+
+
+def _model_containers(cm):
+    from clipper_admin.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
+
+    return [
+        c
+        for c in cm.docker_client.containers.list(
+            filters={"label": f"{CLIPPER_DOCKER_LABEL}={cm.cluster_name}"}
+        )
+        if CLIPPER_MODEL_CONTAINER_LABEL in c.labels
+    ]
+
+
+def _killed_model_container_is_replaced_by_watch(manifest, cm, version, qport, env) -> None:
+    """Issue 5: `docker kill` a model container; `clipper watch` notices the drift and replaces it."""
+    (victim,) = _model_containers(cm)
+    victim.kill()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", str(manifest), "--interval", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+
+        def replaced():
+            alive = [c for c in _model_containers(cm) if c.id != victim.id and c.status == "running"]
+            return len(alive) == 1
+
+        wait_for(replaced, 180, "a replacement model container started by clipper watch")
+        wait_for_output(f"localhost:{qport}", "hello-world", {"input": [2.0, 2.0]}, "4.0")
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        try:
+            watcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
 
 
 def _current_version(cm) -> str:
