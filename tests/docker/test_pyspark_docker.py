@@ -132,3 +132,35 @@ def test_non_pyspark_model_is_refused(cluster):
         pyspark_deployer.deploy_pyspark_model(
             conn, "not-spark", 1, "doubles", predict_functions().mllib_predict, object(), None
         )
+
+
+@pytest.mark.parametrize(
+    ("model_class", "closure_image", "reason"),
+    [
+        ("pyspark.ml.classification.NoSuchModel", False, "NoSuchModel"),
+        ("pyspark.ml.classification.LogisticRegressionModel", True, "pyspark is not installed"),
+    ],
+    ids=["unknown-class", "image-without-pyspark"],
+)
+def test_model_that_cannot_load_fails_the_deploy_with_the_reason(
+    cluster, models, tmp_path, model_class, closure_image, reason
+):
+    """The container exits with the reason in its log; the deploy raises it instead of waiting."""
+    import json
+
+    import cloudpickle
+
+    from clipper_admin.deployers.python import default_python_base_image
+
+    conn, _ = cluster
+    model_dir = tmp_path / "broken"
+    model_dir.mkdir()
+    models.lr.save(str(model_dir / "pyspark_model"))
+    (model_dir / "func.pkl").write_bytes(cloudpickle.dumps(predict_functions().ml_predict))
+    meta = {"kind": "pyspark", "pyspark": {"model_class": model_class, "model_path": "pyspark_model"}}
+    (model_dir / "clipper_model.json").write_text(json.dumps(meta))
+    base = default_python_base_image() if closure_image else pyspark_deployer.default_pyspark_base_image()
+    name = f"broken-{len(reason)}"
+    with pytest.raises(ClipperException, match=reason):
+        conn.build_and_deploy_model(name, 1, "doubles", str(model_dir), base)
+    assert name not in str(conn.get_all_models())
