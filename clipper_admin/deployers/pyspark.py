@@ -99,6 +99,26 @@ def _drop_provided(requirements: list[str]) -> list[str]:
     return [r for r in requirements if dist(r) not in PROVIDED_DISTRIBUTIONS]
 
 
+def _finish_model_dir(serialization_dir: Path, model_class: str) -> None:
+    """Turn a closure's model directory into a PySpark one: metadata, provided requirements dropped."""
+    import pyspark
+
+    meta_path = serialization_dir / "clipper_model.json"
+    meta = json.loads(meta_path.read_text())
+    requirements = _drop_provided(meta.get("requirements", []))
+    (serialization_dir / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
+    meta.update(
+        kind="pyspark",
+        requirements=requirements,
+        pyspark={
+            "model_class": model_class,
+            "model_path": MODEL_SUBDIR,
+            "pyspark_version": pyspark.__version__,
+        },
+    )
+    meta_path.write_text(json.dumps(meta, indent=1))
+
+
 def save_pyspark_function(name, func, pyspark_model, sc, extra_requirements=None) -> str:
     """Write the model directory (closure + saved model + metadata) to a new temporary directory.
 
@@ -110,26 +130,61 @@ def save_pyspark_function(name, func, pyspark_model, sc, extra_requirements=None
     serialization_dir = Path(save_python_function(name, func, extra_requirements))
     try:
         save_pyspark_model(pyspark_model, sc, serialization_dir / MODEL_SUBDIR)
-        meta_path = serialization_dir / "clipper_model.json"
-        meta = json.loads(meta_path.read_text())
-        requirements = _drop_provided(meta.get("requirements", []))
-        (serialization_dir / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
-        import pyspark
-
-        meta.update(
-            kind="pyspark",
-            requirements=requirements,
-            pyspark={
-                "model_class": model_class,
-                "model_path": MODEL_SUBDIR,
-                "pyspark_version": pyspark.__version__,
-            },
-        )
-        meta_path.write_text(json.dumps(meta, indent=1))
+        _finish_model_dir(serialization_dir, model_class)
     except BaseException:
         shutil.rmtree(serialization_dir, ignore_errors=True)
         raise
     logger.info(f"Saved PySpark model {model_class} for {name}")
+    return str(serialization_dir)
+
+
+def saved_model_class(model_path) -> str | None:
+    """The JVM class a ``model.save`` directory records (``metadata/part-*``), when readable."""
+    for part in sorted(Path(model_path, "metadata").glob("part-*")):
+        try:
+            line = part.read_text().strip().splitlines()[0]
+            return json.loads(line).get("class")
+        except (OSError, ValueError, IndexError, AttributeError):
+            continue
+    return None
+
+
+def check_saved_model(model_path, model_class: str) -> None:
+    """A saved model directory whose class matches ``model_class``, without starting Spark.
+
+    ``ClipperException`` for a class that cannot be imported or is not a PySpark model class, a
+    directory ``model.save`` did not write, or a saved model of another class.
+    """
+    from clipper.container.pyspark_runtime import PySparkLoadError, import_model_class
+
+    try:
+        import_model_class(model_class)
+    except PySparkLoadError as e:
+        raise ClipperException(str(e)) from None
+    path = Path(model_path)
+    if not (path / "metadata").is_dir():
+        raise ClipperException(
+            f"{path} is not a saved PySpark model (no metadata/ directory): pass the directory "
+            "written by model.save(path) (pyspark.ml) or model.save(sc, path) (pyspark.mllib)"
+        )
+    saved = saved_model_class(path)
+    if saved and saved.rsplit(".", 1)[-1] != model_class.rsplit(".", 1)[-1]:
+        raise ClipperException(f"{path} holds a saved {saved}, but the model class given is {model_class}")
+
+
+def save_saved_pyspark_function(name, func, model_path, model_class, extra_requirements=None) -> str:
+    """Like :func:`save_pyspark_function` for a model already saved with ``model.save``: the
+    directory is copied as it is (no SparkSession needed). Returns the new model directory."""
+    if not callable(func):
+        raise ClipperException(f"func must be callable, got a {type(func).__name__}")
+    check_saved_model(model_path, model_class)
+    serialization_dir = Path(save_python_function(name, func, extra_requirements))
+    try:
+        shutil.copytree(model_path, serialization_dir / MODEL_SUBDIR)
+        _finish_model_dir(serialization_dir, model_class)
+    except BaseException:
+        shutil.rmtree(serialization_dir, ignore_errors=True)
+        raise
     return str(serialization_dir)
 
 
@@ -208,10 +263,43 @@ def deploy_pyspark_model(
         cannot be saved, or replicas that exit while starting (their log says why, e.g. no Java
         runtime or a model that fails to load).
     """
-    if base_image == "default":
-        base_image = default_pyspark_base_image()
     serialization_dir = save_pyspark_function(name, func, pyspark_model, sc)
+    _deploy_dir(clipper_conn, serialization_dir, name, version, input_type, base_image, labels,
+                registry, num_replicas, batch_size, pkgs_to_install)  # fmt: skip
+
+
+def deploy_saved_pyspark_model(
+    clipper_conn,
+    name,
+    version,
+    input_type,
+    func,
+    model_path,
+    model_class,
+    base_image="default",
+    labels=None,
+    registry=None,
+    num_replicas=1,
+    batch_size=-1,
+    pkgs_to_install=None,
+):
+    """Deploy a model that is already saved (a ``model.save`` directory) with its class name.
+
+    What a ``source.pyspark`` manifest describes. No SparkSession is started here: the class and
+    the saved directory are checked (:func:`check_saved_model`), the directory is copied into the
+    model, and the container loads it. Other parameters as :func:`deploy_pyspark_model`.
+    """
+    serialization_dir = save_saved_pyspark_function(name, func, model_path, model_class)
+    _deploy_dir(clipper_conn, serialization_dir, name, version, input_type, base_image, labels,
+                registry, num_replicas, batch_size, pkgs_to_install)  # fmt: skip
+
+
+def _deploy_dir(clipper_conn, serialization_dir, name, version, input_type, base_image, labels,
+                registry, num_replicas, batch_size, pkgs_to_install) -> None:  # fmt: skip
+    """Build and deploy a model directory made here, then remove it."""
     try:
+        if base_image == "default":
+            base_image = default_pyspark_base_image()
         with _patient_replica_wait(clipper_conn):
             clipper_conn.build_and_deploy_model(
                 name,
@@ -227,7 +315,7 @@ def deploy_pyspark_model(
             )
     finally:
         shutil.rmtree(serialization_dir, ignore_errors=True)
-    logger.info(f"PySpark model saved and deployed as model {name}:{version}")
+    logger.info(f"PySpark model deployed as model {name}:{version}")
 
 
 def create_endpoint(

@@ -79,14 +79,18 @@ def conn(home):
 
 
 @pytest.fixture(scope="module")
-def deployed(conn, spark, models):
-    """The three models deployed with ``create_endpoint`` (concurrently); app name -> model key."""
+def deployed(conn, spark, models, tmp_path_factory):
+    """The three models deployed with ``create_endpoint``, and the pipeline once more from its
+    ``model.save`` directory with ``deploy_saved_pyspark_model`` (all concurrently, since each
+    container spends its start-up in its JVM); app name -> expected-outputs key."""
     funcs = predict_functions()
     endpoints = {
         "spark-lr": ("lr", funcs.labelled(LABEL_NAMES), models.lr),
         "spark-pipeline": ("pipeline", funcs.pipeline_predict, models.pipeline),
         "spark-mllib": ("mllib", funcs.mllib_predict, models.mllib),
     }
+    saved = tmp_path_factory.mktemp("saved") / "pipeline"
+    models.pipeline.save(str(saved))
 
     def deploy(app):
         _, func, model = endpoints[app]
@@ -94,13 +98,21 @@ def deployed(conn, spark, models):
             conn, app, "doubles", func, model, spark.sparkContext, slo_micros=SLO_MICROS
         )
 
-    with ThreadPoolExecutor(len(endpoints)) as pool:
-        for future in [pool.submit(deploy, app) for app in endpoints]:
+    def deploy_saved():
+        conn.register_application("spark-saved", "doubles", "none", SLO_MICROS)
+        pyspark_deployer.deploy_saved_pyspark_model(
+            conn, "spark-saved", 1, "doubles", funcs.pipeline_predict, str(saved), "pyspark.ml.PipelineModel"
+        )
+        conn.link_model_to_app("spark-saved", "spark-saved")
+
+    with ThreadPoolExecutor(len(endpoints) + 1) as pool:
+        futures = [pool.submit(deploy, app) for app in endpoints] + [pool.submit(deploy_saved)]
+        for future in futures:
             future.result()
-    return {app: key for app, (key, _, _) in endpoints.items()}
+    return {**{app: key for app, (key, _, _) in endpoints.items()}, "spark-saved": "pipeline"}
 
 
-@pytest.mark.parametrize("app", ["spark-lr", "spark-pipeline", "spark-mllib"])
+@pytest.mark.parametrize("app", ["spark-lr", "spark-pipeline", "spark-mllib", "spark-saved"])
 def test_deployed_model_predicts_like_the_model_itself(conn, deployed, expected, app):
     assert predict_batch(conn.get_query_addr(), app, QUERIES) == expected[deployed[app]]
 

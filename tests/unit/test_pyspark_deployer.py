@@ -135,3 +135,45 @@ def test_loader_reports_a_bad_class_before_starting_spark(tmp_path):
     (d / "func.pkl").write_bytes(b"")
     with pytest.raises(ModelLoadError, match="NoSuchModel"):
         load_model(d)
+
+
+def _saved_dir(tmp_path, java_class):
+    d = tmp_path / "saved"
+    (d / "metadata").mkdir(parents=True)
+    (d / "metadata" / "part-00000").write_text(
+        json.dumps({"class": java_class, "sparkVersion": "4.3.0"}) + "\n"
+    )
+    return d
+
+
+@needs_pyspark
+def test_saved_model_directory_is_checked_without_spark(tmp_path):
+    d = _saved_dir(tmp_path, "org.apache.spark.ml.classification.LogisticRegressionModel")
+    deployer.check_saved_model(d, "pyspark.ml.classification.LogisticRegressionModel")
+    assert deployer.saved_model_class(d) == "org.apache.spark.ml.classification.LogisticRegressionModel"
+    with pytest.raises(
+        ClipperException, match="holds a saved .*LogisticRegressionModel, but the model class"
+    ):
+        deployer.check_saved_model(d, "pyspark.ml.classification.RandomForestClassificationModel")
+    with pytest.raises(ClipperException, match="cannot import the PySpark model class"):
+        deployer.check_saved_model(d, "pyspark.ml.classification.NoSuchModel")
+    with pytest.raises(ClipperException, match="not a saved PySpark model"):
+        deployer.check_saved_model(tmp_path, "pyspark.ml.classification.LogisticRegressionModel")
+
+
+@needs_pyspark
+def test_saved_model_directory_becomes_a_pyspark_model_directory(tmp_path):
+    d = _saved_dir(tmp_path, "org.apache.spark.ml.PipelineModel")
+    out = deployer.save_saved_pyspark_function(
+        "m", lambda spark, model, xs: xs, d, "pyspark.ml.PipelineModel"
+    )
+    try:
+        model_dir = __import__("pathlib").Path(out)
+        meta = json.loads((model_dir / "clipper_model.json").read_text())
+        assert meta["kind"] == "pyspark"
+        assert meta["pyspark"]["model_class"] == "pyspark.ml.PipelineModel"
+        assert (model_dir / meta["pyspark"]["model_path"] / "metadata" / "part-00000").is_file()
+        assert (model_dir / "func.pkl").is_file()
+        assert rt.pyspark_settings(model_dir, meta)[0] == "pyspark.ml.PipelineModel"
+    finally:
+        __import__("shutil").rmtree(out, ignore_errors=True)
