@@ -92,27 +92,19 @@ def deploy_version(conn: Any, m: DesiredModel, labels: list[str], registry: str 
 
 
 def _deploy_pyspark(conn: Any, m: DesiredModel, labels: list[str], registry: str | None, pkgs) -> None:
+    """The saved model is checked and shipped as it is: no JVM starts in the CLI process."""
     spec = m.loaded.obj.spec
     src = spec.source.pyspark
     try:
-        from pyspark.sql import SparkSession
-
         from clipper_admin.deployers import pyspark as pyspark_deployer
     except ImportError as e:
         raise ReconcilerError(
-            f"Model/{m.name}: pyspark models need pyspark and clipper_admin.deployers.pyspark ({e})"
+            f"Model/{m.name}: pyspark models need clipper_admin.deployers.pyspark ({e})"
         ) from e
     func = load_function(src.function, m.loaded.base_dir)
-    module_name, class_name = src.model_class.rsplit(".", 1)
-    model_cls = getattr(importlib.import_module(module_name), class_name)
-    spark = SparkSession.builder.appName("clipper-apply").config("spark.ui.enabled", "false").getOrCreate()
-    path = str((m.loaded.base_dir / src.model_path).resolve())
-    try:
-        model = model_cls.load(path)
-    except TypeError:  # pyspark.mllib models take the SparkContext first
-        model = model_cls.load(spark.sparkContext, path)
-    pyspark_deployer.deploy_pyspark_model(
-        conn, m.name, m.version, m.input_type, func, model, spark.sparkContext,
+    pyspark_deployer.deploy_saved_pyspark_model(
+        conn, m.name, m.version, m.input_type, func,
+        str((m.loaded.base_dir / src.model_path).resolve()), src.model_class,
         base_image=spec.base_image or "default", labels=labels, registry=registry,
         num_replicas=m.replicas, batch_size=m.batch_size, pkgs_to_install=pkgs,
     )  # fmt: skip
