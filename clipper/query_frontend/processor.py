@@ -2,17 +2,21 @@
 
 One :class:`PendingRequest` stands for one HTTP predict request with N inputs (N = 1 for
 ``"input"``). Each input is answered by a cache hit, a model output, or the app's default output;
-one timer at the app's objective answers every input still open with the default. So every request
-is answered exactly once, at the latest when its objective expires, whatever happens to replicas.
-No task is created per request: the HTTP server gets a plain future resolved from callbacks.
+at the app's objective every input still open gets the default. So every request is answered
+exactly once, at the latest when its objective expires, whatever happens to replicas.
+
+Per request there is no task, no future and no timer: the request *is* the HTTP server's
+:class:`~clipper.http.server.Deferred`, and requests that share an objective expire in arrival
+order, so one timer per objective (:class:`_Expiry`) serves all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING
 
-from clipper.http.server import Response
+from clipper.http.server import Deferred, Response
 from clipper.query_frontend import responses as R
 from clipper.query_frontend.queues import Task
 
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from clipper.query_frontend.workers import Dispatcher, ModelState
 
 
-class PendingRequest:
+class PendingRequest(Deferred):
     __slots__ = (
         "app",
         "parts",
@@ -31,12 +35,11 @@ class PendingRequest:
         "qid0",
         "t0",
         "batch",
-        "future",
-        "timer",
         "finished",
     )
 
     def __init__(self, app: AppRoute, n: int, qid0: int, t0: float, batch: bool) -> None:
+        Deferred.__init__(self)
         self.app = app
         self.parts: list[bytes | None] = [None] * n
         self.remaining = n
@@ -44,8 +47,6 @@ class PendingRequest:
         self.qid0 = qid0
         self.t0 = t0
         self.batch = batch
-        self.future: asyncio.Future | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.finished = False
 
     # -- filling slots -------------------------------------------------------------------------
@@ -71,7 +72,6 @@ class PendingRequest:
 
     def on_timeout(self) -> None:
         """The objective expired: every open input gets the default with the SLO explanation."""
-        self.timer = None
         if self.finished:
             return
         explanation = R.EXPLANATION_SLO
@@ -93,13 +93,43 @@ class PendingRequest:
 
     def finish(self) -> None:
         self.finished = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         self.app.record(self, len(self.parts))
-        fut = self.future
-        if fut is not None and not fut.done():
-            fut.set_result(Response(200, self.body()))
+        self.resolve(Response(200, self.body()))
+
+
+class _Expiry:
+    """The pending requests of one latency objective, in arrival (= deadline) order, and one timer
+    armed for the earliest. Answered requests are skipped when they reach the head."""
+
+    __slots__ = ("loop", "queue", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: deque[tuple[float, PendingRequest]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, deadline: float, req: PendingRequest) -> None:
+        q = self.queue
+        while q and q[0][1].finished:  # keep the queue short when requests finish in order
+            q.popleft()
+        q.append((deadline, req))
+        if self.timer is None:
+            self.timer = self.loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        q = self.queue
+        now = self.loop.time()
+        while q:
+            deadline, req = q[0]
+            if req.finished:
+                q.popleft()
+            elif deadline <= now:
+                q.popleft()
+                req.on_timeout()
+            else:
+                self.timer = self.loop.call_at(deadline, self._fire)
+                return
 
 
 class QueryProcessor:
@@ -112,6 +142,7 @@ class QueryProcessor:
         self.cache = cache
         self.dispatcher = dispatcher
         self.next_query_id = 0
+        self._expiries: dict[float, _Expiry] = {}
         self.cache_lookups = metrics.counter("internal:prediction_cache_lookups")
         self.cache_hit_ratio = metrics.ratio_counter("internal:prediction_cache_hit_ratio")
         self.num_predictions = metrics.counter("internal:aggregate_num_predictions")
@@ -123,7 +154,7 @@ class QueryProcessor:
 
     def predict(
         self, app: AppRoute, inputs: list[bytes], batch: bool, model: ModelState | None
-    ) -> Response | asyncio.Future:
+    ) -> Response | PendingRequest:
         n = len(inputs)
         if n == 0:
             return Response(200, R.EMPTY_BATCH)
@@ -160,8 +191,9 @@ class QueryProcessor:
         model.cache_hit_ratio.increment(hits, n)
         if queued == 0:
             return Response(200, req.body())
-        fut = loop.create_future()
-        req.future = fut
-        req.timer = loop.call_at(deadline, req.on_timeout)
+        expiry = self._expiries.get(app.slo_s)
+        if expiry is None:
+            expiry = self._expiries[app.slo_s] = _Expiry(loop)
+        expiry.add(deadline, req)
         self.dispatcher.kick(model)
-        return fut
+        return req

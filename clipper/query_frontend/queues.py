@@ -47,15 +47,30 @@ class TaskQueue:
     def push(self, task: Task) -> None:
         heapq.heappush(self._heap, (task.deadline, next(_seq), task))
 
-    def pop_batch(self, n: int, now: float) -> list[Task]:
-        """Up to ``n`` live tasks in deadline order; expired or answered ones are discarded."""
+    def pop_batch(self, n: int, now: float, min_remaining: float = 0.0) -> list[Task]:
+        """Up to ``n`` live tasks in deadline order.
+
+        Answered and expired tasks are discarded. So are tasks with less than ``min_remaining``
+        seconds left (the batch cannot come back in time; their requests get the default at their
+        objective anyway), so an overloaded model spends its time on queries that can still be
+        answered -- except that a batch that would be empty for that reason alone carries the
+        latest such task, so the replica keeps being measured and a slow spell does not starve it.
+        """
         heap = self._heap
         out: list[Task] = []
         pop = heapq.heappop
+        cutoff = now + min_remaining
+        probe: Task | None = None
         while heap and len(out) < n:
             deadline, _, task = pop(heap)
-            if deadline > now and not task.request.finished:
+            if task.request.finished or deadline <= now:
+                continue
+            if deadline > cutoff:
                 out.append(task)
+            else:
+                probe = task
+        if not out and probe is not None:
+            out.append(probe)
         return out
 
     def compact(self, now: float) -> int:

@@ -198,7 +198,9 @@ class Dispatcher:
         model = r.model
         try:
             now = self.loop.time()
-            batch = model.queue.pop_batch(r.controller.size(), now)
+            # a task that cannot come back before its deadline (judged by this replica's last batch
+            # latency) is not worth the model's time
+            batch = model.queue.pop_batch(r.controller.size(), now, r.controller.last_latency)
             if not batch:
                 return
             for t in batch:

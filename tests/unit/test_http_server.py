@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from clipper.http.server import Request, Response, serve
+from clipper.http.server import Deferred, Request, Response, serve
 
 
 class ServerThread:
@@ -33,6 +33,14 @@ class ServerThread:
             return Response(200, req.body, "application/octet-stream")
         if req.path.startswith("/sleep"):
             return self._handler_async(req)
+        if req.path == "/deferred":
+            d = Deferred()
+            self.loop.call_later(float(req.query or 0), d.resolve, Response(200, b"later"))
+            return d
+        if req.path == "/deferred-early":
+            d = Deferred()
+            d.resolve(Response(200, b"early"))
+            return d
         if req.path == "/boom":
             raise RuntimeError("boom")
         if req.path == "/headers":
@@ -169,3 +177,21 @@ def test_http10_closes_after_response(server: ServerThread) -> None:
     out = raw(server.port, b"GET /x HTTP/1.0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 OK")
     assert b"Connection: close" in out
+
+
+def test_deferred_responses_resolve_later_or_early_in_request_order(server: ServerThread) -> None:
+    reqs = (
+        b"GET /deferred?0.2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /deferred-early HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /deferred?0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    out = raw(server.port, reqs)
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in out.split(b"HTTP/1.1 200 OK")[1:]]
+    assert bodies == [b"later", b"early", b"later"]
+
+
+def test_deferred_resolved_after_the_client_left_is_harmless(server: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"GET /deferred?0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.4)  # resolved on a closed connection: nothing raised, the server serves on
+    assert requests.get(f"http://127.0.0.1:{server.port}/deferred?0", timeout=5).text == "later"

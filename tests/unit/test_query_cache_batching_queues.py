@@ -133,6 +133,23 @@ class TestQueue:
         assert [t.input for t in batch] == [b"early", b"late"]
         assert len(q) == 0
 
+    def test_tasks_that_cannot_come_back_in_time_are_not_sent(self):
+        q = TaskQueue()
+        reqs = [_Req() for _ in range(3)]
+        q.push(Task(reqs[0], 0, b"too-late", 5.5, 1.0))  # 0.5 s left, batches take 1 s
+        q.push(Task(reqs[1], 0, b"in-time", 7.0, 1.0))
+        q.push(Task(reqs[2], 0, b"later", 9.0, 1.0))
+        assert [t.input for t in q.pop_batch(10, now=5.0, min_remaining=1.0)] == [b"in-time", b"later"]
+
+    def test_a_replica_judged_too_slow_still_gets_one_task(self):
+        """Otherwise one slow batch (a cold start) would stop it from ever being measured again."""
+        q = TaskQueue()
+        reqs = [_Req() for _ in range(2)]
+        q.push(Task(reqs[0], 0, b"a", 5.2, 1.0))
+        q.push(Task(reqs[1], 0, b"b", 5.4, 1.0))
+        assert [t.input for t in q.pop_batch(10, now=5.0, min_remaining=3.0)] == [b"b"]
+        assert len(q) == 0
+
     def test_pop_respects_the_limit_and_ties_keep_arrival_order(self):
         q = TaskQueue()
         r = _Req()
