@@ -196,7 +196,10 @@ def test_apply_and_diff_on_kubernetes(world, tmp_path):
     model_action = next(a for a in json.loads(k8s_plan.stdout)["actions"] if a["kind"] == "Model")
     version = next(c["new"] for c in model_action["changes"] if c["field"] == "version")
     model_dep = n.model_deployment("sum-model", version, 0, CLUSTER)
-    assert fake.list("Deployment", NS) == [] and fake.list("Service", NS) == []  # diff deployed nothing
+    # diff deployed nothing; its only write is the namespace (createNamespace: the manager ensures it
+    # when constructed, before anything is observed)
+    assert all(r.path == f"/api/v1/namespaces/{NS}" for r in world.writes())
+    assert fake.list("Deployment", NS) == [] and fake.list("Service", NS) == []
 
     # --- apply: the cluster and the model Deployment, by server-side apply ------------------------
     out = world.apply_while(
