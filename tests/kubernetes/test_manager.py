@@ -141,7 +141,8 @@ def test_get_logs_writes_one_file_per_container_of_this_cluster(make_manager, fa
     assert sorted(os.path.basename(p).split("-")[0] for p in paths) == ["mgmt", "query", "redis"]
     for p in paths:
         assert open(p).read().startswith("log of ")
-        assert "c2" not in os.path.basename(p)
+        # pod names are "<role>-at-<cluster>-<random suffix>": the cluster part, not a substring
+        assert "-at-c1-" in os.path.basename(p) and "-at-c2-" not in os.path.basename(p)
 
 
 def test_connect_from_a_second_process(make_manager, fake_k8s):
