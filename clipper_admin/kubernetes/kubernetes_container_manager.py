@@ -180,15 +180,25 @@ class KubernetesContainerManager(ContainerManager):
             ) from e
 
     def _ensure_namespace(self, create: bool) -> None:
-        if self._call("Error connecting to Kubernetes cluster", self.api.get, "Namespace", self.namespace):
-            return
-        if not create:
+        """A missing namespace is an error at once, as in the original -- unless it may be created;
+        then it is created by ``start_clipper``, not here: constructing a manager (``clipper diff``,
+        ``connect()``) never writes to the cluster."""
+        self._namespace_missing = not self._call(
+            "Error connecting to Kubernetes cluster", self.api.get, "Namespace", self.namespace
+        )
+        if self._namespace_missing and not create:
             raise ClipperException(
                 "Error connecting to Kubernetes cluster. Namespace does not exist. You can pass in "
                 "KubernetesContainerManager(create_namespace_if_not_exists=True) to create this namespace"
             )
-        self._call("Could not create Kubernetes namespace", self.api.apply, objects.namespace(self.namespace))
-        self.logger.info("Created namespace %s", self.namespace)
+
+    def _create_namespace_if_missing(self) -> None:
+        if self._namespace_missing:
+            self._call(
+                "Could not create Kubernetes namespace", self.api.apply, objects.namespace(self.namespace)
+            )
+            self._namespace_missing = False
+            self.logger.info("Created namespace %s", self.namespace)
 
     def _apply(self, *objs: dict[str, Any]) -> None:
         for obj in objs:
@@ -238,6 +248,7 @@ class KubernetesContainerManager(ContainerManager):
     ):
         """Create or converge the cluster. ``frontend_exporter_image`` is unused: the query frontend
         serves Prometheus text itself."""
+        self._create_namespace_if_missing()
         s = self.settings
         if self.prometheus_image:
             self._apply(
