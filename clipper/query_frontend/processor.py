@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from clipper.http.server import Deferred, Response
@@ -39,6 +40,8 @@ class PendingRequest(Deferred):
     )
 
     def __init__(self, app: AppRoute, n: int, qid0: int, t0: float, batch: bool) -> None:
+        """``t0``: ``time.perf_counter()`` at arrival, for the latency metrics (the loop's clock,
+        which deadlines use, has millisecond resolution)."""
         Deferred.__init__(self)
         self.app = app
         self.parts: list[bytes | None] = [None] * n
@@ -160,7 +163,7 @@ class QueryProcessor:
             return Response(200, R.EMPTY_BATCH)
         loop = self.loop
         now = loop.time()
-        req = PendingRequest(app, n, self.take_query_ids(n), now, batch)
+        req = PendingRequest(app, n, self.take_query_ids(n), perf_counter(), batch)
         if model is None or model.purged:
             for i in range(n):
                 req.default(i, R.EXPLANATION_NO_MODELS)

@@ -73,6 +73,11 @@ class TaskQueue:
             out.append(probe)
         return out
 
+    def slack(self, now: float) -> float:
+        """Seconds until the earliest deadline in the queue (infinite when empty)."""
+        heap = self._heap
+        return heap[0][0] - now if heap else float("inf")
+
     def compact(self, now: float) -> int:
         """Drop every expired or answered task; returns how many were dropped."""
         heap = self._heap

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
@@ -208,8 +209,7 @@ class QueryFrontend:
         self.apply_snapshot(snap)
 
     def apply_snapshot(self, snap: ConfigSnapshot) -> None:
-        loop = self.loop
-        self.table = build_routing_table(snap, self.metrics, loop.time, log)
+        self.table = build_routing_table(snap, self.metrics, time.perf_counter, log)
         self.snapshot = snap
         for key, model in list(self.models.items()):
             rec = snap.models.get(key)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import orjson
@@ -40,7 +41,13 @@ from clipper.rpc.protocol import decode_error_output
 
 log = logging.getLogger(__name__)
 
+# Batch latencies drive batch sizing, so they are taken with a fine clock: uvloop's loop.time() is
+# libuv's cached millisecond clock (fine for deadlines and timers, too coarse for a 2 ms batch).
+_clock = time.perf_counter
+
 DEFAULT_BATCH_TIMEOUT_S = 4.0
+GATHER_FRACTION = 0.25  # delayed batching: wait up to this share of the last batch latency
+MIN_GATHER_S = 0.0002  # below this a wait costs more loop work than it gathers
 MAX_ATTEMPTS = 2  # a task of a failed batch is retried once, on another replica
 # Small outputs repeat (labels, scores): their embedded JSON form is memoized (bounded).
 _MEMO_MAX_OUTPUT = 64
@@ -88,6 +95,7 @@ class Replica:
         "removed",
         "suspended",
         "slowest",
+        "gather",
     )
 
     def __init__(self, conn, model: ModelState) -> None:
@@ -101,6 +109,7 @@ class Replica:
         self.removed = False
         self.suspended = False  # held a batch too long: out of rotation until it answers
         self.slowest = 0.0  # slowest answered batch, seconds
+        self.gather: asyncio.TimerHandle | None = None  # a short wait for a fuller batch
 
 
 class Dispatcher:
@@ -187,15 +196,48 @@ class Dispatcher:
             return
         start = model.rotation % n
         model.rotation += 1
+        queued = len(model.queue)
         for k in range(n):
             r = replicas[(start + k) % n]
             if r.msg_id is None:
-                self._send(r)
+                if r.gather is None:
+                    self._send(r)
+                elif queued >= r.controller.size():  # gathered enough: do not wait any longer
+                    self._send_now(r)
                 if not model.queue:
                     break
 
     def _send(self, r: Replica) -> None:
+        """Send the free replica its next batch -- after a short gathering wait when that pays.
+
+        Delayed batching (the Clipper paper's, Triton's ``max_queue_delay``): when fewer tasks are
+        queued than the replica's batch limit, the replica waits up to :data:`GATHER_FRACTION` of its
+        last batch latency (never eating into the head task's slack) for more to arrive. Under a
+        closed loop of clients this turns alternating half batches into full ones: a model with a
+        high fixed cost per call serves about twice the queries at a lower latency.
+        """
         model = r.model
+        if r.gather is None and len(model.queue) < r.controller.size():
+            wait = r.controller.last_latency * GATHER_FRACTION
+            if (
+                wait >= MIN_GATHER_S
+                and model.queue.slack(self.loop.time()) > 2 * r.controller.last_latency + wait
+            ):
+                r.gather = self.loop.call_later(wait, self._gathered, r)
+                return
+        self._send_now(r)
+
+    def _gathered(self, r: Replica) -> None:
+        r.gather = None
+        if r.removed or r.suspended or r.msg_id is not None:
+            return
+        self._send_now(r)
+
+    def _send_now(self, r: Replica) -> None:
+        model = r.model
+        if r.gather is not None:
+            r.gather.cancel()
+            r.gather = None
         try:
             now = self.loop.time()
             # a task that cannot come back before its deadline (judged by this replica's last batch
@@ -208,7 +250,7 @@ class Dispatcher:
             msg_id = self.rpc.send_batch(r.conn, r.conn.input_type, [t.input for t in batch])
             r.msg_id = msg_id
             r.batch = batch
-            r.sent_at = now
+            r.sent_at = _clock()
             self.inflight[msg_id] = r
             # A replica known to be slow (it answered late before) gets twice its slowest batch.
             hang_after = max(self.batch_timeout, 2.0 * r.slowest)
@@ -226,7 +268,7 @@ class Dispatcher:
             r.conn.replica_id,
             model.name,
             model.version,
-            self.loop.time() - r.sent_at,
+            _clock() - r.sent_at,
         )
         try:
             r.suspended = True
@@ -258,7 +300,7 @@ class Dispatcher:
         if r.suspended:
             # Slow, not hung: back into the rotation, with a hang allowance that fits it.
             r.suspended = False
-            r.slowest = max(r.slowest, self.loop.time() - r.sent_at)
+            r.slowest = max(r.slowest, _clock() - r.sent_at)
             if not r.removed and not model.purged:
                 model.replicas.append(r)
                 log.info(
@@ -275,9 +317,8 @@ class Dispatcher:
             self._send(r)
 
     def _complete(self, r: Replica, model: ModelState, batch: list[Task], outputs: list[bytes]) -> None:
-        now = self.loop.time()
         n = len(batch)
-        latency = now - r.sent_at
+        latency = _clock() - r.sent_at
         r.controller.observe(n, latency, min(t.slo for t in batch))
         self.throughput.mark(n)
         model.throughput.mark(n)

@@ -167,3 +167,11 @@ class TestQueue:
         q.push(Task(alive, 1, b"x", 1.0, 1.0))
         assert q.compact(now=2.0) == 2
         assert len(q) == 1
+
+
+def test_slack_is_the_time_to_the_earliest_deadline():
+    q = TaskQueue()
+    assert q.slack(5.0) == float("inf")
+    q.push(Task(_Req(), 0, b"a", 9.0, 1.0))
+    q.push(Task(_Req(), 0, b"b", 7.0, 1.0))
+    assert q.slack(5.0) == 2.0
