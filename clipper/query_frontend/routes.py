@@ -76,6 +76,13 @@ class AppRoute:
         self.num_predictions.increment(n)
         self.default_ratio.increment(req.defaults, n)
 
+    def record_one(self, seconds: float) -> None:
+        """Metrics of a single-input request answered at once (a cache hit), not by default."""
+        self.latency.insert(int(seconds * 1e6))
+        self.throughput.mark(1)
+        self.num_predictions.increment(1)
+        self.default_ratio.increment(0, 1)
+
 
 @dataclass
 class RoutingTable:
