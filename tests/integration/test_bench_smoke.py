@@ -65,8 +65,10 @@ def test_cache_smoke_counts_hits_and_misses(tmp_path: Path) -> None:
     res, report = run_compare(tmp_path, "cache", "--duration", "1", "--warmup", "0", "--connections", "4")
     assert res.returncode == 0, res.stdout + res.stderr
     cache = report["cache"]
-    assert cache["miss"]["predictions"] > 0 and cache["hit"]["predictions"] > 0
-    assert cache["gain"] > 0
+    for model in ("sum", "slow"):
+        assert cache[f"miss_{model}"]["predictions"] > 0 and cache[f"hit_{model}"]["predictions"] > 0
+        assert cache[f"gain_{model}"] > 0
+    assert cache["gain"] == cache["gain_slow"]
 
 
 def test_rejects_unknown_experiment_and_target(tmp_path: Path) -> None:
