@@ -104,9 +104,11 @@ class Stack:
                 ],
                 "mgmt.log",
             )
+        profile = os.environ.get("CLIPPER_BENCH_CPROFILE")  # a path: run the frontend under cProfile
         self.spawn(
             [
                 py,
+                *(["-m", "cProfile", "-o", profile] if profile else []),
                 "-m",
                 "clipper.query_frontend",
                 "--store",
