@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -124,19 +125,55 @@ def test_scaling_replicas(cluster, tmp_path, docker_client):
 
 
 def test_killed_model_container_is_detected(cluster, tmp_path, docker_client):
+    """Issue 9 on Docker: a replica killed under load loses no request (every one gets a 200: a
+    prediction from the other replica or the default with its explanation)."""
+    from tests.reliability.load import Load
+
     conn, kwargs = cluster
     _deploy(conn, tmp_path, "victim", 1, feature_sum, replicas=2)
     conn.register_application(
-        name="victim-app", input_type="doubles", default_output="-1.0", slo_micros=100000
+        name="victim-app", input_type="doubles", default_output="-1.0", slo_micros=1_000_000
     )
     conn.link_model_to_app("victim-app", "victim")
     wait_for_output(conn.get_query_addr(), "victim-app", {"input": [2.0, 2.0]}, "4.0")
     wait_for(lambda: len(conn.get_all_model_replicas()) >= 2, 60, "two connected replicas")
     replicas = docker_client.containers.list(filters={"label": f"{CLIPPER_MODEL_CONTAINER_LABEL}=victim_1"})
-    replicas[0].kill()
-    wait_for(lambda: conn.get_num_replicas("victim", "1") == 1, 30, "the backend to count one replica")
+    with Load(f"http://{conn.get_query_addr()}/victim-app/predict", n=4) as load:
+        time.sleep(1.0)
+        replicas[0].kill()
+        wait_for(lambda: conn.get_num_replicas("victim", "1") == 1, 30, "the backend to count one replica")
+        time.sleep(1.0)
+    assert load.sent == len(load.results) > 0
+    assert all(a.status == 200 for a in load.results), {a.status for a in load.results}
+    served = [a for a in load.results if not a.body["default"]]
+    assert served and all(a.body["output"] == sum(a.request["input"]) for a in served)
     # the surviving replica keeps serving
     assert predict(conn.get_query_addr(), "victim-app", {"input": [2.0, 2.0]})["output"] in ("4.0", 4.0)
+
+
+def faulty_model(xs):
+    if xs[0][0] < 0:
+        raise ValueError("negative input")
+    return [str(sum(x)) for x in xs]
+
+
+def test_model_errors_become_defaults_and_the_container_lives_on(cluster, tmp_path, docker_client):
+    """Issue 9 on Docker: a function that raises gives the default with the reason, then serves on."""
+    conn, _ = cluster
+    _deploy(conn, tmp_path, "faulty", 1, faulty_model)
+    conn.register_application(
+        name="faulty-app", input_type="doubles", default_output="-1.0", slo_micros=1_000_000
+    )
+    conn.link_model_to_app("faulty-app", "faulty")
+    wait_for_output(conn.get_query_addr(), "faulty-app", {"input": [1.0, 2.0]}, "3.0")
+    bad = predict(conn.get_query_addr(), "faulty-app", {"input": [-1.0, 2.0]})
+    assert bad["default"] is True and bad["output"] == -1.0
+    assert "ValueError: negative input" in bad["default_explanation"]
+    assert predict(conn.get_query_addr(), "faulty-app", {"input": [1.0, 2.0]})["output"] in ("3.0", 3.0)
+    (container,) = docker_client.containers.list(
+        filters={"label": f"{CLIPPER_MODEL_CONTAINER_LABEL}=faulty_1"}
+    )
+    assert container.status == "running"
 
 
 def test_connect_from_a_second_process(cluster):
