@@ -518,7 +518,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "instead of distinct inputs",
     )
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
-    p.add_argument("--batching-connections", type=int, default=96, help="connections of the batching runs (96: the most offered load whose p99 stays inside the 20 ms objective here)")
+    p.add_argument(
+        "--batching-connections",
+        type=int,
+        default=96,
+        help="connections of the batching runs (96: the most offered load whose p99 stays inside the 20 ms objective here)",
+    )
     p.add_argument("--reconciler-models", type=int, default=50, help="models (and applications) in the fleet")
     p.add_argument("--reconciler-replicas", type=int, default=1, help="replicas per model of the fleet")
     p.add_argument(
