@@ -118,3 +118,18 @@ def save_python_function(name, func, extra_requirements=None) -> str:
         f"Serialized {name}: requirements {requirements or 'none'}, local modules {sorted(deps.local_modules) or 'none'}"
     )
     return str(serialization_dir)
+
+
+def deploy_model_dir(
+    clipper_conn, serialization_dir, name, version, input_type, base_image, labels, registry,
+    num_replicas, batch_size, pkgs_to_install,
+) -> None:  # fmt: skip
+    """``build_and_deploy_model`` for a model directory a deployer made; the directory is removed
+    afterwards, whatever happens (the original leaked it on errors)."""
+    try:
+        clipper_conn.build_and_deploy_model(
+            name, version, input_type, serialization_dir, base_image, labels, registry, num_replicas,
+            batch_size, pkgs_to_install,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(serialization_dir, ignore_errors=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..exceptions import ClipperException
 from ..version import __registry__, __version__
-from .deployer_utils import save_python_function
+from .deployer_utils import deploy_model_dir, save_python_function
 
 logger = logging.getLogger(__name__)
 
@@ -296,25 +296,16 @@ def deploy_saved_pyspark_model(
 
 def _deploy_dir(clipper_conn, serialization_dir, name, version, input_type, base_image, labels,
                 registry, num_replicas, batch_size, pkgs_to_install) -> None:  # fmt: skip
-    """Build and deploy a model directory made here, then remove it."""
-    try:
-        if base_image == "default":
+    """Build and deploy a model directory made here (a JVM start: a patient replica wait)."""
+    if base_image == "default":
+        try:
             base_image = default_pyspark_base_image()
-        with _patient_replica_wait(clipper_conn):
-            clipper_conn.build_and_deploy_model(
-                name,
-                version,
-                input_type,
-                serialization_dir,
-                base_image,
-                labels,
-                registry,
-                num_replicas,
-                batch_size,
-                pkgs_to_install,
-            )
-    finally:
-        shutil.rmtree(serialization_dir, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(serialization_dir, ignore_errors=True)
+            raise
+    with _patient_replica_wait(clipper_conn):
+        deploy_model_dir(clipper_conn, serialization_dir, name, version, input_type, base_image, labels,
+                         registry, num_replicas, batch_size, pkgs_to_install)  # fmt: skip
     logger.info(f"PySpark model deployed as model {name}:{version}")
 
 

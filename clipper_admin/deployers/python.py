@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 
 from ..exceptions import ClipperException
 from ..version import __registry__, __version__
-from .deployer_utils import save_python_function
+from .deployer_utils import deploy_model_dir, save_python_function
 
 logger = logging.getLogger(__name__)
 
@@ -105,19 +104,6 @@ def deploy_python_closure(
     if base_image == "default":
         base_image = default_python_base_image()
     serialization_dir = save_python_function(name, func)
-    try:
-        clipper_conn.build_and_deploy_model(
-            name,
-            version,
-            input_type,
-            serialization_dir,
-            base_image,
-            labels,
-            registry,
-            num_replicas,
-            batch_size,
-            pkgs_to_install,
-        )
-    finally:
-        shutil.rmtree(serialization_dir, ignore_errors=True)
+    deploy_model_dir(clipper_conn, serialization_dir, name, version, input_type, base_image, labels,
+                     registry, num_replicas, batch_size, pkgs_to_install)  # fmt: skip
     logger.info(f"Python closure saved and deployed as model {name}:{version}")
