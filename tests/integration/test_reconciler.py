@@ -66,7 +66,14 @@ def workspace(tmp_path):
     ports = (free_port(), free_port(), free_port())
     (work / "all.yaml").write_text(manifests(ports))
     yield work, env, ports
+    # a test may have left an invalid manifest behind (watch's "last good state" check): restore the
+    # valid one so the delete validates, and stop the cluster directly if the delete still fails
+    (work / "all.yaml").write_text(manifests(ports))
     clipper("delete", "-f", str(work / "all.yaml"), "--cluster", env=env)
+    try:
+        conn_for(env, ports).stop_all()
+    except Exception:  # already stopped: nothing left of it
+        pass
 
 
 def conn_for(env, ports, name="rt"):
