@@ -12,12 +12,9 @@ import pytest
 from tests.integration.test_pyspark_helpers import (
     LABEL_NAMES,
     QUERIES,
-    expected_outputs,
-    new_spark_session,
     predict_batch,
     predict_functions,
     require_pyspark,
-    train_models,
     write_manifests,
 )
 
@@ -49,23 +46,6 @@ if (_missing := _image_missing()) is not None:
 
 from clipper_admin import ClipperConnection, ClipperException  # noqa: E402
 from clipper_admin.deployers import pyspark as pyspark_deployer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = new_spark_session()
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
-def models(spark):
-    return train_models(spark)
-
-
-@pytest.fixture(scope="module")
-def expected(spark, models):
-    return expected_outputs(spark, models, predict_functions())
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,9 @@ import pytest
 from tests.integration.test_pyspark_helpers import (
     LABEL_NAMES,
     QUERIES,
-    expected_outputs,
-    new_spark_session,
     predict_batch,
     predict_functions,
     require_pyspark,
-    train_models,
     write_manifests,
 )
 
@@ -38,23 +35,6 @@ from clipper_admin.deployers import pyspark as pyspark_deployer  # noqa: E402
 from tests.integration.admin_local_fixtures import new_manager  # noqa: E402
 
 SLO_MICROS = 20_000_000
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = new_spark_session()
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
-def models(spark):
-    return train_models(spark)
-
-
-@pytest.fixture(scope="module")
-def expected(spark, models):
-    return expected_outputs(spark, models, predict_functions())
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,30 @@
+"""Fixtures shared across suites."""
+
+from __future__ import annotations
+
+import pytest
+
+
+# The local and the Docker PySpark suites: one SparkSession, the trained models and their own
+# predictions per module (helpers imported lazily: other suites never import PySpark).
+@pytest.fixture(scope="module")
+def spark():
+    from tests.integration.test_pyspark_helpers import new_spark_session
+
+    session = new_spark_session()
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def models(spark):
+    from tests.integration.test_pyspark_helpers import train_models
+
+    return train_models(spark)
+
+
+@pytest.fixture(scope="module")
+def expected(spark, models):
+    from tests.integration.test_pyspark_helpers import expected_outputs, predict_functions
+
+    return expected_outputs(spark, models, predict_functions())
