@@ -2,6 +2,10 @@
 
 Every problem in every document is collected (file:line:column, object, field path) and raised
 together as :class:`ManifestErrors`; callers change nothing when loading fails.
+
+YAML anchors and aliases are allowed, but the nodes aliases add when expanded are bounded
+(:data:`MAX_ALIAS_NODES` per document), so a few hundred bytes of nested aliases (a "billion
+laughs") are refused at the offending alias instead of expanding into gigabytes.
 """
 
 from __future__ import annotations
@@ -17,12 +21,20 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    ScalarEvent,
+)
 
 from reconciler.envsubst import UnsetVariable, substitute
 from reconciler.errors import ManifestErrors, ManifestProblem
 from schemas import KINDS, Application, Cluster, Model
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_ALIAS_NODES = 10_000  # nodes that aliases may add to one document when expanded
 
 
 @dataclass(frozen=True)
@@ -68,12 +80,20 @@ def collect_files(paths: Iterable[str]) -> tuple[list[str | Path], list[Manifest
     return out, problems
 
 
+def _key_pos(node: CommentedMap, key: Any, value: bool) -> tuple[int, int]:
+    """0-based position of ``key`` (or its value); a key merged in with ``<<:`` has no position of
+    its own in this mapping: the mapping's is used."""
+    if node.lc.data is None or key not in node.lc.data:
+        return node.lc.line, node.lc.col
+    return node.lc.value(key) if value else node.lc.key(key)
+
+
 def _position(node: Any, loc: tuple[Any, ...], fallback: tuple[int, int]) -> tuple[int, int]:
     """0-based (line, col) of the deepest element of ``loc`` that exists in the YAML tree."""
     pos = fallback
     for part in loc:
         if isinstance(node, CommentedMap) and part in node:
-            pos = node.lc.key(part)
+            pos = _key_pos(node, part, value=False)
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             pos = node.lc.item(part)
@@ -95,7 +115,7 @@ def _plain(
     Unset variables are recorded in ``unset`` (field path -> line, col, message).
     """
     if isinstance(node, CommentedMap):
-        return {k: _plain(v, env, unset, node.lc.value(k), (*path, k)) for k, v in node.items()}
+        return {k: _plain(v, env, unset, _key_pos(node, k, value=True), (*path, k)) for k, v in node.items()}
     if isinstance(node, CommentedSeq):
         return [_plain(v, env, unset, node.lc.item(i), (*path, i)) for i, v in enumerate(node)]
     if isinstance(node, str):
@@ -164,6 +184,53 @@ def _validate_document(
     return Loaded(obj, file, start[0] + 1, start[1] + 1, base_dir, doc)
 
 
+def _alias_problem(yaml: YAML, text: str) -> tuple[int, int, str] | None:
+    """1-based (line, col, message) of the first alias that makes its document too large, if any.
+
+    One pass over the parse events: the expanded size of every anchored node is known when the
+    node ends, so each alias adds that size without expanding anything. Syntax errors propagate
+    (``MarkedYAMLError``); an undefined alias is left to the loader, which reports it.
+    """
+    sizes: dict[str, int] = {}  # anchor -> expanded node count of the node it names
+    stack: list[list[Any]] = []  # open collections: [anchor, node count so far]
+    added = 0
+    for ev in yaml.parse(text):
+        n = 0
+        if isinstance(ev, DocumentStartEvent):
+            sizes.clear()
+            added = 0
+        elif isinstance(ev, CollectionStartEvent):
+            stack.append([ev.anchor, 1])
+        elif isinstance(ev, CollectionEndEvent):
+            anchor, n = stack.pop()
+            if anchor:
+                sizes[anchor] = n
+        elif isinstance(ev, ScalarEvent):
+            n = 1
+            if ev.anchor:
+                sizes[ev.anchor] = 1
+        elif isinstance(ev, AliasEvent):
+            mark = ev.start_mark
+            if any(anchor == ev.anchor for anchor, _ in stack):
+                return (
+                    mark.line + 1,
+                    mark.column + 1,
+                    f"recursive alias *{ev.anchor} (refers to a node that contains it)",
+                )
+            n = sizes.get(ev.anchor, 1)
+            added += n
+            if added > MAX_ALIAS_NODES:
+                return (
+                    mark.line + 1,
+                    mark.column + 1,
+                    f"YAML aliases expand this document by more than {MAX_ALIAS_NODES} nodes "
+                    f"(*{ev.anchor} alone adds {n}); refusing to expand it (an alias bomb?)",
+                )
+        if stack and n:
+            stack[-1][1] += n
+    return None
+
+
 def _read_stream(
     text: str,
     file: str,
@@ -175,6 +242,10 @@ def _read_stream(
     yaml = YAML(typ="rt")
     out = []
     try:
+        bomb = _alias_problem(yaml, text)
+        if bomb is not None:
+            problems.append(ManifestProblem(file, *bomb))
+            return out
         docs = list(yaml.load_all(text))
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark

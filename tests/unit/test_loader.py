@@ -121,3 +121,56 @@ def test_examples_load(example):
     root = Path(__file__).resolve().parents[2] / "examples" / "manifests"
     s = load_manifests([str(root / example)], env={"REGISTRY": "registry.example.com"})
     assert s.cluster is not None and s.models and s.apps
+
+
+def _laughs(levels: int = 9) -> str:
+    """The classic "billion laughs": each level is nine aliases of the previous one (9**9 leaves)."""
+    names = "abcdefghi"[:levels]
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip(names, names[1:], strict=False):
+        lines.append(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_fast_at_the_alias(tree):
+    import time
+
+    f = tree / "bomb.yaml"
+    f.write_text(_laughs())
+    assert len(f.read_bytes()) < 600
+    started = time.monotonic()
+    with pytest.raises(ManifestErrors) as info:
+        load_manifests([str(f)])
+    assert time.monotonic() - started < 0.5  # generous: the expansion would take minutes and GBs
+    (problem,) = info.value.problems
+    # the first alias of line 5 (level "e") pushes the expansion past the limit
+    assert (problem.file, problem.line, problem.column) == (str(f), 5, 8)
+    assert "aliases expand this document by more than 10000 nodes" in problem.message
+
+
+def test_alias_bomb_on_stdin_through_the_cli(monkeypatch, capsys):
+    from reconciler.cli import EXIT_ERROR, main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(_laughs()))
+    assert main(["--no-color", "diff", "-f", "-"]) == EXIT_ERROR
+    assert "<stdin>:5:8 YAML aliases expand this document" in capsys.readouterr().err
+
+
+def test_recursive_alias_is_refused(tree):
+    f = tree / "loop.yaml"
+    f.write_text("kind: Model\nspec: &s\n  x: [1, *s]\n")
+    with pytest.raises(ManifestErrors, match=r"loop.yaml:3:10 recursive alias \*s"):
+        load_manifests([str(f)])
+
+
+def test_modest_anchors_and_merge_keys_still_load(tree):
+    f = tree / "anchored.yaml"
+    f.write_text(
+        "apiVersion: clipper.ai/v1\nkind: Model\nmetadata:\n  name: m1\n"
+        "  labels:\n    <<: &base {team: ml, tier: web}\n    owner: &who alice\n    reviewer: *who\n"
+        "spec:\n  inputType: doubles\n  replicas: &n 2\n  source:\n    python:\n"
+        "      function: sum_model.py:predict\n  batchSize: *n\n"
+    )
+    m = load_manifests([str(f)]).models["m1"].obj
+    assert m.metadata.labels == {"team": "ml", "tier": "web", "owner": "alice", "reviewer": "alice"}
+    assert m.spec.replicas == 2
