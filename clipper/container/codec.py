@@ -6,11 +6,13 @@ as one 2-D array of shape ``(n, item_len)``; ragged ones as a 1-D object array o
 as a 1-D object array of ``bytes``. Unlike the original the 2-D array is a fresh, writable array
 (not a view into a buffer the next request overwrites).
 
-Outputs: exactly one ``str`` per input, as the API documents ("a list of strings of exactly the same
-length"). The original closure container silently ``str()``-ed anything, so a model returning
-``[0.5]`` and one returning ``["0.5"]`` looked alike and a model returning ``[None]`` answered
-``"None"``; here a non-string output, a wrong count or a non-list result becomes an error output for
-every input of the batch, whose text the query frontend returns as the default explanation.
+Outputs: one output per input. As the original closure container (``[str(p) for p in preds]``),
+each output is converted with ``str()``, so ``return [sum(x) for x in xs]`` answers ``"6.6"`` (which
+the query frontend re-parses as the JSON number 6.6); strings pass through unchanged and ``bytes``
+are sent as they are (not ``str()``-ed into ``"b'...'"``). ``None`` is refused rather than answered
+as ``"None"`` (a function that forgot to return a value). A ``None`` output, a wrong count or a
+non-list result becomes an error output for every input of the batch, whose text the query frontend
+returns as the default explanation. The PySpark runtime's outputs go through the same conversion.
 """
 
 from __future__ import annotations
@@ -54,6 +56,22 @@ def decode_inputs(input_type: InputType, inputs: list[bytes]) -> np.ndarray:
     return arr
 
 
+class _NoneOutput(Exception):
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+
+def _output_bytes(position: int, p: Any) -> bytes:
+    """The original's ``str(p)``, except that bytes pass through and ``None`` is refused."""
+    if isinstance(p, str):
+        return p.encode("utf-8", "surrogateescape")
+    if isinstance(p, bytes | bytearray | memoryview):
+        return bytes(p)
+    if p is None:
+        raise _NoneOutput(position)
+    return str(p).encode("utf-8", "surrogateescape")
+
+
 def encode_outputs(result: Any, n_inputs: int) -> list[bytes]:
     """One output per input; on any problem, one error output per input explaining it."""
     if result is None or isinstance(result, str | bytes) or not hasattr(result, "__iter__"):
@@ -62,15 +80,16 @@ def encode_outputs(result: Any, n_inputs: int) -> list[bytes]:
         items = list(result)
     except Exception as e:
         return [encode_error_output(f"Model output cannot be iterated: {type(e).__name__}: {e}")] * n_inputs
-    for i, p in enumerate(items):
-        if not isinstance(p, str):
-            return [
-                encode_error_output(
-                    f"Model returned a non-string output ({type(p).__name__}) at position {i}: "
-                    "return a list of str"
-                )
-            ] * n_inputs
-    outputs = [p.encode("utf-8", "surrogateescape") for p in items]
+    try:
+        outputs = [_output_bytes(i, p) for i, p in enumerate(items)]
+    except _NoneOutput as e:
+        return [
+            encode_error_output(f"Model returned None at position {e.position}: return one value per input")
+        ] * n_inputs
+    except Exception as e:  # a __str__ that raises
+        return [encode_error_output(f"Model output cannot be converted to str: {type(e).__name__}: {e}")] * (
+            n_inputs
+        )
     if len(outputs) != n_inputs:
         return [encode_error_output(f"Model returned {len(outputs)} outputs for a batch of {n_inputs}")] * (
             n_inputs

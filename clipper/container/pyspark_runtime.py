@@ -209,7 +209,15 @@ def load(model_dir: Path, metadata: dict[str, Any]) -> Callable[[list], list]:
         model_class, path, t1 - t0, t2 - t1, time.monotonic() - t2,
     )  # fmt: skip
 
-    def predict(inputs: list) -> list:
+    return batch_function(func, spark, model)
+
+
+def batch_function(func: Callable[..., Any], spark: Any, model: Any) -> Callable[[Any], Any]:
+    """``func(spark, model, inputs)`` per batch. Its predictions become outputs exactly as a closure's
+    (:func:`clipper.container.codec.encode_outputs`: ``str()`` of each, as the original PySpark
+    container did), so ``[model.predict(v) for v in vectors]`` (floats) answers ``"1.0"``."""
+
+    def predict(inputs: Any) -> Any:
         return func(spark, model, inputs)
 
     return predict

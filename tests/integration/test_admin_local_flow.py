@@ -125,6 +125,24 @@ print("deployed")
     assert app["linked_models"] == ["norm"]
 
 
+def numeric_sum(xs):
+    return [sum(x) for x in xs]  # numbers, as in the original's own tests and docs
+
+
+def test_closure_returning_numbers_answers_like_the_original(conn):
+    """The original closure container str()-ed every prediction; "6.6" is re-parsed as JSON."""
+    conn.register_application(name="numeric", input_type="doubles", default_output="-1.0", slo_micros=3000000)
+    python_deployer.deploy_python_closure(
+        conn, name="numeric-sum", version=1, input_type="doubles", func=numeric_sum
+    )
+    conn.link_model_to_app(app_name="numeric", model_name="numeric-sum")
+    out = predict(conn, "numeric", {"input": [1.1, 2.2, 3.3]})
+    assert out["default"] is False, out
+    assert isinstance(out["output"], float) and out["output"] == pytest.approx(6.6)
+    conn.stop_models(["numeric-sum"])
+    conn.delete_application("numeric")
+
+
 def test_connect_from_second_process(conn):
     script = (
         "from clipper_admin import ClipperConnection, LocalContainerManager\n"

@@ -154,7 +154,11 @@ def f(xs):
     if cmd == "none":
         return None
     if cmd == "numbers":
-        return [1, 2.5, True][: len(xs)]
+        import numpy as np
+
+        return [1, 2.5, True, np.float64(6.6), b"raw"][: len(xs)]
+    if cmd == "nones":
+        return ["a", None][: len(xs)]
     return [x.decode().upper() for x in xs]
 """
 
@@ -173,11 +177,15 @@ def test_model_errors_become_error_outputs_and_the_container_lives_on(tmp_path, 
     assert errors([struct.pack("<d", 1.0)], InputType.DOUBLES) == [
         "Input type mismatch: the model takes strings, the request has doubles"
     ]
-    # Non-string outputs are errors (the API promises a list of strings), not silently str()-ed.
-    assert (
-        errors([b"numbers", b"b", b"c"])
-        == ["Model returned a non-string output (int) at position 0: return a list of str"] * 3
-    )
+    # Non-string outputs are str()-ed as the original closure container did; bytes pass through.
+    assert harness.predict(conn, InputType.STRINGS, [b"numbers", b"b", b"c", b"d", b"e"]) == [
+        b"1",
+        b"2.5",
+        b"True",
+        b"6.6",
+        b"raw",
+    ]
+    assert errors([b"nones", b"b"]) == ["Model returned None at position 1: return one value per input"] * 2
     assert harness.predict(conn, InputType.STRINGS, [b"ok", b"fine"]) == [b"OK", b"FINE"]
     assert container.proc.poll() is None
     assert harness.disconnected.empty()
