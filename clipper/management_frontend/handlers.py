@@ -285,9 +285,17 @@ class AdminHandlers:
             raise OperationError(msg.no_application(app_name))
         return _json(self.store.get_links(app_name))
 
+    def _listed_models(self) -> list[ModelRecord]:
+        """Versions marked invalid by ``delete_versioned_model`` are gone for every reader at once.
+
+        The record itself stays until a query frontend purges it (within ~1 s, asynchronously), so
+        that re-adding the same ``name:version`` is refused meanwhile, as in the original; listing
+        it would let a script that reads the list right after ``stop_*`` see stopped versions."""
+        return [m for m in self.store.list_models() if m.valid]
+
     def get_all_models(self, d: Any) -> Reply:
         verbose = jb.get_bool(d, "verbose")
-        models = self.store.list_models()
+        models = self._listed_models()
         if not verbose:
             return _json([f"{m.name}:{m.version}" for m in models])
         current = self.store.snapshot().current_versions
@@ -297,11 +305,17 @@ class AdminHandlers:
         name = jb.get_string(d, "model_name")
         version = jb.get_string(d, "model_version")
         m = self.store.get_model(name, version)
-        return _json(model_json(m, self.store.get_current_version(name)) if m else {})
+        return _json(model_json(m, self.store.get_current_version(name)) if m and m.valid else {})
+
+    def _listed_containers(self) -> list[ContainerRecord]:
+        """Replicas of versions marked invalid are hidden like the versions (see ``_listed_models``);
+        replicas of a version not registered yet are listed (they connect before it is registered)."""
+        invalid = {(m.name, m.version) for m in self.store.list_models() if not m.valid}
+        return [c for c in self.store.list_containers() if (c.model_name, c.model_version) not in invalid]
 
     def get_all_containers(self, d: Any) -> Reply:
         verbose = jb.get_bool(d, "verbose")
-        containers = self.store.list_containers()
+        containers = self._listed_containers()
         if not verbose:
             return _json([f"{c.model_name}:{c.model_version}:{c.replica_id}" for c in containers])
         return _json([container_json(c) for c in containers])
@@ -310,7 +324,7 @@ class AdminHandlers:
         name = jb.get_string(d, "model_name")
         version = jb.get_string(d, "model_version")
         replica_id = jb.get_int(d, "replica_id")
-        for c in self.store.list_containers():
+        for c in self._listed_containers():
             if (c.model_name, c.model_version, c.replica_id) == (name, version, replica_id):
                 return _json(container_json(c))
         return _json({})

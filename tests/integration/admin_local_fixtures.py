@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterator
 
 import requests
 
@@ -20,6 +23,20 @@ def new_manager(name: str, state_dir, **kwargs) -> LocalContainerManager:
         state_dir=state_dir,
         **kwargs,
     )
+
+
+@contextlib.contextmanager
+def clipper_home(path) -> Iterator[None]:
+    """``CLIPPER_HOME`` set to ``path`` inside the block, restored afterwards."""
+    old = os.environ.get("CLIPPER_HOME")
+    os.environ["CLIPPER_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("CLIPPER_HOME", None)
+        else:
+            os.environ["CLIPPER_HOME"] = old
 
 
 def start_cluster(name: str, state_dir, **kwargs) -> ClipperConnection:

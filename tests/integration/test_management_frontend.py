@@ -366,9 +366,22 @@ def test_delete_versioned_model_marks_invalid(fe):
         fe.post("delete_versioned_model", {"model_name": "m", "model_version": "1"}),
         "model with name 'm' and version '1' is already marked as 'invalid'",
     )
-    # a version only *marked* invalid (no query frontend purged it) still exists
+    # a version only *marked* invalid (no query frontend purged it) still exists...
     bad(fe.post("add_model", model_body()), "model with name 'm' and version '1' already exists")
-    assert fe.post("get_all_models", {"verbose": False}).json() == ["m:1"]
+    # ...but no reader sees it or its replicas any more, without waiting for the purge
+    assert fe.post("get_all_models", {"verbose": False}).json() == []
+    assert fe.post("get_all_models", {"verbose": True}).json() == []
+    assert fe.post("get_model", {"model_name": "m", "model_version": "1"}).json() == {}
+    fe.post("add_model", model_body(version="2"))
+    store = open_store(fe.store_url)
+    try:
+        for version in ("1", "2", "3"):  # 3: connected, not registered yet (a rolling replace)
+            store.put_container(ContainerRecord("m", version, 0, "doubles", "fe-1", 5))
+    finally:
+        store.close()
+    assert fe.post("get_all_models", {"verbose": False}).json() == ["m:2"]
+    assert sorted(fe.post("get_all_containers", {"verbose": False}).json()) == ["m:2:0", "m:3:0"]
+    assert fe.post("get_container", {"model_name": "m", "model_version": "1", "replica_id": 0}).json() == {}
     bad(
         fe.post("delete_versioned_model", {"model_name": "m"}),
         msg.json_error(
