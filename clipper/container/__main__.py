@@ -6,6 +6,7 @@ package that is not installed (as the original ``container_entry.sh`` hint).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -16,7 +17,48 @@ from clipper.container.metrics import ContainerMetrics
 from clipper.container.runtime import ContainerRuntime
 
 
-def main() -> int:
+ENVIRONMENT = """\
+The container takes no arguments: it is configured by its environment.
+
+required:
+  CLIPPER_MODEL_NAME          the model's name
+  CLIPPER_MODEL_VERSION       the model's version
+
+optional:
+  CLIPPER_IP                  the query frontend's RPC host (127.0.0.1)
+  CLIPPER_PORT                its RPC port (7000)
+  CLIPPER_INPUT_TYPE          ints, floats, doubles, bytes or strings, any alias (doubles)
+  CLIPPER_MODEL_PATH          the model directory (/model)
+  CLIPPER_METRICS_PORT        serve Prometheus metrics on this port (off when unset)
+  CLIPPER_READY_FILE          a file written with READY once the model is loaded
+  CLIPPER_HEARTBEAT_INTERVAL  seconds between heartbeats (0.5)
+  CLIPPER_RECONNECT_TIMEOUT   seconds without a message from the frontend before a new session (4)
+  CLIPPER_PREDICT_TIMEOUT     seconds one batch may take before the container exits with code 4
+                              (30, PySpark 120; 0 disables)
+  CLIPPER_LIVENESS_FILE       kept holding the epoch second until which the container counts as alive
+  CLIPPER_RPC_KEYS            the cluster's RPC keys, inline (see python -m clipper.rpc.auth)
+  CLIPPER_RPC_KEYS_FILE       ... or the file holding them
+  CLIPPER_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR (INFO)
+
+exit codes: 0 after SIGTERM/SIGINT, 1 configuration or model error, 3 a package the model needs is
+not installed, 4 a batch stayed in the prediction function longer than CLIPPER_PREDICT_TIMEOUT.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Only ``-h/--help`` (the usage and the environment variables above); anything else is an error."""
+    parser = argparse.ArgumentParser(
+        prog="python -m clipper.container",
+        description="A Clipper model container: loads the model directory and serves it to the "
+        "query frontend over RPC.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
         level=os.environ.get("CLIPPER_LOG_LEVEL", "INFO").upper(),

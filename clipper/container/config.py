@@ -9,6 +9,12 @@ from pathlib import Path
 
 from clipper.datatypes import InputType, parse_input_type
 
+#: Default CLIPPER_PREDICT_TIMEOUT, seconds. Far beyond any latency objective (the query frontend
+#: already stops waiting after its --batch-timeout, 4 s) but short enough that a hung function costs
+#: a replica for half a minute, not forever; PySpark gets more for JVM pauses and first-job costs.
+DEFAULT_PREDICT_TIMEOUT = 30.0
+DEFAULT_PYSPARK_PREDICT_TIMEOUT = 120.0
+
 
 class ConfigError(Exception):
     """A missing or invalid environment variable; the container exits 1 with this message."""
@@ -26,6 +32,16 @@ class ContainerConfig:
     ready_file: Path | None = None
     heartbeat_interval: float = 0.5
     reconnect_after: float = 4.0
+    # Longest a batch may stay in the prediction function before the container exits to be restarted
+    # (CLIPPER_PREDICT_TIMEOUT; 0 disables). None: the default of the model kind (see predict_limit).
+    predict_timeout: float | None = None
+    liveness_file: Path | None = None
+
+    def predict_limit(self, kind: str) -> float | None:
+        """The watchdog limit in seconds for a model of ``kind`` ("python" / "pyspark"); None: off."""
+        if self.predict_timeout is None:
+            return DEFAULT_PYSPARK_PREDICT_TIMEOUT if kind == "pyspark" else DEFAULT_PREDICT_TIMEOUT
+        return self.predict_timeout or None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ContainerConfig:
@@ -35,8 +51,12 @@ class ContainerConfig:
         every alias, case-insensitive, as the original container), ``CLIPPER_MODEL_PATH`` (/model),
         ``CLIPPER_METRICS_PORT`` (Prometheus metrics, off when unset), ``CLIPPER_READY_FILE`` (a file
         written with ``READY`` once the model is loaded, e.g. ``/model_is_ready.check`` for the
-        original Docker HEALTHCHECK), ``CLIPPER_HEARTBEAT_INTERVAL`` (0.5 s) and
-        ``CLIPPER_RECONNECT_TIMEOUT`` (4 s without any message from the frontend: new session).
+        original Docker HEALTHCHECK), ``CLIPPER_HEARTBEAT_INTERVAL`` (0.5 s),
+        ``CLIPPER_RECONNECT_TIMEOUT`` (4 s without any message from the frontend: new session),
+        ``CLIPPER_PREDICT_TIMEOUT`` (seconds one batch may take before the container logs why and
+        exits with code 4 so that its backend restarts it; 30, PySpark 120; 0 disables) and
+        ``CLIPPER_LIVENESS_FILE`` (kept holding the epoch second until which the container counts
+        as alive, for an exec liveness probe; see :mod:`clipper.container.runtime`).
         """
         env = os.environ if env is None else env
         name = env.get("CLIPPER_MODEL_NAME", "").strip()
@@ -65,6 +85,12 @@ class ContainerConfig:
                 env.get("CLIPPER_HEARTBEAT_INTERVAL", "0.5"), "CLIPPER_HEARTBEAT_INTERVAL"
             ),
             reconnect_after=_seconds(env.get("CLIPPER_RECONNECT_TIMEOUT", "4"), "CLIPPER_RECONNECT_TIMEOUT"),
+            predict_timeout=_optional_seconds(
+                env.get("CLIPPER_PREDICT_TIMEOUT", ""), "CLIPPER_PREDICT_TIMEOUT"
+            ),
+            liveness_file=Path(liveness)
+            if (liveness := env.get("CLIPPER_LIVENESS_FILE", "").strip())
+            else None,
         )
 
 
@@ -85,4 +111,17 @@ def _seconds(text: str, var: str) -> float:
         raise ConfigError(f"{var} must be a number of seconds, got {text!r}") from None
     if not value > 0:
         raise ConfigError(f"{var} must be positive, got {text!r}")
+    return value
+
+
+def _optional_seconds(text: str, var: str) -> float | None:
+    """Unset: None (the default applies); ``0``: 0.0 (off); else a positive number of seconds."""
+    if not text.strip():
+        return None
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ConfigError(f"{var} must be a number of seconds (0 disables), got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{var} must be a number of seconds (0 disables), got {text!r}")
     return value

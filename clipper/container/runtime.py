@@ -14,17 +14,31 @@ itself and the new frontend asks for metadata on the next heartbeat.
 
 A failing prediction never ends the process: see :mod:`clipper.container.codec` and the error
 outputs of :mod:`clipper.rpc.protocol`.
+
+A *hung* prediction does end the process: a watchdog thread checks the batch in the prediction
+function once a second, and when it has been there longer than ``predict_limit``
+(``CLIPPER_PREDICT_TIMEOUT``) it logs why with every thread's stack and exits with
+:data:`EXIT_HUNG`, so that whatever runs the container restarts it (the local supervisor, Docker's
+restart policy, the Kubernetes Deployment). The query frontend has meanwhile stopped sending to the
+replica after its ``--batch-timeout`` and reports it unhealthy. The same thread keeps
+``CLIPPER_LIVENESS_FILE`` holding the epoch second until which the container counts as alive
+(``predict_limit`` + 10 s ahead): a function that holds the GIL forever stops the watchdog too, and
+the Kubernetes exec liveness probe (``clipper_admin.kubernetes.objects``) sees the deadline pass.
 """
 
 from __future__ import annotations
 
 import collections
+import faulthandler
 import logging
+import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -41,6 +55,20 @@ log = logging.getLogger("clipper.container")
 
 _HEARTBEAT = p.encode_heartbeat()
 
+EXIT_HUNG = 4  # a batch stayed in the prediction function past CLIPPER_PREDICT_TIMEOUT
+LIVENESS_GRACE_S = 10.0
+
+
+def exit_hung(message: str) -> None:
+    """The default reaction to a hung prediction: say why, show where it is stuck, exit at once
+    (``os._exit``: the stuck thread cannot be joined and must not delay the exit)."""
+    log.error("%s", message)
+    try:
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    except (OSError, ValueError, AttributeError):  # no usable stderr
+        pass
+    os._exit(EXIT_HUNG)
+
 
 class ContainerRuntime:
     def __init__(
@@ -48,10 +76,19 @@ class ContainerRuntime:
         predict: PredictFunction,
         config: ContainerConfig,
         metrics: ContainerMetrics | None = None,
+        *,
+        predict_limit: float | None = None,
+        on_hung: Callable[[str], None] = exit_hung,
     ) -> None:
+        """``predict_limit``: seconds one batch may take (None: no watchdog); ``on_hung`` is called
+        once with the reason when a batch takes longer (default: log and exit with :data:`EXIT_HUNG`)."""
         self.predict = predict
         self.config = config
         self.metrics = metrics
+        self.predict_limit = predict_limit
+        self.on_hung = on_hung
+        self._busy_since: float | None = None  # monotonic start of the batch in the function
+        self._busy_inputs = 0
         self.generation = 0  # session number; results of older sessions are dropped
         self.registrations = 0
         self._stop = threading.Event()
@@ -74,6 +111,9 @@ class ContainerRuntime:
                 signal.signal(sig, self._on_signal)
         worker = threading.Thread(target=self._work, name="predict", daemon=True)
         worker.start()
+        if self.predict_limit is not None:
+            self._write_liveness()
+            threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         target = f"tcp://{self.config.host}:{self.config.port}"
         log.info(
             "model container %s:%s (%s) serving for %s",
@@ -226,6 +266,8 @@ class ContainerRuntime:
             generation, req, t_recv = item
             if generation != self.generation:
                 continue  # the session it came from is gone
+            self._busy_inputs = len(req.inputs)
+            self._busy_since = time.monotonic()
             try:
                 outputs = self._predict(req, t_recv)
             except BaseException as e:  # noqa: BLE001 - the worker must survive its own bugs too
@@ -233,6 +275,8 @@ class ContainerRuntime:
                 outputs = [p.encode_error_output(f"Container error: {type(e).__name__}: {e}")] * len(
                     req.inputs
                 )
+            finally:
+                self._busy_since = None
             frames = p.encode_prediction_response(req.msg_id_frame, outputs)
             self._results.append((generation, frames))
             self._wake()
@@ -280,3 +324,34 @@ class ContainerRuntime:
             self.metrics.pred_total.inc()
             self.metrics.errors_total.inc()
         return [p.encode_error_output(text)] * n
+
+    # -- watchdog thread -----------------------------------------------------------------------
+
+    def _watchdog(self) -> None:
+        limit = self.predict_limit
+        assert limit is not None
+        tick = max(0.05, min(1.0, limit / 4))
+        while not self._stop.wait(tick):
+            since = self._busy_since
+            if since is not None and (held := time.monotonic() - since) > limit:
+                cfg = self.config
+                self.on_hung(
+                    f"model {cfg.model_name}:{cfg.model_version}: a batch of {self._busy_inputs} input(s) has "
+                    f"been in the prediction function for {held:.1f} s, longer than CLIPPER_PREDICT_TIMEOUT "
+                    f"({limit:g} s): the function is hung; exiting with code {EXIT_HUNG} so that the replica "
+                    "is restarted (the stacks of every thread follow)"
+                )
+                return
+            self._write_liveness()
+
+    def _write_liveness(self) -> None:
+        path = self.config.liveness_file
+        if path is None or self.predict_limit is None:
+            return
+        deadline = int(time.time() + self.predict_limit + LIVENESS_GRACE_S)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(f"{deadline}\n")
+            os.replace(tmp, path)  # a probe never reads a half-written number
+        except OSError as e:
+            self._log_once(f"cannot write the liveness file {path}: {e}")

@@ -216,6 +216,35 @@ def test_heartbeats_continue_while_the_function_runs(tmp_path, harness, start):
 
 
 def test_sigterm_exits_cleanly_even_while_predicting(tmp_path, harness, start):
+def test_a_hung_prediction_makes_the_container_exit_to_be_restarted(tmp_path, harness, start):
+    """CLIPPER_PREDICT_TIMEOUT: a batch held longer ends the process (code 4) with the reason and the
+    stuck stack, so the backend restarts it; until then the liveness file holds a future deadline."""
+    alive = tmp_path / "alive"
+    container = start(
+        harness.port,
+        make_model_dir(tmp_path, SLOW),
+        CLIPPER_PREDICT_TIMEOUT="1",
+        CLIPPER_LIVENESS_FILE=str(alive),
+    )
+    conn = harness.wait_registered()
+    assert harness.predict(conn, InputType.DOUBLES, [struct.pack("<d", 0.2)]) == [b"0.2"]  # under the limit
+    assert int(alive.read_text()) > time.time()
+    harness.send_batch(conn, InputType.DOUBLES, [struct.pack("<d", 600.0)])
+    assert container.wait(30) == 4
+    log = container.log()
+    assert "has been in the prediction function for 1." in log
+    assert "longer than CLIPPER_PREDICT_TIMEOUT (1 s): the function is hung; exiting with code 4" in log
+    assert " in f\n" in log  # faulthandler's stack of the worker thread, stuck in the model function
+
+
+def test_predict_timeout_0_disables_the_watchdog(tmp_path, harness, start):
+    container = start(harness.port, make_model_dir(tmp_path, SLOW), CLIPPER_PREDICT_TIMEOUT="0")
+    conn = harness.wait_registered()
+    assert harness.predict(conn, InputType.DOUBLES, [struct.pack("<d", 1.5)]) == [b"1.5"]
+    assert container.proc.poll() is None
+    assert "no prediction watchdog" in container.log()
+
+
     container = start(harness.port, make_model_dir(tmp_path, SLOW))
     conn = harness.wait_registered()
     time.sleep(1.0)  # heartbeats observed: the server detects the exit in about a second
@@ -306,6 +335,7 @@ def _missing_module_pickle(tmp_path: Path) -> Path:
         ("bad-kind", 1, "unknown model kind 'tensorflow'"),
         ("missing-dep", 3, "No module named 'vanished_pkg_for_test'"),
     ],
+        ("bad-timeout", 1, "CLIPPER_PREDICT_TIMEOUT must be a number of seconds (0 disables), got '-1'"),
 )
 def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, case, code, message):
     port = free_port()
@@ -324,6 +354,8 @@ def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, cas
     elif case == "missing-dep":
         model = _missing_module_pickle(tmp_path)
     container = start(port, model, input_type, **env)
+    elif case == "bad-timeout":
+        env["CLIPPER_PREDICT_TIMEOUT"] = "-1"
     assert container.wait() == code
     log = container.log()
     assert message in log
