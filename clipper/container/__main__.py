@@ -1,7 +1,8 @@
 """``python -m clipper.container``: load the model directory and serve it to the query frontend.
 
 Exit codes: 0 after SIGTERM/SIGINT, 1 for a configuration or model error, 3 when the model needs a
-package that is not installed (as the original ``container_entry.sh`` hint).
+package that is not installed (as the original ``container_entry.sh`` hint), 4 when a batch stayed in
+the prediction function longer than ``CLIPPER_PREDICT_TIMEOUT`` (hung: restart the replica).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import os
 import sys
 
 from clipper.container.config import ConfigError, ContainerConfig
-from clipper.container.loader import ModelLoadError, load_model
+from clipper.container.loader import ModelLoadError, load_model, read_metadata
 from clipper.container.metrics import ContainerMetrics
 from clipper.container.runtime import ContainerRuntime
-
 
 ENVIRONMENT = """\
 The container takes no arguments: it is configured by its environment.
@@ -72,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         predict = load_model(config.model_path)
+        limit = config.predict_limit(read_metadata(config.model_path)["kind"])
     except ModelLoadError as e:
         log.error("%s", e)
         return e.exit_code
     log.info("model loaded from %s", config.model_path)
+    if limit is None:
+        log.info("no prediction watchdog (CLIPPER_PREDICT_TIMEOUT=0)")
     metrics = None
     if config.metrics_port is not None:
         metrics = ContainerMetrics()
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             config.ready_file.write_text("READY")
         except OSError as e:
             log.warning("cannot write the ready file %s: %s", config.ready_file, e)
-    ContainerRuntime(predict, config, metrics).run()
+    ContainerRuntime(predict, config, metrics, predict_limit=limit).run()
     return 0
 
 
