@@ -28,6 +28,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from clipper_admin.admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from clipper_admin.container_manager import ClusterAdapter, ContainerManager
 from clipper_admin.exceptions import ClipperException
 from clipper_admin.version import __registry__, __version__
@@ -85,7 +86,7 @@ class KubernetesContainerManager(ContainerManager):
         redis_storage: str | None = "1Gi",
         redis_storage_class: str | None = None,
         prometheus_image: str | None = DEFAULT_PROMETHEUS_IMAGE,
-        admin_token: str | None = None,
+        admin_token: str | bool | None = None,
         wait_timeout_s: float = 600.0,
         poll_interval_s: float = 1.0,
     ):
@@ -101,6 +102,10 @@ class KubernetesContainerManager(ContainerManager):
         * ``resources``: per role (``redis``, ``management``, ``query``, ``model``, ``metrics``)
           ``{"requests": {...}, "limits": {...}}``.
         * ``prometheus_image=None`` runs no Prometheus.
+        * ``admin_token``: the bearer token the management API requires. By default
+          ``start_clipper()`` generates one and keeps it in a Secret the management frontend reads
+          through ``valueFrom.secretKeyRef``; ``connect()`` reads it from that Secret. ``False``:
+          no token (REST clients of the original; a warning says so).
         """
         if access not in ACCESS_MODES:
             raise ClipperException(f"access must be one of {list(ACCESS_MODES)}, got {access!r}")
@@ -117,7 +122,10 @@ class KubernetesContainerManager(ContainerManager):
         self.useInternalIP = useInternalIP
         self.registry = registry or None  # "" (an unset ${REGISTRY:-}) means none
         self.access = "proxy" if access == "auto" and self.use_k8s_proxy else access
-        self.admin_token = admin_token
+        if admin_token is not None and admin_token is not False:
+            check_token(admin_token)
+        self._admin_token_arg = admin_token
+        self.admin_token = admin_token or None
         self.wait_timeout_s = wait_timeout_s
         self.poll_interval_s = poll_interval_s
         self.redis_image = redis_image or f"{__registry__}/redis:{__version__}"
@@ -264,8 +272,17 @@ class KubernetesContainerManager(ContainerManager):
                 [n.redis(s.cluster)], 1, f"Could not create a Kubernetes deployment: {n.redis(s.cluster)}"
             )
             self.redis_ip, self.redis_port = n.redis(s.cluster), s.redis_port
+        # a re-applied start_clipper keeps the cluster's token (clients hold it)
+        existing = (
+            self._admin_secret("Could not read the admin token") if self._admin_token_arg is None else None
+        )
+        self.admin_token = existing or resolve_token(self._admin_token_arg)
         if self.admin_token:
             self._apply(objects.admin_token_secret(s, self.admin_token))
+        else:
+            self.logger.warning(
+                OPT_OUT_WARNING.format(cluster=self.cluster_name, addr="the management service")
+            )
         self._apply(
             objects.mgmt_deployment(
                 s,
@@ -343,10 +360,8 @@ class KubernetesContainerManager(ContainerManager):
         self.num_frontend_replicas = max(1, len(frontends))
         if not self.external_redis:
             self.redis_ip, self.redis_port = n.redis(s.cluster), s.redis_port
-        if self.admin_token is None:
-            secret = self._call(action, self.api.get, "Secret", n.admin_token(s.cluster), self.namespace)
-            if secret and "token" in (secret.get("data") or {}):
-                self.admin_token = base64.b64decode(secret["data"]["token"]).decode()
+        if not isinstance(self._admin_token_arg, str):
+            self.admin_token = self._admin_secret(action)
         self._addresses.clear()
         self.get_admin_addr()
         self.get_query_addr()
@@ -466,6 +481,26 @@ class KubernetesContainerManager(ContainerManager):
                 "that shares this machine's images."
             )
 
+    def _admin_secret(self, action: str) -> str | None:
+        """The token in the cluster's admin-token Secret, if there is one."""
+        name = n.admin_token(self.settings.cluster)
+        secret = self._call(action, self.api.get, "Secret", name, self.namespace)
+        if secret and "token" in (secret.get("data") or {}):
+            return base64.b64decode(secret["data"]["token"]).decode() or None
+        return None
+
+    def _check_built_here(self, name: str, version: str, image: str) -> None:
+        """``set_num_replicas`` gets the image the management API recorded, which others may reach:
+        a new Deployment starts only from the tag ``build_model`` gives this cluster's model version
+        (in this manager's registry). ``deploy_model`` starts any image the caller chooses."""
+        repo = f"{self.cluster_identifier}-{name}:{version}"
+        if image not in {repo, f"{self.registry}/{repo}" if self.registry else repo}:
+            raise ClipperException(
+                f"Refusing to start image {image!r} from the model's registration: this cluster builds "
+                f"{name}:{version} as {repo!r}{f' in {self.registry}' if self.registry else ''}. Start a "
+                "prebuilt image explicitly with ClipperConnection.deploy_model(..., image=...)."
+            )
+
     def build_model(
         self, name, version, model_data_path, base_image, container_registry=None, pkgs_to_install=None
     ):
@@ -514,6 +549,7 @@ class KubernetesContainerManager(ContainerManager):
         for i in range(self.num_frontend_replicas):
             dep = n.model_deployment(name, version, i, self.cluster_name)
             if self._call(f"Could not read {dep}", self.api.get_scale, dep, self.namespace) is None:
+                self._check_built_here(name, version, image)
                 self._check_pullable(image)
                 self._apply(
                     objects.model_deployment(

@@ -9,6 +9,7 @@ as apps/v1 requires, and the model template's ``label:`` typo fixed.
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
@@ -528,5 +529,5 @@ def admin_token_secret(s: ObjectSettings, token: str) -> Obj:
         "kind": "Secret",
         "metadata": _meta(n.admin_token(s.cluster), s, "mgmt-frontend"),
         "type": "Opaque",
-        "stringData": {"token": token},
+        "data": {"token": base64.b64encode(token.encode()).decode()},  # what connect() reads back
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -54,6 +55,7 @@ def test_start_clipper_creates_the_cluster_with_server_side_apply(make_manager, 
             ("PersistentVolumeClaim", "redis-data-at-c1"),
             ("Role", "c1-prometheus"),
             ("RoleBinding", "c1-prometheus"),
+            ("Secret", "admin-token-at-c1"),
             ("Service", "metrics-at-c1"),
             ("Service", "mgmt-frontend-at-c1"),
             ("Service", "query-frontend-0-at-c1"),
@@ -72,6 +74,13 @@ def test_start_clipper_creates_the_cluster_with_server_side_apply(make_manager, 
     assert cm.get_admin_addr() == f"127.0.0.1:{node_port}"
     assert cm.get_query_addr().startswith("127.0.0.1:")
     assert fake.get("Service", NS, "redis-at-c1")["spec"]["type"] == "ClusterIP"
+    # the admin token: generated, in a Secret, referenced (never inlined) by the management frontend
+    secret = fake.get("Secret", NS, "admin-token-at-c1")
+    assert base64.b64decode(secret["data"]["token"]).decode() == cm.admin_token and len(cm.admin_token) == 64
+    mgmt = fake.get("Deployment", NS, "mgmt-frontend-at-c1")["spec"]["template"]["spec"]["containers"][0]
+    assert cm.admin_token not in json.dumps(mgmt)
+    [env] = [e for e in mgmt["env"] if e["name"] == "CLIPPER_ADMIN_TOKEN"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "admin-token-at-c1", "key": "token"}
 
 
 def test_reapplying_is_idempotent(make_manager, fake_k8s):
@@ -117,6 +126,40 @@ def test_models_deploy_scale_and_stop(make_manager, fake_k8s):
     cm.stop_all_model_containers()
     assert fake.list("Deployment", NS, "ai.clipper.name=model") == []
     assert fake.get("Deployment", NS, "mgmt-frontend-at-c1") is not None
+
+
+def test_set_num_replicas_starts_only_images_built_for_this_cluster(make_manager, fake_k8s):
+    """``ClipperConnection.set_num_replicas`` passes the image the management API recorded: a new
+    Deployment starts only from this cluster's own tag; ``deploy_model`` keeps the original's
+    prebuilt images."""
+    fake = fake_k8s.fake
+    cm = make_manager(useInternalIP=True, registry="reg.example.com/clipper")
+    start(cm)
+    with pytest.raises(ClipperException, match="Refusing to start image 'reg.example.com/evil:1'"):
+        cm.set_num_replicas("m", "1", "doubles", "reg.example.com/evil:1", 1)
+    assert fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1") is None
+    cm.set_num_replicas("m", "1", "doubles", "reg.example.com/clipper/c1-m:1", 1)
+    assert fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1") is not None
+    cm.deploy_model("p", "1", "doubles", "reg.example.com/prebuilt:1")
+    assert fake.get("Deployment", NS, "p-1-deployment-at-0-at-c1") is not None
+
+
+def test_admin_token_is_kept_across_restarts_and_can_be_turned_off(make_manager, fake_k8s):
+    fake = fake_k8s.fake
+    cm = make_manager(useInternalIP=True)
+    start(cm)
+    token = cm.admin_token
+    start(make_manager(useInternalIP=True))  # re-applied: clients keep their token
+    again = make_manager(useInternalIP=True)
+    again.connect()
+    assert again.admin_token == token
+    with pytest.raises(ClipperException, match="admin_token is empty"):
+        make_manager(admin_token="")
+    off = make_manager(cluster_name="c3", useInternalIP=True, admin_token=False)
+    start(off)
+    assert off.admin_token is None and fake.get("Secret", NS, "admin-token-at-c3") is None
+    mgmt = fake.get("Deployment", NS, "mgmt-frontend-at-c3")["spec"]["template"]["spec"]["containers"][0]
+    assert not [e for e in mgmt.get("env") or [] if e["name"] == "CLIPPER_ADMIN_TOKEN"]
 
 
 def test_stop_all_removes_only_this_cluster(make_manager, fake_k8s):
