@@ -6,9 +6,18 @@ protocol keeps per-request work to parsing, one handler call and one ``transport
 * a handler returns a :class:`Response` directly (no task, no future) or an awaitable of one;
 * responses leave in request order (HTTP/1.1 pipelining), later requests queue behind a pending one;
 * oversized bodies get 413 as soon as ``Content-Length`` (or the running chunked total) says so,
-  unparseable requests 400, oversized headers 431; all of them close the connection;
+  unparseable requests 400; a URL over ``max_url_bytes`` gets 414 and a head over ``max_header_bytes``
+  431 while it is still arriving (checked per received chunk, so memory stays bounded); each of these
+  errors ends the connection with a lingering close (see :meth:`_Connection._fail`);
 * slow-loris clients (headers or body trickling in) and idle keep-alive connections are closed by one
-  sweep timer per server, not by a timer per request.
+  sweep timer per server, not by a timer per request;
+* at most ``max_connections`` connections are open (default: derived from ``RLIMIT_NOFILE``, whose soft
+  limit :func:`serve` raises to the hard limit); a client beyond the cap makes the server close the
+  longest-idle keep-alive connection, or, when none is idle, is answered 503 and closed;
+* ``HEAD`` is answered with the headers of the handler's response (its ``Content-Length`` included)
+  and no body; handlers see ``method == "HEAD"`` and treat it like ``GET``;
+* ``Upgrade`` (WebSocket, h2c) is ignored, as RFC 9110 §7.8 allows: the request is answered normally
+  in HTTP/1.1 and the connection goes on in HTTP/1.1 (``CONNECT`` is answered and the connection closed).
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import resource
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -36,6 +46,7 @@ _REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     413: "Payload Too Large",
+    414: "URI Too Long",
     415: "Unsupported Media Type",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
@@ -102,13 +113,14 @@ class Response:
         self.content_type = content_type
         self.headers = headers
 
-    def encode(self, close: bool) -> bytes:
+    def encode(self, close: bool, head_only: bool = False) -> bytes:
+        """The response bytes; ``head_only`` (a HEAD request) keeps the Content-Length, drops the body."""
         head = _head(self.status, self.content_type) + b"%d\r\n" % len(self.body)
         for name, value in self.headers:
             head += f"{name}: {value}\r\n".encode("latin-1")
         if close:
             head += b"Connection: close\r\n"
-        return head + b"\r\n" + self.body
+        return head + b"\r\n" if head_only else head + b"\r\n" + self.body
 
 
 _HEADS: dict[tuple[int, str], bytes] = {}
@@ -164,7 +176,10 @@ Handler = Callable[[Request], "Response | Deferred | Awaitable[Response]"]
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 16 * 1024 * 1024
-    max_header_bytes: int = 64 * 1024
+    max_header_bytes: int = 64 * 1024  # request line + header fields, all together
+    max_url_bytes: int = 8 * 1024
+    max_connections: int = 0  # 0: derived from RLIMIT_NOFILE (default_max_connections)
+    linger_timeout: float = 1.0  # after an error response: how long unread input is still drained
     header_timeout: float = 5.0  # from the first byte of a request to the end of its headers
     body_timeout: float = 300.0  # from the end of the headers to the end of the body
     keep_alive_timeout: float = 75.0  # idle time between requests on a kept-alive connection
@@ -172,6 +187,26 @@ class Limits:
 
 
 _IDLE, _HEADERS, _BODY, _HANDLING = range(4)
+_LINGER_BYTES = 1024 * 1024  # input read and dropped after an error response before closing anyway
+_DISCARD = -1  # _Connection._raw_left: ignore all further input (CONNECT was answered, closing)
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. a platform cap below the hard limit
+            log.warning("could not raise the open-file limit from %d to %d", soft, target)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def default_max_connections(open_files: int) -> int:
+    """Connections an HTTP server may hold: the file limit less headroom for RPC, store and logs."""
+    return max(16, open_files - max(64, open_files // 4))
 
 
 class _Connection(asyncio.Protocol):
@@ -180,6 +215,7 @@ class _Connection(asyncio.Protocol):
         "_handler",
         "_limits",
         "_loop",
+        "_idle",
         "_transport",
         "_parser",
         "_url",
@@ -187,8 +223,13 @@ class _Connection(asyncio.Protocol):
         "_content_length",
         "_expect_continue",
         "_header_bytes",
+        "_in_head",
+        "_swallowed",
         "_body",
         "_body_len",
+        "_raw_left",
+        "_raw_request",
+        "_drained",
         "_pending",
         "_state",
         "deadline",
@@ -201,6 +242,7 @@ class _Connection(asyncio.Protocol):
         self._handler = server.handler
         self._limits = server.limits
         self._loop = server.loop
+        self._idle = server.idle
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
@@ -208,9 +250,15 @@ class _Connection(asyncio.Protocol):
         self._content_length = -1
         self._expect_continue = False
         self._header_bytes = 0
+        self._in_head = False  # between a message's first byte and the end of its headers
+        self._swallowed = 0  # head bytes httptools buffered without a callback (one long field)
         self._body: list[bytes] = []
         self._body_len = 0
-        # responses not yet written, in request order: each is [Response | None, close_after]
+        # the body of an Upgrade request, read here (httptools leaves it to the upgraded protocol)
+        self._raw_left = 0
+        self._raw_request: Request | None = None
+        self._drained = 0  # input dropped while lingering after an error
+        # responses not yet written, in request order: each is [Response | None, close_after, head_only]
         self._pending: deque[list] = deque()
         self._state = _IDLE
         self.deadline = 0.0
@@ -220,27 +268,41 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._server.connections.add(self)
         self.deadline = time.monotonic() + self._limits.keep_alive_timeout
+        self._server.admit(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
+        self._idle.pop(self, None)
         self._closing = True
         self._pending.clear()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing:  # closed, or lingering after an error: input is dropped, up to a bound
+            self._drained += len(data)
+            if self._drained > _LINGER_BYTES and self._transport is not None:
+                self._transport.close()
             return
+        if self._raw_left:
+            data = self._raw_body(data)
+            if not data:
+                return
         if self._state == _IDLE:
             self._state = _HEADERS
+            self._idle.pop(self, None)
             self.deadline = time.monotonic() + self._limits.header_timeout
+        header_bytes = self._header_bytes
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400, "Bad Request", "protocol upgrades are not supported")
+        except httptools.HttpParserUpgrade as exc:
+            self._upgrade(data[exc.args[0] :])
+            return
         except httptools.HttpParserError as exc:
             if not self._closing:
                 self._fail(400, "Bad Request", f"malformed HTTP request: {exc}")
+            return
+        if self._in_head:
+            self._check_head_size(len(data), header_bytes)
 
     def pause_writing(self) -> None:
         self._pause_reading()
@@ -255,20 +317,29 @@ class _Connection(asyncio.Protocol):
         self._content_length = -1
         self._expect_continue = False
         self._header_bytes = 0
+        self._in_head = True
         self._body = []
         self._body_len = 0
         if self._state == _IDLE:
             self._state = _HEADERS
+            self._idle.pop(self, None)
             self.deadline = time.monotonic() + self._limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
+        # Called once per received chunk of a long URL: checked before it is appended, so a huge URL
+        # costs one chunk of memory and no quadratic copying.
+        if len(self._url) + len(url) > self._limits.max_url_bytes:
+            self._fail(
+                414, "URI Too Long", f"the URL exceeds the limit of {self._limits.max_url_bytes} bytes"
+            )
+            raise httptools.HttpParserError("URL too long")
         self._url += url
         self._header_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > self._limits.max_header_bytes:
-            self._fail(431, "Request Header Fields Too Large", "request headers are too large")
+            self._reject_head()
             raise httptools.HttpParserError("headers too large")
         self._headers.append((name, value))
         n = len(name)
@@ -278,6 +349,7 @@ class _Connection(asyncio.Protocol):
             self._expect_continue = True
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         if self._content_length > self._limits.max_body_bytes:
             self._reject_too_large()
             raise httptools.HttpParserError("body too large")
@@ -309,11 +381,65 @@ class _Connection(asyncio.Protocol):
         request = Request(parser.get_method().decode(), path, query, self._headers, body, keep_alive)
         self._state = _HANDLING
         self.deadline = 0.0  # the handler bounds its own time (e.g. the application's SLO)
+        if parser.should_upgrade():
+            self._upgrade_request(request)
+            return
         self._dispatch(request)
+
+    # -- Upgrade and CONNECT ---------------------------------------------------------------------
+    def _upgrade_request(self, request: Request) -> None:
+        """An ``Upgrade``/``CONNECT`` request is complete as far as httptools goes.
+
+        The upgrade is not performed (RFC 9110 §7.8 lets a server ignore ``Upgrade``): the request
+        is answered in HTTP/1.1 and later bytes are parsed as HTTP/1.1 again. httptools stops at the
+        end of the headers (it hands the rest to the "new protocol"), so a ``Content-Length`` body
+        is read here (:meth:`_raw_body`) before the request is dispatched; a chunked body cannot be
+        framed that way and gets 400. ``CONNECT`` is answered and the connection then closed: what
+        follows it is tunnel data, not HTTP.
+        """
+        if request.method == "CONNECT":
+            request.keep_alive = False
+            self._raw_left = _DISCARD
+            self._dispatch(request)
+        elif any(name.lower() == b"transfer-encoding" for name, _ in self._headers):
+            self._fail(400, "Bad Request", "a chunked body cannot come with Upgrade: send it without Upgrade")
+        elif self._content_length > 0:
+            self._raw_request = request
+            self._raw_left = self._content_length
+            self._state = _BODY
+            self.deadline = time.monotonic() + self._limits.body_timeout
+        else:
+            self._dispatch(request)
+
+    def _upgrade(self, rest: bytes) -> None:
+        """httptools paused at the point it would switch protocols; go on with ``rest`` as HTTP/1.1."""
+        if self._closing:
+            return
+        if self._raw_left:
+            rest = self._raw_body(rest)
+        if rest:
+            self.data_received(rest)
+
+    def _raw_body(self, data: bytes) -> bytes:
+        """Take the body of an Upgrade request from ``data``; returns the bytes after it."""
+        if self._raw_left == _DISCARD:
+            return b""
+        take = min(self._raw_left, len(data))
+        self._body.append(data[:take])
+        self._raw_left -= take
+        if self._raw_left == 0:
+            request = self._raw_request
+            assert request is not None
+            self._raw_request = None
+            request.body = b"".join(self._body)
+            self._body = []
+            self._dispatch(request)
+        return data[take:]
 
     # -- dispatch and ordered writes -------------------------------------------------------------
     def _dispatch(self, request: Request) -> None:
         close = not request.keep_alive
+        head_only = request.method == "HEAD"
         try:
             result = self._handler(request)
         except Exception:
@@ -321,21 +447,16 @@ class _Connection(asyncio.Protocol):
             result = Response(500, b"An unexpected error occurred!", TEXT)
         if isinstance(result, Response):
             if not self._pending:
-                self._write(result, close)
+                self._write(result, close, head_only)
                 return
-            self._pending.append([result, close])
+            self._pending.append([result, close, head_only])
             return
-        slot: list = [None, close]
+        slot: list = [None, close, head_only]
         self._pending.append(slot)
         if len(self._pending) >= self._limits.max_pipelined:
             self._pause_reading()
         if isinstance(result, Deferred):
-            if result._early is not None:
-                slot[0] = result._early
-                self._flush()
-            else:
-                result._conn = self
-                result._slot = slot
+            self._attach(result, slot)
             return
         fut = asyncio.ensure_future(result) if inspect.isawaitable(result) else None
         if fut is None:
@@ -345,6 +466,14 @@ class _Connection(asyncio.Protocol):
             return
         fut.add_done_callback(lambda f, slot=slot: self._resolved(slot, f))
 
+    def _attach(self, deferred: Deferred, slot: list) -> None:
+        if deferred._early is not None:
+            slot[0] = deferred._early
+            self._flush()
+        else:
+            deferred._conn = self
+            deferred._slot = slot
+
     def _resolved(self, slot: list, fut: asyncio.Future) -> None:
         if fut.cancelled():
             slot[0] = Response(503, b'{"error":"Service Unavailable","cause":"request cancelled"}')
@@ -353,33 +482,58 @@ class _Connection(asyncio.Protocol):
             log.error("unhandled error in HTTP handler", exc_info=exc)
             slot[0] = Response(500, b"An unexpected error occurred!", TEXT)
         else:
-            slot[0] = fut.result()
+            result = fut.result()
+            if isinstance(result, Deferred):  # an awaitable may hand over to a Deferred
+                self._attach(result, slot)
+                return
+            slot[0] = result
         self._flush()
 
     def _flush(self) -> None:
         pending = self._pending
         while pending and pending[0][0] is not None:
-            response, close = pending.popleft()
-            self._write(response, close)
+            response, close, head_only = pending.popleft()
+            self._write(response, close, head_only)
             if self._closing:
                 pending.clear()
                 return
         if len(pending) < self._limits.max_pipelined:
             self._resume_reading()
 
-    def _write(self, response: Response, close: bool) -> None:
+    def _write(self, response: Response, close: bool, head_only: bool = False) -> None:
         transport = self._transport
         if transport is None or self._closing:
             return
-        transport.write(response.encode(close))
+        transport.write(response.encode(close, head_only))
         if close:
             self._closing = True
             transport.close()
         elif not self._pending and self._state == _HANDLING:
             self._state = _IDLE
+            self._idle[self] = None
             self.deadline = time.monotonic() + self._limits.keep_alive_timeout
 
     # -- errors and flow control -----------------------------------------------------------------
+    def _check_head_size(self, received: int, header_bytes_before: int) -> None:
+        """After a chunk that ended inside a request head: 431 once the head passes the limit.
+
+        httptools buffers a header field internally and reports it only when complete, so a chunk
+        during which no callback counted anything went whole into one field (``_swallowed``).
+        """
+        if self._header_bytes == header_bytes_before:
+            self._swallowed += received
+        else:
+            self._swallowed = 0
+        if self._header_bytes + self._swallowed > self._limits.max_header_bytes:
+            self._reject_head()
+
+    def _reject_head(self) -> None:
+        self._fail(
+            431,
+            "Request Header Fields Too Large",
+            f"request headers are too large (limit {self._limits.max_header_bytes} bytes)",
+        )
+
     def _reject_too_large(self) -> None:
         self._fail(
             413,
@@ -388,21 +542,40 @@ class _Connection(asyncio.Protocol):
         )
 
     def _fail(self, status: int, error: str, cause: str) -> None:
-        """Answer an HTTP-level error after any responses still owed, then close."""
+        """Answer an HTTP-level error after any responses still owed, then close.
+
+        The close lingers: our side is shut down for writing at once (the client sees the response
+        and EOF) while input still arriving is read and dropped for up to ``linger_timeout`` (and at
+        most ``_LINGER_BYTES``), so the
+        client's kernel is not sent a reset that would discard the error response before it is read.
+        Responses still pending from a handler are abandoned: the client broke the protocol.
+        """
         if self._closing:
             return
-        self._pending.append([error_response(status, error, cause), True])
-        self._flush()
+        self._flush()  # responses already made go out first (one of them may close)
+        if self._closing:
+            return
         self._closing = True
-        if self._transport is not None and not self._transport.is_closing():
-            # responses still pending from a handler are abandoned: the client broke the protocol
-            self._transport.close()
+        self._idle.pop(self, None)
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not self._pending:
+            transport.write(error_response(status, error, cause).encode(True))
+        self._pending.clear()
+        self._resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.deadline = time.monotonic() + self._limits.linger_timeout
+        else:  # pragma: no cover - TCP transports can half-close
+            transport.close()
 
     def timed_out(self) -> None:
-        if self._state in (_HEADERS, _BODY) and not self._pending:
+        if not self._closing and self._state in (_HEADERS, _BODY) and not self._pending:
             self._fail(408, "Request Timeout", "the request was not received in time")
         elif self._transport is not None:
             self._closing = True
+            self.deadline = 0.0
             self._transport.close()
 
     def _pause_reading(self) -> None:
@@ -424,8 +597,30 @@ class HttpServer:
         self.limits = limits
         self.loop = loop
         self.connections: set[_Connection] = set()
+        # idle keep-alive connections, longest idle first (the first closed when at the cap)
+        self.idle: OrderedDict[_Connection, None] = OrderedDict()
+        self.max_connections = limits.max_connections or default_max_connections(raise_open_file_limit())
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+
+    def admit(self, conn: _Connection) -> None:
+        """A new connection: at the cap, close the longest-idle one, or else answer 503 and close."""
+        connections = self.connections
+        if len(connections) >= self.max_connections:
+            if self.idle:
+                oldest, _ = self.idle.popitem(last=False)
+                connections.discard(oldest)
+                oldest.timed_out()  # idle: nothing owed, so this just closes it
+            else:  # no lingering close here: under a flood that would hold ever more files
+                conn._closing = True
+                response = error_response(
+                    503, "Service Unavailable", "too many open connections; retry later"
+                )
+                conn._transport.write(response.encode(True))  # type: ignore[union-attr]
+                conn._transport.close()  # type: ignore[union-attr]
+                return
+        connections.add(conn)
+        self.idle[conn] = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048) -> None:
         self._server = await self.loop.create_server(
@@ -465,17 +660,29 @@ async def serve(
     port: int,
     *,
     max_body_bytes: int = Limits.max_body_bytes,
+    max_header_bytes: int = Limits.max_header_bytes,
+    max_url_bytes: int = Limits.max_url_bytes,
+    max_connections: int = Limits.max_connections,
     header_timeout: float = Limits.header_timeout,
     body_timeout: float = Limits.body_timeout,
     keep_alive_timeout: float = Limits.keep_alive_timeout,
+    linger_timeout: float = Limits.linger_timeout,
     reuse_port: bool = False,
 ) -> HttpServer:
-    """Start serving ``handler`` on ``host:port`` in the running loop; returns the server."""
+    """Start serving ``handler`` on ``host:port`` in the running loop; returns the server.
+
+    ``max_connections=0`` derives the cap from the open-file limit, after raising its soft value to
+    the hard limit (:func:`raise_open_file_limit`).
+    """
     limits = Limits(
         max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
+        max_url_bytes=max_url_bytes,
+        max_connections=max_connections,
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
+        linger_timeout=linger_timeout,
     )
     server = HttpServer(handler, limits, asyncio.get_running_loop())
     await server.start(host, port, reuse_port=reuse_port)

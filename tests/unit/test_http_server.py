@@ -195,3 +195,248 @@ def test_deferred_resolved_after_the_client_left_is_harmless(server: ServerThrea
         s.sendall(b"GET /deferred?0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
     time.sleep(0.4)  # resolved on a closed connection: nothing raised, the server serves on
     assert requests.get(f"http://127.0.0.1:{server.port}/deferred?0", timeout=5).text == "later"
+
+
+# -- limits checked while the request head arrives (414, 431), lingering close ---------------------
+
+
+def _recv_response(s: socket.socket) -> bytes:
+    """Everything up to EOF (or a reset after the response arrived)."""
+    chunks = []
+    while True:
+        try:
+            data = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_long_url_is_414_before_the_request_line_ends(server: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"GET /" + b"u" * 9000)  # over the 8 KiB default; the request line never ends
+        reply = _recv_response(s)  # answered at once, not after the header timeout (408)
+    assert reply.startswith(b"HTTP/1.1 414 URI Too Long"), reply[:80]
+    assert b"the URL exceeds the limit of 8192 bytes" in reply
+    assert b"Connection: close" in reply
+
+
+def test_oversized_header_is_431_while_it_is_still_arriving(server: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 200_000)  # one unfinished header
+        reply = _recv_response(s)
+    assert reply.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), reply[:80]
+    assert b"limit 65536 bytes" in reply
+
+
+def test_many_small_headers_over_the_limit_are_431(server: ServerThread) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(700))
+    reply = raw(server.port, head + b"\r\n")
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+
+
+def test_huge_streamed_header_is_cut_off_and_others_are_served(server: ServerThread) -> None:
+    """A client streaming a 40 MB header gets 431 early; the server keeps serving meanwhile."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sent = [0]
+
+    def stream() -> None:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        chunk = b"z" * 65536
+        try:
+            for _ in range(600):
+                s.sendall(chunk)
+                sent[0] += len(chunk)
+        except OSError:  # the server closed after its lingering time
+            pass
+
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    try:
+        reply = s.recv(1000)
+        assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+        assert requests.get(f"http://127.0.0.1:{server.port}/other", timeout=5).status_code == 200
+        t.join(30)
+        assert not t.is_alive()
+        assert sent[0] < 600 * 65536  # the connection was closed long before 40 MB went through
+    finally:
+        s.close()
+
+
+def test_error_response_survives_a_client_still_sending_its_body(server: ServerThread) -> None:
+    """Lingering close: the 413 is readable although the client is still writing its body."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        s.sendall(b"800\r\n" + b"b" * 0x800 + b"\r\n")  # past the 1000-byte limit of the fixture
+        try:
+            s.sendall(b"800\r\n" + b"b" * 0x800 + b"\r\n")
+        except OSError:
+            pass
+        assert _recv_response(s).startswith(b"HTTP/1.1 413")
+
+
+# -- HEAD and Upgrade ----------------------------------------------------------------------------
+
+
+def test_head_gets_the_get_headers_and_no_body(server: ServerThread) -> None:
+    # The fixture's handler answers "<method> <path> <query>": HEAD /thing has a 12-byte body.
+    # A HEAD, then a GET on the same connection: the GET's status line follows the HEAD's headers
+    # directly (a body after the HEAD response would be read as part of the next response).
+    out = raw(
+        server.port,
+        b"HEAD /thing HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    first, _, second = out.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert b"Content-Length: %d" % len(b"HEAD /thing ") in first
+    assert second.startswith(b"HTTP/1.1 200 OK")
+    assert second.endswith(b"\r\n\r\nGET /next ")
+
+
+def _responses(out: bytes) -> list[bytes]:
+    return [b"HTTP/1.1 " + part for part in out.split(b"HTTP/1.1 ")[1:]]
+
+
+def test_upgrade_is_ignored_and_the_connection_stays_http(server: ServerThread) -> None:
+    out = raw(
+        server.port,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    statuses = [r.split(b"\r\n", 1)[0] for r in _responses(out)]
+    assert statuses == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"], out
+    assert out.endswith(b"GET /after ")
+
+
+def test_upgrade_alone_gets_exactly_one_response(server: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=0.5) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        chunks = []
+        while True:  # until the fixture's keep-alive timeout closes the connection
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            chunks.append(data)
+    assert _responses(b"".join(chunks)) == [b"".join(chunks)]
+    assert b"".join(chunks).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_h2c_upgrade_with_a_body_is_answered_in_http1(server: ServerThread) -> None:
+    out = raw(
+        server.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    responses = _responses(out)
+    assert len(responses) == 2, out
+    assert responses[0].startswith(b"HTTP/1.1 200 OK") and responses[0].endswith(b"\r\n\r\nhello")
+    assert responses[1].endswith(b"GET /after ")
+
+
+def test_upgrade_with_a_chunked_body_is_400(server: ServerThread) -> None:
+    out = raw(
+        server.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert len(_responses(out)) == 1 and out.startswith(b"HTTP/1.1 400"), out
+
+
+def test_connect_is_answered_then_closed(server: ServerThread) -> None:
+    out = raw(
+        server.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01junk"
+    )
+    assert len(_responses(out)) == 1, out
+    assert out.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in out
+
+
+# -- connection cap ------------------------------------------------------------------------------
+
+
+def test_at_the_connection_cap_the_longest_idle_connection_is_closed() -> None:
+    s = ServerThread(max_connections=4, keep_alive_timeout=30.0)
+    idle = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        # a fifth client is served; the first (longest idle) connection is closed for it
+        assert requests.get(f"http://127.0.0.1:{s.port}/new", timeout=5).text == "GET /new "
+        assert idle[0].recv(100) == b""
+        idle[1].sendall(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle[1].recv(1000).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for c in idle:
+            c.close()
+        s.stop()
+
+
+def test_at_the_connection_cap_with_none_idle_a_new_client_gets_503() -> None:
+    s = ServerThread(max_connections=2, keep_alive_timeout=30.0)
+    busy = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(2)]
+    try:
+        for c in busy:
+            c.sendall(b"GET /sleep?t=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as extra:
+            reply = _recv_response(extra)
+        assert reply.startswith(b"HTTP/1.1 503 Service Unavailable"), reply[:80]
+        assert b"too many open connections" in reply
+        for c in busy:  # the busy clients are still answered
+            assert c.recv(1000).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for c in busy:
+            c.close()
+        s.stop()
+
+
+_LIMITED_SERVER = """
+import asyncio, resource
+from clipper.http.server import Response, install_uvloop, serve
+
+async def main():
+    def handler(req):
+        return Response(200, b"%d" % resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    server = await serve(handler, "127.0.0.1", 0)
+    print(server.port, server.max_connections, flush=True)
+    await asyncio.Event().wait()
+
+install_uvloop()
+asyncio.run(main())
+"""
+
+
+def test_more_idle_clients_than_open_files_do_not_lock_out_a_new_client() -> None:
+    """Under a soft/hard file limit of 64/128, 200 idle connections: the server raised its soft
+    limit, keeps below it by closing the longest-idle connections, and answers a new client."""
+    import resource
+    import subprocess
+    import sys
+
+    def lower_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 128))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LIMITED_SERVER], stdout=subprocess.PIPE, preexec_fn=lower_limit
+    )
+    idle: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port, cap = map(int, proc.stdout.readline().split())
+        assert cap == 64  # 128 files less headroom
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        r = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert r.status_code == 200
+        assert r.text == "128"  # the soft limit was raised to the hard limit
+        assert proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        proc.kill()
+        proc.wait()
