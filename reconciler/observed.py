@@ -21,7 +21,7 @@ class ObservedVersion:
     labels: tuple[str, ...]
     image: str
     is_current: bool
-    replicas: int  # replicas connected to the query frontend(s)
+    replicas: int  # healthy replicas connected to the query frontend(s)
 
     @property
     def owner(self) -> str | None:
@@ -76,7 +76,9 @@ def from_listings(
     app_owners: dict[str, AppRecord] | None = None,
 ) -> Observed:
     """Build :class:`Observed` from verbose ``get_all_apps``/``get_all_models``/``get_all_model_replicas``."""
-    counts = Counter((r["model_name"], str(r["model_version"])) for r in replicas)
+    # A replica the query frontend reports hung ("healthy": false) does not count: `clipper diff`
+    # shows the model short of replicas (and exits 1) until the replica is restarted.
+    counts = Counter((r["model_name"], str(r["model_version"])) for r in replicas if r.get("healthy", True))
     obs = Observed(running=True, app_owners=dict(app_owners or {}))
     for a in apps:
         obs.apps[a["name"]] = ObservedApp(

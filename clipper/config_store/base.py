@@ -48,6 +48,9 @@ class ContainerRecord:
     input_type: str  # canonical
     frontend_id: str  # which query frontend owns the connection (never cross-wired, §4.4)
     zmq_connection_id: int = 0
+    # False while the frontend considers the replica hung (it has held a batch past --batch-timeout):
+    # out of rotation until it answers or leaves. Reported by get_all_containers (verbose).
+    healthy: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,7 @@ def container_from_hash(key: str, h: dict[str, str]) -> ContainerRecord:
         input_type=h.get("input_type", ""),
         frontend_id=h.get("frontend_id", ""),
         zmq_connection_id=_int(h.get("zmq_connection_id"), 0),
+        healthy=h.get("healthy", "1") != "0",  # absent in rows written by the original
     )
 
 
@@ -337,6 +338,7 @@ class RedisConfigStore(ConfigStore):
                 "batch_size": "1",
                 "input_type": c.input_type,
                 "frontend_id": c.frontend_id,
+                "healthy": "1" if c.healthy else "0",
             },
         )
 

@@ -45,8 +45,12 @@ CREATE TABLE IF NOT EXISTS replica_counters (
 CREATE TABLE IF NOT EXISTS containers (
     model_name TEXT NOT NULL, model_version TEXT NOT NULL, replica_id INTEGER NOT NULL,
     input_type TEXT NOT NULL, frontend_id TEXT NOT NULL, zmq_connection_id INTEGER NOT NULL,
+    healthy INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (model_name, model_version, replica_id));
 """
+_CONTAINER_COLUMNS = (
+    "model_name, model_version, replica_id, input_type, frontend_id, zmq_connection_id, healthy"
+)
 
 
 def encode_labels(labels: tuple[str, ...] | list[str]) -> str:
@@ -110,6 +114,9 @@ class SqliteConfigStore(ConfigStore):
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            columns = {row[1] for row in c.execute("PRAGMA table_info(containers)")}
+            if "healthy" not in columns:  # a store written before replica health was recorded
+                c.execute("ALTER TABLE containers ADD COLUMN healthy INTEGER NOT NULL DEFAULT 1")
         self._subs: list[Subscription] = []
 
     @contextmanager
@@ -210,8 +217,9 @@ class SqliteConfigStore(ConfigStore):
                 input_type=r[3],
                 frontend_id=r[4],
                 zmq_connection_id=r[5],
+                healthy=bool(r[6]),
             )
-            for r in self._query("SELECT * FROM containers ORDER BY rowid")
+            for r in self._query(f"SELECT {_CONTAINER_COLUMNS} FROM containers ORDER BY rowid")
         ]
 
     # -- writes ------------------------------------------------------------------------------
@@ -293,7 +301,7 @@ class SqliteConfigStore(ConfigStore):
     def put_container(self, container: ContainerRecord) -> None:
         with self._tx() as c:
             c.execute(
-                "INSERT OR REPLACE INTO containers VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO containers ({_CONTAINER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     container.model_name,
                     container.model_version,
@@ -301,6 +309,7 @@ class SqliteConfigStore(ConfigStore):
                     container.input_type,
                     container.frontend_id,
                     int(container.zmq_connection_id),
+                    int(container.healthy),
                 ),
             )
 

@@ -88,6 +88,7 @@ def container_json(c: ContainerRecord) -> dict[str, Any]:
         "model_version": c.model_version,
         "model_replica_id": c.replica_id,
         "input_type": c.input_type,
+        "healthy": c.healthy,  # added: False while the query frontend considers the replica hung
     }
 
 

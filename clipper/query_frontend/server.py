@@ -7,10 +7,10 @@ Wiring only; the per-query logic lives in :mod:`.processor`, dispatch in :mod:`.
   new routing table replaces the old one whole, so deleted apps lose their routes, version switches
   apply to the next request, and invalid (deleted) model versions are purged: queue dropped, replicas
   parked, ``store.purge_model`` called.
-* Replicas: ``on_register`` puts a :class:`ContainerRecord` tagged with this frontend's id,
-  ``on_disconnect`` (and hung-replica removal) deletes it; start-up and shutdown drop every row of this
-  frontend id, so a restart leaves no stale rows. Only this process's RPC sessions are ever used
-  (rows of other frontends sharing the store are ignored).
+* Replicas: ``on_register`` puts a :class:`ContainerRecord` tagged with this frontend's id (marked
+  unhealthy while the replica is suspended as hung), ``on_disconnect`` deletes it; start-up and
+  shutdown drop every row of this frontend id, so a restart leaves no stale rows. Only this
+  process's RPC sessions are ever used (rows of other frontends sharing the store are ignored).
 * Store calls are blocking: they run on one dedicated thread, never on the event loop.
 """
 
@@ -116,6 +116,7 @@ class QueryFrontend:
             self.metrics,
             batch_timeout=self.batch_timeout,
             on_replica_removed=self._on_replica_removed,
+            on_replica_health=self._on_replica_health,
         )
         self.processor = QueryProcessor(loop, self.cache, self.dispatcher, self.metrics)
         self._subscription = self.store.subscribe(self._on_store_change)
@@ -263,6 +264,9 @@ class QueryFrontend:
             self.parked.setdefault(key, []).append(conn)
             return
         self.dispatcher.add_replica(conn, self._model_for(key))
+        self._put_container(conn, healthy=True)
+
+    def _put_container(self, conn, healthy: bool) -> None:
         self._store_call(
             self.store.put_container,
             ContainerRecord(
@@ -272,8 +276,14 @@ class QueryFrontend:
                 input_type=conn.input_type.canonical,
                 frontend_id=self.frontend_id,
                 zmq_connection_id=conn.conn_id,
+                healthy=healthy,
             ),
         )
+
+    def _on_replica_health(self, r: Replica, healthy: bool) -> None:
+        """A replica judged hung (or answering again after all): its row says so until it leaves."""
+        if not r.removed:
+            self._put_container(r.conn, healthy)
 
     def _on_response(self, conn, msg_id: int, outputs: list[bytes]) -> None:
         self.dispatcher.on_response(conn, msg_id, outputs)

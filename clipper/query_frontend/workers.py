@@ -14,7 +14,10 @@ Failures:
   5 s; twice its slowest answered batch once it has been slow before) is *suspended*: out of the
   rotation, but its session stays. If the late answer arrives after all, the replica was slow, not
   hung: its outputs still answer whatever is open, and it rejoins the rotation. A truly dead one is
-  removed by the silence check;
+  removed by the silence check. While suspended it is reported unhealthy (``on_replica_health``:
+  the server marks its container row, so ``get_all_containers`` and ``clipper diff`` show it); our
+  model containers also exit by themselves once a batch runs past ``CLIPPER_PREDICT_TIMEOUT``, so
+  their backend restarts them (:mod:`clipper.container.runtime`);
 * either way, the live tasks of the failed batch go back to the queue and are retried (once) by
   another replica while their deadlines allow; the others are answered by their requests' objective
   timers;
@@ -122,12 +125,14 @@ class Dispatcher:
         *,
         batch_timeout: float = DEFAULT_BATCH_TIMEOUT_S,
         on_replica_removed: Callable[[Replica, str], None] | None = None,
+        on_replica_health: Callable[[Replica, bool], None] | None = None,
     ) -> None:
         self.loop = loop
         self.rpc = rpc
         self.cache = cache
         self.batch_timeout = batch_timeout
         self.on_replica_removed = on_replica_removed
+        self.on_replica_health = on_replica_health
         self.inflight: dict[int, Replica] = {}
         self.by_conn: dict[object, Replica] = {}
         self.throughput = metrics.meter("internal:aggregate_model_throughput")
@@ -282,6 +287,14 @@ class Dispatcher:
                 self.kick(model)
         except Exception:
             log.exception("suspending a hung replica failed")
+        self._report_health(r, False)
+
+    def _report_health(self, r: Replica, healthy: bool) -> None:
+        if self.on_replica_health is not None:
+            try:
+                self.on_replica_health(r, healthy)
+            except Exception:
+                log.exception("on_replica_health failed")
 
     # -- responses -----------------------------------------------------------------------------
     def on_response(self, conn, msg_id: int, outputs: list[bytes]) -> None:
@@ -309,6 +322,7 @@ class Dispatcher:
                     model.name,
                     model.version,
                 )
+                self._report_health(r, True)
         try:
             self._complete(r, model, batch, outputs)
         except Exception:

@@ -79,6 +79,12 @@ def replica_failures(c: Cluster, model: str = "m:1") -> int:
     return int(c.metrics().get(f"model:{model}:replica_failures", {}).get("count", "0"))
 
 
+def health(c: Cluster, model: str) -> list[bool]:
+    """The ``healthy`` field of the model's replicas in ``get_all_containers`` (unhealthy first)."""
+    rows = c.admin_call("get_all_containers", {"verbose": True}).json()
+    return sorted(r["healthy"] for r in rows if r["model_name"] == model)
+
+
 @pytest.mark.parametrize("mode", ["hang", "garbage"])
 def test_hung_or_garbage_replica_is_detected_and_its_work_rerouted(cluster, mode):
     failures_before = replica_failures(cluster)
@@ -89,6 +95,8 @@ def test_hung_or_garbage_replica_is_detected_and_its_work_rerouted(cluster, mode
         with Load(f"{cluster.url}/a/predict") as load:
             assert fake.first_request.wait(20), "the fake replica never got a batch"
             wait_for(lambda: replica_failures(cluster) > failures_before, 20, "the fake replica removed")
+            if mode == "hang":  # suspended, its session alive: listed, and reported unhealthy
+                wait_for(lambda: health(cluster, "m") == [False, True], 10, "the hung replica unhealthy")
             time.sleep(0.5)
     finally:
         fake.stop()

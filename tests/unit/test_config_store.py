@@ -216,6 +216,17 @@ def test_containers(store):
     assert store.list_containers() == []
 
 
+def test_container_health_round_trips(store):
+    """The query frontend marks a replica it judges hung unhealthy, and healthy again if it answers."""
+    a = ContainerRecord("m", "1", 0, "doubles", "fe-a", 11)
+    assert a.healthy is True
+    store.put_container(a)
+    store.put_container(ContainerRecord("m", "1", 0, "doubles", "fe-a", 11, healthy=False))
+    assert [c.healthy for c in store.list_containers()] == [False]
+    store.put_container(a)
+    assert [c.healthy for c in store.list_containers()] == [True]
+
+
 def test_replica_ids_are_unique_across_store_clients(store_url):
     """Two query frontends (two store objects, as two processes would hold) never get the same id."""
     a, b = open_store(store_url), open_store(store_url)
@@ -383,6 +394,7 @@ def test_redis_reads_rows_written_by_original_tooling(redis_server):
         m = s.get_model("old", "v1")
         assert m.labels == () and not m.valid and m.batch_size == -1
         assert s.list_containers()[0].frontend_id == ""
+        assert s.list_containers()[0].healthy is True  # the original writes no health field
     finally:
         s.close()
 
@@ -438,3 +450,24 @@ def test_sqlite_is_wal(tmp_path):
     s.add_app(app())
     s.close()
     assert sqlite3.connect(tmp_path / "c.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_store_written_before_replica_health_gains_the_column(tmp_path):
+    """A cluster directory kept across an upgrade: its container rows read as healthy."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE containers (model_name TEXT NOT NULL, model_version TEXT NOT NULL, "
+        "replica_id INTEGER NOT NULL, input_type TEXT NOT NULL, frontend_id TEXT NOT NULL, "
+        "zmq_connection_id INTEGER NOT NULL, PRIMARY KEY (model_name, model_version, replica_id))"
+    )
+    old.execute("INSERT INTO containers VALUES ('m', '1', 0, 'doubles', 'fe', 3)")
+    old.commit()
+    old.close()
+    s = open_store(f"sqlite://{path}")
+    try:
+        assert s.list_containers() == [ContainerRecord("m", "1", 0, "doubles", "fe", 3, healthy=True)]
+        s.put_container(ContainerRecord("m", "1", 1, "doubles", "fe", 4, healthy=False))
+        assert [c.healthy for c in s.list_containers()] == [True, False]
+    finally:
+        s.close()
