@@ -1,4 +1,9 @@
-"""Implementations of the ``clipper`` commands (imported lazily by :mod:`reconciler.cli`)."""
+"""Implementations of the ``clipper`` commands (imported lazily by :mod:`reconciler.cli`).
+
+Text that comes from the user or the cluster (names, versions, labels, messages, paths) is never
+parsed as rich markup: it is escaped, wrapped in ``Text`` or printed with ``markup=False``, so a
+name such as ``a[/]b`` prints verbatim instead of raising ``MarkupError``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.errors import ManifestErrors, ReconcilerError
@@ -34,7 +40,7 @@ class RichReporter:
 
         sym, style, word = SYMBOL[action.op]
         self.tasks[action.ref] = self.bar.add_task(
-            f"[{style}]{sym:>3} {action.ref}[/{style}] {word}", total=None
+            f"[{style}]{sym:>3} {escape(action.ref)}[/{style}] {word}", total=None
         )
 
     def progress(self, action: Action, done: int, total: int) -> None:
@@ -45,7 +51,7 @@ class RichReporter:
         if task is not None:
             self.bar.update(task, completed=1, total=1)
             if error is not None:
-                self.bar.update(task, description=f"[bold red]  x {action.ref} failed")
+                self.bar.update(task, description=f"[bold red]  x {escape(action.ref)} failed")
 
 
 def _progress() -> Progress:
@@ -88,7 +94,7 @@ def _apply_once(t, args, quiet_noop: bool = False) -> Any:
     with _progress() as progress:
         plan = apply(
             t, _owner(args, t), args.prune, args.lock_timeout, RichReporter(progress),
-            on_lock_wait=lambda p: err.print(f"waiting for another apply ({p}) ..."),
+            on_lock_wait=lambda p: err.print(f"waiting for another apply ({p}) ...", markup=False),
         )  # fmt: skip
     return plan
 
@@ -100,7 +106,7 @@ def cmd_apply(args) -> int:
         _print_plan(plan, "json")
     else:
         for w in plan.warnings:
-            err.print(f"[yellow]warning:[/yellow] {w}")
+            err.print(f"[yellow]warning:[/yellow] {escape(w)}")
         n = len(plan.changes)
         pruned = sum(1 for a in plan.actions if a.op is Op.PRUNE)
         msg = f"Applied: {n} change(s)." if n else "No changes: the cluster matches the manifests."
@@ -110,7 +116,26 @@ def cmd_apply(args) -> int:
     return EXIT_OK
 
 
+def _owned_deletions(t, obs, owner: str) -> list[Action]:
+    """Delete actions for the manifests' apps and models that exist and belong to ``owner``."""
+    actions = []
+    for name in sorted(t.desired.apps):
+        rec = obs.app_owners.get(name)
+        if name in obs.apps and rec is not None and rec.owner == owner:
+            actions.append(Action(Op.DELETE, "Application", name))
+    for name in sorted(t.desired.models):
+        if name in obs.models and obs.model_owner(name) == owner:
+            actions.append(Action(Op.DELETE, "Model", name))
+    return actions
+
+
 def cmd_delete(args) -> int:
+    """Delete the manifests' objects; with ``--cluster`` also stop the cluster.
+
+    Stopping the cluster never depends on observing it or on deleting its objects one by one: a
+    cluster whose store is corrupt (management API failing) is stopped all the same, and what could
+    not be deleted individually is reported as a warning.
+    """
     from reconciler.engine import observe_target
     from reconciler.execute import Executor
     from reconciler.lock import apply_lock
@@ -118,27 +143,38 @@ def cmd_delete(args) -> int:
 
     t = _target(args)
     owner = _owner(args, t)
+    cluster = t.desired.cluster_name
     with apply_lock(t.cluster_dir, 60.0):
-        obs = observe_target(t)
-        actions = []
-        if obs.running:
-            for name in sorted(t.desired.apps):
-                rec = obs.app_owners.get(name)
-                if name in obs.apps and rec is not None and rec.owner == owner:
-                    actions.append(Action(Op.DELETE, "Application", name))
-            for name in sorted(t.desired.models):
-                if name in obs.models and obs.model_owner(name) == owner:
-                    actions.append(Action(Op.DELETE, "Model", name))
+        try:
+            obs = observe_target(t)
+        except Exception as e:
+            if not args.cluster:
+                raise
+            err.print(f"[yellow]warning:[/yellow] {escape(str(e))}; objects not deleted one by one, "
+                      "stopping the cluster anyway", highlight=False, soft_wrap=True)  # fmt: skip
+            obs = None
+        actions = _owned_deletions(t, obs, owner) if obs is not None and obs.running else []
+        failed: list[tuple[Action, BaseException]] = []
+        if actions:
             with _progress() as progress:
-                Executor(t.conn, t.desired, owner, t.registry, None, RichReporter(progress)).run(
-                    Plan(tuple(actions))
-                )
-        if args.cluster:
-            t.conn.stop_all()
-            t.registry.remove()
-            out.print(f"Deleted {len(actions)} object(s) and stopped cluster {t.desired.cluster_name}.")
-        else:
+                executor = Executor(t.conn, t.desired, owner, t.registry, None, RichReporter(progress))
+                if not args.cluster:
+                    executor.run(Plan(tuple(actions)))
+                else:
+                    for action in actions:  # one by one: a failure never keeps the cluster running
+                        try:
+                            executor.run(Plan((action,)))
+                        except Exception as e:
+                            failed.append((action, e))
+        if not args.cluster:
             out.print(f"Deleted {len(actions)} object(s).")
+            return EXIT_OK
+        t.conn.stop_all()
+        t.registry.remove()
+        for action, e in failed:
+            err.print(f"[yellow]warning:[/yellow] {escape(action.ref)} was not deleted on its own "
+                      f"({escape(str(e))}); it stopped with the cluster", highlight=False, soft_wrap=True)  # fmt: skip
+        out.print(f"Deleted {len(actions) - len(failed)} object(s) and stopped cluster {escape(cluster)}.")
     return EXIT_OK
 
 
@@ -173,7 +209,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]], output: str) -
     for c in columns:
         table.add_column(c)
     for r in rows:
-        table.add_row(*["" if v is None else str(v) for v in r])
+        table.add_row(*[Text("" if v is None else str(v)) for v in r])  # cells verbatim, never markup
     out.print(table)
 
 
@@ -227,8 +263,9 @@ def cmd_status(args) -> int:
         rec = obs.app_owners.get(name)
         rows.append(["Application", name, ", ".join(a.linked) or "-", f"slo {a.slo_micros} us",
                      rec.owner if rec else "-", (rec.git_commit if rec else None) or "-"])  # fmt: skip
-    out.print(f"Cluster [bold]{t.desired.cluster_name}[/bold]: running, query {t.conn.cm.get_query_addr()}, "
-              f"admin {t.conn.cm.get_admin_addr()}", highlight=False)  # fmt: skip
+    out.print(f"Cluster [bold]{escape(t.desired.cluster_name)}[/bold]: running, query "
+              f"{escape(t.conn.cm.get_query_addr())}, admin {escape(t.conn.cm.get_admin_addr())}",
+              highlight=False)  # fmt: skip
     _table(
         "Objects", ["kind", "name", "version/model", "state", "managed-by", "git-commit"], rows, args.output
     )
@@ -247,7 +284,7 @@ def cmd_schema(args) -> int:
     from schemas.__main__ import DEFAULT_DIR, write_schemas
 
     for p in write_schemas(Path(args.directory) if args.directory else DEFAULT_DIR):
-        out.print(str(p))
+        out.print(str(p), markup=False)
     return EXIT_OK
 
 

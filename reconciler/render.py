@@ -32,7 +32,7 @@ def plan_lines(plan: Plan, verbose: bool = False) -> list[str]:
             continue
         sym, style, word = SYMBOL[a.op]
         reason = f" [dim]({escape(a.reason)})[/dim]" if a.reason else ""
-        out.append(f"[{style}]{sym:>3} {a.ref}[/{style}] [dim]{word}[/dim]{reason}")
+        out.append(f"[{style}]{sym:>3} {escape(a.ref)}[/{style}] [dim]{word}[/dim]{reason}")
         for c in a.changes:
             out.append(
                 f"      {escape(c.field)}: [red]{escape(_fmt(c.old))}[/red] -> [green]{escape(_fmt(c.new))}[/green]"

@@ -231,3 +231,89 @@ def test_watch_repairs_drift(workspace):
             assert watcher.wait(timeout=30) == 0
         finally:
             watcher.kill()
+
+
+MARKUP_NAMES = ["a[/]b", "[bold]x", "[link=https://example.com]app", "[/]"]
+
+
+def test_markup_in_cluster_names_prints_verbatim_and_watch_survives(workspace, tmp_path):
+    """Names registered through the management API are user text: ``get``/``status`` print them
+    verbatim, and an apply error quoting one does not end ``watch``."""
+    work, env, ports = workspace
+    env = {**env, "COLUMNS": "300"}  # one table row per line
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    (solo / "cluster.yaml").write_text(manifests(ports).split("---")[0])
+    clipper("apply", "-f", str(solo), env=env, check=0)
+    conn = conn_for(env, ports)
+    for name in MARKUP_NAMES:
+        conn.register_application(name, "doubles", "[red]-1", 100000)
+    models = ["m[/]", "[bold]y", "[link=/x]z"]
+    for name in models:
+        conn.register_model(name, "v[/]1", "doubles", labels=["team=[/]ops"])
+    # the manifests' model, registered by someone else who wrote a markup owner label
+    conn.register_model("sum-model", "[/]", "doubles", labels=["clipper.ai/managed-by=[/]x"])
+
+    apps = clipper("get", "apps", "--cluster", "rt", env=env, check=0).stdout
+    assert all(f" {n} " in apps for n in MARKUP_NAMES), apps
+    assert "[red]-1" in apps
+    got = clipper("get", "models", "--cluster", "rt", env=env, check=0).stdout
+    assert all(f" {n} " in got for n in models) and " v[/]1 " in got and "team=[/]ops" in got, got
+    status = clipper("status", "-f", str(solo), env=env, check=0).stdout
+    assert all(f" {n} " in status for n in [*MARKUP_NAMES, *models]), status
+    diff = clipper("diff", "-f", str(work), env=env)  # a conflict on Model/sum-model, quoting its label
+    assert "'[/]x'" in diff.stdout + diff.stderr, diff
+
+    log = tmp_path / "watch.log"
+    with open(log, "w") as sink:
+        watcher = subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", str(work),
+                                    "--interval", "0.5"], env=env, stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            log.read_text().count("apply failed") < 2
+            and time.monotonic() < deadline
+            and watcher.poll() is None
+        ):
+            time.sleep(0.2)
+        out = log.read_text()
+        assert watcher.poll() is None, out  # still watching after the errors
+        assert out.count("apply failed") >= 2 and "'[/]x'" in out, out
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        try:
+            assert watcher.wait(timeout=30) == 0, log.read_text()
+        finally:
+            watcher.kill()
+
+
+def test_delete_cluster_does_not_depend_on_observing_it(workspace):
+    """A corrupt store breaks the management API (and crash-loops the frontends): ``delete
+    --cluster`` still stops every process of the cluster and says what it could not delete."""
+    from clipper_admin import ClipperException
+    from clipper_admin.local.state import pid_alive
+
+    work, env, ports = workspace
+    f = str(work / "all.yaml")
+    clipper("apply", "-f", f, env=env, check=0)
+    conn = conn_for(env, ports)
+    status = conn.cm.dir.read_status()
+    assert len(status) >= 3  # management, query frontend, a replica
+    store = conn.cm.dir.store_path
+    for path in store.parent.glob(store.name + "*"):  # the database and its WAL
+        path.unlink()
+    store.write_bytes(b"\x00garbage, not a database\xff" * 4096)
+    for proc_id in ("management", "query-0"):  # restarted on the garbage: they crash-loop
+        os.kill(status[proc_id]["pid"], signal.SIGKILL)
+    with pytest.raises(ClipperException):
+        conn.get_all_apps()
+    pids = [p["pid"] for p in status.values()] + [conn.cm.dir.supervisor_pid()]
+    pids += [p["pid"] for p in conn.cm.dir.read_status().values() if p.get("pid")]
+    proc = clipper("delete", "-f", f, "--cluster", env=env, check=0)
+    assert "stopped cluster rt" in proc.stdout, proc.stdout + proc.stderr
+    assert "cannot observe cluster rt" in proc.stderr and "objects not deleted one by one" in proc.stderr
+    deadline = time.monotonic() + 30
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in pids if pid_alive(p)]
+    assert not (Path(env["CLIPPER_HOME"]) / "rt" / "cluster.json").exists()

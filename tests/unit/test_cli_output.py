@@ -1,0 +1,108 @@
+"""User and cluster text in ``clipper`` output is printed verbatim, never parsed as rich markup,
+and ``clipper watch`` outlives any error of one iteration (a render error included)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import threading
+
+import pytest
+from rich.console import Console
+
+from reconciler import commands
+from reconciler.plan import Action, Op, Plan
+from reconciler.render import plan_lines
+
+NASTY = ["a[/]b", "[bold]x", "[link=http://example.com]m", "[/]"]
+
+CLUSTER = """\
+apiVersion: clipper.ai/v1
+kind: Cluster
+metadata: {name: out}
+spec: {backend: local, queryPort: 18001, managementPort: 18002, rpcPort: 18003}
+"""
+
+
+@pytest.fixture
+def console(monkeypatch) -> io.StringIO:
+    buf = io.StringIO()
+    c = Console(file=buf, width=400, no_color=True, highlight=False)
+    monkeypatch.setattr(commands, "out", c)
+    monkeypatch.setattr(commands, "err", c)
+    return buf
+
+
+def test_table_cells_are_verbatim(console):
+    commands._table("Applications", ["name", "model"], [[n, n] for n in NASTY], "text")
+    text = console.getvalue()
+    for n in NASTY:
+        assert f"{n} " in text, text
+
+
+def test_plan_and_progress_show_refs_verbatim(console):
+    plan = Plan(tuple(Action(op, "Application", n, reason=n) for op, n in zip(
+        (Op.DELETE, Op.PRUNE, Op.CONFLICT, Op.CREATE), NASTY, strict=True)))  # fmt: skip
+    for line in plan_lines(plan, verbose=True):
+        commands.out.print(line)
+    with commands._progress() as progress:
+        reporter = commands.RichReporter(progress)
+        for a in plan.actions:
+            reporter.start(a)
+            reporter.finish(a, RuntimeError(a.name))
+    text = console.getvalue()
+    for n in NASTY:
+        assert f"Application/{n} " in text and f"({n})" in text, text
+    assert "x Application/[/] failed" in text
+
+
+def test_errors_are_verbatim(console):
+    from reconciler.errors import ReconcilerError
+
+    commands.report_error(ReconcilerError("app [/] is [bold]broken"))
+    assert "error: app [/] is [bold]broken" in console.getvalue()
+
+
+class FlakyConsole(Console):
+    """A console whose rendering fails once, as a markup bug in a message would."""
+
+    failed = False
+
+    def print(self, *objects, **kwargs):
+        if not self.failed and any("apply failed" in str(o) for o in objects):
+            from rich.errors import MarkupError
+
+            self.failed = True
+            raise MarkupError("closing tag '[/]' at position 12 has nothing to close")
+        return super().print(*objects, **kwargs)
+
+
+def test_watch_outlives_errors_of_an_iteration(tmp_path):
+    """Apply errors whose text is markup, and an error in printing itself, never end the watch."""
+    from reconciler import watch as watch_mod
+
+    f = tmp_path / "c.yaml"
+    f.write_text(CLUSTER)
+    buf = io.StringIO()
+    console = FlakyConsole(file=buf, width=400, no_color=True, highlight=False)
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def apply_once(target, args):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError("Application/[/] is managed by '[bold]x'")
+        if len(calls) >= 4:
+            stop.set()
+        return Plan(())
+
+    args = argparse.Namespace(files=[str(f)], interval=0.05, debounce=0.01)
+    thread = threading.Thread(target=watch_mod.watch, args=(args, apply_once, console, stop), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and len(calls) >= 4
+    text = buf.getvalue()
+    # 1st error: the console failed to render it (logged, watch goes on); 2nd: printed verbatim
+    assert "apply failed: closing tag '[/]' at position 12 has nothing to close; still watching" in text
+    assert "apply failed: Application/[/] is managed by '[bold]x'" in text
+    assert text.rstrip().endswith("watch stopped")
