@@ -8,6 +8,7 @@
 #   NAME/py311-rpc:VERSION              venv with the clipper wheel and its dependencies
 #   NAME/query_frontend:VERSION, NAME/management_frontend:VERSION, NAME/redis:VERSION
 #   NAME/python311-closure-container:VERSION  (also tagged NAME/python-closure-container:VERSION)
+#   NAME/noop-container:VERSION         answers "1.0" to every input (the original's no-op container)
 #   NAME/prometheus:VERSION             Debian's prometheus package (skip with --no-prometheus)
 #   NAME/pyspark311-container:VERSION   only with --with-pyspark (downloads pyspark, ~320 MB)
 #
@@ -106,6 +107,8 @@ build py311-rpc py-rpc "$build/context" "$src_hash" "$base"
 build query_frontend query_frontend "$build/empty" "" "$rpc_tag"
 build management_frontend management_frontend "$build/empty" "" "$rpc_tag"
 build python311-closure-container python-closure-container "$build/empty" "" "$rpc_tag" python-closure-container
+build noop-container noop-container "$here/noop-container" "$(cat "$here/noop-container/noop_model.py")" \
+  "$registry/python311-closure-container:$version"
 build redis redis "$build/empty" "" "$base"
 if [[ $prometheus == 1 ]]; then
   build prometheus prometheus "$build/empty" "" "$base"

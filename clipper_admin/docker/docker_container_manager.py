@@ -6,7 +6,9 @@ What differs from the original, on purpose:
 * Redis is ``<registry>/redis:<version>`` (Debian's redis-server, append-only file on, data in a
   volume labelled with the cluster) instead of ``redis:alpine``; there is no frontend exporter,
   because the query frontend serves the Prometheus exposition itself; Prometheus starts only when
-  its image (``<registry>/prometheus:<version>``, built by images/build.sh) exists.
+  its image (``<registry>/prometheus:<version>``, built by images/build.sh) exists. It scrapes the
+  query frontend and every model replica (``CLIPPER_METRICS_PORT`` 1390, the original's port), found
+  through a targets file this manager rewrites whenever replicas start or stop (``prometheus.py``).
 * Ports are published on ``publish_host`` (127.0.0.1 unless told otherwise), and an external
   Redis is reached on ``redis_port`` (the original always said 6379).
 * ``connect()`` on a missing cluster raises ``ClipperException`` naming it, not ``KeyError``.
@@ -29,6 +31,7 @@ from ..container_manager import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_DOCKER_PORT_LABELS,
     CLIPPER_INTERNAL_MANAGEMENT_PORT,
+    CLIPPER_INTERNAL_METRIC_PORT,
     CLIPPER_INTERNAL_QUERY_PORT,
     CLIPPER_INTERNAL_REDIS_PORT,
     CLIPPER_INTERNAL_RPC_PORT,
@@ -315,8 +318,9 @@ class DockerContainerManager(ContainerManager):
             self.logger.info(f"{self.prometheus_image} is not built: starting without Prometheus")
             return
         self.prometheus_port = find_unbound_port(self.prometheus_port)
+        config_dir = prometheus.make_config_dir(self.cluster_name)
         self.prom_config_path = prometheus.write_config(
-            [f"{query_frontend_name}:{CLIPPER_INTERNAL_QUERY_PORT}"]
+            config_dir, [f"{query_frontend_name}:{CLIPPER_INTERNAL_QUERY_PORT}"]
         )
         prom = self._run(
             self.prometheus_image,
@@ -326,10 +330,11 @@ class DockerContainerManager(ContainerManager):
                 CLIPPER_DOCKER_PORT_LABELS["metric"]: str(self.prometheus_port),
                 CLIPPER_METRIC_CONFIG_LABEL: self.prom_config_path,
             },
-            volumes={self.prom_config_path: {"bind": "/etc/prometheus/prometheus.yml", "mode": "ro"}},
+            # a directory, not the file: the targets file is replaced (renamed over) on every change
+            volumes={config_dir: {"bind": prometheus.CONTAINER_CONFIG_DIR, "mode": "ro"}},
             # the root file system is read-only: the TSDB lives in the /tmp tmpfs
             command=[
-                "--config.file=/etc/prometheus/prometheus.yml",
+                f"--config.file={prometheus.CONTAINER_CONFIG_DIR}/{prometheus.CONFIG_FILE}",
                 "--storage.tsdb.path=/tmp/prometheus",
                 "--web.console.libraries=/usr/share/prometheus/console_libraries",
                 "--web.console.templates=/usr/share/prometheus/consoles",
@@ -418,6 +423,8 @@ class DockerContainerManager(ContainerManager):
                 "CLIPPER_MODEL_VERSION": str(version),
                 "CLIPPER_IP": frontends[0].name,
                 "CLIPPER_INPUT_TYPE": input_type,
+                # scraped by the cluster's Prometheus (the original's containers serve this port too)
+                "CLIPPER_METRICS_PORT": str(CLIPPER_INTERNAL_METRIC_PORT),
             },
             labels={CLIPPER_MODEL_CONTAINER_LABEL: label, CLIPPER_DOCKER_LABEL: self.cluster_name},
         )
@@ -438,21 +445,50 @@ class DockerContainerManager(ContainerManager):
                 for container in started:
                     self._remove(container, graceful=False)
                 raise
+            finally:
+                self._sync_metric_targets()
         elif len(current) > num_replicas:
             extra = len(current) - num_replicas
             self.logger.info(f"Found {len(current)} replicas for {name}:{version}. Removing {extra}")
             for container in current[:extra]:
                 self._remove(container, graceful=True)
+            self._sync_metric_targets()
 
     def stop_models(self, models):
         for container in self._containers(CLIPPER_MODEL_CONTAINER_LABEL):
             name, version = parse_model_container_label(container.labels[CLIPPER_MODEL_CONTAINER_LABEL])
             if name in models and version in [str(v) for v in models[name]]:
                 self._remove(container, graceful=True)
+        self._sync_metric_targets()
 
     def stop_all_model_containers(self):
         for container in self._containers(CLIPPER_MODEL_CONTAINER_LABEL):
             self._remove(container, graceful=True)
+        self._sync_metric_targets()
+
+    def _metric_config_path(self) -> str | None:
+        """``prometheus.yml`` of this cluster: known after start/connect, else read from the label of
+        its Prometheus container (a manager that neither started nor connected to the cluster)."""
+        if self.prom_config_path is None:
+            for container in self._containers(CLIPPER_METRIC_CONFIG_LABEL, all=True):
+                self.prom_config_path = container.labels.get(CLIPPER_METRIC_CONFIG_LABEL) or None
+        return self.prom_config_path
+
+    def _sync_metric_targets(self) -> None:
+        """Rewrite Prometheus' targets file from the running replicas of the cluster (so a replica
+        another process started, or one this process missed, is listed too); best effort."""
+        config_dir = prometheus.config_dir_of(self._metric_config_path())
+        if config_dir is None:
+            return  # no Prometheus (image not built), or its directory is gone
+        replicas = []
+        try:
+            for container in self._containers(CLIPPER_MODEL_CONTAINER_LABEL):
+                name, version = parse_model_container_label(container.labels[CLIPPER_MODEL_CONTAINER_LABEL])
+                replicas.append((container.name, name, version))
+            groups = prometheus.model_targets(replicas, CLIPPER_INTERNAL_METRIC_PORT)
+            prometheus.write_targets(config_dir, groups)
+        except (OSError, docker.errors.APIError, ClipperException) as e:
+            self.logger.warning(f"Could not update the Prometheus targets in {config_dir}: {e}")
 
     def stop_all(self, graceful=True):
         self._remove_cluster(graceful)
@@ -469,6 +505,10 @@ class DockerContainerManager(ContainerManager):
 
     def _remove_cluster(self, graceful: bool) -> None:
         containers = self._containers(all=True)
+        # read before the containers go: a manager that did not start the cluster knows it by label
+        config_paths = {self.prom_config_path} | {
+            c.labels.get(CLIPPER_METRIC_CONFIG_LABEL) for c in containers
+        }
         # model containers first, then frontends, Redis last (it holds the state they write)
         containers.sort(
             key=lambda c: (CLIPPER_MODEL_CONTAINER_LABEL not in c.labels, c.name.startswith("redis-"))
@@ -482,8 +522,9 @@ class DockerContainerManager(ContainerManager):
                 volume.remove(force=True)
             except docker.errors.APIError as e:
                 self.logger.warning(f"Could not remove volume {volume.name}: {e}")
-        if self.prom_config_path and os.path.exists(self.prom_config_path):
-            os.remove(self.prom_config_path)
+        for path in config_paths - {None}:
+            prometheus.remove_config(path)
+        self.prom_config_path = None
 
     # -- logs and addresses -------------------------------------------------------------------
     def get_logs(self, logging_dir):

@@ -14,6 +14,7 @@ REQUIRED_IMAGES = (
     "management_frontend",
     "redis",
     "python311-closure-container",
+    "noop-container",
 )
 
 
@@ -88,6 +89,23 @@ def cluster_kwargs(network: str) -> dict:
         prometheus_port=free_port(),
         docker_network=network,
     )
+
+
+@pytest.fixture(scope="module")
+def docker_cluster(test_network):
+    """``(ClipperConnection, constructor kwargs)`` of one cluster per test module: started once,
+    removed at the end whatever happens."""
+    from clipper_admin import ClipperConnection
+    from clipper_admin.docker.docker_container_manager import DockerContainerManager
+
+    kwargs = cluster_kwargs(test_network)
+    cm = DockerContainerManager(**kwargs)
+    conn = ClipperConnection(cm)
+    try:
+        conn.start_clipper()
+        yield conn, kwargs
+    finally:
+        cm.stop_all(graceful=False)
 
 
 @pytest.fixture

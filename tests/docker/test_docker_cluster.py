@@ -9,10 +9,8 @@ import time
 
 import pytest
 
-from clipper_admin import ClipperConnection
 from clipper_admin.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
 
-from .conftest import cluster_kwargs
 from .helpers import predict, wait_for, wait_for_output, write_model_dir
 
 APP = "hello-world"
@@ -27,19 +25,10 @@ def feature_sum_plus_100(xs):
 
 
 @pytest.fixture(scope="module")
-def cluster(test_network):
-    """One cluster for the module: started once, removed at the end whatever happens."""
-    from clipper_admin.docker.docker_container_manager import DockerContainerManager
-
-    kwargs = cluster_kwargs(test_network)
-    cm = DockerContainerManager(**kwargs)
-    conn = ClipperConnection(cm)
-    try:
-        conn.start_clipper()
-        conn.register_application(name=APP, input_type="doubles", default_output="-1.0", slo_micros=100000)
-        yield conn, kwargs
-    finally:
-        cm.stop_all(graceful=False)
+def cluster(docker_cluster):
+    conn, _ = docker_cluster
+    conn.register_application(name=APP, input_type="doubles", default_output="-1.0", slo_micros=100000)
+    return docker_cluster
 
 
 def test_hello_world_readme_flow(cluster, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from clipper_admin.docker.image_builder import _requirements, render_dockerfile
@@ -36,3 +37,50 @@ def test_requirements_merge_file_and_pkgs_to_install(tmp_path):
     (tmp_path / "requirements.txt").write_text("# captured\nsix==1.16.0\n\n")
     assert _requirements(str(tmp_path), ["tabulate"]) == ["six==1.16.0", "tabulate"]
     assert _requirements(str(tmp_path / "missing"), None) == []
+
+
+def test_prometheus_config_dir_targets_and_removal(tmp_path, monkeypatch):
+    """The per-cluster directory holds the config and the replicas' file_sd targets; removal only
+    ever touches a directory of that shape (a label naming another path leaves it alone)."""
+    import json
+    import tempfile
+
+    from ruamel.yaml import YAML
+
+    from clipper_admin.docker import prometheus
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config_dir = prometheus.make_config_dir("my cluster/1")
+    assert os.path.dirname(config_dir) == str(tmp_path.resolve())
+    assert os.path.basename(config_dir).startswith("clipper-prometheus-my_cluster_1-")
+    assert os.stat(config_dir).st_mode & 0o777 == 0o755  # the container's user reads it
+    path = prometheus.write_config(config_dir, ["query_frontend-1:1337"])
+    config = YAML(typ="safe").load(open(path))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["query"]["static_configs"] == [{"targets": ["query_frontend-1:1337"]}]
+    sd_file = jobs["model-containers"]["file_sd_configs"][0]["files"][0]
+    assert sd_file == f"{prometheus.CONTAINER_CONFIG_DIR}/{prometheus.TARGETS_FILE}"
+    targets = os.path.join(config_dir, prometheus.TARGETS_FILE)
+    assert json.load(open(targets)) == []
+
+    groups = prometheus.model_targets([("m_1-7", "m", "1"), ("m_1-3", "m", "1")], 1390)
+    prometheus.write_targets(config_dir, groups)
+    assert json.load(open(targets)) == [
+        {"targets": ["m_1-3:1390"], "labels": {"job": "m_1-3", "model_name": "m", "model_version": "1"}},
+        {"targets": ["m_1-7:1390"], "labels": {"job": "m_1-7", "model_name": "m", "model_version": "1"}},
+    ]
+    # no temporary files left behind
+    assert sorted(os.listdir(config_dir)) == [prometheus.TARGETS_FILE, prometheus.CONFIG_FILE]
+    assert os.stat(targets).st_mode & 0o777 == 0o644
+
+    foreign = tmp_path / "elsewhere"
+    foreign.mkdir()
+    (foreign / "prometheus.yml").write_text("x")
+    assert prometheus.config_dir_of(str(foreign / "prometheus.yml")) is None
+    prometheus.remove_config(str(foreign / "prometheus.yml"))
+    prometheus.remove_config("/etc/passwd")
+    assert (foreign / "prometheus.yml").exists() and os.path.exists("/etc/passwd")
+
+    assert prometheus.config_dir_of(path) == config_dir
+    prometheus.remove_config(path)
+    assert not os.path.exists(config_dir)

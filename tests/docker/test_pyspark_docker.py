@@ -18,7 +18,7 @@ from tests.integration.test_pyspark_helpers import (
     write_manifests,
 )
 
-from .conftest import _REASON, cluster_kwargs
+from .conftest import _REASON
 
 pytestmark = [pytest.mark.pyspark, pytest.mark.slow]
 require_pyspark()
@@ -44,22 +44,13 @@ def _image_missing() -> str | None:
 if (_missing := _image_missing()) is not None:
     pytest.skip(_missing, allow_module_level=True)
 
-from clipper_admin import ClipperConnection, ClipperException  # noqa: E402
+from clipper_admin import ClipperException  # noqa: E402
 from clipper_admin.deployers import pyspark as pyspark_deployer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def cluster(test_network):
-    from clipper_admin.docker.docker_container_manager import DockerContainerManager
-
-    kwargs = cluster_kwargs(test_network)
-    cm = DockerContainerManager(**kwargs)
-    conn = ClipperConnection(cm)
-    try:
-        conn.start_clipper()
-        yield conn, kwargs
-    finally:
-        cm.stop_all(graceful=False)
+def cluster(docker_cluster):
+    return docker_cluster
 
 
 def test_deploy_pyspark_model_serves_each_model_kind(cluster, spark, models, expected):
