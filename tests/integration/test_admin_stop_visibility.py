@@ -36,8 +36,13 @@ def listed(conn) -> tuple[set[str], set[str]]:
     return models, replicas
 
 
-def test_stopped_versions_are_unlisted_when_the_call_returns(conn):
-    image = conn.get_model_info("m", "1")["container_name"]
+@pytest.fixture(scope="module")
+def image(conn) -> str:
+    """The closure's built model, reused for every version below (no rebuild)."""
+    return conn.get_model_info("m", "1")["container_name"]
+
+
+def test_stopped_versions_are_unlisted_when_the_call_returns(conn, image):
     for round_ in range(3):
         v = [str(10 * round_ + i) for i in (2, 3, 4)]
         # three versions with one replica each (the last is current), and a second model
@@ -61,3 +66,12 @@ def test_stopped_versions_are_unlisted_when_the_call_returns(conn):
         conn.stop_models(["other"])
         models, replicas = listed(conn)
         assert models == set() and replicas == set(), (models, replicas)
+
+
+def test_stop_all_model_containers_unlists_everything_at_once(conn, image):
+    conn.deploy_model("x", "1", "doubles", image, num_replicas=1)
+    conn.register_model("y", "1", "doubles")  # a version without replicas
+    models, replicas = listed(conn)
+    assert {"x:1", "y:1"} <= models and "x:1" in replicas
+    conn.stop_all_model_containers()
+    assert listed(conn) == (set(), set())
