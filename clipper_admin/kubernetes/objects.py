@@ -77,6 +77,26 @@ def http_probes(port: int, path: str = "/health") -> Obj:
     }
 
 
+#: Model containers keep this file holding the epoch second until which they count as alive (their
+#: prediction watchdog, clipper.container.runtime); /tmp is the pod's writable emptyDir.
+MODEL_LIVENESS_FILE = "/tmp/clipper-alive"
+MODEL_LIVENESS_CHECK = f'f={MODEL_LIVENESS_FILE}; [ ! -s "$f" ] || [ "$(date +%s)" -le "$(cat "$f")" ]'
+
+
+def model_liveness_probe() -> Obj:
+    """Fails once the deadline in :data:`MODEL_LIVENESS_FILE` has passed: the model function has held
+    the interpreter past ``CLIPPER_PREDICT_TIMEOUT`` + 10 s, so even the container's own watchdog
+    could not end it. A missing file passes (still loading the model, or an original Clipper
+    container image, which writes none), so such containers are never killed by the probe."""
+    return {
+        "exec": {"command": ["sh", "-c", MODEL_LIVENESS_CHECK]},
+        "initialDelaySeconds": 10,
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
+
+
 def _deployment(
     name: str,
     s: ObjectSettings,
@@ -353,8 +373,10 @@ def model_deployment(
             {"name": "CLIPPER_PORT", "value": str(n.RPC_PORT)},
             {"name": "CLIPPER_INPUT_TYPE", "value": input_type},
             {"name": "CLIPPER_MODEL_PATH", "value": "/model"},
+            {"name": "CLIPPER_LIVENESS_FILE", "value": MODEL_LIVENESS_FILE},
         ],
         ports=[{"name": "metrics", "containerPort": 1390}],
+        livenessProbe=model_liveness_probe(),
     )
     return _deployment(
         n.model_deployment(name, version, qf_id, s.cluster),

@@ -3,6 +3,9 @@ Kubernetes minor versions (strict: unknown fields are errors)."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -137,3 +140,29 @@ def test_resources_rejected():
         determine_resources({"gpu": {}})
     with pytest.raises(ClipperException):
         determine_resources({"model": {"requestz": {}}})
+
+
+def test_model_pods_have_a_liveness_probe_on_the_watchdog_file():
+    dep = o.model_deployment(SETTINGS[0], "m", "1", 0, "doubles", "img", 1)
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["CLIPPER_LIVENESS_FILE"] == o.MODEL_LIVENESS_FILE
+    assert env["CLIPPER_LIVENESS_FILE"].startswith("/tmp/")  # the writable emptyDir
+    assert c["livenessProbe"]["exec"]["command"] == ["sh", "-c", o.MODEL_LIVENESS_CHECK]
+
+
+@pytest.mark.parametrize(
+    "content, alive",
+    [
+        (None, True),  # starting up, or an original container that writes no file
+        ("{future}\n", True),  # what the container's watchdog keeps writing
+        ("{past}\n", False),  # the deadline passed: the model holds the interpreter
+    ],
+)
+def test_the_model_liveness_check_itself(tmp_path, content, alive):
+    path = tmp_path / "clipper-alive"
+    if content is not None:
+        now = int(time.time())
+        path.write_text(content.format(future=now + 60, past=now - 60))
+    check = o.MODEL_LIVENESS_CHECK.replace(o.MODEL_LIVENESS_FILE, str(path))
+    assert (subprocess.run(["sh", "-c", check], timeout=10).returncode == 0) is alive
