@@ -104,6 +104,23 @@ class LocalContainerManager(ContainerManager):
         self.dir = ClusterDir(home.absolute() / cluster_name)
         self.python = sys.executable
         self.logger = ClusterAdapter(logger, {"cluster_name": self.cluster_identifier})
+        # attributes scripts written for the original's DockerContainerManager read
+        self.centralize_log = False  # no fluentd: get_logs() copies the processes' log files
+        self.logging_system_instance = None
+        self.prom_config_path = None  # no Prometheus server on the local backend
+
+    @property
+    def public_hostname(self) -> str:
+        """The host the cluster's addresses name (the original's ``docker_ip_address``): ``host``."""
+        return self.host
+
+    @property
+    def docker_client(self):
+        """Not available: an ``AttributeError`` that says why (``hasattr`` stays False)."""
+        raise AttributeError(
+            "LocalContainerManager has no docker_client: the local backend runs supervised "
+            "processes, not Docker containers (use DockerContainerManager for Docker)"
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start_clipper(

@@ -114,3 +114,25 @@ def test_unknown_attribute():
 
     with pytest.raises(AttributeError):
         clipper_admin.NoSuchThing  # noqa: B018
+
+
+def test_local_manager_has_the_attributes_original_scripts_read(tmp_path):
+    """Scripts written for the original's DockerContainerManager read these off ``conn.cm``."""
+    import logging
+
+    import pytest
+
+    from clipper_admin import LocalContainerManager
+
+    cm = LocalContainerManager("attrs", clipper_query_port=4321, host="127.0.0.2", state_dir=tmp_path)
+    assert cm.cluster_name == cm.cluster_identifier == "attrs"
+    assert cm.centralize_log is False and cm.logging_system_instance is None
+    assert cm.prom_config_path is None
+    assert cm.public_hostname == "127.0.0.2"
+    assert cm.get_query_addr() == f"{cm.public_hostname}:{cm.clipper_query_port}" == "127.0.0.2:4321"
+    assert isinstance(cm.logger, logging.LoggerAdapter)
+    assert cm.logger.process("hi", {}) == ("[attrs] hi", {})
+    # no Docker here: a clear AttributeError, and hasattr() stays False
+    assert not hasattr(cm, "docker_client")
+    with pytest.raises(AttributeError, match="not Docker containers"):
+        cm.docker_client  # noqa: B018
