@@ -21,7 +21,8 @@ def container_manager(desired: DesiredState) -> Any:
         "clipper_query_port": spec.query_port,
         "clipper_management_port": spec.management_port,
         "clipper_rpc_port": spec.rpc_port,
-        "admin_token": spec.admin_token or None,
+        # None: the manager generates one; False: the manifest opted out (adminAuth: none)
+        "admin_token": False if spec.admin_auth == "none" else spec.admin_token,
         "redis_ip": spec.redis.host,
         "redis_port": spec.redis.port,
         "registry": spec.registry,

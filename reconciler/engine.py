@@ -56,7 +56,7 @@ def observe_target(t: Target) -> Observed:
         obs.reason = str(e)  # type: ignore[attr-defined]
         return obs
     try:
-        return observe(t.conn, t.registry.load())
+        return observe(t.conn, t.registry.load(), t.registry.load_models())
     except (ClipperException, OSError) as e:
         raise ReconcilerError(f"cannot observe cluster {t.desired.cluster_name}: {e}") from e
 

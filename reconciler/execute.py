@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from reconciler.desired import DesiredState
 from reconciler.errors import ReconcilerError
 from reconciler.labels import model_labels
-from reconciler.observed import AppRecord
+from reconciler.observed import AppRecord, ModelRecord
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
 
@@ -68,12 +68,15 @@ def wait_connected(
 
 
 @contextlib.contextmanager
-def _register_after_connected(conn: Any, on_progress):
-    """Make ``conn.register_model`` (which moves traffic) wait until the new replicas are connected."""
+def _register_after_connected(conn: Any, on_progress, on_register=None):
+    """Make ``conn.register_model`` (which moves traffic) wait until the new replicas are connected;
+    ``on_register(name, version, image)`` runs just before the version is registered."""
     original = conn.register_model
 
     def register_model(name, version, input_type, image=None, labels=None, batch_size=-1, **kw):
         wait_connected(conn, name, str(version), _want.get((name, str(version)), 0), on_progress)
+        if on_register is not None:
+            on_register(name, str(version), image)
         return original(name, version, input_type, image=image, labels=labels, batch_size=batch_size, **kw)
 
     _want: dict[tuple[str, str], int] = {}
@@ -112,7 +115,13 @@ class Executor:
 
         m = action.model
         labels = model_labels(self.owner, m.content_hash, self.git_commit, m.labels)
-        with _register_after_connected(self.conn, lambda d, t: self.reporter.progress(action, d, t)) as want:
+
+        def record(name: str, version: str, image: str | None) -> None:
+            # what this reconciler deployed, in its owner-only registry: the only proof of ownership
+            self.registry.record_model(name, version, ModelRecord(self.owner, image or "", m.content_hash))
+
+        progress = lambda d, t: self.reporter.progress(action, d, t)  # noqa: E731
+        with _register_after_connected(self.conn, progress, record) as want:
             want[(m.name, m.version)] = m.replicas
             deploy_version(self.conn, m, labels, self.desired.cluster.registry)
 
@@ -128,13 +137,23 @@ class Executor:
                 return
             time.sleep(0.1)
 
+    def _scale(self, action: Action) -> None:
+        """Scale a version this reconciler deployed, from the image it recorded (never from the
+        store's ``container_name``, which anyone who reaches the management API can choose)."""
+        m = action.model
+        if not action.image:
+            raise ReconcilerError(f"Model/{m.name}: no recorded image for version {m.version}")
+        # deploy_model: the image is the caller's explicit choice (set_num_replicas would treat it as
+        # learned from the store); on every backend it scales an existing replica set in place
+        self.conn.cm.deploy_model(m.name, m.version, m.input_type, action.image, m.replicas)
+
     def _model(self, action: Action, owners: dict[str, AppRecord]) -> None:
         m = action.model
         if action.op is Op.CREATE:
             self._deploy(action)
         elif action.op is Op.REPLACE:
             if action.version_registered:
-                self.conn.set_num_replicas(m.name, m.replicas, m.version)
+                self._scale(action)
                 wait_connected(
                     self.conn,
                     m.name,
@@ -151,7 +170,7 @@ class Executor:
                 self._stop(m.name, tuple(dict.fromkeys(old)))
         elif action.op is Op.UPDATE:
             if any(c.field == "replicas" for c in action.changes):
-                self.conn.set_num_replicas(m.name, m.replicas, m.version)
+                self._scale(action)
                 wait_connected(
                     self.conn,
                     m.name,

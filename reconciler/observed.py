@@ -1,7 +1,9 @@
 """The observed state: what the cluster reports, read with one round of list calls.
 
-Nothing here comes from a record of what was applied before; the only local record consulted is
-the ownership registry of applications (apps carry no labels), see :mod:`reconciler.ownership`.
+Nothing here comes from a record of what was applied before, except *ownership*: which apps and
+which model versions this cluster's reconciler created is read from its owner-only registry (see
+:mod:`reconciler.ownership`), never from labels in the store, which anyone who can reach the
+management API can write.
 """
 
 from __future__ import annotations
@@ -45,12 +47,31 @@ class AppRecord:
     git_commit: str | None = None
 
 
+@dataclass(frozen=True)
+class ModelRecord:
+    """Ownership registry entry for a model version: what the reconciler deployed."""
+
+    owner: str
+    image: str
+    content_hash: str | None = None
+
+
 @dataclass
 class Observed:
     running: bool
     apps: dict[str, ObservedApp] = field(default_factory=dict)
     models: dict[str, dict[str, ObservedVersion]] = field(default_factory=dict)
     app_owners: dict[str, AppRecord] = field(default_factory=dict)
+    model_records: dict[str, dict[str, ModelRecord]] = field(default_factory=dict)
+
+    def recorded(self, model: str, version: str) -> ModelRecord | None:
+        """The registry's record of ``model:version`` if the registered version is still the one the
+        reconciler deployed (same image); ``None`` for a version someone else registered."""
+        rec = self.model_records.get(model, {}).get(version)
+        obs = self.models.get(model, {}).get(version)
+        if rec is None or obs is None or obs.image != rec.image:
+            return None
+        return rec
 
     def current(self, model: str) -> ObservedVersion | None:
         for v in self.models.get(model, {}).values():
@@ -59,7 +80,19 @@ class Observed:
         return None
 
     def model_owner(self, model: str) -> str | None:
-        """The owner of a model: the owner label of its current version, else of any version."""
+        """The owner of a model: the owner recorded for its current version, else for any version.
+
+        Labels do not count (see :meth:`claimed_owner`)."""
+        cur = self.current(model)
+        if cur is not None and (rec := self.recorded(model, cur.version)) is not None:
+            return rec.owner
+        for version in sorted(self.models.get(model, {})):
+            if (rec := self.recorded(model, version)) is not None:
+                return rec.owner
+        return None
+
+    def claimed_owner(self, model: str) -> str | None:
+        """The owner a model's labels claim (for messages only: anyone may write labels)."""
         cur = self.current(model)
         if cur is not None and cur.owner:
             return cur.owner
@@ -74,12 +107,13 @@ def from_listings(
     models: list[dict[str, Any]],
     replicas: list[dict[str, Any]],
     app_owners: dict[str, AppRecord] | None = None,
+    model_records: dict[str, dict[str, ModelRecord]] | None = None,
 ) -> Observed:
     """Build :class:`Observed` from verbose ``get_all_apps``/``get_all_models``/``get_all_model_replicas``."""
     # A replica the query frontend reports hung ("healthy": false) does not count: `clipper diff`
     # shows the model short of replicas (and exits 1) until the replica is restarted.
     counts = Counter((r["model_name"], str(r["model_version"])) for r in replicas if r.get("healthy", True))
-    obs = Observed(running=True, app_owners=dict(app_owners or {}))
+    obs = Observed(running=True, app_owners=dict(app_owners or {}), model_records=dict(model_records or {}))
     for a in apps:
         obs.apps[a["name"]] = ObservedApp(
             name=a["name"],
@@ -102,11 +136,16 @@ def from_listings(
     return obs
 
 
-def observe(conn: Any, app_owners: dict[str, AppRecord]) -> Observed:
+def observe(
+    conn: Any,
+    app_owners: dict[str, AppRecord],
+    model_records: dict[str, dict[str, ModelRecord]] | None = None,
+) -> Observed:
     """Three list calls on a connected ``ClipperConnection``."""
     return from_listings(
         conn.get_all_apps(verbose=True),
         conn.get_all_models(verbose=True),
         conn.get_all_model_replicas(verbose=True),
         app_owners,
+        model_records,
     )

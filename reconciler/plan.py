@@ -6,7 +6,10 @@ Classification:
 - ``replace``  rolling replace (a model's new version) or recreate (an app's input type);
 - ``delete``   a managed object absent from the manifests, with ``--prune``;
 - ``prune``    the same without ``--prune``: shown as "would prune", never executed;
-- ``conflict`` the object exists but is not managed by this manifest set: never touched;
+- ``conflict`` the object exists but is not managed by this manifest set: never touched. A model
+  version counts as managed only when the reconciler's own registry recorded deploying it with the
+  image now registered (:mod:`reconciler.ownership`); labels in the store can be forged, so a
+  version registered by someone else is a conflict whatever its labels say;
 - ``noop``     nothing to do.
 
 Order: cluster, models, applications, links; then deletions in reverse (links, apps, models).
@@ -21,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.desired import DesiredApp, DesiredModel, DesiredState
-from reconciler.labels import CONTENT_HASH, label_value
 from reconciler.observed import Observed
 
 
@@ -56,6 +58,7 @@ class Action:
     version_registered: bool = False  # model replace: the version exists (rollback/forward)
     unlink: tuple[str, ...] = ()  # link: models to unlink first
     link: str | None = None  # link: model to link
+    image: str | None = None  # model update/replace to a registered version: the recorded image
 
     @property
     def ref(self) -> str:
@@ -96,7 +99,16 @@ def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str])
         )
     found_owner = obs.model_owner(m.name)
     if found_owner != owner:
-        why = f"managed by {found_owner!r}" if found_owner else "not created by clipper apply"
+        claimed = obs.claimed_owner(m.name)
+        if found_owner:
+            why = f"managed by {found_owner!r}"
+        elif claimed:
+            why = (
+                f"labelled as managed by {claimed!r}, but this cluster's reconciler has no record of "
+                "deploying it (registered by someone else)"
+            )
+        else:
+            why = "not created by clipper apply"
         return Action(Op.CONFLICT, "Model", m.name, reason=f"exists and is {why}; left untouched", model=m)
     cur = obs.current(m.name)
     stale = tuple(sorted(v.version for v in versions.values() if v.version != m.version and v.replicas > 0))
@@ -112,6 +124,9 @@ def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str])
                 f"{target.input_type}; choose another version",
                 model=m,
             )
+        record = obs.recorded(m.name, m.version) if target is not None else None
+        if target is not None and (record is None or record.owner != owner):
+            return _foreign_version(m)
         if cur is not None and cur.replicas != m.replicas:
             changes.append(Change("replicas", cur.replicas, m.replicas))
         reason = "rollback/forward to a registered version" if target is not None else "new version"
@@ -125,6 +140,7 @@ def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str])
             previous_version=cur.version if cur else None,
             stop_versions=stale,
             version_registered=target is not None,
+            image=record.image if record else None,
         )
     if cur.input_type != m.input_type:
         return Action(
@@ -134,10 +150,10 @@ def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str])
             model=m,
             reason=f"version {m.version} is registered with input type {cur.input_type}; change spec.version",
         )
-    if m.explicit_version and (observed_hash := label_value(cur.labels, CONTENT_HASH)) not in (
-        None,
-        m.content_hash,
-    ):
+    record = obs.recorded(m.name, cur.version)
+    if record is None or record.owner != owner:
+        return _foreign_version(m)
+    if m.explicit_version and (observed_hash := record.content_hash) not in (None, m.content_hash):
         warnings.append(
             f"Model/{m.name}: content changed (hash {observed_hash} -> {m.content_hash}) but version "
             f"{m.version} is pinned; change spec.version to roll it out"
@@ -148,8 +164,24 @@ def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str])
     for v in stale:
         changes.append(Change(f"replicas[{v}]", versions[v].replicas, 0))
     if changes:
-        return Action(Op.UPDATE, "Model", m.name, tuple(changes), model=m, stop_versions=stale)
+        return Action(
+            Op.UPDATE, "Model", m.name, tuple(changes), model=m, stop_versions=stale, image=record.image
+        )
     return Action(Op.NOOP, "Model", m.name, model=m)
+
+
+def _foreign_version(m: DesiredModel) -> Action:
+    """A registered version this cluster's reconciler did not deploy: starting it would run code that
+    someone else chose (its labels prove nothing), so it is never scaled or started."""
+    return Action(
+        Op.CONFLICT,
+        "Model",
+        m.name,
+        reason=f"version {m.version} is registered but was not deployed by this cluster's clipper apply "
+        "(no matching record in its ownership registry, whatever its labels say); left untouched. "
+        "Remove that version or choose another spec.version",
+        model=m,
+    )
 
 
 def _plan_app(a: DesiredApp, obs: Observed, owner: str) -> Action:

@@ -94,8 +94,17 @@ class ClusterSpec(Strict):
     )
     admin_token: str | None = Field(
         default=None,
-        description="Bearer token required by the management API. Use ${VAR} to read it from the "
-        "environment rather than writing it into the manifest.",
+        min_length=1,
+        pattern=r"^\S+$",
+        description="Bearer token required by the management API (default: one is generated per "
+        "cluster and kept owner-only on the machine that starts it). Use ${VAR} to read it from the "
+        "environment rather than writing it into the manifest; an empty value is an error.",
+    )
+    admin_auth: Literal["token", "none"] = Field(
+        default="token",
+        description="'token' (default): the management API requires a bearer token. 'none': no "
+        "token, for REST clients of the original Clipper; anyone who reaches the management port "
+        "can then change the cluster and run code as its owner.",
     )
     redis: RedisSettings = Field(
         default_factory=RedisSettings, description="Config-store Redis (docker, kubernetes)."
@@ -110,6 +119,8 @@ class ClusterSpec(Strict):
         for other in ("docker", "kubernetes"):
             if getattr(self, other) is not None and self.backend != other:
                 raise ValueError(f"'{other}' settings given but backend is '{self.backend}'")
+        if self.admin_auth == "none" and self.admin_token is not None:
+            raise ValueError("adminToken given but adminAuth is 'none': drop one of them")
         if self.frontend_replicas != 1 and self.backend != "kubernetes":
             raise ValueError("frontendReplicas > 1 is only supported on the kubernetes backend")
         return self

@@ -1,8 +1,11 @@
 """``python -m clipper.management_frontend --store URL [--host 127.0.0.1] [--port 1338]``.
 
 Also accepts the original ``--redis_ip/--redis_port`` (meaning ``--store redis://ip:port``).
-``CLIPPER_ADMIN_TOKEN`` (or ``--admin-token``) makes every ``/admin/*`` route except ``/admin/ping``
-require ``Authorization: Bearer <token>``.
+``CLIPPER_ADMIN_TOKEN_FILE`` (or ``--admin-token-file``), a file holding the token, makes every
+``/admin/*`` route except ``/admin/ping`` require ``Authorization: Bearer <token>``; the cluster
+managers always use it (the token stays out of every environment, command line and log).
+``CLIPPER_ADMIN_TOKEN`` (the token itself) is still accepted. Without either, the API is open and a
+warning says so.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from clipper.config_store import open_store
 from clipper.config_store.base import ConfigStore
@@ -37,12 +41,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--admin-token", default=os.environ.get("CLIPPER_ADMIN_TOKEN") or None, help=argparse.SUPPRESS
     )
+    p.add_argument(
+        "--admin-token-file",
+        default=os.environ.get("CLIPPER_ADMIN_TOKEN_FILE") or None,
+        help="file holding the bearer token /admin/* requires (env CLIPPER_ADMIN_TOKEN_FILE)",
+    )
     p.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
     args = p.parse_args(argv)
     if args.store is None:
         if args.redis_ip is None and args.redis_port is None:
             p.error("give --store URL (or the original --redis_ip/--redis_port)")
         args.store = f"redis://{args.redis_ip or 'localhost'}:{args.redis_port or 6379}"
+    if args.admin_token_file:
+        try:
+            args.admin_token = Path(args.admin_token_file).read_text().strip()
+        except OSError as e:
+            p.error(f"cannot read the admin token file {args.admin_token_file}: {e.strerror}")
+        if not args.admin_token:
+            p.error(f"the admin token file {args.admin_token_file} is empty")
     return args
 
 
@@ -75,6 +91,13 @@ async def _main(args: argparse.Namespace) -> None:
         args.store.split("?")[0],
         ", admin token required" if args.admin_token else "",
     )
+    if not args.admin_token:
+        log.warning(
+            "no admin token: every /admin/* call is accepted from anyone who reaches %s:%d "
+            "(set CLIPPER_ADMIN_TOKEN_FILE to require one)",
+            args.host,
+            server.port,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

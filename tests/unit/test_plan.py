@@ -6,7 +6,7 @@ import pytest
 
 from reconciler.desired import DesiredApp, DesiredModel, DesiredState
 from reconciler.labels import CONTENT_HASH, MANAGED_BY
-from reconciler.observed import AppRecord, Observed, ObservedApp, ObservedVersion
+from reconciler.observed import AppRecord, ModelRecord, Observed, ObservedApp, ObservedVersion
 from reconciler.plan import Op, make_plan
 from schemas import ClusterSpec
 
@@ -34,10 +34,15 @@ def desired(models=(), apps=()):
     return DesiredState("c", ClusterSpec(), {m.name: m for m in models}, {a.name: a for a in apps})
 
 
-def observed(versions=(), apps=(), owners=None, running=True):
+def observed(versions=(), apps=(), owners=None, running=True, forged=()):
+    """Versions with an owner label are recorded in the ownership registry as deployed by that owner
+    (image "img"), except the ``(name, version)`` pairs in ``forged``: registered by someone else."""
     obs = Observed(running=running)
     for v in versions:
         obs.models.setdefault(v.name, {})[v.version] = v
+        digest = next(label.split("=", 1)[1] for label in v.labels if label.startswith(CONTENT_HASH))
+        if v.owner and (v.name, v.version) not in forged:
+            obs.model_records.setdefault(v.name, {})[v.version] = ModelRecord(v.owner, "img", digest)
     for a in apps:
         obs.apps[a.name] = a
     obs.app_owners = {
@@ -130,6 +135,30 @@ CASES = {
         False,
         [("conflict", "Model/m")],
     ),
+    "a version with forged labels and no record is a conflict": (
+        desired([dm(replicas=3)]),
+        observed([ov(replicas=1)], forged={("m", "v1")}),
+        False,
+        [("conflict", "Model/m")],
+    ),
+    "rolling forward to a forged registered version is a conflict": (
+        desired([dm(version="v2")]),
+        observed([ov(version="v1"), ov(version="v2", current=False, replicas=0)], forged={("m", "v2")}),
+        False,
+        [("conflict", "Model/m")],
+    ),
+    "a forged new version of a managed model is never started": (
+        desired([dm(version="v2", replicas=2)]),
+        observed([ov(version="v1", current=False), ov(version="v2", replicas=1)], forged={("m", "v2")}),
+        False,
+        [("conflict", "Model/m")],
+    ),
+    "forged labels alone never make a model prunable": (
+        desired([], []),
+        observed([ov()], forged={("m", "v1")}),
+        True,
+        [],
+    ),
     "unlink when the manifest drops the model": (
         desired([dm()], [da(model=None)]),
         observed([ov()], [oa()]),
@@ -183,3 +212,17 @@ def test_order_models_before_apps_before_links_then_deletions():
 def test_plan_is_pure():
     d, o = desired([dm()], [da()]), observed([ov(replicas=0)], [oa()])
     assert make_plan(d, o, OWNER) == make_plan(d, o, OWNER)
+
+
+def test_a_record_counts_only_for_the_image_it_recorded():
+    """A version re-registered with another container_name than the one recorded is not ours."""
+    obs = observed([ov(replicas=1)])
+    obs.model_records["m"]["v1"] = ModelRecord(OWNER, "local:/somewhere/else", "v1")
+    plan = make_plan(desired([dm(replicas=2)]), obs, OWNER)
+    assert summary(plan) == [("conflict", "Model/m")]
+    assert "no record of deploying it" in plan.actions[1].reason
+
+
+def test_updates_carry_the_recorded_image():
+    plan = make_plan(desired([dm(replicas=3)]), observed([ov(replicas=1)]), OWNER)
+    assert plan.actions[1].op is Op.UPDATE and plan.actions[1].image == "img"
