@@ -111,16 +111,11 @@ def remove_config(config_path: str | None) -> None:
     directory = config_dir_of(config_path)
     if directory is not None:
         shutil.rmtree(directory, ignore_errors=True)
-        return
-    # a single config file, as this manager wrote it before the per-cluster directory
-    if (
-        config_path
-        and os.path.basename(config_path).startswith(CONFIG_DIR_PREFIX)
-        and config_path.endswith(".yml")
-        and os.path.isfile(config_path)
-    ):
-        os.remove(config_path)
-    elif config_path:
+    elif not config_path or not os.path.lexists(config_path):
+        return  # already removed (e.g. by another manager's stop_all)
+    elif os.path.basename(config_path).startswith(CONFIG_DIR_PREFIX) and config_path.endswith(".yml"):
+        os.remove(config_path)  # a single file, as this manager wrote it before the per-cluster directory
+    else:
         logger.info(f"Leaving {config_path} in place: not a Prometheus config this manager wrote")
 
 

@@ -84,3 +84,8 @@ def test_prometheus_config_dir_targets_and_removal(tmp_path, monkeypatch):
     assert prometheus.config_dir_of(path) == config_dir
     prometheus.remove_config(path)
     assert not os.path.exists(config_dir)
+    prometheus.remove_config(path)  # a second stop_all: nothing left, no error
+    legacy = tmp_path / "clipper-prometheus-x1y2.yml"  # the single file older versions wrote
+    legacy.write_text("x")
+    prometheus.remove_config(str(legacy))
+    assert not legacy.exists()
