@@ -492,6 +492,7 @@ def test_containers_and_state(fe):
         "model_version": "1",
         "model_replica_id": 0,
         "input_type": "doubles",
+        "healthy": True,
     }
     assert fe.post("get_all_containers", {"verbose": True}).json() == [expected]
     assert (
