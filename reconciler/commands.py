@@ -150,8 +150,12 @@ def cmd_delete(args) -> int:
         except Exception as e:
             if not args.cluster:
                 raise
-            err.print(f"[yellow]warning:[/yellow] {escape(str(e))}; objects not deleted one by one, "
-                      "stopping the cluster anyway", highlight=False, soft_wrap=True)  # fmt: skip
+            refs = [f"Application/{n}" for n in sorted(t.desired.apps)] + [
+                f"Model/{n}" for n in sorted(t.desired.models)
+            ]
+            err.print(f"[yellow]warning:[/yellow] {escape(str(e))}; objects not deleted one by one "
+                      f"({escape(', '.join(refs) or 'none in the manifests')}), stopping the cluster anyway",
+                      highlight=False, soft_wrap=True)  # fmt: skip
             obs = None
         actions = _owned_deletions(t, obs, owner) if obs is not None and obs.running else []
         failed: list[tuple[Action, BaseException]] = []
