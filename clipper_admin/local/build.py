@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,17 +18,38 @@ def image_for(model_dir: Path) -> str:
     return f"{LOCAL_IMAGE_PREFIX}{model_dir}"
 
 
-def model_dir_of(image: str) -> Path:
-    """The model directory a ``local:<path>`` image names (a plain existing directory path works too)."""
+def model_dir_of(image: str, models_root: Path) -> Path:
+    """The model directory a ``local:<path>`` image names (a plain directory path works too).
+
+    Only directories this cluster built are accepted: under ``models_root`` once every symlink and
+    ``..`` is resolved, and owned (with ``models_root`` and the model files) by the user running the
+    cluster. A ``container_name`` is recorded by the management API, which other local users may
+    reach; without this check a forged one would make the cluster run their code as its owner.
+    """
     path = Path(image[len(LOCAL_IMAGE_PREFIX) :] if image.startswith(LOCAL_IMAGE_PREFIX) else image)
     if not path.is_absolute() or not path.is_dir():
         raise ClipperException(
             f"The local backend cannot run image {image!r}: it runs model directories, named "
             "'local:<model dir>'. Build one with ClipperConnection.build_model (or a deployer)."
         )
-    if not (path / "func.pkl").is_file() and not (path / "clipper_model.json").is_file():
+    root = Path(models_root).resolve()
+    real = path.resolve()
+    if not real.is_relative_to(root) or real == root:
+        raise ClipperException(
+            f"The local backend runs only model directories it built for this cluster (under {root}); "
+            f"{image!r} is not one. Build it with ClipperConnection.build_model (or a deployer)."
+        )
+    files = [p for p in (real / "func.pkl", real / "clipper_model.json") if p.is_file()]
+    if not files:
         raise ClipperException(f"{path} is not a model directory (no func.pkl or clipper_model.json)")
-    return path
+    chain = [*files, real, *(d for d in real.parents if d.is_relative_to(root))]
+    for p in chain:
+        if p.lstat().st_uid != os.getuid():
+            raise ClipperException(
+                f"Refusing to run model directory {real}: {p} belongs to another user (uid "
+                f"{p.lstat().st_uid}). Rebuild the model with ClipperConnection.build_model."
+            )
+    return real
 
 
 def build_local_model(

@@ -23,6 +23,15 @@ import requests
 
 from clipper.net import port_in_use
 
+from ..admin_auth import (
+    OPT_OUT_WARNING,
+    TOKEN_FILE_ENV,
+    check_token,
+    private_dir,
+    read_token_file,
+    resolve_token,
+    write_token_file,
+)
 from ..admin_client import AdminClient
 from ..container_manager import (
     CLIPPER_INTERNAL_MANAGEMENT_PORT,
@@ -75,9 +84,12 @@ class LocalContainerManager(ContainerManager):
         prometheus_port : int
             Accepted for compatibility with ``DockerContainerManager``; the local backend runs no
             Prometheus (``get_metric_addr()`` is the query frontend, which serves the metrics).
-        admin_token : str, optional
-            Require ``Authorization: Bearer <token>`` on the management API. Recorded (mode 0600) in
-            the cluster directory so that ``connect()`` from another process uses it.
+        admin_token : str or False, optional
+            The bearer token the management API requires. By default ``start_clipper()`` generates
+            one; it is kept in ``<cluster dir>/admin_token`` (mode 0600, directory 0700), and
+            ``connect()`` from another process of the same user reads it from there. Give a string
+            to choose the token, or ``False`` to run without one (for REST clients of the original
+            Clipper: any local user can then change the cluster; a warning says so).
         state_dir : str, optional
             Where clusters live; default ``$CLIPPER_HOME`` or ``~/.clipper``.
         host : str
@@ -96,7 +108,10 @@ class LocalContainerManager(ContainerManager):
         self.clipper_management_port = clipper_management_port
         self.clipper_rpc_port = clipper_rpc_port
         self.prometheus_port = prometheus_port
-        self.admin_token = admin_token
+        if admin_token is not None and admin_token is not False:
+            check_token(admin_token)
+        self._admin_token_arg = admin_token
+        self.admin_token = admin_token or None
         self.host = host
         self.start_timeout = start_timeout
         self.replica_timeout = replica_timeout
@@ -165,7 +180,17 @@ class LocalContainerManager(ContainerManager):
         if len(set(ports.values())) != len(ports):
             raise ClipperException(f"The cluster's ports must differ: {ports}")
 
+        private_dir(self.dir.root)  # owner-only: the token, the store and the model code live here
         self.dir.logs.mkdir(parents=True, exist_ok=True)
+        token = resolve_token(self._admin_token_arg)
+        mgmt_env = {}
+        if token is None:
+            self.admin_token_file.unlink(missing_ok=True)
+            self.logger.warning(OPT_OUT_WARNING.format(cluster=self.cluster_name, addr=self.get_admin_addr()))
+        else:
+            write_token_file(self.admin_token_file, token)
+            mgmt_env[TOKEN_FILE_ENV] = str(self.admin_token_file)
+        self.admin_token = token
         store = f"sqlite:///{self.dir.store_path}"
         self.dir.write_cluster(
             {
@@ -176,12 +201,11 @@ class LocalContainerManager(ContainerManager):
                 "rpc_port": self.clipper_rpc_port,
                 "prometheus_port": self.prometheus_port,
                 "store": store,
-                "admin_token": self.admin_token,
+                "admin_auth": "token" if token else "none",  # the token itself: admin_token (0600)
                 "python": self.python,
                 "created": time.time(),
             }
         )
-        mgmt_env = {"CLIPPER_ADMIN_TOKEN": self.admin_token} if self.admin_token else {}
         with self.dir.edit_desired() as table:
             table.clear()
             table[MANAGEMENT] = {
@@ -272,8 +296,18 @@ class LocalContainerManager(ContainerManager):
             f"--- last lines of {self.dir.log_file(p)} ---\n{self.dir.tail_log(p)}" for p in proc_ids
         )
 
+    @property
+    def admin_token_file(self) -> Path:
+        return self.dir.root / "admin_token"
+
     def connect(self):
-        info = self.dir.read_cluster()
+        try:
+            info = self.dir.read_cluster()
+        except PermissionError:
+            raise ClipperException(
+                f"Cluster {self.cluster_name}: cannot read {self.dir.cluster_file}, the cluster belongs "
+                "to another user. Connect as that user, or use another cluster_name or CLIPPER_HOME."
+            ) from None
         if info is None:
             raise ClipperException(
                 f"Cluster {self.cluster_name} does not exist: there is no {self.dir.cluster_file}. "
@@ -291,7 +325,12 @@ class LocalContainerManager(ContainerManager):
         self.clipper_management_port = info["management_port"]
         self.clipper_rpc_port = info["rpc_port"]
         self.prometheus_port = info.get("prometheus_port", self.prometheus_port)
-        self.admin_token = info.get("admin_token")
+        if isinstance(self._admin_token_arg, str):
+            self.admin_token = self._admin_token_arg  # given explicitly: honoured
+        elif info.get("admin_auth") == "none":
+            self.admin_token = None
+        else:  # clusters of earlier releases recorded the token in cluster.json
+            self.admin_token = info.get("admin_token") or read_token_file(self.admin_token_file)
         self.python = info.get("python", self.python)
 
     # -- models ----------------------------------------------------------------------------------
@@ -337,7 +376,7 @@ class LocalContainerManager(ContainerManager):
         version = str(version)
         validate_num_replicas(num_replicas)
         input_type = validate_input_type(input_type)
-        model_dir = build.model_dir_of(image)
+        model_dir = build.model_dir_of(image, self.dir.models)
         spec = self._model_spec(name, version, input_type, model_dir)
         with self.dir.edit_desired() as table:
             current = self._replica_ids(table, name, version)
@@ -428,7 +467,10 @@ class LocalContainerManager(ContainerManager):
         self._remove_state()
 
     def _remove_state(self) -> None:
-        for path in (self.dir.cluster_file, self.dir.desired_file, self.dir.status_file, self.dir.pid_file):
+        for path in (
+            self.dir.cluster_file, self.dir.desired_file, self.dir.status_file, self.dir.pid_file,
+            self.admin_token_file,
+        ):  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         for path in self.dir.root.glob("config.db*"):

@@ -10,6 +10,9 @@ import json
 import os
 import pickle
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,12 @@ import zmq
 from clipper.config_store import open_store
 from clipper.http.server import Request
 from clipper.management_frontend.app import ManagementApp
-from tests.integration.admin_local_fixtures import predict, start_cluster
+from clipper.net import free_port
+from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
+from clipper_admin.local.build import model_dir_of
+from reconciler.errors import ManifestErrors
+from reconciler.loader import load_manifests
+from tests.integration.admin_local_fixtures import new_manager, predict, start_cluster
 from tests.integration.cluster_fixtures import Cluster, make_model_dir, wait_for
 
 from .peers import FakeReplica, new_container, u32
@@ -225,3 +233,209 @@ def test_model_code_comes_only_from_the_model_directory(secure, tmp_path):
     model_dir = secure.cm.dir.models / "idm" / "1"
     assert (model_dir / "func.pkl").exists()
     assert not (model_dir.stat().st_mode & 0o022), oct(model_dir.stat().st_mode)
+
+
+# -- the admin token by default, where it lives, and the opt-out ---------------------------------------
+
+
+def _proc_texts(pid: int) -> bytes:
+    """What other local users may read about a process: its command line (``ps``)."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_a_cluster_requires_a_generated_token_by_default(tmp_path):
+    """``ClipperConnection(LocalContainerManager()).start_clipper()`` with no token argument: the
+    management API answers 401 without the generated token, which lives only in an owner-only file;
+    ``connect()`` from another process finds it with no token argument."""
+    conn = start_cluster("default-auth", tmp_path)
+    try:
+        cm = conn.cm
+        token = cm.admin_token
+        assert token and len(token) == 64
+        admin = f"http://{cm.get_admin_addr()}/admin"
+        r = requests.post(f"{admin}/get_all_applications", json={"verbose": False}, timeout=10)
+        assert r.status_code == 401
+        assert requests.get(f"{admin}/ping", timeout=10).status_code == 200
+        conn.register_application("app", "doubles", "0", 1000)
+        # owner-only: the token file, the cluster directory; the token is in no other file
+        root = cm.dir.root
+        assert (root / "admin_token").stat().st_mode & 0o777 == 0o600
+        assert root.stat().st_mode & 0o777 == 0o700
+        assert (root / "admin_token").read_text().strip() == token
+        for path in root.rglob("*"):
+            if path.is_file() and path.name != "admin_token":
+                assert token.encode() not in path.read_bytes(), path
+        # nowhere in a process environment or command line of the cluster
+        pids = [p["pid"] for p in cm.dir.read_status().values() if p.get("pid")]
+        assert pids
+        for pid in [*pids, cm.dir.supervisor_pid()]:
+            assert token.encode() not in _proc_texts(pid)
+            assert token.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+        script = (
+            "import sys\n"
+            "from clipper_admin import ClipperConnection, LocalContainerManager\n"
+            "c = ClipperConnection(LocalContainerManager('default-auth', state_dir=sys.argv[1]))\n"
+            "c.connect()\n"
+            "print(c.get_all_apps())\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPPER_ADMIN")}
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert out.stdout.strip() == "['app']", out.stderr
+        # an explicitly given token is honoured: a wrong one is refused by the server
+        other = ClipperConnection(new_manager("default-auth", tmp_path, admin_token="not-the-token"))
+        other.connect()
+        with pytest.raises(ClipperException, match="401"):
+            other.get_all_apps()
+    finally:
+        conn.stop_all()
+    assert not (tmp_path / "default-auth" / "admin_token").exists()
+
+
+def test_opting_out_of_the_token_is_explicit_and_warned_about(tmp_path, caplog):
+    conn = start_cluster("open", tmp_path, admin_token=False)
+    try:
+        assert conn.cm.admin_token is None
+        assert "requires no token (admin_token=False)" in caplog.text
+        r = requests.post(
+            f"http://{conn.cm.get_admin_addr()}/admin/get_all_applications",
+            json={"verbose": False},
+            timeout=10,
+        )
+        assert r.status_code == 200  # REST clients of the original keep working
+        assert json.loads((tmp_path / "open" / "cluster.json").read_text())["admin_auth"] == "none"
+        log = conn.cm.dir.log_file("management").read_text()
+        assert "no admin token" in log
+    finally:
+        conn.stop_all()
+
+
+def test_an_empty_token_is_an_error(tmp_path):
+    with pytest.raises(ClipperException, match="admin_token is empty"):
+        new_manager("empty", tmp_path, admin_token="")
+    with pytest.raises(ClipperException, match="admin_token is empty"):
+        new_manager("empty", tmp_path, admin_token="   ")
+    manifest = tmp_path / "cluster.yaml"
+    manifest.write_text(
+        "apiVersion: clipper.ai/v1\nkind: Cluster\nmetadata: {name: c}\nspec:\n  adminToken: ${TOKEN}\n"
+    )
+    with pytest.raises(ManifestErrors) as e:
+        load_manifests([str(manifest)], env={"TOKEN": ""})
+    assert f"{manifest}:5:3" in str(e.value) and "spec.adminToken" in str(e.value)
+
+
+# -- provenance: the local backend runs only model directories it built ------------------------------
+
+
+def _model_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "func.pkl").write_bytes(pickle.dumps(len))
+    return path
+
+
+def test_local_backend_runs_only_model_directories_it_built(tmp_path):
+    models = tmp_path / "cluster" / "models"
+    own = _model_dir(models / "m" / "1")
+    assert model_dir_of(f"local:{own}", models) == own.resolve()
+    outside = _model_dir(tmp_path / "elsewhere")
+    (models / "evil").mkdir()
+    (models / "evil" / "1").symlink_to(outside)
+    for image in (
+        f"local:{outside}",  # not under the cluster's models
+        str(outside),
+        f"local:{models / 'evil' / '1'}",  # a symlink out of it
+        f"local:{models / 'm' / '1' / '..' / '..' / '..' / '..' / 'elsewhere'}",  # .. out of it
+        f"local:{models}",
+    ):
+        with pytest.raises(ClipperException, match="runs only model directories it built"):
+            model_dir_of(image, models)
+    if os.getuid() == 0:  # another owner can be simulated only as root
+        foreign = _model_dir(models / "foreign" / "1")
+        os.chown(foreign / "func.pkl", 65534, 65534)
+        with pytest.raises(ClipperException, match="belongs to another user"):
+            model_dir_of(f"local:{foreign}", models)
+
+
+# -- the attack of issue 12: forged add_model + labels, then clipper apply -----------------------------
+
+APPLY_MODEL_SRC = "def predict(xs):\n    return [str(sum(x)) for x in xs]\n"
+
+
+def _manifests(ports: tuple[int, int, int], version: str, auth: str) -> str:
+    q, m, r = ports
+    return f"""\
+apiVersion: clipper.ai/v1
+kind: Cluster
+metadata: {{name: victim}}
+spec: {{backend: local, queryPort: {q}, managementPort: {m}, rpcPort: {r}{auth}}}
+---
+apiVersion: clipper.ai/v1
+kind: Model
+metadata: {{name: sum-model}}
+spec:
+  inputType: doubles
+  version: "{version}"
+  source: {{python: {{function: models/sum_model.py:predict}}}}
+"""
+
+
+def _clipper(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "--no-color", *args],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("auth", ["", ", adminAuth: none"], ids=["token", "opt-out"])
+def test_forged_model_version_never_runs_through_clipper_apply(tmp_path, auth):
+    """A second local user registers the version the admin is about to roll out, with the
+    reconciler's labels and a ``container_name`` naming their own directory. With the default token
+    the request is refused (401); on a cluster that opted out of the token, ``clipper apply`` does
+    not start that directory: the version is a conflict, and the backend refuses it anyway."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    (work / "models" / "sum_model.py").write_text(APPLY_MODEL_SRC)
+    env = {**os.environ, "CLIPPER_HOME": str(home)}
+    env.pop("CLIPPER_ADMIN_TOKEN", None)
+    ports = (free_port(), free_port(), free_port())
+    f = work / "all.yaml"
+    f.write_text(_manifests(ports, "1", auth))
+    out = _clipper("apply", "-f", str(f), env=env)
+    try:
+        assert out.returncode == 0, out.stdout + out.stderr
+        # the attacker: a model directory whose func.pkl runs their code when loaded
+        marker = tmp_path / "attacker-code-ran"
+        evil = tmp_path / "attacker" / "model"
+        evil.mkdir(parents=True)
+        (evil / "func.pkl").write_bytes(pickle.dumps(Booby(marker)))
+        from reconciler.labels import CONTENT_HASH, MANAGED_BY
+
+        r = requests.post(
+            f"http://127.0.0.1:{ports[1]}/admin/add_model",
+            json={"model_name": "sum-model", "model_version": "2", "input_type": "doubles",
+                  "labels": [f"{MANAGED_BY}=victim", f"{CONTENT_HASH}=whatever"],
+                  "container_name": f"local:{evil}", "model_data_path": "DEPRECATED", "batch_size": -1},
+            timeout=10,
+        )  # fmt: skip
+        if not auth:
+            assert r.status_code == 401
+            return
+        assert r.status_code == 200, r.text
+        # the admin's next release is version 2, the attacker's registered one
+        f.write_text(_manifests(ports, "2", auth))
+        out = _clipper("apply", "-f", str(f), env=env)
+        assert out.returncode != 0
+        text = " ".join((out.stdout + out.stderr).split())
+        want = "Model/sum-model version 2 is registered but was not deployed by this cluster's clipper apply"
+        assert want in text, text
+        # neither through the reconciler nor through the Python API does that directory start
+        conn = ClipperConnection(LocalContainerManager("victim", state_dir=str(home), admin_token=False))
+        conn.connect()
+        with pytest.raises(ClipperException, match="runs only model directories it built"):
+            conn.set_num_replicas("sum-model", 1, "2")
+        assert not any("model/sum-model/2" in p for p in conn.cm.dir.read_desired())
+        time.sleep(1)
+        assert not marker.exists()
+    finally:
+        _clipper("delete", "-f", str(f), "--cluster", env=env)

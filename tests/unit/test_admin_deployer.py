@@ -167,7 +167,7 @@ def test_local_build_copies_and_skips_satisfied_requirements(tmp_path):
     image = build_local_model(tmp_path / "models", "m", "1", src, pkgs_to_install=["numpy>=1"])
     dest = tmp_path / "models" / "m" / "1"
     assert image == f"local:{dest}"
-    assert model_dir_of(image) == dest
+    assert model_dir_of(image, tmp_path / "models") == dest
     assert (dest / "func.pkl").is_file()
     assert not (dest / "site-packages").exists()  # numpy is already installed here
     assert "numpy>=1" in (dest / "requirements.txt").read_text()
@@ -190,7 +190,7 @@ def test_local_build_errors(tmp_path):
     with pytest.raises(ClipperException, match="is not a directory"):
         build_local_model(tmp_path / "models", "m", "1", tmp_path / "missing")
     with pytest.raises(ClipperException, match="cannot run image 'clipper/foo:1'"):
-        model_dir_of("clipper/foo:1")
-    (tmp_path / "empty").mkdir()
+        model_dir_of("clipper/foo:1", tmp_path / "models")
+    (tmp_path / "models" / "empty" / "1").mkdir(parents=True)
     with pytest.raises(ClipperException, match="is not a model directory"):
-        model_dir_of(f"local:{tmp_path / 'empty'}")
+        model_dir_of(f"local:{tmp_path / 'models' / 'empty' / '1'}", tmp_path / "models")
