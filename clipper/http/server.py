@@ -291,16 +291,19 @@ class _Connection(asyncio.Protocol):
             self._state = _HEADERS
             self._idle.pop(self, None)
             self.deadline = time.monotonic() + self._limits.header_timeout
-        header_bytes = self._header_bytes
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._upgrade(data[exc.args[0] :])
-            return
-        except httptools.HttpParserError as exc:
-            if not self._closing:
-                self._fail(400, "Bad Request", f"malformed HTTP request: {exc}")
-            return
+        while True:
+            header_bytes = self._header_bytes
+            try:
+                self._parser.feed_data(data)
+                break
+            except httptools.HttpParserUpgrade as exc:
+                data = self._after_upgrade(data[exc.args[0] :])
+                if not data:
+                    return
+            except httptools.HttpParserError as exc:
+                if not self._closing:
+                    self._fail(400, "Bad Request", f"malformed HTTP request: {exc}")
+                return
         if self._in_head:
             self._check_head_size(len(data), header_bytes)
 
@@ -411,14 +414,13 @@ class _Connection(asyncio.Protocol):
         else:
             self._dispatch(request)
 
-    def _upgrade(self, rest: bytes) -> None:
-        """httptools paused at the point it would switch protocols; go on with ``rest`` as HTTP/1.1."""
+    def _after_upgrade(self, rest: bytes) -> bytes:
+        """httptools stopped where it would switch protocols: the bytes to parse on as HTTP/1.1."""
         if self._closing:
-            return
+            return b""
         if self._raw_left:
             rest = self._raw_body(rest)
-        if rest:
-            self.data_received(rest)
+        return rest
 
     def _raw_body(self, data: bytes) -> bytes:
         """Take the body of an Upgrade request from ``data``; returns the bytes after it."""
@@ -509,9 +511,13 @@ class _Connection(asyncio.Protocol):
             self._closing = True
             transport.close()
         elif not self._pending and self._state == _HANDLING:
-            self._state = _IDLE
-            self._idle[self] = None
-            self.deadline = time.monotonic() + self._limits.keep_alive_timeout
+            if self._in_head:  # the next (pipelined) request has begun to arrive
+                self._state = _HEADERS
+                self.deadline = time.monotonic() + self._limits.header_timeout
+            else:
+                self._state = _IDLE
+                self._idle[self] = None
+                self.deadline = time.monotonic() + self._limits.keep_alive_timeout
 
     # -- errors and flow control -----------------------------------------------------------------
     def _check_head_size(self, received: int, header_bytes_before: int) -> None:

@@ -440,3 +440,10 @@ def test_more_idle_clients_than_open_files_do_not_lock_out_a_new_client() -> Non
             s.close()
         proc.kill()
         proc.wait()
+
+
+def test_many_pipelined_upgrade_requests_in_one_chunk(server: ServerThread) -> None:
+    one = b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    out = raw(server.port, one * 1500 + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    statuses = {r.split(b"\r\n", 1)[0] for r in _responses(out)}
+    assert len(_responses(out)) == 1501 and statuses == {b"HTTP/1.1 200 OK"}
