@@ -347,6 +347,7 @@ def test_redis_layout_is_the_originals(redis_server):
             "batch_size": "1",
             "input_type": "doubles",
             "frontend_id": "fe-1",
+            "healthy": "1",  # added, like frontend_id: original tooling ignores extra fields
         }
         s.mark_model_invalid("m", "1")
         assert "valid" not in models.hgetall("m:1") and len(models.hgetall("m:1")) == 8
