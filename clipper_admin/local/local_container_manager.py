@@ -9,6 +9,7 @@ through ``cluster.json``. See ``state.py`` for the directory layout.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -51,6 +52,9 @@ from .state import (
     model_process_id,
     parse_model_process_id,
     pid_alive,
+    read_json,
+    same_process,
+    write_text_atomic,
 )
 
 logger = logging.getLogger(__name__)
@@ -162,8 +166,11 @@ class LocalContainerManager(ContainerManager):
                     f"Cluster {self.cluster_name} cannot be started because it already exists. "
                     "Please use ClipperConnection.connect() to connect to it."
                 )
-            self.logger.info(f"Cleaning up the stopped cluster left in {self.dir.root}")
-            self._remove_state()
+            # A start never deletes a cluster's state: the cluster comes back as it was recorded
+            # (ports, store, models), under a new supervisor that adopts what still runs.
+            self.logger.info(f"Restarting the stopped cluster recorded in {self.dir.root}")
+            self.connect()
+            return
         ports = {
             "clipper_query_port": self.clipper_query_port,
             "clipper_management_port": self.clipper_management_port,
@@ -180,6 +187,7 @@ class LocalContainerManager(ContainerManager):
         if len(set(ports.values())) != len(ports):
             raise ClipperException(f"The cluster's ports must differ: {ports}")
 
+        store_existed = self.dir.store_path.exists()  # then a failed start keeps it
         private_dir(self.dir.root)  # owner-only: the token, the store and the model code live here
         self.dir.logs.mkdir(parents=True, exist_ok=True)
         token = resolve_token(self._admin_token_arg)
@@ -227,31 +235,82 @@ class LocalContainerManager(ContainerManager):
                 ],
                 "env": {},
             }  # fmt: skip
-        self._spawn_supervisor()
         try:
+            self._spawn_supervisor()
             self._wait_for_frontends()
         except BaseException:
-            self.stop_all(graceful=False)
+            self._stop_processes(graceful=False)
+            self._remove_state(keep_store=store_existed)
             raise
         self.connect()
 
     def _spawn_supervisor(self) -> None:
-        log = open(self.dir.logs / "supervisor.log", "ab")
-        with log:
-            proc = subprocess.Popen(
-                [self.python, "-m", "clipper_admin.local.supervisor", str(self.dir.root)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                cwd=str(self.dir.root),
+        """Start a supervisor unless one runs; returns once it holds ``supervisor.lock``.
+
+        Serialised by ``.spawn.lock``: two processes connecting at once start one supervisor.
+        """
+        self.dir.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.dir.spawn_lock_file, "a") as spawn_lock:
+            fcntl.flock(spawn_lock, fcntl.LOCK_EX)
+            if self.dir.supervisor_alive():
+                return
+            with open(self.dir.logs / "supervisor.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [self.python, "-m", "clipper_admin.local.supervisor", str(self.dir.root)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    cwd=str(self.dir.root),
+                )
+            self._supervisor_proc = proc  # reaped by stop_all when started by this process
+            info = self.dir.read_cluster()
+            info["supervisor_pid"] = proc.pid
+            self.dir.write_cluster(info)
+            write_text_atomic(self.dir.pid_file, str(proc.pid))
+            # Until it holds its lock (Python starting on a loaded machine) it is only a child of ours.
+            deadline = time.monotonic() + self.start_timeout
+            while not self.dir.supervisor_alive():
+                self._raise_if_supervisor_exited("while starting")
+                if time.monotonic() >= deadline:
+                    raise ClipperException(
+                        f"Cluster {self.cluster_name}: the supervisor did not start within "
+                        f"{self.start_timeout:.0f} s.\n" + self._supervisor_log_tail()
+                    )
+                time.sleep(POLL)
+
+    def _raise_if_supervisor_exited(self, doing: str) -> None:
+        proc = getattr(self, "_supervisor_proc", None)
+        code = proc.poll() if proc is not None else None
+        if code is not None or (proc is None and not self.dir.supervisor_alive()):
+            how = f" with code {code}" if code is not None else ""
+            raise ClipperException(
+                f"Cluster {self.cluster_name}: the supervisor exited{how} {doing}.\n"
+                + self._supervisor_log_tail()
             )
-        info = self.dir.read_cluster()
-        info["supervisor_pid"] = proc.pid
-        self.dir.write_cluster(info)
-        self.dir.pid_file.write_text(str(proc.pid))
-        self._supervisor_proc = proc  # reaped by stop_all when started by this process
+
+    def _supervisor_log_tail(self) -> str:
+        log = self.dir.logs / "supervisor.log"
+        return f"--- last lines of {log} ---\n" + _tail_file(log)
+
+    def _restart_supervisor(self) -> None:
+        """A recorded cluster without a supervisor (killed, machine rebooted): start a new one, which
+        adopts the processes still running and restarts the others; the store is kept."""
+        self.logger.warning(
+            f"Cluster {self.cluster_name}: its supervisor is not running; starting a new one (it adopts "
+            "the processes still running, restarts the others, and keeps the store)"
+        )
+        self._supervisor_proc = None
+        try:
+            self._spawn_supervisor()
+            self._wait_for_frontends()
+        except ClipperException as e:
+            raise ClipperException(
+                f"Cluster {self.cluster_name} is not running and its supervisor could not bring it back "
+                f"(logs in {self.dir.logs}): {e}\nCall ClipperConnection.stop_all() to clean it up, "
+                "then start_clipper()."
+            ) from None
 
     def _wait_for_frontends(self) -> None:
         checks = {
@@ -277,12 +336,7 @@ class LocalContainerManager(ContainerManager):
             time.sleep(POLL)
 
     def _raise_if_crashed(self, proc_ids: list[str], doing: str) -> None:
-        if not self.dir.supervisor_alive():
-            raise ClipperException(
-                f"Cluster {self.cluster_name}: the supervisor exited {doing}.\n"
-                f"--- last lines of {self.dir.logs / 'supervisor.log'} ---\n"
-                + _tail_file(self.dir.logs / "supervisor.log")
-            )
+        self._raise_if_supervisor_exited(doing)
         status = self.dir.read_status()
         crashed = [p for p in proc_ids if status.get(p, {}).get("restarts", 0) > 0]
         if crashed:
@@ -315,11 +369,6 @@ class LocalContainerManager(ContainerManager):
                 f"cluster_name={self.cluster_name!r})).start_clipper(), or set CLIPPER_HOME "
                 "(or state_dir=) to the directory the cluster was started in."
             )
-        if not self.dir.supervisor_alive():
-            raise ClipperException(
-                f"Cluster {self.cluster_name} is not running (its supervisor has exited; logs in "
-                f"{self.dir.logs}). Call ClipperConnection.stop_all() to clean it up, then start_clipper()."
-            )
         self.host = info["host"]
         self.clipper_query_port = info["query_port"]
         self.clipper_management_port = info["management_port"]
@@ -332,6 +381,8 @@ class LocalContainerManager(ContainerManager):
         else:  # clusters of earlier releases recorded the token in cluster.json
             self.admin_token = info.get("admin_token") or read_token_file(self.admin_token_file)
         self.python = info.get("python", self.python)
+        if not self.dir.supervisor_alive():
+            self._restart_supervisor()
 
     # -- models ----------------------------------------------------------------------------------
     def build_model(
@@ -449,7 +500,14 @@ class LocalContainerManager(ContainerManager):
         """Stop the supervisor and every process it started, and forget the cluster's state.
 
         Logs stay in ``<cluster dir>/logs``. Works without ``connect()``; a no-op without a cluster.
+        This explicit call is the only one that deletes the cluster's store (``config.db``).
         """
+        self._stop_processes(graceful)
+        self._remove_state()
+
+    def _stop_processes(self, graceful: bool) -> None:
+        """The supervisor (which stops its processes), then any recorded process still running
+        (e.g. left by a supervisor that was SIGKILLed)."""
         pid = self.dir.supervisor_pid()
         if pid is not None and pid_alive(pid) and _is_our_supervisor(pid, self.dir.root):
             with contextlib.suppress(ProcessLookupError):
@@ -464,16 +522,24 @@ class LocalContainerManager(ContainerManager):
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        self._remove_state()
+        status = read_json(self.dir.status_file, {}) or {}
+        left = [*(status.get("processes") or {}).values(), *(status.get("stopping") or [])]
+        for entry in left:
+            if same_process(entry.get("pid"), entry.get("start")):
+                with contextlib.suppress(OSError):
+                    if (pgid := os.getpgid(entry["pid"])) != os.getpgid(0):
+                        os.killpg(pgid, signal.SIGKILL)  # with what it started
+                with contextlib.suppress(OSError):
+                    os.kill(entry["pid"], signal.SIGKILL)
 
-    def _remove_state(self) -> None:
+    def _remove_state(self, keep_store: bool = False) -> None:
         for path in (
             self.dir.cluster_file, self.dir.desired_file, self.dir.status_file, self.dir.pid_file,
             self.admin_token_file,
         ):  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        for path in self.dir.root.glob("config.db*"):
+        for path in [] if keep_store else self.dir.root.glob("config.db*"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         shutil.rmtree(self.dir.models, ignore_errors=True)

@@ -8,6 +8,8 @@
 * ``status.json``   ``{"supervisor_pid", "processes": {id: {"pid", "state", "restarts", "last_exit"}}}``
   (supervisor writes)
 * ``supervisor.pid``, ``config.db`` (SQLite store), ``logs/<id>.log``, ``models/<name>/<version>/``
+* ``supervisor.lock``  held (``flock``) by the running supervisor for its whole life: the lock, not the
+  pid file, says whether a supervisor runs (a pid can be recycled, a pid file can be stale)
 
 Every JSON file is replaced atomically (write to a temporary file, then rename); read-modify-write
 of ``desired.json`` holds an ``flock`` so that two admin processes cannot lose each other's edits.
@@ -48,17 +50,22 @@ def log_name(proc_id: str) -> str:
     return proc_id.replace("/", "-") + ".log"
 
 
-def write_json_atomic(path: Path, data, mode: int = 0o644) -> None:
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` at once: a reader never sees it empty or half-written."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            f.write(text)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: Path, data, mode: int = 0o644) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True), mode)
 
 
 def read_json(path: Path, default=None):
@@ -92,6 +99,14 @@ class ClusterDir:
     @property
     def pid_file(self) -> Path:
         return self.root / "supervisor.pid"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "supervisor.lock"
+
+    @property
+    def spawn_lock_file(self) -> Path:
+        return self.root / ".spawn.lock"
 
     @property
     def logs(self) -> Path:
@@ -144,8 +159,18 @@ class ClusterDir:
             return None
 
     def supervisor_alive(self) -> bool:
-        pid = self.supervisor_pid()
-        return pid is not None and pid_alive(pid)
+        """True while a supervisor holds ``supervisor.lock`` (see ``Supervisor.run``)."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also releases the probe's own shared lock
+        return False
 
     def tail_log(self, proc_id: str, lines: int = 20) -> str:
         try:
@@ -156,6 +181,26 @@ class ClusterDir:
         except FileNotFoundError:
             return "(no log written)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The start time of ``pid`` (clock ticks since boot, ``/proc/<pid>/stat`` field 22), or None.
+
+    With the pid it identifies a process for good: a recycled pid has another start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def same_process(pid: int | None, start: int | None) -> bool:
+    """True while the process recorded as (``pid``, ``start``) runs (not a zombie, not recycled)."""
+    return pid is not None and start is not None and proc_start_time(pid) == start
 
 
 def pid_alive(pid: int) -> bool:

@@ -7,11 +7,13 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import requests
 
 from clipper.net import free_port
 from clipper_admin import ClipperConnection, LocalContainerManager
+from clipper_admin.local.state import pid_alive
 
 
 def new_manager(name: str, state_dir, **kwargs) -> LocalContainerManager:
@@ -73,3 +75,15 @@ def wait_for(predicate, timeout=30.0, what="condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def cluster_processes(root) -> set[int]:
+    """Every live process the cluster's supervisors started (they carry the cluster directory)."""
+    marker = f"CLIPPER_LOCAL_CLUSTER_DIR={root}\0".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (entry / "environ").read_bytes() and pid_alive(int(entry.name)):
+                    found.add(int(entry.name))
+    return found

@@ -12,9 +12,8 @@ import pytest
 import requests
 
 from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
-from clipper_admin.local.state import pid_alive
 
-from .admin_local_fixtures import new_manager, start_cluster, wait_for
+from .admin_local_fixtures import cluster_processes, new_manager, start_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,26 +64,61 @@ def test_crashing_frontend_reports_its_log_and_cleans_up(tmp_path):
     assert not conn.cm.dir.supervisor_alive()
 
 
-def test_second_start_and_stale_cluster(tmp_path):
+def test_second_start_and_a_killed_supervisor(tmp_path):
     conn = start_cluster("twice", tmp_path)
+    root = conn.cm.dir.root
     try:
         with pytest.raises(
             ClipperException, match="^Cluster twice cannot be started because it already exists"
         ):
             ClipperConnection(new_manager("twice", tmp_path)).start_clipper()
-        # the supervisor dies (and takes its children along): connect says so, start_clipper recovers
+        conn.register_application("kept", "doubles", "0", 1000)
+        # SIGKILL the supervisor: its processes keep serving (no parent-death signal)
         sup = conn.cm.dir.supervisor_pid()
-        children = [p["pid"] for p in conn.cm.dir.read_status().values() if p["pid"]]
+        children = {p: s["pid"] for p, s in conn.cm.dir.read_status().items()}
         os.kill(sup, signal.SIGKILL)
-        wait_for(lambda: not pid_alive(sup), what="supervisor gone")
-        for pid in children:
-            wait_for(lambda pid=pid: not pid_alive(pid), what=f"child {pid} gone")
-        with pytest.raises(ClipperException, match="^Cluster twice is not running"):
-            ClipperConnection(LocalContainerManager("twice", state_dir=tmp_path)).connect()
+        wait_for(lambda: not conn.cm.dir.supervisor_alive(), what="supervisor gone")
+        assert cluster_processes(root) == set(children.values())
+        assert conn.get_all_apps() == ["kept"]
+        # the next start_clipper() starts a new supervisor that adopts them: same processes, same
+        # store; the recorded cluster comes back (the new manager's other ports are not used)
         conn = start_cluster("twice", tmp_path)
-        assert conn.get_all_apps() == []
+        assert conn.cm.dir.supervisor_pid() not in (None, sup)
+        assert {p: s["pid"] for p, s in conn.cm.dir.read_status().items()} == children
+        assert cluster_processes(root) == set(children.values())  # nothing started twice
+        assert conn.get_all_apps() == ["kept"]
+        assert "adopted query-0" in (root / "logs" / "supervisor.log").read_text()
     finally:
         conn.stop_all()
+    assert cluster_processes(root) == set()  # stop_all stops the adopted processes too
+    assert not (root / "config.db").exists()  # the explicit stop_all still cleans up
+
+
+def test_a_cluster_whose_processes_all_died_comes_back_on_connect(tmp_path):
+    """A reboot (or killpg): connect() restarts everything from the recorded state, store kept."""
+    conn = start_cluster("reboot", tmp_path)
+    root = conn.cm.dir.root
+    try:
+        conn.register_application("kept", "doubles", "0", 1000)
+        os.killpg(conn.cm.dir.supervisor_pid(), signal.SIGKILL)
+        wait_for(lambda: not cluster_processes(root), what="every process gone")
+        again = ClipperConnection(LocalContainerManager("reboot", state_dir=tmp_path))
+        again.connect()
+        assert again.get_all_apps() == ["kept"]
+        assert conn.cm.dir.supervisor_alive()
+    finally:
+        conn.stop_all()
+    assert cluster_processes(root) == set()
+
+
+def test_a_failed_start_keeps_an_existing_store(tmp_path):
+    cm = new_manager("keep", tmp_path)
+    cm.dir.root.mkdir(parents=True)
+    cm.dir.store_path.write_bytes(b"not yet a cluster's, still not ours to delete")
+    with pytest.raises(ClipperException):
+        ClipperConnection(cm).start_clipper(cache_size=-1)  # the query frontend refuses it
+    assert cm.dir.store_path.exists()
+    assert not cm.dir.cluster_file.exists()
 
 
 def test_admin_token(tmp_path):

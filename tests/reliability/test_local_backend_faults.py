@@ -8,16 +8,20 @@ back: we assert 10 s (5 s + 5 s of margin for this shared 2-core machine) and pr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from clipper_admin.deployers import python as python_deployer
 from clipper_admin.local.state import MANAGEMENT, QUERY
-from tests.integration.admin_local_fixtures import predict, start_cluster, wait_for
+from tests.integration.admin_local_fixtures import cluster_processes, predict, start_cluster, wait_for
 
 from .load import Load
 
@@ -135,3 +139,32 @@ def test_management_frontend_restart_loses_nothing(conn):
     conn.register_application(name="after", input_type="doubles", default_output="0", slo_micros=100_000)
     conn.link_model_to_app(app_name="after", model_name="sum-model")
     assert predict(conn, "after", {"input": [2.0, 2.0]})["output"] == 4.0
+
+
+def test_killed_supervisor_loses_nothing_and_the_next_clipper_command_adopts_its_processes(conn):
+    d = conn.cm.dir
+    before = {p: s["pid"] for p, s in d.read_status().items()}
+    store = (conn.get_all_apps(verbose=True), conn.get_all_models(verbose=True))
+    sup = d.supervisor_pid()
+    os.kill(sup, signal.SIGKILL)
+    wait_for(lambda: not d.supervisor_alive(), 30, "the supervisor gone")
+    # nothing depends on the supervisor: the cluster keeps serving
+    assert cluster_processes(d.root) == set(before.values())
+    assert predict(conn, "sum", {"input": [1.0, 2.0]})["output"] == 3.0
+
+    # any `clipper` command (here `clipper get`: it connects) starts a new supervisor that adopts them
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("clipper")), "get", "apps", "--cluster", "faults", "--output", "json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted(a["name"] for a in json.loads(out.stdout)) == sorted(conn.get_all_apps())
+    assert d.supervisor_alive() and d.supervisor_pid() != sup
+    assert {p: s["pid"] for p, s in d.read_status().items()} == before  # adopted, none started twice
+    assert cluster_processes(d.root) == set(before.values())
+    assert (conn.get_all_apps(verbose=True), conn.get_all_models(verbose=True)) == store
+
+    # the new supervisor restarts an adopted replica that dies, and the cluster answers again
+    sigkill(conn, "model/sum-model/1/0")
+    wait_for(lambda: connected_replicas(conn) == 2, 30, "the restarted replica reconnected")
+    assert predict(conn, "sum", {"input": [2.0, 3.0]})["output"] == 5.0
