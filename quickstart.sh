@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The main job: a local Clipper cluster (embedded default backend: supervised local processes and
 # SQLite, no Docker) serving the hello-world sum model, then one prediction over HTTP.
+#
+# Everything is installed in a virtual environment of this clone, .venv/ (git-ignored): the system
+# Python is not modified, and a second run finds it ready. The ports can be moved with QUERY_PORT,
+# MANAGEMENT_PORT and RPC_PORT (see examples/manifests/quickstart.yaml).
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! python3 -c "import clipper, reconciler" 2>/dev/null; then
-  echo "==> pip install -e ."
-  python3 -m pip install -q -e . 2>&1 | grep -v -e '^WARNING: Running pip as' || true
-fi
+. ./.ci/venv.sh
+
+ensure_venv ""
 echo "==> clipper apply -f examples/manifests/quickstart.yaml"
 clipper apply -f examples/manifests/quickstart.yaml
-echo "==> POST http://127.0.0.1:1337/hello-world/predict {\"input\": [1.1, 2.2, 3.3]}"
-python3 - <<'PY'
-import json, time, urllib.request
-req = urllib.request.Request("http://127.0.0.1:1337/hello-world/predict",
-                             data=json.dumps({"input": [1.1, 2.2, 3.3]}).encode(),
+url="http://127.0.0.1:${QUERY_PORT:-1337}/hello-world/predict"
+echo "==> POST $url {\"input\": [1.1, 2.2, 3.3]}"
+python - "$url" <<'PY'
+import json, sys, time, urllib.request
+req = urllib.request.Request(sys.argv[1], data=json.dumps({"input": [1.1, 2.2, 3.3]}).encode(),
                              headers={"Content-Type": "application/json"})
 for _ in range(100):
     body = json.loads(urllib.request.urlopen(req, timeout=5).read())
@@ -22,4 +25,5 @@ for _ in range(100):
     time.sleep(0.1)
 print(json.dumps(body))
 PY
-echo "==> the cluster keeps running: 'clipper status', 'clipper get apps', 'clipper delete -f examples/manifests/quickstart.yaml --cluster' stops it"
+echo "==> the cluster keeps running: '.venv/bin/clipper status -f examples/manifests/quickstart.yaml';" \
+  "'.venv/bin/clipper delete -f examples/manifests/quickstart.yaml --cluster' stops it"

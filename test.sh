@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need (system packages,
-# Python packages), starts the Docker engine and builds the images offline, lints, then runs pytest.
-# Idempotent: on a prepared machine it goes straight to the checks. Extra arguments go to pytest.
+# Python packages in .venv/), starts the Docker engine and builds the images offline, lints, then runs
+# pytest. Idempotent: on a prepared machine it goes straight to the checks. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +12,8 @@ command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v git >/dev/null || need_apt+=(git)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -19,8 +21,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-echo "==> pip install -e '.[dev,pyspark]'"
-python3 -m pip install -q -e '.[dev,pyspark]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'pip is configured' || true
+# The Python side lives in .venv/ (as for quickstart.sh): created with python3 and filled only when
+# something is missing; Debian's externally managed system Python is left alone.
+. ./.ci/venv.sh
+ensure_venv "dev,pyspark"
 
 if [ -x .ci/docker.sh ] && [ "${CLIPPER_SKIP_DOCKER:-0}" != "1" ]; then
   echo "==> Docker engine and offline images"
@@ -32,4 +36,4 @@ ruff check .
 lint-imports
 
 echo "==> pytest"
-exec python3 -m pytest "$@"
+exec python -m pytest "$@"
