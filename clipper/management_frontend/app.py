@@ -44,13 +44,15 @@ class ManagementApp:
         if route is None:
             if path == "/health" or path == "/openapi.json":
                 if req.method not in ("GET", "HEAD"):
-                    return _error(405, "Method not allowed", f"{req.method} {path}", (("Allow", "GET"),))
+                    return _error(
+                        405, "Method not allowed", f"{req.method} {path}", (("Allow", "GET, HEAD"),)
+                    )
                 if path == "/health":
                     return Response(200, b'{"status":"ok"}')
                 return Response(200, self._openapi)
             return _error(404, "Not found", f"No route for {req.method} {path}")
         method, fn = route
-        if req.method != method:
+        if req.method != method and not (method == "GET" and req.method == "HEAD"):
             return _error(405, "Method not allowed", f"{path} accepts {method} only", (("Allow", method),))
         if path not in UNAUTHENTICATED_PATHS and not self._authorized(req):
             return _error(

@@ -16,6 +16,7 @@ import signal
 import sys
 
 from clipper.http.server import install_uvloop
+from clipper.query_frontend.requests import DEFAULT_MAX_BATCH_INPUTS
 from clipper.query_frontend.server import DEFAULT_CACHE_BYTES, QueryFrontend
 from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S
 
@@ -33,6 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--prediction-cache-size", type=int, default=None, help="cache capacity in bytes (0 = off)"
     )
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="larger bodies get 413")
+    p.add_argument(
+        "--max-batch-inputs",
+        type=int,
+        default=DEFAULT_MAX_BATCH_INPUTS,
+        help=f"longest input_batch of one request; longer get 413 (default {DEFAULT_MAX_BATCH_INPUTS})",
+    )
+    p.add_argument("--max-url-bytes", type=int, default=8192, help="longer URLs get 414 (default 8192)")
+    p.add_argument(
+        "--max-header-bytes", type=int, default=65536, help="larger request heads get 431 (default 65536)"
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="open HTTP connections at most; beyond, the longest-idle one is closed, else 503 "
+        "(default 0: the open-file limit, raised to its hard limit, less headroom)",
+    )
     p.add_argument(
         "--frontend-id", default=None, help="tag of this frontend's container rows (default host:rpc-port)"
     )
@@ -71,6 +89,10 @@ def frontend_from_args(args: argparse.Namespace):
     cache = args.prediction_cache_size if args.prediction_cache_size is not None else DEFAULT_CACHE_BYTES
     if cache < 0:
         raise SystemExit("error: the prediction cache size must be >= 0")
+    for flag in ("max_batch_inputs", "max_url_bytes", "max_header_bytes", "max_connections"):
+        if getattr(args, flag) < (0 if flag == "max_connections" else 1):
+            bound = ">= 0" if flag == "max_connections" else "positive"
+            raise SystemExit(f"error: --{flag.replace('_', '-')} must be {bound}")
     store = open_store(url)
     return QueryFrontend(
         store,
@@ -85,6 +107,10 @@ def frontend_from_args(args: argparse.Namespace):
         liveness_timeout=args.liveness_timeout,
         header_timeout=float(args.timeout_request),
         body_timeout=float(args.timeout_content),
+        max_batch_inputs=args.max_batch_inputs,
+        max_connections=args.max_connections,
+        max_url_bytes=args.max_url_bytes,
+        max_header_bytes=args.max_header_bytes,
     )
 
 

@@ -177,25 +177,75 @@ class QueryProcessor:
             hit = self.cache.get((model.name, model.version, inputs[0]))
             if hit is not None:  # the cache-hit fast path: no request object at all
                 return self._hit(app, model, hit, t0)
-        loop = self.loop
-        now = loop.time()
         req = PendingRequest(app, n, self.take_query_ids(n), perf_counter(), batch)
         if model is None or model.purged:
-            for i in range(n):
-                req.default(i, R.EXPLANATION_NO_MODELS)
-            app.default_no_model.increment(n)
+            self._admit(req, app, model, inputs, 0, n, 0.0)
             return Response(200, req.body())
         self.num_predictions.increment(n)
         self.cache_lookups.increment(n)
+        deadline = self.loop.time() + app.slo_s
+        queued, hits = self._admit(req, app, model, inputs, 0, n, deadline)
+        self.cache_hit_ratio.increment(hits, n)
+        model.cache_hit_ratio.increment(hits, n)
+        if queued == 0:
+            return Response(200, req.body())
+        self._expiry(app).add(deadline, req)
+        self.dispatcher.kick(model)
+        return req
+
+    async def predict_chunked(
+        self, app: AppRoute, inputs: list[bytes], model: ModelState | None, chunk: int
+    ) -> Response | PendingRequest:
+        """:meth:`predict` for a large ``input_batch``: inputs are admitted ``chunk`` at a time with
+        the event loop free in between, so one request never holds the loop for O(n) work."""
+        n = len(inputs)
+        req = PendingRequest(app, n, self.take_query_ids(n), perf_counter(), True)
+        deadline = 0.0
+        if model is not None and not model.purged:
+            self.num_predictions.increment(n)
+            self.cache_lookups.increment(n)
+            deadline = self.loop.time() + app.slo_s
+            self._expiry(app).add(deadline, req)  # now, to keep the expiry queue in deadline order
+        hits = 0
+        for lo in range(0, n, chunk):
+            if req.finished:  # e.g. the objective expired meanwhile: every input is answered
+                break
+            queued, h = self._admit(req, app, model, inputs, lo, min(n, lo + chunk), deadline)
+            hits += h
+            if queued:
+                self.dispatcher.kick(model)  # type: ignore[arg-type]
+            await asyncio.sleep(0)
+        if model is not None:
+            self.cache_hit_ratio.increment(hits, n)
+            model.cache_hit_ratio.increment(hits, n)
+        return req
+
+    def _admit(
+        self,
+        req: PendingRequest,
+        app: AppRoute,
+        model: ModelState | None,
+        inputs: list[bytes],
+        lo: int,
+        hi: int,
+        deadline: float,
+    ) -> tuple[int, int]:
+        """Inputs ``lo:hi`` of ``req``: a cache hit, the model's queue, or the default when no replica
+        can answer. Returns (queued, cache hits)."""
+        if model is None or model.purged:
+            for i in range(lo, hi):
+                req.default(i, R.EXPLANATION_NO_MODELS)
+            app.default_no_model.increment(hi - lo)
+            return 0, 0
         cache = self.cache
         name, version = model.name, model.version
         have_replicas = bool(model.replicas)
-        deadline = now + app.slo_s
         queued = 0
         hits = 0
         queue = model.queue
         use_cache = cache.capacity > 0
-        for i, inp in enumerate(inputs):
+        for i in range(lo, hi):
+            inp = inputs[i]
             hit = cache.get((name, version, inp)) if use_cache else None
             if hit is not None:
                 hits += 1
@@ -206,13 +256,10 @@ class QueryProcessor:
             else:
                 req.default(i, R.EXPLANATION_NO_MODELS)
                 app.default_no_model.increment(1)
-        self.cache_hit_ratio.increment(hits, n)
-        model.cache_hit_ratio.increment(hits, n)
-        if queued == 0:
-            return Response(200, req.body())
+        return queued, hits
+
+    def _expiry(self, app: AppRoute) -> _Expiry:
         expiry = self._expiries.get(app.slo_s)
         if expiry is None:
-            expiry = self._expiries[app.slo_s] = _Expiry(loop)
-        expiry.add(deadline, req)
-        self.dispatcher.kick(model)
-        return req
+            expiry = self._expiries[app.slo_s] = _Expiry(self.loop)
+        return expiry

@@ -7,6 +7,10 @@ NaN/Infinity and turns integers too large for 64 bits into floats, exactly Rapid
 
 Each parsed input is the raw payload the container receives (little-endian arrays, UTF-8 bytes,
 decoded base64). Empty inputs are rejected (they wedged the original's workers, §11.14).
+
+An ``input_batch`` longer than the frontend's ``--max-batch-inputs`` is refused (:class:`BatchTooLarge`)
+before any element is looked at; one longer than :data:`PARSE_CHUNK` is returned unvalidated
+(``PredictRequest.unparsed``) so that the caller can validate it in chunks between event-loop turns.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ UPDATE_SCHEMA = (
     '   "label" := double\n  }\n'
 )
 FLT_MAX = 3.4028234663852886e38
+DEFAULT_MAX_BATCH_INPUTS = 10_000
+PARSE_CHUNK = 1024  # inputs validated (and admitted) per event-loop turn in a large batch
 
 
 class JsonParseError(Exception):
@@ -36,6 +42,16 @@ class JsonParseError(Exception):
 
 class JsonSemanticError(Exception):
     """Well-formed JSON of the wrong shape or type (RapidJSON ``json_semantic_error``)."""
+
+
+class BatchTooLarge(Exception):
+    """An ``input_batch`` with more inputs than the frontend accepts in one request."""
+
+    def __init__(self, n: int, limit: int) -> None:
+        super().__init__(
+            f"input_batch has {n} inputs, more than the limit of {limit} per request "
+            "(query frontend flag --max-batch-inputs): split it into smaller requests"
+        )
 
 
 _ELEMENT_NAME = {
@@ -155,9 +171,12 @@ class PredictRequest:
     inputs: list[bytes]
     batch: bool  # True when the body used input_batch (answers in batch form unless exactly one)
     version: str | None
+    unparsed: list | None = None  # a large input_batch still to validate (parse_batch, in chunks)
 
 
-def parse_predict(body: bytes, itype: InputType) -> PredictRequest:
+def parse_predict(
+    body: bytes, itype: InputType, max_batch_inputs: int = DEFAULT_MAX_BATCH_INPUTS
+) -> PredictRequest:
     doc = load_json(body)
     if type(doc) is not dict:
         raise JsonSemanticError("Can only get key-value pair from an object")
@@ -167,7 +186,13 @@ def parse_predict(body: bytes, itype: InputType) -> PredictRequest:
     if "input" in doc:
         return PredictRequest([parse_input(doc["input"], itype)], False, version)
     if "input_batch" in doc:
-        return PredictRequest(parse_batch(doc["input_batch"], itype), True, version)
+        values = doc["input_batch"]
+        if type(values) is list:
+            if len(values) > max_batch_inputs:
+                raise BatchTooLarge(len(values), max_batch_inputs)
+            if len(values) > PARSE_CHUNK:
+                return PredictRequest([], True, version, values)
+        return PredictRequest(parse_batch(values, itype), True, version)
     raise JsonSemanticError("JSON object does not have required keys input or input_batch")
 
 

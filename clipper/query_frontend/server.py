@@ -30,8 +30,13 @@ from clipper.query_frontend import responses as R
 from clipper.query_frontend.cache import PredictionCache
 from clipper.query_frontend.processor import QueryProcessor
 from clipper.query_frontend.requests import (
+    DEFAULT_MAX_BATCH_INPUTS,
+    PARSE_CHUNK,
+    BatchTooLarge,
     JsonParseError,
     JsonSemanticError,
+    PredictRequest,
+    parse_batch,
     parse_predict,
     parse_update,
 )
@@ -45,6 +50,7 @@ TEXT = "text/plain; charset=utf-8"
 DEFAULT_CACHE_BYTES = 33554432
 _HEALTH_OK = b'{"status":"ok"}'
 _NOT_FOUND_ERROR = "Not Found"
+_GET = ("GET", "HEAD")  # HEAD: the server sends the GET response's headers without its body
 
 
 def default_frontend_id(rpc_port: int) -> str:
@@ -68,6 +74,10 @@ class QueryFrontend:
         liveness_timeout: float = 3.0,
         header_timeout: float = 5.0,
         body_timeout: float = 300.0,
+        max_batch_inputs: int = DEFAULT_MAX_BATCH_INPUTS,
+        max_connections: int = 0,
+        max_url_bytes: int = 8 * 1024,
+        max_header_bytes: int = 64 * 1024,
         metrics: MetricsRegistry | None = None,
     ) -> None:
         if cache_bytes < 0:
@@ -77,6 +87,10 @@ class QueryFrontend:
         self.rpc_host, self.rpc_port = rpc_host, rpc_port
         self.max_body_bytes = max_body_bytes
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
+        # HTTP limits (docs/internals.md, HTTP); max_connections=0: derived from the open-file limit
+        self.max_batch_inputs = max_batch_inputs
+        self.max_connections = max_connections
+        self.max_url_bytes, self.max_header_bytes = max_url_bytes, max_header_bytes
         self.frontend_id = frontend_id or default_frontend_id(rpc_port)
         self.batch_timeout = batch_timeout
         self.liveness_timeout = liveness_timeout
@@ -127,6 +141,9 @@ class QueryFrontend:
             self.host,
             self.port,
             max_body_bytes=self.max_body_bytes,
+            max_header_bytes=self.max_header_bytes,
+            max_url_bytes=self.max_url_bytes,
+            max_connections=self.max_connections,
             header_timeout=self.header_timeout,
             body_timeout=self.body_timeout,
         )
@@ -312,8 +329,8 @@ class QueryFrontend:
             return self.update(app, req.body)
         path = req.path
         if path == "/metrics":
-            if req.method != "GET":
-                return _method_not_allowed(req, "GET")
+            if req.method not in _GET:
+                return _method_not_allowed(req, "GET, HEAD")
             fmt = _query_param(req.query, "format")
             if fmt == "prometheus" or (fmt is None and _wants_prometheus(req.headers.get("accept", ""))):
                 return Response(200, self.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
@@ -321,49 +338,73 @@ class QueryFrontend:
                 return _error(400, "Bad Request", f"unknown format {fmt!r}: use json or prometheus")
             return Response(200, self.metrics.to_json())
         if path == "/prometheus":
-            if req.method != "GET":
-                return _method_not_allowed(req, "GET")
+            if req.method not in _GET:
+                return _method_not_allowed(req, "GET, HEAD")
             return Response(200, self.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
         if path == "/health":
-            if req.method != "GET":
-                return _method_not_allowed(req, "GET")
+            if req.method not in _GET:
+                return _method_not_allowed(req, "GET, HEAD")
             return Response(200, _HEALTH_OK)
         if path == "/openapi.json":
-            if req.method != "GET":
-                return _method_not_allowed(req, "GET")
+            if req.method not in _GET:
+                return _method_not_allowed(req, "GET, HEAD")
             return Response(200, self.openapi())
         return _error(404, _NOT_FOUND_ERROR, f"No route for {req.method} {path}")
 
     def predict(self, app: AppRoute, body: bytes):
         try:
-            pr = parse_predict(body, app.input_type)
+            pr = parse_predict(body, app.input_type, self.max_batch_inputs)
         except JsonParseError as e:
             return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
         except JsonSemanticError as e:
             return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
-        if pr.version is None:
-            target = app.target
-        else:
-            links = app.links
-            if len(links) > 1:
-                return Response(
-                    400,
-                    R.error_body(
-                        "Query processing error", f"Too many models linked to application {app.name}"
-                    ),
-                )
-            name = links[0] if links else ""
-            if pr.version not in self.table.versions.get(name, ()):
-                return Response(
-                    400,
-                    R.error_body(
-                        "Query processing error",
-                        f"Requested version: {pr.version} does not exist for model: {name}",
-                    ),
-                )
-            target = (name, pr.version)
+        except BatchTooLarge as e:
+            return Response(413, R.error_body("Payload Too Large", str(e)))
+        if pr.unparsed is not None:
+            return self._predict_large(app, pr)
+        target = self._target(app, pr.version)
+        if type(target) is Response:
+            return target
         model = self.models.get(target) if target is not None else None
         return self.processor.predict(app, pr.inputs, pr.batch, model)
+
+    async def _predict_large(self, app: AppRoute, pr: PredictRequest):
+        """A batch of more than PARSE_CHUNK inputs: validated and admitted a chunk per loop turn."""
+        values = pr.unparsed
+        assert values is not None
+        inputs: list[bytes] = []
+        try:
+            for lo in range(0, len(values), PARSE_CHUNK):
+                inputs += parse_batch(values[lo : lo + PARSE_CHUNK], app.input_type)
+                await asyncio.sleep(0)
+        except JsonSemanticError as e:
+            return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
+        target = self._target(app, pr.version)
+        if type(target) is Response:
+            return target
+        model = self.models.get(target) if target is not None else None
+        return await self.processor.predict_chunked(app, inputs, model, PARSE_CHUNK)
+
+    def _target(self, app: AppRoute, version: str | None) -> tuple[str, str] | None | Response:
+        """The (model, version) a predict request goes to, or the 400 response saying why none."""
+        if version is None:
+            return app.target
+        links = app.links
+        if len(links) > 1:
+            return Response(
+                400,
+                R.error_body("Query processing error", f"Too many models linked to application {app.name}"),
+            )
+        name = links[0] if links else ""
+        if version not in self.table.versions.get(name, ()):
+            return Response(
+                400,
+                R.error_body(
+                    "Query processing error",
+                    f"Requested version: {version} does not exist for model: {name}",
+                ),
+            )
+        return (name, version)
 
     def update(self, app: AppRoute, body: bytes) -> Response:
         try:

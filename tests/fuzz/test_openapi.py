@@ -118,7 +118,7 @@ def test_query_frontend_405_has_allow_header(live, path):
 
     r = requests.request("TRACE", f"{live.url}{path}", timeout=10)
     assert r.status_code == 405
-    assert r.headers["Allow"] == ("POST" if path.endswith("predict") else "GET")
+    assert r.headers["Allow"] == ("POST" if path.endswith("predict") else "GET, HEAD")
 
 
 def test_query_spec_documents_404_for_update():

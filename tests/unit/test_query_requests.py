@@ -119,3 +119,53 @@ def test_update_requires_integer_uid_and_floating_label():
         parse_update(b'{"uid": 0, "input": [1.0], "label": 1}', D)
     with pytest.raises(JsonSemanticError, match="JSON key uid"):
         parse_update(b'{"uid": "0", "input": [1.0], "label": 1.0}', D)
+
+
+def test_a_batch_over_the_limit_is_refused_before_its_elements_are_read():
+    from clipper.query_frontend.requests import BatchTooLarge
+
+    body = b'{"input_batch": [' + b",".join([b'"not an array"'] * 11) + b"]}"
+    with pytest.raises(BatchTooLarge, match="input_batch has 11 inputs, more than the limit of 10 "):
+        parse_predict(body, InputType.DOUBLES, max_batch_inputs=10)
+    assert len(parse_predict(body.replace(b'"not an array"', b"[1.0]"), InputType.DOUBLES, 11).inputs) == 11
+
+
+def test_a_large_batch_is_left_for_chunked_validation():
+    from clipper.query_frontend.requests import PARSE_CHUNK
+
+    n = PARSE_CHUNK + 1
+    pr = parse_predict(b'{"input_batch": [' + b",".join([b"[1.0]"] * n) + b"]}", InputType.DOUBLES)
+    assert pr.inputs == [] and pr.batch and pr.unparsed == [[1.0]] * n
+
+
+def test_a_large_batch_is_admitted_a_chunk_per_event_loop_turn():
+    """The processor gives the loop back between chunks: other callbacks run while it admits."""
+    import asyncio
+    import time
+
+    from clipper.config_store.base import AppRecord
+    from clipper.metrics import MetricsRegistry
+    from clipper.query_frontend.cache import PredictionCache
+    from clipper.query_frontend.processor import QueryProcessor
+    from clipper.query_frontend.routes import AppRoute
+
+    async def main() -> tuple[int, object]:
+        loop = asyncio.get_running_loop()
+        metrics = MetricsRegistry()
+        app = AppRoute(AppRecord("a", "doubles", "0.0", 100_000), (), None, metrics, time.perf_counter)
+        processor = QueryProcessor(loop, PredictionCache(0), None, metrics)  # type: ignore[arg-type]
+        turns = 0
+
+        def tick() -> None:
+            nonlocal turns
+            turns += 1
+            loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        result = await processor.predict_chunked(app, [b"x"] * 10_000, None, 1000)
+        return turns, result
+
+    turns, result = asyncio.run(main())
+    assert turns >= 9  # ten chunks, the loop ran in between
+    body = result._early.body  # no model: every input got the default, resolved at once
+    assert body.count(b'"default":true') == 10_000
