@@ -102,6 +102,7 @@ def test_a_cluster_whose_processes_all_died_comes_back_on_connect(tmp_path):
         conn.register_application("kept", "doubles", "0", 1000)
         os.killpg(conn.cm.dir.supervisor_pid(), signal.SIGKILL)
         wait_for(lambda: not cluster_processes(root), what="every process gone")
+        wait_for(lambda: not conn.cm.dir.supervisor_alive(), what="the supervisor gone")
         again = ClipperConnection(LocalContainerManager("reboot", state_dir=tmp_path))
         again.connect()
         assert again.get_all_apps() == ["kept"]
