@@ -39,6 +39,9 @@ optional:
   CLIPPER_RPC_KEYS            the cluster's RPC keys, inline (see python -m clipper.rpc.auth)
   CLIPPER_RPC_KEYS_FILE       ... or the file holding them
   CLIPPER_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR (INFO)
+  CLIPPER_SPARK_MASTER        (PySpark models) the Spark master (local[1])
+  CLIPPER_SPARK_CONF          (PySpark models) extra Spark settings, key=value separated by commas
+  CLIPPER_SPARK_LOG_LEVEL     (PySpark models) Spark's log level (WARN)
 
 exit codes: 0 after SIGTERM/SIGINT, 1 configuration or model error, 3 a package the model needs is
 not installed, 4 a batch stayed in the prediction function longer than CLIPPER_PREDICT_TIMEOUT.
