@@ -13,20 +13,27 @@ venv_ready() {
   "$VENV/bin/python" -I - "$PWD" "$1" <<'PY' >/dev/null 2>&1
 import importlib.metadata as md
 import os
-import re
 import sys
 
-root, extras = sys.argv[1], {e for e in sys.argv[2].split(",") if e}
+root, extras = sys.argv[1], [e for e in sys.argv[2].split(",") if e]
 import clipper  # noqa: E402
+import tomllib  # noqa: E402
+
+from packaging.requirements import Requirement  # noqa: E402
 
 if os.path.dirname(os.path.dirname(os.path.realpath(clipper.__file__))) != os.path.realpath(root):
     sys.exit("installed from another clone")
-for req in md.requires("clipper") or []:
-    name, _, marker = req.partition(";")
-    extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
-    if extra and extra.group(1) not in extras:
-        continue
-    md.version(re.split(r"[\s<>=!~\[(;]", name.strip(), maxsplit=1)[0])  # PackageNotFoundError: missing
+# what pyproject.toml asks for now (not the metadata of the last install): an added or raised
+# requirement is installed on the next run
+project = tomllib.load(open(os.path.join(root, "pyproject.toml"), "rb"))["project"]
+wanted = list(project["dependencies"])
+for extra in extras:
+    wanted += project["optional-dependencies"][extra]
+for text in wanted:
+    req = Requirement(text)
+    if req.marker is None or req.marker.evaluate({"extra": ""}):
+        if not req.specifier.contains(md.version(req.name), prereleases=True):
+            sys.exit(f"{req.name} {md.version(req.name)} does not satisfy {req}")
 PY
 }
 
