@@ -112,6 +112,19 @@ def test_a_cluster_whose_processes_all_died_comes_back_on_connect(tmp_path):
     assert cluster_processes(root) == set()
 
 
+def test_stop_all_without_a_supervisor_stops_what_it_left_running(tmp_path):
+    conn = start_cluster("orphans", tmp_path)
+    root = conn.cm.dir.root
+    children = cluster_processes(root)
+    assert len(children) == 2
+    os.kill(conn.cm.dir.supervisor_pid(), signal.SIGKILL)
+    wait_for(lambda: not conn.cm.dir.supervisor_alive(), what="the supervisor gone")
+    assert cluster_processes(root) == children  # still serving
+    ClipperConnection(LocalContainerManager("orphans", state_dir=tmp_path)).stop_all()
+    wait_for(lambda: not cluster_processes(root), what="the processes stopped")
+    assert not (root / "cluster.json").exists()
+
+
 def test_a_failed_start_keeps_an_existing_store(tmp_path):
     cm = new_manager("keep", tmp_path)
     cm.dir.root.mkdir(parents=True)
