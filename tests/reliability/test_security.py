@@ -439,3 +439,21 @@ def test_forged_model_version_never_runs_through_clipper_apply(tmp_path, auth):
         assert not marker.exists()
     finally:
         _clipper("delete", "-f", str(f), "--cluster", env=env)
+
+
+def test_management_frontend_reads_the_token_from_a_file(tmp_path, monkeypatch, capsys):
+    from clipper.management_frontend.__main__ import parse_args
+
+    monkeypatch.delenv("CLIPPER_ADMIN_TOKEN", raising=False)
+    token_file = tmp_path / "admin_token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.setenv("CLIPPER_ADMIN_TOKEN_FILE", str(token_file))
+    assert parse_args(["--store", "sqlite:///x.db"]).admin_token == TOKEN
+    for content in ("", "  \n"):
+        token_file.write_text(content)
+        with pytest.raises(SystemExit) as e:
+            parse_args(["--store", "sqlite:///x.db"])
+        assert e.value.code == 2 and "is empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--store", "sqlite:///x.db", "--admin-token-file", str(tmp_path / "missing")])
+    assert "cannot read the admin token file" in capsys.readouterr().err
