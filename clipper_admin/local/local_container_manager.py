@@ -254,16 +254,21 @@ class LocalContainerManager(ContainerManager):
             fcntl.flock(spawn_lock, fcntl.LOCK_EX)
             if self.dir.supervisor_alive():
                 return
-            with open(self.dir.logs / "supervisor.log", "ab") as log:
-                proc = subprocess.Popen(
-                    [self.python, "-m", "clipper_admin.local.supervisor", str(self.dir.root)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                    cwd=str(self.dir.root),
-                )
+            try:
+                with open(self.dir.logs / "supervisor.log", "ab") as log:
+                    proc = subprocess.Popen(
+                        [self.python, "-m", "clipper_admin.local.supervisor", str(self.dir.root)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        close_fds=True,
+                        cwd=str(self.dir.root),
+                    )
+            except OSError as e:
+                raise ClipperException(
+                    f"Cluster {self.cluster_name}: cannot start its supervisor with {self.python}: {e}"
+                ) from None
             self._supervisor_proc = proc  # reaped by stop_all when started by this process
             info = self.dir.read_cluster()
             info["supervisor_pid"] = proc.pid
@@ -305,7 +310,7 @@ class LocalContainerManager(ContainerManager):
         try:
             self._spawn_supervisor()
             self._wait_for_frontends()
-        except ClipperException as e:
+        except (ClipperException, OSError) as e:
             raise ClipperException(
                 f"Cluster {self.cluster_name} is not running and its supervisor could not bring it back "
                 f"(logs in {self.dir.logs}): {e}\nCall ClipperConnection.stop_all() to clean it up, "

@@ -404,7 +404,10 @@ class Supervisor:
             self.report_error(f"cannot write {self.dir.pid_file}", e)
         code = 0
         try:
-            self.adopt()
+            try:
+                self.adopt()
+            except Exception as e:  # e.g. status.json unreadable: supervise without adopting
+                self.log(f"cannot adopt the previous supervisor's processes: {e!r}")
             while not self.shutdown:
                 try:
                     self.step()

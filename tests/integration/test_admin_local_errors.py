@@ -125,6 +125,19 @@ def test_stop_all_without_a_supervisor_stops_what_it_left_running(tmp_path):
     assert not (root / "cluster.json").exists()
 
 
+def test_a_supervisor_that_cannot_be_restarted_is_a_clipper_exception(tmp_path):
+    conn = start_cluster("moved", tmp_path)
+    try:
+        os.killpg(conn.cm.dir.supervisor_pid(), signal.SIGKILL)
+        wait_for(lambda: not conn.cm.dir.supervisor_alive(), what="the supervisor gone")
+        info = conn.cm.dir.read_cluster()
+        conn.cm.dir.write_cluster({**info, "python": str(tmp_path / "gone" / "python3")})  # venv removed
+        with pytest.raises(ClipperException, match="cannot start its supervisor with .*gone/python3"):
+            ClipperConnection(LocalContainerManager("moved", state_dir=tmp_path)).connect()
+    finally:
+        conn.stop_all()
+
+
 def test_a_failed_start_keeps_an_existing_store(tmp_path):
     cm = new_manager("keep", tmp_path)
     cm.dir.root.mkdir(parents=True)
