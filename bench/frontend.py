@@ -29,6 +29,8 @@ from pathlib import Path
 
 import cloudpickle
 
+from clipper.rpc.auth import RPC_KEYS_FILE_ENV, RpcKeys
+
 WRK_SCRIPT = r"""
 wrk.method = "POST"
 wrk.body = '{"input": [1.1, 2.2, 3.3, 4.4]}'
@@ -82,6 +84,8 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.mgmt_port, self.http_port, self.rpc_port = free_port(), free_port(), free_port()
         self.store = f"sqlite:///{root}/config.db"
+        self.rpc_keys_file = root / "rpc_keys.json"  # the default set-up: CURVE-authenticated replicas
+        RpcKeys.generate().write(self.rpc_keys_file)
 
     def spawn(self, args: list[str], log: str, env: dict | None = None) -> subprocess.Popen:
         out = open(self.root / log, "wb")
@@ -119,6 +123,8 @@ class Stack:
                 str(self.rpc_port),
                 "--prediction-cache-size",
                 str(cache_bytes),
+                "--rpc-keys-file",
+                str(self.rpc_keys_file),
                 "--log-level",
                 "WARNING",
             ],
@@ -181,6 +187,7 @@ class Stack:
             CLIPPER_INPUT_TYPE="doubles",
             CLIPPER_MODEL_PATH=str(model),
             CLIPPER_LOG_LEVEL="WARNING",
+            **{RPC_KEYS_FILE_ENV: str(self.rpc_keys_file)},
         )
         self.spawn([py, "-m", "clipper.container"], "container.log", env)
         url = f"http://127.0.0.1:{self.http_port}/bench/predict"

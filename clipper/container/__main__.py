@@ -16,6 +16,7 @@ from clipper.container.config import ConfigError, ContainerConfig
 from clipper.container.loader import ModelLoadError, load_model, read_metadata
 from clipper.container.metrics import ContainerMetrics
 from clipper.container.runtime import ContainerRuntime
+from clipper.rpc.auth import RpcKeyError, keys_from_env
 
 ENVIRONMENT = """\
 The container takes no arguments: it is configured by its environment.
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         log.error("%s", e)
         return 1
+    try:  # CLIPPER_RPC_KEYS / CLIPPER_RPC_KEYS_FILE: the cluster's replica keys (clipper.rpc.auth)
+        rpc_keys = keys_from_env(role="replica")
+    except RpcKeyError as e:
+        log.error("%s", e)
+        return 1
     try:
         predict = load_model(config.model_path)
         limit = config.predict_limit(read_metadata(config.model_path)["kind"])
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             config.ready_file.write_text("READY")
         except OSError as e:
             log.warning("cannot write the ready file %s: %s", config.ready_file, e)
-    ContainerRuntime(predict, config, metrics, predict_limit=limit).run()
+    ContainerRuntime(predict, config, metrics, rpc_keys=rpc_keys, predict_limit=limit).run()
     return 0
 
 

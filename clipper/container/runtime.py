@@ -12,8 +12,11 @@ with a fresh socket, hence a new identity and a new replica id. Work of an old s
 A frontend that restarts on the same address is usually found sooner: ZMQ reconnects the socket by
 itself and the new frontend asks for metadata on the next heartbeat.
 
-A failing prediction never ends the process: see :mod:`clipper.container.codec` and the error
-outputs of :mod:`clipper.rpc.protocol`.
+A failing prediction never ends the process: see :mod:`clipper.container.codec`; its reason
+travels in the response's error frame when the frontend announced it (``ERROR_FRAME_SUPPORTED``
+before asking for metadata, :mod:`clipper.rpc.protocol`), never inside an output. With ``rpc_keys``
+(the cluster's replica keys, :mod:`clipper.rpc.auth`) every session socket is a CURVE client;
+without them it speaks plain RPC v3 as the original container.
 
 A *hung* prediction does end the process: a watchdog thread checks the batch in the prediction
 function once a second, and when it has been there longer than ``predict_limit``
@@ -49,6 +52,7 @@ from clipper.container.loader import PredictFunction
 from clipper.container.metrics import ContainerMetrics
 from clipper.datatypes import InputType
 from clipper.rpc import protocol as p
+from clipper.rpc.auth import RpcKeys, secure_client
 from clipper.rpc.zmqio import recv_frames, send_frames
 
 log = logging.getLogger("clipper.container")
@@ -79,11 +83,17 @@ class ContainerRuntime:
         *,
         predict_limit: float | None = None,
         on_hung: Callable[[str], None] = exit_hung,
+        rpc_keys: RpcKeys | None = None,
     ) -> None:
         """``predict_limit``: seconds one batch may take (None: no watchdog); ``on_hung`` is called
         once with the reason when a batch takes longer (default: log and exit with :data:`EXIT_HUNG`)."""
         self.predict = predict
         self.config = config
+        self.rpc_keys = rpc_keys
+        # Whether the frontend of this session reads the error frame (it announced it before asking
+        # for metadata); errors go as output text otherwise, the original frontend's only channel.
+        self.error_frame = False
+        self._announced = False
         self.metrics = metrics
         self.predict_limit = predict_limit
         self.on_hung = on_hung
@@ -158,7 +168,14 @@ class ContainerRuntime:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue heartbeats for a frontend that is not there
+        if self.rpc_keys is not None:
+            try:
+                secure_client(sock, self.rpc_keys)
+            except BaseException:
+                sock.close(linger=0)  # an open socket would block the context's term() forever
+                raise
         self._sock = sock
+        self._announced = False
         try:
             sock.connect(target)
         except zmq.ZMQError as e:
@@ -220,7 +237,10 @@ class ContainerRuntime:
                 self._log_once(f"frontend speaks RPC version {msg.rpc_version}, expected {p.RPC_VERSION}")
             if type(msg) is p.PredictionRequest:
                 self._requests.put((self.generation, msg, t_recv))
+            elif msg.heartbeat_type == p.HeartbeatType.ERROR_FRAME_SUPPORTED:
+                self._announced = True
             elif msg.heartbeat_type == p.HeartbeatType.REQUEST_CONTAINER_METADATA:
+                self.error_frame, self._announced = self._announced, False
                 self.registrations += 1
                 log.info("frontend asked for metadata: registering")
                 self._send(self._metadata)
@@ -277,11 +297,11 @@ class ContainerRuntime:
                 )
             finally:
                 self._busy_since = None
-            frames = p.encode_prediction_response(req.msg_id_frame, outputs)
+            frames = p.encode_prediction_response(req.msg_id_frame, outputs, error_frame=self.error_frame)
             self._results.append((generation, frames))
             self._wake()
 
-    def _predict(self, req: p.PredictionRequest, t_recv: float) -> list[bytes]:
+    def _predict(self, req: p.PredictionRequest, t_recv: float) -> list[bytes | p.OutputError]:
         n = len(req.inputs)
         m = self.metrics
         t_start = time.perf_counter()
@@ -304,8 +324,8 @@ class ContainerRuntime:
             return self._errors(text, n, logged=True)
         t_done = time.perf_counter()
         outputs = encode_outputs(result, n)
-        if n and (err := p.decode_error_output(outputs[0])) is not None:
-            self._log_once(err)
+        if n and type(err := outputs[0]) is p.OutputError:
+            self._log_once(err.reason)
             if m is not None:
                 m.errors_total.inc()
         if m is not None:
@@ -317,7 +337,7 @@ class ContainerRuntime:
             m.end_to_end_latency_ms.observe((time.perf_counter() - t_recv) * 1000)
         return outputs
 
-    def _errors(self, text: str, n: int, logged: bool = False) -> list[bytes]:
+    def _errors(self, text: str, n: int, logged: bool = False) -> list[bytes | p.OutputError]:
         if not logged:
             self._log_once(text)
         if self.metrics is not None:

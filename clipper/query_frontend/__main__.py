@@ -19,6 +19,8 @@ from clipper.http.server import install_uvloop
 from clipper.query_frontend.requests import DEFAULT_MAX_BATCH_INPUTS
 from clipper.query_frontend.server import DEFAULT_CACHE_BYTES, QueryFrontend
 from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S
+from clipper.rpc.auth import RpcKeyError, RpcKeys, check_role, keys_from_env
+from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 log = logging.getLogger("clipper.query_frontend")
 
@@ -63,6 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--liveness-timeout", type=float, default=3.0, help="seconds of RPC silence = dead replica"
     )
+    p.add_argument(
+        "--rpc-auth",
+        choices=("curve", "none"),
+        default="curve",
+        help="who may register as a model replica: 'curve' (default) only containers holding the "
+        "cluster's RPC keys (--rpc-keys-file, or CLIPPER_RPC_KEYS_FILE / CLIPPER_RPC_KEYS in the "
+        "environment); 'none' any container that reaches the RPC port (original-protocol containers)",
+    )
+    p.add_argument(
+        "--rpc-keys-file",
+        default=None,
+        help="JSON file of the cluster's RPC CURVE keys (python -m clipper.rpc.auth FILE writes one)",
+    )
+    p.add_argument(
+        "--rpc-max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help="largest RPC frame (one input or one output) a peer may send; larger: disconnected "
+        "(default 64 MiB)",
+    )
     p.add_argument("--log-level", default="INFO")
     # The original's flags.
     p.add_argument("--redis_ip", default=None, help=argparse.SUPPRESS)
@@ -93,6 +115,9 @@ def frontend_from_args(args: argparse.Namespace):
         if getattr(args, flag) < (0 if flag == "max_connections" else 1):
             bound = ">= 0" if flag == "max_connections" else "positive"
             raise SystemExit(f"error: --{flag.replace('_', '-')} must be {bound}")
+    if args.rpc_max_message_bytes <= 0:
+        raise SystemExit("error: --rpc-max-message-bytes must be positive")
+    rpc_keys = rpc_keys_from_args(args)
     store = open_store(url)
     return QueryFrontend(
         store,
@@ -111,7 +136,29 @@ def frontend_from_args(args: argparse.Namespace):
         max_connections=args.max_connections,
         max_url_bytes=args.max_url_bytes,
         max_header_bytes=args.max_header_bytes,
+        rpc_keys=rpc_keys,
+        rpc_max_message_bytes=args.rpc_max_message_bytes,
     )
+
+
+def rpc_keys_from_args(args: argparse.Namespace) -> RpcKeys | None:
+    """The keys replicas must hold (``--rpc-auth curve``), or None (``--rpc-auth none``)."""
+    if args.rpc_auth == "none":
+        log.warning("--rpc-auth none: any process that reaches the RPC port can register as a replica")
+        return None
+    try:
+        keys = RpcKeys.read(args.rpc_keys_file) if args.rpc_keys_file else keys_from_env()
+        if keys is not None:
+            check_role(keys, "frontend")
+    except RpcKeyError as e:
+        raise SystemExit(f"error: {e}") from None
+    if keys is None:
+        raise SystemExit(
+            "error: --rpc-auth curve (the default) needs the cluster's RPC keys: --rpc-keys-file FILE "
+            "(python -m clipper.rpc.auth FILE writes new ones) or CLIPPER_RPC_KEYS_FILE / "
+            "CLIPPER_RPC_KEYS in the environment; --rpc-auth none lets any container register"
+        )
+    return keys
 
 
 async def _run(args: argparse.Namespace) -> None:

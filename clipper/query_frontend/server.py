@@ -42,7 +42,8 @@ from clipper.query_frontend.requests import (
 )
 from clipper.query_frontend.routes import PREDICT, AppRoute, RoutingTable, build_routing_table
 from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S, Dispatcher, ModelState, Replica
-from clipper.rpc.server import RpcServer
+from clipper.rpc.auth import RpcKeys
+from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES, RpcServer
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,11 @@ class QueryFrontend:
         max_url_bytes: int = 8 * 1024,
         max_header_bytes: int = 64 * 1024,
         metrics: MetricsRegistry | None = None,
+        rpc_keys: RpcKeys | None = None,
+        rpc_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
+        """``rpc_keys``: admit only replicas holding the cluster's CURVE keys (None: any container,
+        as the original); ``rpc_max_message_bytes``: largest inbound RPC frame (one input/output)."""
         if cache_bytes < 0:
             raise ValueError("--prediction-cache-size must be >= 0")
         self.store = store
@@ -94,6 +99,8 @@ class QueryFrontend:
         self.frontend_id = frontend_id or default_frontend_id(rpc_port)
         self.batch_timeout = batch_timeout
         self.liveness_timeout = liveness_timeout
+        self.rpc_keys = rpc_keys
+        self.rpc_max_message_bytes = rpc_max_message_bytes
         self.metrics = metrics or MetricsRegistry()
         self.cache = PredictionCache(cache_bytes)
         self.table = RoutingTable()
@@ -122,6 +129,8 @@ class QueryFrontend:
             on_disconnect=self._on_disconnect,
             liveness_timeout=self.liveness_timeout,
             allocate_replica_id=self.store.next_replica_id,
+            keys=self.rpc_keys,
+            max_message_bytes=self.rpc_max_message_bytes,
         )
         self.dispatcher = Dispatcher(
             loop,
@@ -302,8 +311,8 @@ class QueryFrontend:
         if not r.removed:
             self._put_container(r.conn, healthy)
 
-    def _on_response(self, conn, msg_id: int, outputs: list[bytes]) -> None:
-        self.dispatcher.on_response(conn, msg_id, outputs)
+    def _on_response(self, conn, msg_id: int, outputs: list[bytes], errors: dict[int, str] | None) -> None:
+        self.dispatcher.on_response(conn, msg_id, outputs, errors)
 
     def _on_disconnect(self, conn, reason: str) -> None:
         r = self.dispatcher.by_conn.get(conn)

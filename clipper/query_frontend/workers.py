@@ -23,7 +23,8 @@ Failures:
   timers;
 * a response for an unknown msg_id, or from a replica no longer in rotation, is ignored;
 * a response whose output count differs from the batch size answers that batch with defaults;
-* a per-input error output of the container runtime becomes a default whose explanation is its text;
+* an input the container reports in its error frame (never an output's bytes) becomes a default
+  whose explanation is the reported reason;
 * every callback body is guarded: an exception is logged and never stops dispatching.
 """
 
@@ -40,7 +41,6 @@ from clipper.query_frontend.batching import BatchSizeController
 from clipper.query_frontend.cache import PredictionCache
 from clipper.query_frontend.queues import Task, TaskQueue
 from clipper.query_frontend.responses import embed_output
-from clipper.rpc.protocol import decode_error_output
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,9 @@ class Dispatcher:
                 log.exception("on_replica_health failed")
 
     # -- responses -----------------------------------------------------------------------------
-    def on_response(self, conn, msg_id: int, outputs: list[bytes]) -> None:
+    def on_response(
+        self, conn, msg_id: int, outputs: list[bytes], errors: dict[int, str] | None = None
+    ) -> None:
         r = self.inflight.get(msg_id)
         if r is None or r.conn is not conn:
             self.ignored_responses.increment(1)
@@ -324,13 +326,20 @@ class Dispatcher:
                 )
                 self._report_health(r, True)
         try:
-            self._complete(r, model, batch, outputs)
+            self._complete(r, model, batch, outputs, errors)
         except Exception:
             log.exception("handling a response of %s:%s failed", model.name, model.version)
         if model.queue and not r.removed and not r.suspended:
             self._send(r)
 
-    def _complete(self, r: Replica, model: ModelState, batch: list[Task], outputs: list[bytes]) -> None:
+    def _complete(
+        self,
+        r: Replica,
+        model: ModelState,
+        batch: list[Task],
+        outputs: list[bytes],
+        errors: dict[int, str] | None = None,
+    ) -> None:
         n = len(batch)
         latency = _clock() - r.sent_at
         r.controller.observe(n, latency, min(t.slo for t in batch))
@@ -356,13 +365,12 @@ class Dispatcher:
         use_cache = cache.capacity > 0
         name, version = model.name, model.version
         memo = self._embedded
-        for t, out in zip(batch, outputs, strict=True):
+        for i, (t, out) in enumerate(zip(batch, outputs, strict=True)):
+            if errors is not None and i in errors:
+                t.request.default(t.index, orjson.dumps(errors[i]))
+                continue
             embedded = memo.get(out)
             if embedded is None:
-                err = decode_error_output(out)
-                if err is not None:
-                    t.request.default(t.index, orjson.dumps(err))
-                    continue
                 embedded = embed_output(out)
                 if len(out) <= _MEMO_MAX_OUTPUT:
                     if len(memo) >= _MEMO_ENTRIES:

@@ -6,11 +6,16 @@ side never sees it. All integers are little-endian (``clipper-servers.md`` §6.2
 Frontend -> container messages start with ``b""`` and the RPC-version frame; container -> frontend
 messages start with ``b""`` and have no version frame.
 
-Error outputs (our extension, wire-compatible): a prediction response may carry, for any input, an
-output that starts with the two bytes ``b"\\x00E"`` followed by UTF-8 text explaining why the model
-could not answer that input. Original containers never send a NUL-first output (their outputs are
-``str`` values encoded as UTF-8 text). The query frontend turns such an output into the application's
-default output with the explanation (see :func:`decode_error_output`).
+Model errors (our extension, negotiated, out of band of user data): a frontend that understands
+them sends, before every RequestContainerMetadata, a heartbeat of type ``ERROR_FRAME_SUPPORTED`` (2).
+Original containers ignore it (they treat every heartbeat type but 1 as a keep-alive). A container
+that saw it may end a prediction response with ONE extra frame after the outputs, the *error frame*:
+``ERROR_FRAME_TAG`` followed by ``u32 count`` and ``count`` times ``u32 index, u32 length, UTF-8
+text``. The header still counts only the outputs, so the extra frame is recognised by position
+and tag, never by looking into an output: a model output is always delivered verbatim, whatever
+bytes it holds. The outputs at the listed indexes are empty. Towards a frontend that did not
+announce support (the original's) a container has no such channel; ours then sends the
+explanation text as the output (see :func:`encode_prediction_response`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class MessageType(enum.IntEnum):
 class HeartbeatType(enum.IntEnum):
     KEEPALIVE = 0
     REQUEST_CONTAINER_METADATA = 1
+    ERROR_FRAME_SUPPORTED = 2  # ours: "this frontend reads the error frame" (see module docstring)
 
 
 class RequestType(enum.IntEnum):
@@ -59,7 +65,8 @@ _PREDICT_FRAME = _U32.pack(RequestType.PREDICT)
 _HEARTBEAT_REPLY = {t: [EMPTY, VERSION_FRAME, _HEARTBEAT_FRAME, _U32.pack(t)] for t in HeartbeatType}
 _HEARTBEAT_MSG = [EMPTY, _HEARTBEAT_FRAME]
 
-ERROR_OUTPUT_MARKER = b"\x00E"
+ERROR_FRAME_TAG = b"\x00clipper-errors\x00"
+_ERROR_ENTRY = struct.Struct("<II")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -83,10 +90,21 @@ class NewContainer:
 
 @dataclass(frozen=True, slots=True)
 class PredictionResponse:
-    """Container -> frontend prediction response; ``msg_id`` is the u32 read from the echoed frame."""
+    """Container -> frontend prediction response; ``msg_id`` is the u32 read from the echoed frame.
+
+    ``errors`` maps input positions the model could not answer to the reason (from the error frame);
+    None when the response has no error frame."""
 
     msg_id: int
     outputs: list[bytes]
+    errors: dict[int, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputError:
+    """In a container's list of outputs: this input has no output, for ``reason``."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +193,57 @@ def encode_new_container(model_name: str, model_version: str, input_type: int) -
     ]
 
 
-def encode_prediction_response(msg_id_frame: bytes, outputs: list[bytes]) -> list[bytes]:
-    """``msg_id_frame`` is the exact 4-byte frame received in the request."""
+def encode_prediction_response(
+    msg_id_frame: bytes, outputs: list[bytes | OutputError], *, error_frame: bool = True
+) -> list[bytes]:
+    """``msg_id_frame`` is the exact 4-byte frame received in the request.
+
+    :class:`OutputError` items go into the error frame when ``error_frame`` (the frontend announced
+    support); otherwise their reason text becomes the output, the only channel an original frontend has.
+    """
+    errors = [(i, o.reason) for i, o in enumerate(outputs) if type(o) is OutputError]
+    if errors:
+        if error_frame:
+            outputs = [EMPTY if type(o) is OutputError else o for o in outputs]
+        else:
+            outputs = [o.reason.encode("utf-8", "replace") if type(o) is OutputError else o for o in outputs]
     n = len(outputs)
     header = struct.pack(f"<{n + 1}Q", n, *map(len, outputs))
-    return [EMPTY, _CONTENT_FRAME, msg_id_frame, _U64.pack(len(header)), header, *outputs]
+    frames = [EMPTY, _CONTENT_FRAME, msg_id_frame, _U64.pack(len(header)), header, *outputs]
+    if errors and error_frame:
+        frames.append(encode_error_frame(errors))
+    return frames
+
+
+def encode_error_frame(errors: list[tuple[int, str]]) -> bytes:
+    parts = [ERROR_FRAME_TAG, _U32.pack(len(errors))]
+    for index, reason in errors:
+        text = reason.encode("utf-8", "replace")
+        parts += (_ERROR_ENTRY.pack(index, len(text)), text)
+    return b"".join(parts)
+
+
+def decode_error_frame(frame: bytes, n_outputs: int) -> dict[int, str]:
+    """The error frame's ``{input index: reason}``; ProtocolError if it is not a well-formed one."""
+    frame = bytes(frame)
+    pos = len(ERROR_FRAME_TAG)
+    if frame[:pos] != ERROR_FRAME_TAG or len(frame) < pos + 4:
+        raise ProtocolError("prediction response: an extra frame that is not an error frame")
+    (count,) = _U32.unpack_from(frame, pos)
+    pos += 4
+    errors: dict[int, str] = {}
+    for _ in range(count):
+        if len(frame) < pos + _ERROR_ENTRY.size:
+            raise ProtocolError("error frame: truncated entry")
+        index, length = _ERROR_ENTRY.unpack_from(frame, pos)
+        pos += _ERROR_ENTRY.size
+        if index >= n_outputs or len(frame) < pos + length:
+            raise ProtocolError(f"error frame: entry for input {index} out of range or truncated")
+        errors[index] = frame[pos : pos + length].decode("utf-8", "replace")
+        pos += length
+    if pos != len(frame):
+        raise ProtocolError("error frame: trailing bytes")
+    return errors
 
 
 def decode_container_message(frames: list[bytes]) -> ContainerMessage:
@@ -221,14 +285,18 @@ def _decode_prediction_response(frames: list[bytes]) -> PredictionResponse:
     if len(header) < 8 or len(header) % 8:
         raise ProtocolError(f"prediction response header: bad length {len(header)}")
     n = _U64.unpack_from(header)[0]
-    if n != len(frames) - 5:
+    errors = None
+    if n == len(frames) - 6:  # one extra frame: only an error frame is allowed there
+        errors = decode_error_frame(frames[-1], n)
+        frames = frames[:-1]
+    elif n != len(frames) - 5:
         raise ProtocolError(f"prediction response: header says {n} outputs, message has {len(frames) - 5}")
     lengths = _u64_array(header, n + 1, "prediction response header")[1:]
     outputs = frames[5:]
     for i, (declared, out) in enumerate(zip(lengths, outputs, strict=True)):
         if declared != len(out):
             raise ProtocolError(f"output {i}: header says {declared} bytes, frame has {len(out)}")
-    return PredictionResponse(msg_id, outputs)
+    return PredictionResponse(msg_id, outputs, errors)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -293,15 +361,14 @@ def _decode_prediction_request(frames: list[bytes], rpc_version: int) -> Predict
 
 
 # ---------------------------------------------------------------------------------------------------
-# Error outputs (see module docstring)
+# Model errors (see module docstring)
 
 
-def encode_error_output(message: str) -> bytes:
-    return ERROR_OUTPUT_MARKER + message.encode("utf-8", "replace")
+def encode_error_output(message: str) -> OutputError:
+    """What a container puts in place of an output it cannot give (travels in the error frame)."""
+    return OutputError(message)
 
 
-def decode_error_output(output: bytes) -> str | None:
-    """The explanation if ``output`` is an error output, else None."""
-    if output[:2] != ERROR_OUTPUT_MARKER:
-        return None
-    return bytes(output[2:]).decode("utf-8", "replace")
+def decode_error_output(output: bytes | OutputError) -> str | None:
+    """The reason if ``output`` (an item of a container's list of outputs) is an error, else None."""
+    return output.reason if type(output) is OutputError else None

@@ -11,6 +11,14 @@ per send, no extra task hop per message); frames go through :mod:`clipper.rpc.zm
 Callbacks run on the event-loop thread. An exception in a callback is logged and never stops the
 reader. Malformed, truncated or unknown messages are counted in :attr:`RpcServer.stats`, logged at
 debug level and dropped.
+
+Who may connect: with ``keys`` the ROUTER is a CURVE server that admits only the cluster's replicas
+(:mod:`clipper.rpc.auth`); a peer failing the handshake is disconnected by ZeroMQ before it can send
+anything, counted in ``stats["handshake_failures"]`` and logged (at most once a minute). Every
+inbound frame is limited to ``max_message_bytes`` (``ZMQ_MAXMSGSIZE``): ZeroMQ reads a frame's
+length before its body and disconnects a peer announcing a larger one, so memory never grows with
+what a peer claims. A batch is one frame per input, so the limit bounds one input or one output,
+not a batch.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import zmq
 
 from clipper.datatypes import InputType
 from clipper.rpc import protocol as p
+from clipper.rpc.auth import RpcKeys, secure_server
 from clipper.rpc.zmqio import recv_frames, send_frames
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,14 @@ GAP_FACTOR = 2.5
 _DRAIN_SLICE = 256
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+#: Default limit of one inbound RPC frame (one input or one output): 64 MiB.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+_HANDSHAKE_LOG_INTERVAL = 60.0
 
 
 @dataclass(eq=False)
@@ -70,7 +87,9 @@ class ReplicaConnection:
 
 
 OnRegister = Callable[[ReplicaConnection], None]
-OnResponse = Callable[[ReplicaConnection, int, list[bytes]], None]
+OnResponse = Callable[[ReplicaConnection, int, list[bytes], dict[int, str] | None], None]
+"""``(replica, msg_id, outputs, errors)``: ``errors`` maps input positions to the model's reason
+(from the error frame), None when every input has an output."""
 OnDisconnect = Callable[[ReplicaConnection, str], None]
 
 
@@ -87,9 +106,15 @@ class RpcServer:
         on_disconnect: OnDisconnect,
         liveness_timeout: float = 3.0,
         allocate_replica_id: Callable[[str, str], int] | None = None,
+        keys: RpcKeys | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         """``allocate_replica_id(name, version)`` numbers replicas; by default a per-process counter.
-        Frontends that share a config store pass the store's counter so ids never collide."""
+        Frontends that share a config store pass the store's counter so ids never collide.
+        ``keys``: admit only replicas holding the cluster's CURVE keys (None: anyone, as the original).
+        ``max_message_bytes``: largest inbound frame; a peer sending a larger one is disconnected."""
+        if max_message_bytes <= 0:
+            raise ValueError(f"the RPC message size limit must be positive, got {max_message_bytes}")
         self.host = host
         self.port = port
         self.liveness_timeout = liveness_timeout
@@ -108,6 +133,11 @@ class RpcServer:
         self._liveness_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
+        self.keys = keys
+        self.max_message_bytes = max_message_bytes
+        self._auth = None
+        self._monitor: zmq.Socket | None = None
+        self._handshake_logged_at = -_HANDSHAKE_LOG_INTERVAL
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -117,22 +147,48 @@ class RpcServer:
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         bind_host = "*" if self.host in ("0.0.0.0", "") else self.host
         try:
+            if self.keys is not None:
+                self._auth = secure_server(self._ctx, sock, self.keys)
+            self._monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
             if self.port == 0:
                 self.port = sock.bind_to_random_port(f"tcp://{bind_host}")
             else:
                 sock.bind(f"tcp://{bind_host}:{self.port}")
         except zmq.ZMQError as e:
-            sock.close()
-            self._ctx.term()
+            self._close_socket(sock)
             raise OSError(f"cannot bind the RPC port {self.host}:{self.port}: {e}") from None
+        except BaseException:
+            self._close_socket(sock)
+            raise
         self._sock = sock
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
         self._liveness_task = asyncio.create_task(self._liveness_loop(), name="rpc-liveness")
         # Messages may already be queued: the FD only signals new edges.
         self._schedule_drain()
-        log.info("RPC server listening on %s:%d", self.host, self.port)
+        log.info(
+            "RPC server listening on %s:%d (%s, frames up to %d bytes)",
+            self.host,
+            self.port,
+            "CURVE: only the cluster's replicas" if self.keys else "no authentication: any container",
+            self.max_message_bytes,
+        )
+
+    def _close_socket(self, sock: zmq.Socket) -> None:
+        if self._monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+        sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
 
     async def close(self) -> None:
         if self._sock is None:
@@ -143,11 +199,8 @@ class RpcServer:
                 await self._liveness_task
         assert self._loop is not None
         self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
-        self._sock.close(linger=0)
-        self._sock = None
-        if self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
+        sock, self._sock = self._sock, None
+        self._close_socket(sock)
         self.connections.clear()
 
     # -- sending -------------------------------------------------------------------------------
@@ -240,13 +293,15 @@ class RpcServer:
                 log.debug("response from unregistered peer %r dropped", identity)
                 return
             self.stats["responses"] += 1
-            self._call(self._on_response, conn, msg.msg_id, msg.outputs)
+            self._call(self._on_response, conn, msg.msg_id, msg.outputs, msg.errors)
         elif type(msg) is p.Heartbeat:
             self.stats["heartbeats"] += 1
-            hb_type = (
-                p.HeartbeatType.REQUEST_CONTAINER_METADATA if conn is None else p.HeartbeatType.KEEPALIVE
-            )
-            self._send(identity, p.encode_heartbeat_reply(hb_type))
+            if conn is None:
+                # Announce the error frame first (original containers ignore it), then ask to register.
+                self._send(identity, p.encode_heartbeat_reply(p.HeartbeatType.ERROR_FRAME_SUPPORTED))
+                self._send(identity, p.encode_heartbeat_reply(p.HeartbeatType.REQUEST_CONTAINER_METADATA))
+            else:
+                self._send(identity, p.encode_heartbeat_reply(p.HeartbeatType.KEEPALIVE))
         else:
             assert type(msg) is p.NewContainer
             self._register(identity, conn, msg)
@@ -336,6 +391,36 @@ class RpcServer:
             if sock is not None and sock.get(_EVENTS) & _POLLIN:
                 self._drain()
             self.check_liveness(time.monotonic())
+            self._read_monitor()
+
+    def _read_monitor(self) -> None:
+        """Count (and now and then log) peers that failed the handshake: no keys or wrong keys."""
+        mon = self._monitor
+        if mon is None:
+            return
+        failed = 0
+        try:
+            while True:
+                frames = mon.recv_multipart(zmq.NOBLOCK)
+                if len(frames[0]) >= 2 and int.from_bytes(frames[0][:2], "little") & _HANDSHAKE_FAILED:
+                    failed += 1
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as e:
+            log.debug("RPC monitor: %s", e)
+        if not failed:
+            return
+        self.stats["handshake_failures"] += failed
+        now = time.monotonic()
+        if now - self._handshake_logged_at >= _HANDSHAKE_LOG_INTERVAL:
+            self._handshake_logged_at = now
+            log.warning(
+                "%d RPC connection(s) failed the handshake (%d so far): peers without this cluster's "
+                "RPC keys are refused. An original-protocol container needs the cluster to allow "
+                "unauthenticated replicas (query frontend --rpc-auth none)",
+                failed,
+                self.stats["handshake_failures"],
+            )
 
     def check_liveness(self, now: float) -> None:
         """Remove sessions silent for longer than their allowance (called periodically)."""

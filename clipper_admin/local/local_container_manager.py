@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from clipper.net import port_in_use
+from clipper.rpc.auth import RPC_KEYS_FILE_ENV, RpcKeys
 
 from ..admin_auth import (
     OPT_OUT_WARNING,
@@ -76,6 +77,7 @@ class LocalContainerManager(ContainerManager):
         host="127.0.0.1",
         start_timeout=60.0,
         replica_timeout=60.0,
+        allow_unauthenticated_replicas=False,
     ):
         """A Clipper cluster made of local processes.
 
@@ -100,6 +102,11 @@ class LocalContainerManager(ContainerManager):
             Interface the frontends bind to.
         start_timeout, replica_timeout : float
             Seconds to wait for the frontends, and for new model replicas to connect.
+        allow_unauthenticated_replicas : bool
+            By default only the model replicas this cluster starts may register with the query
+            frontend: ``start_clipper()`` generates CURVE keys (``<cluster dir>/rpc_keys.json``, mode
+            0600) and hands them to the frontend and to every replica. ``True`` accepts any process
+            that reaches the RPC port, e.g. original-protocol model containers you start yourself.
         """
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME.match(cluster_name):
             raise ClipperException(
@@ -119,6 +126,7 @@ class LocalContainerManager(ContainerManager):
         self.host = host
         self.start_timeout = start_timeout
         self.replica_timeout = replica_timeout
+        self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
         home = Path(state_dir).expanduser() if state_dir else clipper_home()
         self.dir = ClusterDir(home.absolute() / cluster_name)
         self.python = sys.executable
@@ -200,6 +208,7 @@ class LocalContainerManager(ContainerManager):
             mgmt_env[TOKEN_FILE_ENV] = str(self.admin_token_file)
         self.admin_token = token
         store = f"sqlite:///{self.dir.store_path}"
+        rpc_auth, rpc_args = self._rpc_auth_setup()
         self.dir.write_cluster(
             {
                 "cluster_name": self.cluster_name,
@@ -210,6 +219,7 @@ class LocalContainerManager(ContainerManager):
                 "prometheus_port": self.prometheus_port,
                 "store": store,
                 "admin_auth": "token" if token else "none",  # the token itself: admin_token (0600)
+                "rpc_auth": rpc_auth,  # "curve": the keys are in rpc_keys.json (0600)
                 "python": self.python,
                 "created": time.time(),
             }
@@ -231,7 +241,7 @@ class LocalContainerManager(ContainerManager):
                     "--prediction-cache-size", str(cache_size), "--frontend-id", QUERY,
                     "--thread_pool_size", str(qf_http_thread_pool_size),
                     "--timeout_request", str(qf_http_timeout_request),
-                    "--timeout_content", str(qf_http_timeout_content),
+                    "--timeout_content", str(qf_http_timeout_content), *rpc_args,
                 ],
                 "env": {},
             }  # fmt: skip
@@ -386,6 +396,7 @@ class LocalContainerManager(ContainerManager):
         else:  # clusters of earlier releases recorded the token in cluster.json
             self.admin_token = info.get("admin_token") or read_token_file(self.admin_token_file)
         self.python = info.get("python", self.python)
+        self.allow_unauthenticated_replicas = info.get("rpc_auth", "none") == "none"
         if not self.dir.supervisor_alive():
             self._restart_supervisor()
 
@@ -402,19 +413,31 @@ class LocalContainerManager(ContainerManager):
     def deploy_model(self, name, version, input_type, image, num_replicas=1):
         self.set_num_replicas(name, version, input_type, image, num_replicas)
 
+    @property
+    def rpc_keys_file(self) -> Path:
+        return self.dir.root / "rpc_keys.json"
+
+    def _rpc_auth_setup(self) -> tuple[str, list[str]]:
+        """Generate the cluster's RPC keys (unless unauthenticated replicas are allowed); returns
+        the ``rpc_auth`` mode for cluster.json and the query frontend's arguments."""
+        if self.allow_unauthenticated_replicas:
+            self.rpc_keys_file.unlink(missing_ok=True)
+            return "none", ["--rpc-auth", "none"]
+        RpcKeys.generate().write(self.rpc_keys_file)
+        return "curve", ["--rpc-auth", "curve", "--rpc-keys-file", str(self.rpc_keys_file)]
+
     def _model_spec(self, name, version, input_type, model_dir: Path) -> dict:
-        return {
-            "argv": [self.python, "-m", "clipper.container"],
-            "env": {
-                "CLIPPER_MODEL_NAME": name,
-                "CLIPPER_MODEL_VERSION": version,
-                "CLIPPER_IP": self.host,
-                "CLIPPER_PORT": str(self.clipper_rpc_port),
-                "CLIPPER_INPUT_TYPE": input_type,
-                "CLIPPER_MODEL_PATH": str(model_dir),
-            },
-            "cwd": str(model_dir),
+        env = {
+            "CLIPPER_MODEL_NAME": name,
+            "CLIPPER_MODEL_VERSION": version,
+            "CLIPPER_IP": self.host,
+            "CLIPPER_PORT": str(self.clipper_rpc_port),
+            "CLIPPER_INPUT_TYPE": input_type,
+            "CLIPPER_MODEL_PATH": str(model_dir),
         }
+        if not self.allow_unauthenticated_replicas:
+            env[RPC_KEYS_FILE_ENV] = str(self.rpc_keys_file)  # the path, never the keys (desired.json)
+        return {"argv": [self.python, "-m", "clipper.container"], "env": env, "cwd": str(model_dir)}
 
     def _replica_ids(self, table: dict, name: str, version: str) -> list[str]:
         out = []

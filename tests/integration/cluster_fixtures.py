@@ -17,6 +17,7 @@ import cloudpickle
 import requests
 
 from clipper.net import free_port
+from clipper.rpc.auth import RPC_KEYS_FILE_ENV, RpcKeys
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_CONTAINER = REPO / "tests" / "spec_container" / "spec_container.py"
@@ -77,9 +78,14 @@ def redis_server(tmp: Path) -> Iterator[str]:
 
 
 class Cluster:
-    """Processes of one serving plane sharing ``store_url``."""
+    """Processes of one serving plane sharing ``store_url``.
 
-    def __init__(self, root: Path, store_url: str) -> None:
+    ``rpc_auth="curve"`` (the default, as the container managers run it): the query frontend admits
+    only replicas holding the keys in ``rpc_keys_file``, which :meth:`start_container` hands on
+    (``rpc_keys`` for in-test peers). ``"none"``: the cluster opted in to unauthenticated replicas,
+    e.g. the original-protocol spec container."""
+
+    def __init__(self, root: Path, store_url: str, rpc_auth: str = "curve") -> None:
         self.root = root
         self.store_url = store_url
         self.logs = root / "logs"
@@ -91,6 +97,13 @@ class Cluster:
         self.rpc_port = free_port()
         self.qf: subprocess.Popen | None = None
         self.http = requests.Session()
+        self.rpc_keys: RpcKeys | None = None
+        self.rpc_keys_file = root / "rpc_keys.json"
+        if rpc_auth == "curve":
+            self.rpc_keys = RpcKeys.generate()
+            self.rpc_keys.write(self.rpc_keys_file)
+        elif rpc_auth != "none":
+            raise ValueError(rpc_auth)
 
     # -- processes -----------------------------------------------------------------------------
     def spawn(self, args: list[str], log: str, env: dict | None = None) -> subprocess.Popen:
@@ -127,11 +140,17 @@ class Cluster:
                 str(self.http_port),
                 "--rpc-port",
                 str(self.rpc_port),
+                *self.rpc_auth_args(),
                 *extra,
             ],
             "query_frontend.log",
         )
         wait_for(lambda: self.http.get(f"{self.url}/health", timeout=1).ok, 20, "query frontend")
+
+    def rpc_auth_args(self) -> list[str]:
+        if self.rpc_keys is None:
+            return ["--rpc-auth", "none"]
+        return ["--rpc-auth", "curve", "--rpc-keys-file", str(self.rpc_keys_file)]
 
     def stop_query_frontend(self) -> None:
         assert self.qf is not None
@@ -155,6 +174,8 @@ class Cluster:
             CLIPPER_INPUT_TYPE=input_type,
             CLIPPER_MODEL_PATH=str(model_dir),
         )
+        if self.rpc_keys is not None:
+            env[RPC_KEYS_FILE_ENV] = str(self.rpc_keys_file)
         return self.spawn([sys.executable, "-m", "clipper.container"], f"container-{name}-{version}.log", env)
 
     def start_spec_container(self, name: str, version: str, type_code: int) -> subprocess.Popen:

@@ -20,7 +20,6 @@ import requests
 
 from clipper.datatypes import InputType
 from clipper.net import free_port
-from clipper.rpc.protocol import decode_error_output
 from tests.spec_container.harness import RpcHarness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,7 +167,9 @@ def test_model_errors_become_error_outputs_and_the_container_lives_on(tmp_path, 
     conn = harness.wait_registered()
 
     def errors(inputs: list[bytes], t: InputType = InputType.STRINGS) -> list[str | None]:
-        return [decode_error_output(o) for o in harness.predict(conn, t, inputs)]
+        outputs, errs = harness.predict_with_errors(conn, t, inputs)
+        assert errs is not None and outputs == [b""] * len(inputs)  # reasons only in the error frame
+        return [errs.get(i) for i in range(len(inputs))]
 
     assert errors([b"raise", b"b"]) == ["Model error: ValueError: bad input"] * 2
     assert errors([b"exit"]) == ["Model error: SystemExit: 3"]

@@ -301,14 +301,6 @@ def test_killing_a_replica_mid_load_loses_no_request(cluster):
     )
 
 
-def test_spec_container_serves_predictions(cluster):
-    cluster.add_model("spec", "1", "doubles")
-    cluster.add_app("specapp", "doubles", 5_000_000)
-    cluster.link("specapp", "spec")
-    cluster.start_spec_container("spec", "1", 3)
-    assert cluster.wait_serving("specapp", {"input": [1.5, 2.0]})["output"] == 3.5
-
-
 def m_replicas(cluster) -> int:
     return len([x for x in cluster.containers() if x.startswith("m:1:")])
 
@@ -348,6 +340,7 @@ def test_two_frontends_share_one_store_without_cross_wiring(cluster):
             str(rpc2),
             "--frontend-id",
             "second",
+            *cluster.rpc_auth_args(),
         ],
         "qf2.log",
     )

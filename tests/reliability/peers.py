@@ -10,6 +10,8 @@ import time
 
 import zmq
 
+from clipper.rpc.auth import RpcKeys, secure_client
+
 
 def u32(x: int) -> bytes:
     return struct.pack("<I", x)
@@ -17,6 +19,17 @@ def u32(x: int) -> bytes:
 
 HEARTBEAT = [b"", u32(2)]
 METADATA_REQUEST = [b"", u32(3), u32(2), u32(1)]
+
+
+def dealer(ctx: zmq.Context, port: int, keys: RpcKeys | None, sndhwm: int = 1000) -> zmq.Socket:
+    """A DEALER connected to the RPC port; a CURVE client with ``keys`` (the cluster's replica keys)."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    if keys is not None:
+        secure_client(sock, keys)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    return sock
 
 
 def new_container(name: str, version: str, input_type_code: int = 3) -> list[bytes]:
@@ -37,8 +50,11 @@ class FakeReplica(threading.Thread):
     * ``"short"``: a well-formed response with one output fewer than the batch had inputs.
     """
 
-    def __init__(self, port: int, name: str, version: str, mode: str, seed: int = 7) -> None:
+    def __init__(
+        self, port: int, name: str, version: str, mode: str, seed: int = 7, keys: RpcKeys | None = None
+    ) -> None:
         super().__init__(daemon=True, name=f"fake-replica-{mode}")
+        self.keys = keys
         self.port, self.name_, self.version, self.mode = port, name, version, mode
         self.rng = random.Random(seed)
         self.requests = 0
@@ -48,9 +64,7 @@ class FakeReplica(threading.Thread):
 
     def run(self) -> None:
         ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{self.port}")
+        sock = dealer(ctx, self.port, self.keys)
         try:
             next_beat = 0.0
             while not self._halt.is_set():
@@ -100,8 +114,9 @@ class FakeReplica(threading.Thread):
 class Sprayer(threading.Thread):
     """An unregistered rogue DEALER that sends random and truncated frames until stopped."""
 
-    def __init__(self, port: int, seed: int = 99) -> None:
+    def __init__(self, port: int, seed: int = 99, keys: RpcKeys | None = None) -> None:
         super().__init__(daemon=True, name="rpc-sprayer")
+        self.keys = keys
         self.port = port
         self.rng = random.Random(seed)
         self.sent = 0
@@ -125,10 +140,7 @@ class Sprayer(threading.Thread):
 
     def run(self) -> None:
         ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 1000)
-        sock.connect(f"tcp://127.0.0.1:{self.port}")
+        sock = dealer(ctx, self.port, self.keys)
         try:
             while not self._halt.is_set():
                 try:

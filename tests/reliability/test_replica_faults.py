@@ -88,7 +88,7 @@ def health(c: Cluster, model: str) -> list[bool]:
 @pytest.mark.parametrize("mode", ["hang", "garbage"])
 def test_hung_or_garbage_replica_is_detected_and_its_work_rerouted(cluster, mode):
     failures_before = replica_failures(cluster)
-    fake = FakeReplica(cluster.rpc_port, "m", "1", mode)
+    fake = FakeReplica(cluster.rpc_port, "m", "1", mode, keys=cluster.rpc_keys)
     fake.start()
     try:
         assert fake.registered.wait(15), "fake replica never registered"
@@ -114,7 +114,7 @@ def test_well_formed_response_with_too_few_outputs_is_a_default(cluster):
     cluster.add_model("short", "1", "doubles")
     cluster.add_app("shorta", "doubles", 5_000_000, default_output="DEFAULT")
     cluster.link("shorta", "short")
-    fake = FakeReplica(cluster.rpc_port, "short", "1", "short")
+    fake = FakeReplica(cluster.rpc_port, "short", "1", "short", keys=cluster.rpc_keys)
     fake.start()
     try:
         assert fake.registered.wait(15)

@@ -32,7 +32,7 @@ def test_rogue_peer_spraying_garbage_changes_nothing(tmp_path: Path):
         c.start_container(make_model_dir(tmp_path, "m", double), "m", "1", "doubles")
         c.wait_serving("a", {"input": [1.0]})
         containers_before = c.containers()
-        sprayers = [Sprayer(c.rpc_port, seed=s) for s in (1, 2)]
+        sprayers = [Sprayer(c.rpc_port, seed=s, keys=c.rpc_keys) for s in (1, 2)]
         for s in sprayers:
             s.start()
         with Load(f"{c.url}/a/predict", n=3) as load:

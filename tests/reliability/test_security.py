@@ -209,7 +209,7 @@ def test_pickles_sent_over_http_or_rpc_are_never_loaded(plain_cluster, tmp_path)
     finally:
         sock.close(0)
         ctx.term()
-    fake = FakeReplica(c.rpc_port, "mb", "1", "hang")
+    fake = FakeReplica(c.rpc_port, "mb", "1", "hang", keys=c.rpc_keys)
     fake.start()
     fake.stop()
     assert c.predict("b", {"input": b64}).json()["output"] == len(payload)

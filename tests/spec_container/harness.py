@@ -15,25 +15,39 @@ from typing import Any
 
 from clipper.datatypes import InputType
 from clipper.net import free_port
-from clipper.rpc.server import ReplicaConnection, RpcServer
+from clipper.rpc.auth import RpcKeys
+from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES, ReplicaConnection, RpcServer
 
 SPEC_CONTAINER = Path(__file__).with_name("spec_container.py")
 
 
 class RpcHarness:
-    def __init__(self, liveness_timeout: float = 3.0, port: int | None = None) -> None:
+    """``keys``: the RPC server admits only replicas with these CURVE keys (None: anyone, which is
+    what the original-protocol spec container needs)."""
+
+    def __init__(
+        self,
+        liveness_timeout: float = 3.0,
+        port: int | None = None,
+        keys: RpcKeys | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         self.port = port or free_port()
         self.registered: queue.Queue[ReplicaConnection] = queue.Queue()
-        self.responses: queue.Queue[tuple[ReplicaConnection, int, list[bytes]]] = queue.Queue()
+        self.responses: queue.Queue[tuple[ReplicaConnection, int, list[bytes], dict[int, str] | None]] = (
+            queue.Queue()
+        )
         self.disconnected: queue.Queue[tuple[ReplicaConnection, str]] = queue.Queue()
         self.loop = asyncio.new_event_loop()
         self.server = RpcServer(
             "127.0.0.1",
             self.port,
             on_register=self.registered.put,
-            on_response=lambda c, m, o: self.responses.put((c, m, o)),
+            on_response=lambda c, m, o, e: self.responses.put((c, m, o, e)),
             on_disconnect=lambda c, r: self.disconnected.put((c, r)),
             liveness_timeout=liveness_timeout,
+            keys=keys,
+            max_message_bytes=max_message_bytes,
         )
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -62,15 +76,30 @@ class RpcHarness:
 
     def wait_response(self, msg_id: int, timeout: float = 15) -> tuple[ReplicaConnection, list[bytes]]:
         """The response to ``msg_id``; responses to other ids are skipped."""
+        conn, outputs, _ = self.wait_response_with_errors(msg_id, timeout)
+        return conn, outputs
+
+    def wait_response_with_errors(
+        self, msg_id: int, timeout: float = 15
+    ) -> tuple[ReplicaConnection, list[bytes], dict[int, str] | None]:
+        """The response to ``msg_id`` with its error frame's ``{index: reason}`` (None: no frame)."""
         while True:
-            conn, got, outputs = self.responses.get(timeout=timeout)
+            conn, got, outputs, errors = self.responses.get(timeout=timeout)
             if got == msg_id:
-                return conn, outputs
+                return conn, outputs, errors
 
     def predict(
         self, conn: ReplicaConnection, input_type: InputType, inputs: list[bytes], timeout: float = 15
     ) -> list[bytes]:
         return self.wait_response(self.send_batch(conn, input_type, inputs), timeout)[1]
+
+    def predict_with_errors(
+        self, conn: ReplicaConnection, input_type: InputType, inputs: list[bytes], timeout: float = 15
+    ) -> tuple[list[bytes], dict[int, str] | None]:
+        _, outputs, errors = self.wait_response_with_errors(
+            self.send_batch(conn, input_type, inputs), timeout
+        )
+        return outputs, errors
 
     def close(self) -> None:
         try:

@@ -177,15 +177,49 @@ def test_truncated_response_never_decodes_silently_wrong(msg_id, outputs, data):
         p.decode_container_message(frames[:cut])
 
 
-# -- error outputs ----------------------------------------------------------------------------------
+# -- model errors: the error frame, out of band of the outputs -------------------------------------
 
 
-def test_error_output_round_trip():
-    out = p.encode_error_output("Model error: ValueError: bad ✗")
-    assert out.startswith(b"\x00E")
-    assert p.decode_error_output(out) == "Model error: ValueError: bad ✗"
+def test_errors_travel_in_the_error_frame_and_outputs_stay_verbatim():
+    outputs = [b"\x00Eevil", p.encode_error_output("Model error: ValueError: bad \u2717"), b"1.0"]
+    frames = p.encode_prediction_response(u32(7), outputs)
+    assert len(frames) == 5 + 3 + 1 and frames[-1].startswith(p.ERROR_FRAME_TAG)
+    msg = p.decode_container_message(frames)
+    assert msg == p.PredictionResponse(
+        7, [b"\x00Eevil", b"", b"1.0"], {1: "Model error: ValueError: bad \u2717"}
+    )
 
 
-@pytest.mark.parametrize("output", [b"", b"\x00", b"1.0", b"E\x00", b"\x00F"])
-def test_ordinary_outputs_are_not_errors(output):
+@pytest.mark.parametrize("output", [b"\x00Eevil", b"\x00E", p.ERROR_FRAME_TAG, b""])
+def test_a_models_output_is_never_an_error(output):
+    msg = p.decode_container_message(p.encode_prediction_response(u32(1), [output]))
+    assert msg == p.PredictionResponse(1, [output], None)
     assert p.decode_error_output(output) is None
+
+
+def test_without_the_error_frame_the_reason_is_the_output():
+    """Towards a frontend that never announced the error frame (the original's): plain RPC v3."""
+    frames = p.encode_prediction_response(
+        u32(1), [b"2.0", p.encode_error_output("Model error: x")], error_frame=False
+    )
+    assert len(frames) == 5 + 2
+    assert p.decode_container_message(frames) == p.PredictionResponse(1, [b"2.0", b"Model error: x"], None)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"not an error frame",
+        p.ERROR_FRAME_TAG,  # no count
+        p.ERROR_FRAME_TAG + struct.pack("<I", 1),  # missing entry
+        p.ERROR_FRAME_TAG + struct.pack("<III", 1, 5, 2) + b"hi",  # index beyond the outputs
+        p.ERROR_FRAME_TAG + struct.pack("<III", 1, 0, 9) + b"hi",  # truncated text
+        p.ERROR_FRAME_TAG + struct.pack("<III", 1, 0, 2) + b"hi!",  # trailing bytes
+    ],
+)
+def test_malformed_error_frames_are_protocol_errors(extra):
+    frames = p.encode_prediction_response(u32(1), [b"a", b"b"])
+    with pytest.raises(p.ProtocolError):
+        p.decode_container_message([*frames, extra])
+    with pytest.raises(p.ProtocolError):  # never more than one extra frame
+        p.decode_container_message([*frames, p.encode_error_frame([(0, "x")]), extra])

@@ -19,6 +19,8 @@ def u32(x: int) -> bytes:
 
 
 HEARTBEAT = [b"", u32(2)]
+ANNOUNCE = [b"", u32(3), u32(2), u32(2)]  # "this frontend reads the error frame"
+METADATA_REQUEST = [b"", u32(3), u32(2), u32(1)]
 
 
 def new_container(name: str = "raw", version: str = "1", code: bytes = b"3", rpc: bytes | None = u32(3)):
@@ -43,7 +45,7 @@ class RawPeer:
 
     def register(self, name: str = "raw", version: str = "1") -> None:
         self.send(HEARTBEAT)
-        assert self.recv() == [b"", u32(3), u32(2), u32(1)]
+        assert [self.recv(), self.recv()] == [ANNOUNCE, METADATA_REQUEST]
         self.send(new_container(name, version))
 
 
@@ -91,7 +93,7 @@ def test_msg_ids_count_up_and_responses_match(harness, procs):
     assert ids == list(range(ids[0], ids[0] + 20))
     got = {}
     for _ in ids:
-        _, msg_id, outputs = harness.responses.get(timeout=15)
+        _, msg_id, outputs, _ = harness.responses.get(timeout=15)
         got[msg_id] = outputs
     assert got == {msg_id: [repr(float(i)).encode()] for i, msg_id in enumerate(ids)}
 
@@ -133,7 +135,8 @@ def test_dead_container_is_detected(harness, procs):
 def test_heartbeat_replies(harness, ctx):
     peer = RawPeer(ctx, harness.port)
     peer.send(HEARTBEAT)
-    assert peer.recv() == [b"", u32(3), u32(2), u32(1)]  # unknown: request metadata
+    # unknown: announce the error frame (original containers ignore type 2), then request metadata
+    assert [peer.recv(), peer.recv()] == [ANNOUNCE, METADATA_REQUEST]
     peer.send(new_container())
     harness.wait_registered()
     peer.send(HEARTBEAT)
@@ -146,7 +149,7 @@ def test_wrong_or_missing_rpc_version_is_not_registered(harness, ctx, rpc):
     peer.send(new_container(rpc=rpc))
     peer.send(new_container(code=b"9"))
     peer.send(HEARTBEAT)
-    assert peer.recv() == [b"", u32(3), u32(2), u32(1)]  # still unknown
+    assert [peer.recv(), peer.recv()] == [ANNOUNCE, METADATA_REQUEST]  # still unknown
     assert harness.connections() == {}
 
 
@@ -219,7 +222,7 @@ def test_callback_errors_do_not_stop_the_reader(ctx):
     h = RpcHarness(liveness_timeout=1.0)
     calls: list[int] = []
 
-    def failing(conn, msg_id, outputs):
+    def failing(conn, msg_id, outputs, errors):
         calls.append(msg_id)
         raise RuntimeError("callback bug")
 
