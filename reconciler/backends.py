@@ -26,6 +26,7 @@ def container_manager(desired: DesiredState) -> Any:
         "redis_ip": spec.redis.host,
         "redis_port": spec.redis.port,
         "registry": spec.registry,
+        "allow_unauthenticated_replicas": spec.allow_unauthenticated_replicas,
     }
     if spec.backend == "local":
         from clipper_admin import LocalContainerManager

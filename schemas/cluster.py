@@ -106,6 +106,13 @@ class ClusterSpec(Strict):
         "token, for REST clients of the original Clipper; anyone who reaches the management port "
         "can then change the cluster and run code as its owner.",
     )
+    allow_unauthenticated_replicas: bool = Field(
+        default=False,
+        description="false (default): only the model replicas this cluster starts may register with "
+        "the query frontend (CURVE keys generated per cluster and handed only to them). true: any "
+        "process that reaches the RPC port may register as a replica of any model and receive its "
+        "queries; needed for original-protocol model containers you start yourself.",
+    )
     redis: RedisSettings = Field(
         default_factory=RedisSettings, description="Config-store Redis (docker, kubernetes)."
     )

@@ -3,15 +3,20 @@ real query frontends and containers (tests/unit/test_rpc_server.py covers the Rp
 
 from __future__ import annotations
 
+import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from clipper.rpc.auth import RpcKeys
+from clipper_admin.admin_client import AdminClient
 from tests.integration.cluster_fixtures import Cluster, make_model_dir, wait_for
 
 from .load import Load
@@ -171,3 +176,94 @@ def test_an_oversized_rpc_frame_disconnects_its_sender(tmp_path: Path):
     finally:
         ctx.destroy(linger=0)  # the socket and its monitor
         c.close()
+
+
+def test_the_local_backend_hands_keys_only_to_its_replicas(tmp_path: Path):
+    """LocalContainerManager: keys generated per cluster in an owner-only file whose path (never its
+    content) goes into desired.json; the replicas it starts serve; a replica started by anyone else
+    (the spec container) does not register. ``allow_unauthenticated_replicas=True`` admits it."""
+    from clipper_admin.deployers import python as python_deployer
+    from tests.integration.admin_local_fixtures import start_cluster
+
+    spec = str(Path(__file__).resolve().parents[1] / "spec_container" / "spec_container.py")
+    conn = start_cluster("keyed", tmp_path)
+    procs = []
+    try:
+        cm = conn.cm
+        keys_file = tmp_path / "keyed" / "rpc_keys.json"
+        assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+        keys = RpcKeys.read(keys_file)
+        desired = (tmp_path / "keyed" / "desired.json").read_text()
+        assert keys.server_secret not in desired and keys.client_secret not in desired
+        assert str(keys_file) in desired
+        conn.register_application("app", "doubles", "-1.0", 5_000_000)
+        python_deployer.deploy_python_closure(conn, name="m", version=1, input_type="doubles", func=double)
+        conn.link_model_to_app("app", "m")
+        url = f"http://{cm.get_query_addr()}/app/predict"
+
+        def ours() -> dict | bool:
+            body = requests.post(url, json={"input": [2.0]}, timeout=10).json()
+            return not body["default"] and body
+
+        assert wait_for(ours, 30, "the cluster's replica serving")["output"] == 4.0
+        args = [sys.executable, spec, "127.0.0.1", str(cm.clipper_rpc_port), "m", "1", "3", "0.5"]
+        procs.append(subprocess.Popen(args))
+        time.sleep(2.0)
+        assert len(_replica_rows(cm)) == 1  # ours; the spec container never registered
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        conn.stop_all()
+    conn = start_cluster("open", tmp_path, allow_unauthenticated_replicas=True)
+    try:
+        assert not (tmp_path / "open" / "rpc_keys.json").exists()
+        conn.register_application("app", "doubles", "-1.0", 5_000_000)
+        r = requests.post(
+            f"http://{conn.cm.get_admin_addr()}/admin/add_model",
+            headers=AdminClient(conn.cm).headers(),
+            json={"model_name": "spec", "model_version": "1", "labels": [], "input_type": "doubles",
+                  "container_name": "original", "model_data_path": "DEPRECATED", "batch_size": -1},
+            timeout=10,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        conn.link_model_to_app("app", "spec")
+        args = [sys.executable, spec, "127.0.0.1", str(conn.cm.clipper_rpc_port), "spec", "1", "3", "0.5"]
+        procs = [subprocess.Popen(args)]
+        url = f"http://{conn.cm.get_query_addr()}/app/predict"
+
+        def served():
+            body = requests.post(url, json={"input": [1.5, 2.0]}, timeout=10).json()
+            return not body["default"] and body
+
+        assert wait_for(served, 30, "the original-protocol container serving")["output"] == 3.5
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        conn.stop_all()
+
+
+def _replica_rows(cm) -> list:
+    r = requests.post(
+        f"http://{cm.get_admin_addr()}/admin/get_all_containers",
+        headers=AdminClient(cm).headers(),
+        json={"verbose": False},
+        timeout=10,
+    )
+    return r.json()
+
+
+def test_a_cluster_manifest_opts_in_to_unauthenticated_replicas():
+    from reconciler.backends import container_manager
+    from reconciler.desired import DesiredState
+    from schemas import Cluster
+
+    def manager(spec: dict):
+        cluster = Cluster.model_validate(
+            {"apiVersion": "clipper.ai/v1", "kind": "Cluster", "metadata": {"name": "c"}, "spec": spec}
+        )
+        return container_manager(DesiredState("c", cluster.spec, {}, {}))
+
+    assert manager({}).allow_unauthenticated_replicas is False
+    assert manager({"allowUnauthenticatedReplicas": True}).allow_unauthenticated_replicas is True
