@@ -143,9 +143,14 @@ class Executor:
         m = action.model
         if not action.image:
             raise ReconcilerError(f"Model/{m.name}: no recorded image for version {m.version}")
-        # deploy_model: the image is the caller's explicit choice (set_num_replicas would treat it as
-        # learned from the store); on every backend it scales an existing replica set in place
-        self.conn.cm.deploy_model(m.name, m.version, m.input_type, action.image, m.replicas)
+        cm = self.conn.cm
+        if cm.get_num_replicas(m.name, m.version) > 0:
+            # a running replica set is scaled in place (backends start more of the image it runs)
+            cm.set_num_replicas(m.name, m.version, m.input_type, action.image, m.replicas)
+        else:
+            # none running: start the recorded image as the caller's explicit choice (set_num_replicas
+            # would take it as learned from the store, and refuse a prebuilt one on Docker/Kubernetes)
+            cm.deploy_model(m.name, m.version, m.input_type, action.image, m.replicas)
 
     def _model(self, action: Action, owners: dict[str, AppRecord]) -> None:
         m = action.model
