@@ -67,8 +67,9 @@ class ContainerManager(abc.ABC):
 
     * ``cluster_name`` and ``cluster_identifier`` (the latter is used in image tags and log prefixes);
     * ``admin_token`` (``str | None``): when set, ``ClipperConnection`` sends
-      ``Authorization: Bearer <token>`` on every management call. ``connect()`` may fill it in from the
-      cluster's recorded state.
+      ``Authorization: Bearer <token>`` on every management call. The built-in managers take
+      ``admin_token=None`` (generate one at ``start_clipper()``, see ``admin_auth.py``), a string, or
+      ``False`` (no token); ``connect()`` fills it in from where the cluster keeps it.
 
     Lifecycle: ``start_clipper(...)`` creates the cluster and must leave the manager connected (it
     calls ``self.connect()`` at its end); ``connect()`` attaches to an existing cluster and raises a
