@@ -28,6 +28,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from clipper.rpc.auth import RpcKeys
 from clipper_admin.admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from clipper_admin.container_manager import ClusterAdapter, ContainerManager
 from clipper_admin.exceptions import ClipperException
@@ -63,6 +64,15 @@ def _api_error(action: str, e: Exception) -> ClipperException:
     return ClipperException(f"{action}. Reason: {e}")
 
 
+def _rpc_auth_none(deployment: dict) -> bool:
+    """Whether a query frontend Deployment runs with ``--rpc-auth none``."""
+    for c in deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        args = c.get("args") or []
+        if any(a == "--rpc-auth" and b == "none" for a, b in zip(args, args[1:], strict=False)):
+            return True
+    return False
+
+
 class KubernetesContainerManager(ContainerManager):
     def __init__(
         self,
@@ -89,6 +99,7 @@ class KubernetesContainerManager(ContainerManager):
         admin_token: str | bool | None = None,
         wait_timeout_s: float = 600.0,
         poll_interval_s: float = 1.0,
+        allow_unauthenticated_replicas: bool = False,
     ):
         """The original's arguments, then keyword-only extras.
 
@@ -106,6 +117,11 @@ class KubernetesContainerManager(ContainerManager):
           ``start_clipper()`` generates one and keeps it in a Secret the management frontend reads
           through ``valueFrom.secretKeyRef``; ``connect()`` reads it from that Secret. ``False``:
           no token (REST clients of the original; a warning says so).
+        * ``allow_unauthenticated_replicas``: by default only the model pods this manager starts may
+          register with the query frontends: ``start_clipper()`` keeps CURVE keys in a Secret
+          (``rpc-keys-at-<cluster>``, generated once) whose ``frontend`` part the query frontends and
+          whose ``replica`` part the model pods read through ``valueFrom.secretKeyRef``. ``True``:
+          any pod reaching the RPC service may register (original-protocol containers).
         """
         if access not in ACCESS_MODES:
             raise ClipperException(f"access must be one of {list(ACCESS_MODES)}, got {access!r}")
@@ -128,6 +144,7 @@ class KubernetesContainerManager(ContainerManager):
         self.admin_token = admin_token or None
         self.wait_timeout_s = wait_timeout_s
         self.poll_interval_s = poll_interval_s
+        self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
         self.redis_image = redis_image or f"{__registry__}/redis:{__version__}"
         self.prometheus_image = prometheus_image
         self.service_types = determine_service_types(service_types)
@@ -295,6 +312,8 @@ class KubernetesContainerManager(ContainerManager):
         )
         self.num_frontend_replicas = int(num_frontend_replicas)
         query_deployments = []
+        if not self.allow_unauthenticated_replicas:
+            self._ensure_rpc_keys()
         for i in range(self.num_frontend_replicas):
             dep = objects.query_deployment(
                 s,
@@ -306,6 +325,7 @@ class KubernetesContainerManager(ContainerManager):
                 qf_http_thread_pool_size,
                 qf_http_timeout_request,
                 qf_http_timeout_content,
+                self._rpc_keys_secret(),
             )
             self._apply(dep, objects.query_rpc_service(s, i))
             query_deployments.append(dep["metadata"]["name"])
@@ -358,6 +378,8 @@ class KubernetesContainerManager(ContainerManager):
             n.cluster_selector(s.cluster, **{n.NAME_LABEL: "query-frontend"}),
         )
         self.num_frontend_replicas = max(1, len(frontends))
+        if frontends:  # the cluster's choice, whatever this manager was constructed with
+            self.allow_unauthenticated_replicas = any(_rpc_auth_none(d) for d in frontends)
         if not self.external_redis:
             self.redis_ip, self.redis_port = n.redis(s.cluster), s.redis_port
         if not isinstance(self._admin_token_arg, str):
@@ -481,6 +503,15 @@ class KubernetesContainerManager(ContainerManager):
                 "that shares this machine's images."
             )
 
+    def _rpc_keys_secret(self) -> str | None:
+        return None if self.allow_unauthenticated_replicas else n.rpc_keys(self.settings.cluster)
+
+    def _ensure_rpc_keys(self) -> None:
+        """Generate the cluster's RPC keys once: running replicas hold them, a re-apply keeps them."""
+        name = n.rpc_keys(self.settings.cluster)
+        if self._call("Could not read the RPC keys", self.api.get, "Secret", name, self.namespace) is None:
+            self._apply(objects.rpc_keys_secret(self.settings, RpcKeys.generate()))
+
     def _admin_secret(self, action: str) -> str | None:
         """The token in the cluster's admin-token Secret, if there is one."""
         name = n.admin_token(self.settings.cluster)
@@ -529,7 +560,14 @@ class KubernetesContainerManager(ContainerManager):
         for i in range(self.num_frontend_replicas):
             self._apply(
                 objects.model_deployment(
-                    self.settings, name, version, i, input_type, image, int(num_replicas)
+                    self.settings,
+                    name,
+                    version,
+                    i,
+                    input_type,
+                    image,
+                    int(num_replicas),
+                    self._rpc_keys_secret(),
                 )
             )
         self._wait_available(
@@ -553,7 +591,14 @@ class KubernetesContainerManager(ContainerManager):
                 self._check_pullable(image)
                 self._apply(
                     objects.model_deployment(
-                        self.settings, name, version, i, input_type, image, int(num_replicas)
+                        self.settings,
+                        name,
+                        version,
+                        i,
+                        input_type,
+                        image,
+                        int(num_replicas),
+                        self._rpc_keys_secret(),
                     )
                 )
             else:

@@ -83,3 +83,8 @@ def cluster_selector(cluster: str, **extra: str | None) -> str:
 
 def admin_token(cluster: str) -> str:
     return f"admin-token-at-{cluster}"
+
+
+def rpc_keys(cluster: str) -> str:
+    """The Secret with the cluster's RPC CURVE keys (keys ``frontend`` and ``replica``)."""
+    return f"rpc-keys-at-{cluster}"

@@ -15,6 +15,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from clipper.rpc.auth import RPC_KEYS_ENV, RpcKeys
+
 from . import names as n
 from .settings import ObjectSettings
 
@@ -284,7 +286,11 @@ def query_deployment(
     thread_pool_size: int,
     timeout_request: int,
     timeout_content: int,
+    rpc_keys_secret: str | None = None,
 ) -> Obj:
+    """``rpc_keys_secret``: the Secret whose ``frontend`` key the query frontend reads as
+    ``CLIPPER_RPC_KEYS`` (only replicas holding the cluster's keys register); None: ``--rpc-auth
+    none``, any pod reaching the RPC service may register (original-protocol containers)."""
     name = n.query_frontend(s.cluster, qf_id)
     container = _container(
         "query-frontend",
@@ -310,11 +316,13 @@ def query_deployment(
             f"--thread_pool_size={thread_pool_size}",
             f"--timeout_request={timeout_request}",
             f"--timeout_content={timeout_content}",
+            *(["--rpc-auth", "none"] if rpc_keys_secret is None else []),
         ],
         ports=[
             {"name": "query", "containerPort": n.QUERY_PORT},
             {"name": "rpc", "containerPort": n.RPC_PORT},
         ],
+        env=_rpc_keys_env(rpc_keys_secret, "frontend"),
         **http_probes(n.QUERY_PORT),
     )
     # The query frontend serves Prometheus text itself; no exporter sidecar is needed.
@@ -359,8 +367,10 @@ def model_deployment(
     input_type: str,
     image: str,
     num_replicas: int,
+    rpc_keys_secret: str | None = None,
 ) -> Obj:
-    """One Deployment per (model version, query frontend), as in the original (reference §10.20)."""
+    """One Deployment per (model version, query frontend), as in the original (reference §10.20).
+    ``rpc_keys_secret``: the Secret whose ``replica`` key the container reads as ``CLIPPER_RPC_KEYS``."""
     container = _container(
         "model",
         image,
@@ -374,6 +384,7 @@ def model_deployment(
             {"name": "CLIPPER_INPUT_TYPE", "value": input_type},
             {"name": "CLIPPER_MODEL_PATH", "value": "/model"},
             {"name": "CLIPPER_LIVENESS_FILE", "value": MODEL_LIVENESS_FILE},
+            *_rpc_keys_env(rpc_keys_secret, "replica"),
         ],
         ports=[{"name": "metrics", "containerPort": 1390}],
         livenessProbe=model_liveness_probe(),
@@ -542,6 +553,25 @@ def prometheus_service(s: ObjectSettings) -> Obj:
 def scale_patch(replicas: int) -> Obj:
     """Body of a merge patch on the ``scale`` subresource: ``spec.replicas`` and nothing else."""
     return {"spec": {"replicas": replicas}}
+
+
+def _rpc_keys_env(secret: str | None, role: str) -> list[Obj]:
+    if secret is None:
+        return []
+    return [{"name": RPC_KEYS_ENV, "valueFrom": {"secretKeyRef": {"name": secret, "key": role}}}]
+
+
+def rpc_keys_secret(s: ObjectSettings, keys: RpcKeys) -> Obj:
+    """The cluster's RPC keys: ``frontend`` (server secret) for the query frontends, ``replica``
+    (client secret) for the model containers; each pod references only its own part."""
+    parts = {"frontend": keys.for_frontend().to_json(), "replica": keys.for_replica().to_json()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(n.rpc_keys(s.cluster), s, "query-frontend"),
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in parts.items()},
+    }
 
 
 def admin_token_secret(s: ObjectSettings, token: str) -> Obj:

@@ -56,6 +56,7 @@ def test_start_clipper_creates_the_cluster_with_server_side_apply(make_manager, 
             ("Role", "c1-prometheus"),
             ("RoleBinding", "c1-prometheus"),
             ("Secret", "admin-token-at-c1"),
+            ("Secret", "rpc-keys-at-c1"),
             ("Service", "metrics-at-c1"),
             ("Service", "mgmt-frontend-at-c1"),
             ("Service", "query-frontend-0-at-c1"),
@@ -160,6 +161,54 @@ def test_admin_token_is_kept_across_restarts_and_can_be_turned_off(make_manager,
     assert off.admin_token is None and fake.get("Secret", NS, "admin-token-at-c3") is None
     mgmt = fake.get("Deployment", NS, "mgmt-frontend-at-c3")["spec"]["template"]["spec"]["containers"][0]
     assert not [e for e in mgmt.get("env") or [] if e["name"] == "CLIPPER_ADMIN_TOKEN"]
+
+
+def _container(fake, deployment: str) -> dict:
+    return fake.get("Deployment", NS, deployment)["spec"]["template"]["spec"]["containers"][0]
+
+
+def _keys_ref(container: dict) -> dict | None:
+    refs = [
+        e["valueFrom"]["secretKeyRef"] for e in container.get("env") or [] if e["name"] == "CLIPPER_RPC_KEYS"
+    ]
+    return refs[0] if refs else None
+
+
+def test_rpc_keys_reach_only_the_clusters_pods_and_unauthenticated_replicas_are_opt_in(
+    make_manager, fake_k8s
+):
+    """Issue 12: a Secret holds the cluster's RPC keys, generated once (a re-apply keeps them: running
+    replicas hold them); the query frontend references its part, each model pod the replica part."""
+    import base64
+    import json
+
+    fake = fake_k8s.fake
+    cm = make_manager(useInternalIP=True)
+    start(cm)
+    secret = fake.get("Secret", NS, "rpc-keys-at-c1")
+    start(make_manager(useInternalIP=True))
+    assert fake.get("Secret", NS, "rpc-keys-at-c1")["data"] == secret["data"]
+    parts = {k: json.loads(base64.b64decode(v)) for k, v in secret["data"].items()}
+    assert set(parts["frontend"]) == {"server_public", "client_public", "server_secret"}
+    assert set(parts["replica"]) == {"server_public", "client_public", "client_secret"}
+    query = _container(fake, "query-frontend-0-at-c1")
+    assert _keys_ref(query) == {"name": "rpc-keys-at-c1", "key": "frontend"}
+    assert "--rpc-auth" not in query["args"]  # curve, the default
+    later = make_manager(useInternalIP=True)  # another process
+    later.connect()
+    later.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
+    model = _container(fake, n.model_deployment("m", "1", 0, "c1"))
+    assert _keys_ref(model) == {"name": "rpc-keys-at-c1", "key": "replica"}
+
+    open_cm = make_manager(cluster_name="c3", useInternalIP=True, allow_unauthenticated_replicas=True)
+    start(open_cm)
+    assert fake.get("Secret", NS, "rpc-keys-at-c3") is None
+    query = _container(fake, "query-frontend-0-at-c3")
+    assert _keys_ref(query) is None and query["args"][-2:] == ["--rpc-auth", "none"]
+    later = make_manager(cluster_name="c3", useInternalIP=True)  # learns the opt-in from the cluster
+    later.connect()
+    later.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
+    assert _keys_ref(_container(fake, n.model_deployment("m", "1", 0, "c3"))) is None
 
 
 def test_stop_all_removes_only_this_cluster(make_manager, fake_k8s):

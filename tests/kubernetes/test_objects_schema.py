@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from clipper.rpc.auth import RpcKeys
 from clipper_admin.exceptions import ClipperException
 from clipper_admin.kubernetes import names as n
 from clipper_admin.kubernetes import objects as o
@@ -31,9 +32,14 @@ def all_objects(s: ObjectSettings) -> list[dict]:
             o.query_deployment(s, i, "reg/query_frontend:1", "redis-at-c1", 6379, 1024, 1, 5, 300)
             for i in range(2)
         ],
+        o.rpc_keys_secret(s, RpcKeys.generate()),
+        o.query_deployment(
+            s, 2, "reg/query_frontend:1", "redis-at-c1", 6379, 1024, 1, 5, 300, n.rpc_keys(s.cluster)
+        ),
         *[o.query_rpc_service(s, i) for i in range(2)],
         o.query_service(s),
         o.model_deployment(s, "m", "1", 0, "doubles", "reg/m:1", 3),
+        o.model_deployment(s, "k", "1", 0, "doubles", "reg/k:1", 1, n.rpc_keys(s.cluster)),
         o.prometheus_service_account(s),
         o.prometheus_role(s),
         o.prometheus_role_binding(s),
