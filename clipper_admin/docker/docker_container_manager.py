@@ -27,6 +27,8 @@ import docker
 import docker.errors
 import requests
 
+from clipper.rpc.auth import RPC_KEYS_ENV, RpcKeys
+
 from ..container_manager import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_DOCKER_PORT_LABELS,
@@ -61,6 +63,16 @@ _EXPLICIT_RUN_ARGS = ("name", "environment", "ports", "command", "labels", "volu
 __all__ = ["DockerContainerManager", "find_unbound_port"]
 
 
+def _rpc_keys_of(frontend) -> RpcKeys | None:
+    """The cluster's RPC keys, from the query frontend container's environment (None: the cluster
+    admits unauthenticated replicas)."""
+    prefix = f"{RPC_KEYS_ENV}="
+    for item in frontend.attrs.get("Config", {}).get("Env") or []:
+        if item.startswith(prefix):
+            return RpcKeys.from_json(item[len(prefix) :], f"{RPC_KEYS_ENV} of {frontend.name}")
+    return None
+
+
 def _image(name: str) -> str:
     return f"{__registry__}/{name}:{__version__}"
 
@@ -89,6 +101,7 @@ class DockerContainerManager(ContainerManager):
         prometheus_image=None,
         admin_token=None,
         registry=None,
+        allow_unauthenticated_replicas=False,
     ):
         """Parameters are the original's (clipper-admin-api.md §5.1); the keyword-only ones are new.
 
@@ -97,9 +110,15 @@ class DockerContainerManager(ContainerManager):
         ``admin_token`` makes the management frontend require ``Authorization: Bearer <token>``
         (``connect()`` reads it back from the container when not given); ``registry`` is where
         ``build_model`` pushes model images when its ``container_registry`` is not given.
+        ``allow_unauthenticated_replicas``: by default only the model containers this manager starts
+        may register with the query frontend: ``start_clipper()`` generates CURVE keys, passed in the
+        query frontend container's environment (``CLIPPER_RPC_KEYS``; like the admin token, readable
+        through the Docker API only) and, the replica's part of them, in each model container's.
+        ``True`` accepts any container that reaches the RPC port (original-protocol containers).
         """
         self.admin_token = admin_token
         self.registry = registry
+        self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
         self.public_hostname = docker_ip_address
@@ -282,6 +301,10 @@ class DockerContainerManager(ContainerManager):
     ) -> str:
         self.clipper_query_port = find_unbound_port(self.clipper_query_port)
         self.clipper_rpc_port = find_unbound_port(self.clipper_rpc_port)
+        # the cluster's RPC keys (the replicas' part is read back from here by _add_replica)
+        rpc_env = (
+            None if self.allow_unauthenticated_replicas else {RPC_KEYS_ENV: RpcKeys.generate().to_json()}
+        )
         query = self._run(
             image,
             "query_frontend",
@@ -296,7 +319,9 @@ class DockerContainerManager(ContainerManager):
                 f"--thread_pool_size={thread_pool_size}",
                 f"--timeout_request={timeout_request}",
                 f"--timeout_content={timeout_content}",
+                *(["--rpc-auth", "none"] if self.allow_unauthenticated_replicas else []),
             ],
+            environment=rpc_env,
             ports={
                 f"{CLIPPER_INTERNAL_QUERY_PORT}/tcp": self._publish(self.clipper_query_port),
                 f"{CLIPPER_INTERNAL_RPC_PORT}/tcp": self._publish(self.clipper_rpc_port),
@@ -415,17 +440,21 @@ class DockerContainerManager(ContainerManager):
             self.logger.warning("No Clipper query frontend found.")
             raise ClipperException("No Clipper query frontend to attach model container to")
         label = create_model_container_label(name, version)
+        env = {
+            "CLIPPER_MODEL_NAME": name,
+            "CLIPPER_MODEL_VERSION": str(version),
+            "CLIPPER_IP": frontends[0].name,
+            "CLIPPER_INPUT_TYPE": input_type,
+            # scraped by the cluster's Prometheus (the original's containers serve this port too)
+            "CLIPPER_METRICS_PORT": str(CLIPPER_INTERNAL_METRIC_PORT),
+        }
+        keys = _rpc_keys_of(frontends[0])
+        if keys is not None:
+            env[RPC_KEYS_ENV] = keys.for_replica().to_json()
         return self._run(
             image,
             label,
-            environment={
-                "CLIPPER_MODEL_NAME": name,
-                "CLIPPER_MODEL_VERSION": str(version),
-                "CLIPPER_IP": frontends[0].name,
-                "CLIPPER_INPUT_TYPE": input_type,
-                # scraped by the cluster's Prometheus (the original's containers serve this port too)
-                "CLIPPER_METRICS_PORT": str(CLIPPER_INTERNAL_METRIC_PORT),
-            },
+            environment=env,
             labels={CLIPPER_MODEL_CONTAINER_LABEL: label, CLIPPER_DOCKER_LABEL: self.cluster_name},
         )
 
