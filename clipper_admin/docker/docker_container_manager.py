@@ -470,6 +470,10 @@ class DockerContainerManager(ContainerManager):
                 for container in started:
                     what = f"Model container for {name}:{version}"
                     wait_until(container, healthy_if_checked(container), what, self.start_timeout)
+                    # Started fine: from now on Docker restarts it when it exits non-zero (e.g. the
+                    # container's watchdog ending a hung prediction, CLIPPER_PREDICT_TIMEOUT). Not
+                    # from the start, so that a model that cannot load still fails deploy at once.
+                    container.update(restart_policy={"Name": "on-failure"})
             except BaseException:
                 for container in started:
                     self._remove(container, graceful=False)

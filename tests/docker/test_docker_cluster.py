@@ -203,3 +203,35 @@ def test_prometheus_scrapes_the_query_frontend(cluster):
         return any(s["value"][1] == "1" for s in result)
 
     wait_for(up, 60, "Prometheus to scrape the query frontend")
+
+def exits_on_negative(xs):
+    import os
+
+    if xs[0][0] < 0:
+        os._exit(4)  # what the container's watchdog does when a prediction outlives CLIPPER_PREDICT_TIMEOUT
+    return [str(sum(x)) for x in xs]
+
+
+def test_a_replica_that_exits_non_zero_is_restarted_by_docker(cluster, tmp_path, docker_client):
+    """Issue 12 on Docker: the watchdog's exit (code 4) is followed by Docker's restart policy."""
+    conn, _ = cluster
+    addr = conn.get_query_addr()
+    _deploy(conn, tmp_path, "crashy", 1, exits_on_negative)
+    conn.register_application(
+        name="crashy-app", input_type="doubles", default_output="-1.0", slo_micros=1_000_000
+    )
+    conn.link_model_to_app("crashy-app", "crashy")
+    wait_for_output(addr, "crashy-app", {"input": [1.0, 2.0]}, "3.0")
+    (container,) = docker_client.containers.list(
+        filters={"label": f"{CLIPPER_MODEL_CONTAINER_LABEL}=crashy_1"}
+    )
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
+    assert predict(addr, "crashy-app", {"input": [-1.0]})["default"] is True
+
+    def restarted():
+        container.reload()
+        return container.attrs["RestartCount"] >= 1 and container.status == "running"
+
+    wait_for(restarted, 60, "Docker to restart the replica")
+    wait_for_output(addr, "crashy-app", {"input": [2.0, 2.0]}, "4.0")
+    assert conn.get_num_replicas("crashy", "1") == 1
