@@ -183,12 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    usage = "usage: python -m clipper.rpc.auth FILE  (writes new RPC CURVE keys, mode 0600)"
+    if args in (["-h"], ["--help"]):
+        print(usage)
+        return 0
     if len(args) != 1 or args[0].startswith("-"):
-        print(
-            "usage: python -m clipper.rpc.auth FILE  (writes new RPC CURVE keys, mode 0600)", file=sys.stderr
-        )
+        print(usage, file=sys.stderr)
         return 2
-    RpcKeys.generate().write(Path(args[0]))
+    try:
+        RpcKeys.generate().write(Path(args[0]))
+    except (OSError, RpcKeyError) as e:
+        print(f"error: cannot write {args[0]}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
