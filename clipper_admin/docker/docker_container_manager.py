@@ -29,6 +29,7 @@ import requests
 
 from clipper.rpc.auth import RPC_KEYS_ENV, RpcKeys
 
+from ..admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from ..container_manager import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_DOCKER_PORT_LABELS,
@@ -107,8 +108,11 @@ class DockerContainerManager(ContainerManager):
 
         ``publish_host`` is the host address ports are published on; ``redis_image`` and
         ``prometheus_image`` default to ``<CLIPPER_REGISTRY or clipper>/{redis,prometheus}:<version>``;
-        ``admin_token`` makes the management frontend require ``Authorization: Bearer <token>``
-        (``connect()`` reads it back from the container when not given); ``registry`` is where
+        ``admin_token``: the bearer token the management frontend requires; by default
+        ``start_clipper()`` generates one (``False``: no token, for REST clients of the original;
+        a warning says so). It is passed in the frontend container's environment (readable only
+        through the Docker API, i.e. by root and the docker group), and ``connect()`` reads it back
+        from there when not given; ``registry`` is where
         ``build_model`` pushes model images when its ``container_registry`` is not given.
         ``allow_unauthenticated_replicas``: by default only the model containers this manager starts
         may register with the query frontend: ``start_clipper()`` generates CURVE keys, passed in the
@@ -116,7 +120,10 @@ class DockerContainerManager(ContainerManager):
         through the Docker API only) and, the replica's part of them, in each model container's.
         ``True`` accepts any container that reaches the RPC port (original-protocol containers).
         """
-        self.admin_token = admin_token
+        if admin_token is not None and admin_token is not False:
+            check_token(admin_token)
+        self._admin_token_arg = admin_token
+        self.admin_token = admin_token or None
         self.registry = registry
         self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
         self.cluster_name = cluster_name
@@ -280,7 +287,11 @@ class DockerContainerManager(ContainerManager):
 
     def _start_management_frontend(self, image) -> None:
         self.clipper_management_port = find_unbound_port(self.clipper_management_port)
+        self.admin_token = resolve_token(self._admin_token_arg)
         env = {"CLIPPER_ADMIN_TOKEN": self.admin_token} if self.admin_token else None
+        if not self.admin_token:
+            addr = f"{self._host()}:{self.clipper_management_port}"
+            self.logger.warning(OPT_OUT_WARNING.format(cluster=self.cluster_name, addr=addr))
         mgmt = self._run(
             image,
             "mgmt_frontend",
@@ -388,7 +399,8 @@ class DockerContainerManager(ContainerManager):
         if ports["metric"] in labels:
             self.prometheus_port = int(labels[ports["metric"]])
             self.prom_config_path = labels.get(CLIPPER_METRIC_CONFIG_LABEL)
-        if self.admin_token is None:
+        if not isinstance(self._admin_token_arg, str):
+            self.admin_token = None
             for container in self._containers(CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL):
                 for item in container.attrs["Config"].get("Env") or []:
                     if item.startswith("CLIPPER_ADMIN_TOKEN="):
@@ -424,7 +436,8 @@ class DockerContainerManager(ContainerManager):
         return tag
 
     def deploy_model(self, name, version, input_type, image, num_replicas=1):
-        self.set_num_replicas(name, version, input_type, image, num_replicas)
+        """Start replicas of ``image``, which the caller chose (a prebuilt image works, as in the original)."""
+        self._set_replicas(name, version, input_type, image, num_replicas)
 
     def _get_replicas(self, name, version):
         return self._containers(
@@ -459,6 +472,31 @@ class DockerContainerManager(ContainerManager):
         )
 
     def set_num_replicas(self, name, version, input_type, image, num_replicas):
+        """Scale ``name:version``. ``ClipperConnection.set_num_replicas`` passes the image recorded by
+        the management API, which other users may reach: a new replica starts only from an image this
+        manager built for this cluster (present on this engine, with the cluster's label; never
+        pulled), or the image the version's running replicas already run. Use ``deploy_model`` to
+        start another image explicitly."""
+        current = self._get_replicas(name, version)
+        if len(current) < num_replicas and not any(c.attrs["Config"]["Image"] == image for c in current):
+            self._check_built_here(image)  # more of a running replica set's own image is fine
+        self._set_replicas(name, version, input_type, image, num_replicas)
+
+    def _check_built_here(self, image: str) -> None:
+        try:
+            labels = self.docker_client.images.get(image).labels or {}
+        except docker.errors.ImageNotFound:
+            labels = {}
+        except docker.errors.DockerException as e:
+            raise ClipperException(f"Cannot inspect image {image}: {e}") from e
+        if labels.get(CLIPPER_DOCKER_LABEL) != self.cluster_name:
+            raise ClipperException(
+                f"Refusing to start image {image!r} from the model's registration: it was not built by "
+                f"this cluster ({self.cluster_name}) on this Docker engine. Start a prebuilt image "
+                "explicitly with ClipperConnection.deploy_model(..., image=...)."
+            )
+
+    def _set_replicas(self, name, version, input_type, image, num_replicas):
         current = self._get_replicas(name, version)
         if len(current) < num_replicas:
             missing = num_replicas - len(current)
