@@ -235,3 +235,37 @@ def test_a_replica_that_exits_non_zero_is_restarted_by_docker(cluster, tmp_path,
     wait_for(restarted, 60, "Docker to restart the replica")
     wait_for_output(addr, "crashy-app", {"input": [2.0, 2.0]}, "4.0")
     assert conn.get_num_replicas("crashy", "1") == 1
+
+
+def test_only_the_clusters_replicas_hold_the_rpc_keys(cluster, tmp_path, docker_client):
+    """Issue 12: the query frontend admits only replicas with the cluster's CURVE keys. The manager
+    hands the replica part of them to the containers it starts; a process without them reaching the
+    published RPC port never registers and gets no query."""
+    from clipper.rpc.auth import RPC_KEYS_ENV, RpcKeys
+    from tests.reliability.peers import FakeReplica
+
+    conn, _ = cluster
+    _deploy(conn, tmp_path, "keyed", 1, feature_sum)
+    conn.register_application(
+        name="keyed-app", input_type="doubles", default_output="-1.0", slo_micros=5_000_000
+    )
+    conn.link_model_to_app("keyed-app", "keyed")
+    wait_for_output(conn.get_query_addr(), "keyed-app", {"input": [1.0, 2.0]}, "3.0")
+
+    def keys_of(container) -> RpcKeys:
+        container.reload()
+        env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+        return RpcKeys.from_json(env[RPC_KEYS_ENV])
+
+    (model,) = docker_client.containers.list(filters={"label": f"{CLIPPER_MODEL_CONTAINER_LABEL}=keyed_1"})
+    replica_keys = keys_of(model)
+    assert replica_keys.client_secret and replica_keys.server_secret is None
+    rogue = FakeReplica(conn.cm.clipper_rpc_port, "keyed", "1", "hang")
+    rogue.start()
+    try:
+        for i in range(30):
+            out = predict(conn.get_query_addr(), "keyed-app", {"input": [float(i), 1.0]})
+            assert out["default"] is False and float(out["output"]) == i + 1.0, out
+        assert rogue.requests == 0 and not rogue.registered.is_set()
+    finally:
+        rogue.stop()
