@@ -563,7 +563,7 @@ class LocalContainerManager(ContainerManager):
     def _remove_state(self, keep_store: bool = False) -> None:
         for path in (
             self.dir.cluster_file, self.dir.desired_file, self.dir.status_file, self.dir.pid_file,
-            self.admin_token_file,
+            self.admin_token_file, self.rpc_keys_file,
         ):  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -215,6 +215,7 @@ def test_the_local_backend_hands_keys_only_to_its_replicas(tmp_path: Path):
             p.kill()
             p.wait()
         conn.stop_all()
+    assert not keys_file.exists()  # stop_all removes the cluster's keys with its state
     conn = start_cluster("open", tmp_path, allow_unauthenticated_replicas=True)
     try:
         assert not (tmp_path / "open" / "rpc_keys.json").exists()
