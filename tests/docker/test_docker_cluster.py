@@ -204,6 +204,7 @@ def test_prometheus_scrapes_the_query_frontend(cluster):
 
     wait_for(up, 60, "Prometheus to scrape the query frontend")
 
+
 def exits_on_negative(xs):
     import os
 
