@@ -216,7 +216,6 @@ def test_heartbeats_continue_while_the_function_runs(tmp_path, harness, start):
     assert container.proc.poll() is None
 
 
-def test_sigterm_exits_cleanly_even_while_predicting(tmp_path, harness, start):
 def test_a_hung_prediction_makes_the_container_exit_to_be_restarted(tmp_path, harness, start):
     """CLIPPER_PREDICT_TIMEOUT: a batch held longer ends the process (code 4) with the reason and the
     stuck stack, so the backend restarts it; until then the liveness file holds a future deadline."""
@@ -246,6 +245,7 @@ def test_predict_timeout_0_disables_the_watchdog(tmp_path, harness, start):
     assert "no prediction watchdog" in container.log()
 
 
+def test_sigterm_exits_cleanly_even_while_predicting(tmp_path, harness, start):
     container = start(harness.port, make_model_dir(tmp_path, SLOW))
     conn = harness.wait_registered()
     time.sleep(1.0)  # heartbeats observed: the server detects the exit in about a second
@@ -335,8 +335,8 @@ def _missing_module_pickle(tmp_path: Path) -> Path:
         ("no-pkl", 1, "func.pkl not found"),
         ("bad-kind", 1, "unknown model kind 'tensorflow'"),
         ("missing-dep", 3, "No module named 'vanished_pkg_for_test'"),
-    ],
         ("bad-timeout", 1, "CLIPPER_PREDICT_TIMEOUT must be a number of seconds (0 disables), got '-1'"),
+    ],
 )
 def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, case, code, message):
     port = free_port()
@@ -354,9 +354,9 @@ def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, cas
         model = make_model_dir(tmp_path, "def f(xs):\n    return xs\n", meta={"kind": "tensorflow"})
     elif case == "missing-dep":
         model = _missing_module_pickle(tmp_path)
-    container = start(port, model, input_type, **env)
     elif case == "bad-timeout":
         env["CLIPPER_PREDICT_TIMEOUT"] = "-1"
+    container = start(port, model, input_type, **env)
     assert container.wait() == code
     log = container.log()
     assert message in log
