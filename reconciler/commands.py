@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.cli import EXIT_ERROR, EXIT_OK
 from reconciler.errors import ManifestErrors, ReconcilerError
 from reconciler.plan import Action, Op
 
@@ -85,7 +85,9 @@ def cmd_diff(args) -> int:
     t = _target(args)
     plan, _ = plan_for(t, _owner(args, t), args.prune)
     _print_plan(plan, args.output, args.verbose)
-    return EXIT_CHANGES if plan.has_changes else EXIT_OK
+    from reconciler.render import plan_exit_code
+
+    return plan_exit_code(plan)
 
 
 def _apply_once(t, args, quiet_noop: bool = False) -> Any:
@@ -107,12 +109,9 @@ def cmd_apply(args) -> int:
     else:
         for w in plan.warnings:
             err.print(f"[yellow]warning:[/yellow] {escape(w)}")
-        n = len(plan.changes)
-        pruned = sum(1 for a in plan.actions if a.op is Op.PRUNE)
-        msg = f"Applied: {n} change(s)." if n else "No changes: the cluster matches the manifests."
-        if pruned:
-            msg += f" {pruned} object(s) would be pruned (use --prune)."
-        out.print(msg)
+        from reconciler.render import summary_line
+
+        out.print(summary_line(plan, applied=len(plan.changes)), highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

@@ -54,14 +54,44 @@ def plan_lines(plan: Plan, verbose: bool = False) -> list[str]:
         extra.append(f"[bold red]{counts[Op.CONFLICT]} conflict(s)[/bold red]")
     for w in plan.warnings:
         out.append(f"[yellow]warning:[/yellow] {escape(w)}")
-    if not plan.has_changes:
-        out.append(
-            "[green]No changes.[/green] The cluster matches the manifests."
-            + (f" ({', '.join(extra)})" if extra else "")
-        )
-    else:
+    if plan.has_changes:
         out.append(f"[bold]Plan:[/bold] {summary}." + (f" ({', '.join(extra)})" if extra else ""))
+    else:
+        out.append(summary_line(plan))
     return out
+
+
+def pending_prunes(plan: Plan) -> int:
+    return sum(1 for a in plan.actions if a.op is Op.PRUNE)
+
+
+def plan_exit_code(plan: Plan) -> int:
+    """``diff``'s exit status: 0 only when apply would do nothing and nothing is in conflict, 1 for
+    changes (a pending prune included), 2 for conflicts (apply refuses them)."""
+    from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+
+    if plan.conflicts:
+        return EXIT_ERROR
+    return EXIT_CHANGES if plan.has_changes or pending_prunes(plan) else EXIT_OK
+
+
+def summary_line(plan: Plan, applied: int = 0) -> str:
+    """One rich-markup line saying whether the cluster matches the manifests.
+
+    "matches" is said only when nothing is to change, nothing would be pruned and nothing conflicts;
+    ``applied`` is the number of changes an apply has just made.
+    """
+    pruned, conflicts = pending_prunes(plan), len(plan.conflicts)
+    head = f"Applied: {applied} change(s)." if applied else "[green]No changes.[/green]"
+    if not pruned and not conflicts:
+        return head + " The cluster matches the manifests."
+    notes = []
+    if pruned:
+        notes.append(f"{pruned} object(s) not in the manifests would be pruned (use --prune)")
+    if conflicts:
+        refs = ", ".join(escape(a.ref) for a in plan.conflicts)
+        notes.append(f"[bold red]{conflicts} conflict(s)[/bold red] ({refs}) left untouched")
+    return f"{head} The cluster does not match the manifests: {'; '.join(notes)}."
 
 
 def action_dict(a: Action) -> dict[str, Any]:
@@ -78,6 +108,7 @@ def plan_json(plan: Plan) -> str:
     return json.dumps(
         {
             "changes": plan.has_changes,
+            "in_sync": plan_exit_code(plan) == 0,
             "actions": [action_dict(a) for a in plan.actions],
             "warnings": list(plan.warnings),
         },

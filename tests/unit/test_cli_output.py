@@ -106,3 +106,38 @@ def test_watch_outlives_errors_of_an_iteration(tmp_path):
     assert "apply failed: closing tag '[/]' at position 12 has nothing to close; still watching" in text
     assert "apply failed: Application/[/] is managed by '[bold]x'" in text
     assert text.rstrip().endswith("watch stopped")
+
+
+DIFF_CASES = [
+    # (actions, exit status, says "matches the manifests")
+    ((Action(Op.NOOP, "Model", "m"),), 0, True),
+    ((Action(Op.NOOP, "Model", "m"), Action(Op.PRUNE, "Application", "old")), 1, False),
+    ((Action(Op.CONFLICT, "Model", "m", reason="managed by 'x'"),), 2, False),
+    ((Action(Op.PRUNE, "Application", "old"), Action(Op.CONFLICT, "Model", "m")), 2, False),
+    ((Action(Op.CREATE, "Model", "m"),), 1, False),
+]
+
+
+@pytest.mark.parametrize(("actions", "code", "matches"), DIFF_CASES)
+def test_diff_exit_status_and_message(console, monkeypatch, actions, code, matches):
+    """0 only when apply would do nothing and nothing conflicts; "matches" only then."""
+    from reconciler import engine
+
+    plan = Plan(actions)
+    monkeypatch.setattr(commands, "_target", lambda args: argparse.Namespace(desired=None))
+    monkeypatch.setattr(engine, "plan_for", lambda t, owner, prune: (plan, None))
+    args = argparse.Namespace(owner="o", prune=False, output="text", verbose=False)
+    assert commands.cmd_diff(args) == code
+    text = console.getvalue()
+    assert ("matches the manifests" in text) is matches, text
+    if any(a.op is Op.PRUNE for a in actions):
+        assert "would be pruned (use --prune)" in text
+    if plan.conflicts:
+        assert "1 conflict(s) (Model/m) left untouched" in text
+    monkeypatch.setattr(commands, "_apply_once", lambda t, a: plan)
+    console.truncate(0)
+    console.seek(0)
+    if code != 2:  # apply refuses conflicts before its summary
+        assert commands.cmd_apply(argparse.Namespace(output="text", files=[])) == 0
+        after = not any(a.op is Op.PRUNE for a in actions)  # once applied, only a pending prune differs
+        assert ("matches the manifests" in console.getvalue()) is after, console.getvalue()
