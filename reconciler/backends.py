@@ -1,42 +1,42 @@
-"""Cluster manifest -> a ``ClipperConnection`` on the right container manager."""
+"""Cluster manifest -> a ``ClipperConnection`` on the right container manager.
+
+Each backend gets exactly the ``Cluster`` fields it honours (``backend_options.BACKEND_FIELDS``); the
+loader has already refused a manifest setting any other field, so nothing is dropped here.
+"""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 from reconciler.desired import DesiredState
 
 
-def _construct(cls: Any, kwargs: dict[str, Any]) -> Any:
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+def _admin_token(spec: Any) -> str | bool | None:
+    # None: the manager generates one; False: the manifest opted out (adminAuth: none)
+    return False if spec.admin_auth == "none" else spec.admin_token
 
 
 def container_manager(desired: DesiredState) -> Any:
     spec = desired.cluster
-    common = {
-        "cluster_name": desired.cluster_name,
+    security = {
+        "admin_token": _admin_token(spec),
+        "allow_unauthenticated_replicas": spec.allow_unauthenticated_replicas,
+    }
+    ports = {
         "clipper_query_port": spec.query_port,
         "clipper_management_port": spec.management_port,
         "clipper_rpc_port": spec.rpc_port,
-        # None: the manager generates one; False: the manifest opted out (adminAuth: none)
-        "admin_token": False if spec.admin_auth == "none" else spec.admin_token,
-        "redis_ip": spec.redis.host,
-        "redis_port": spec.redis.port,
-        "registry": spec.registry,
-        "allow_unauthenticated_replicas": spec.allow_unauthenticated_replicas,
     }
     if spec.backend == "local":
         from clipper_admin import LocalContainerManager
 
-        return _construct(LocalContainerManager, common)
+        return LocalContainerManager(cluster_name=desired.cluster_name, **ports, **security)
     if spec.backend == "docker":
         from clipper_admin import DockerContainerManager
 
         d = spec.docker
-        extra = (
+        docker_args: dict[str, Any] = (
             {
                 "docker_ip_address": d.ip_address,
                 "docker_network": d.network,
@@ -45,14 +45,22 @@ def container_manager(desired: DesiredState) -> Any:
             if d
             else {}
         )
-        return _construct(DockerContainerManager, {**common, **extra})
+        return DockerContainerManager(
+            cluster_name=desired.cluster_name,
+            redis_ip=spec.redis.host,
+            redis_port=spec.redis.port,
+            registry=spec.registry,
+            **ports,
+            **docker_args,
+            **security,
+        )
     from clipper_admin import KubernetesContainerManager
 
     k = spec.kubernetes
-    extra = {}
+    k8s_args: dict[str, Any] = {}
     if k is not None:
         st = k.service_types
-        extra = {
+        k8s_args = {
             "namespace": k.namespace,
             "create_namespace_if_not_exists": k.create_namespace,
             "kubernetes_proxy_addr": k.proxy_address,
@@ -61,7 +69,14 @@ def container_manager(desired: DesiredState) -> Any:
             "service_types": {"redis": st.redis, "management": st.management, "query": st.query,
                               "query-rpc": st.query_rpc, "metric": st.metric},
         }  # fmt: skip
-    return _construct(KubernetesContainerManager, {**common, **extra})
+    return KubernetesContainerManager(
+        cluster_name=desired.cluster_name,
+        redis_ip=spec.redis.host,
+        redis_port=spec.redis.port,
+        registry=spec.registry,
+        **k8s_args,
+        **security,
+    )
 
 
 def connection(desired: DesiredState) -> Any:

@@ -29,6 +29,7 @@ from ruamel.yaml.events import (
     ScalarEvent,
 )
 
+from reconciler.backend_options import unsupported_fields
 from reconciler.envsubst import UnsetVariable, substitute
 from reconciler.errors import ManifestErrors, ManifestProblem
 from schemas import KINDS, Application, Cluster, Model
@@ -325,6 +326,11 @@ def _cross_check(
                 )
             else:
                 result.cluster = it
+            for loc, msg in unsupported_fields(it.obj.spec):
+                line, col = _position(it.node, ("spec", *loc), (it.line - 1, it.column - 1))
+                problems.append(
+                    ManifestProblem(it.file, line + 1, col + 1, msg, it.ref, _loc_text(("spec", *loc)))
+                )
         elif isinstance(it.obj, Model):
             result.models[it.obj.metadata.name] = it
         elif isinstance(it.obj, Application):

@@ -38,7 +38,6 @@ kind: Cluster
 metadata: {{name: {cluster}}}
 spec:
   backend: {backend}
-  registry: registry.example.com/clipper
 {settings}---
 apiVersion: clipper.ai/v1
 kind: Model
@@ -56,6 +55,7 @@ spec: {{inputType: doubles, defaultOutput: "-1", latencySloMicros: 2000000, mode
 
 # the service types of examples/manifests/kubernetes.yaml
 K8S_SETTINGS = f"""\
+  registry: registry.example.com/clipper
   kubernetes:
     namespace: {NS}
     createNamespace: true
