@@ -10,6 +10,7 @@ import argparse
 import sys
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # as a process killed by SIGPIPE reports it in a shell (128 + 13)
 
 
 def _manifest_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Declarative Clipper: apply manifests (Cluster, Model, Application) to a cluster.",
     )
     parser.add_argument("--no-color", action="store_true", help="plain output")
+    parser.add_argument("--version", action=_Version, help="print the version of clipper and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("apply", help="converge the cluster to the manifests (starts it if needed)")
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     _manifest_args(p)
     p.add_argument("--owner", help="manifest set name (default: the Cluster's name)")
     p.add_argument("--cluster", action="store_true", help="also stop the cluster itself")
+    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for a concurrent apply (0: fail at once)")  # fmt: skip
 
     for name, text in (
         ("get", "list apps, models or replicas"),
@@ -69,9 +73,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
 
-    p = sub.add_parser("schema", help="write the JSON Schema of each kind")
-    p.add_argument("directory", nargs="?", help="default: schemas/json in the package")
+    p = sub.add_parser(
+        "schema", help="write the JSON Schemas (clipper.schema.json: any manifest; one per kind)"
+    )
+    p.add_argument("directory", nargs="?", metavar="DIR",
+                   help="where to write; default: schemas/json/ of the source checkout clipper runs from "
+                   "(an installed clipper needs DIR)")  # fmt: skip
+    p.add_argument("--out", dest="out", metavar="DIR", help="same as DIR")
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``; the installed distribution's version is looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("clipper")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            v = "unknown (not installed)"
+        print(f"clipper {v}")
+        parser.exit()
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our stdout went away (``clipper diff | head``): exit without a traceback.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush does not complain either.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         return commands.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -284,9 +284,16 @@ def cmd_watch(args) -> int:
 def cmd_schema(args) -> int:
     from pathlib import Path
 
-    from schemas.__main__ import DEFAULT_DIR, write_schemas
+    from schemas.__main__ import default_dir, write_schemas
 
-    for p in write_schemas(Path(args.directory) if args.directory else DEFAULT_DIR):
+    if args.directory and args.out and args.directory != args.out:
+        raise ReconcilerError(f"two directories given ({args.directory} and --out {args.out}): give one")
+    given = args.directory or args.out
+    directory = Path(given) if given else default_dir()
+    if directory is None:
+        raise ReconcilerError("this clipper is installed, not run from a source checkout: say where to "
+                              "write the schemas (clipper schema DIR)")  # fmt: skip
+    for p in write_schemas(directory):
         out.print(str(p), markup=False)
     return EXIT_OK
 
@@ -315,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return handler(args)
+    except BrokenPipeError:  # stdout's reader is gone: cli.main exits quietly
+        raise
     except (ReconcilerError, ClipperException, OSError) as e:
         report_error(e)
         return EXIT_ERROR

@@ -1,7 +1,8 @@
 """Manifests as pydantic models (pure data, no I/O).
 
 Kinds: ``Cluster``, ``Model``, ``Application`` (apiVersion ``clipper.ai/v1``). The field descriptions
-are the documentation; ``python -m schemas`` writes one JSON Schema per kind to ``schemas/json/``.
+are the documentation; ``clipper schema`` writes their JSON Schemas (one per kind and one,
+``clipper.schema.json``, for any manifest) to ``schemas/json/``.
 """
 
 from schemas.application import Application, ApplicationSpec

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -141,3 +145,55 @@ def test_diff_exit_status_and_message(console, monkeypatch, actions, code, match
         assert commands.cmd_apply(argparse.Namespace(output="text", files=[])) == 0
         after = not any(a.op is Op.PRUNE for a in actions)  # once applied, only a pending prune differs
         assert ("matches the manifests" in console.getvalue()) is after, console.getvalue()
+
+
+def _clipper(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True,
+                          timeout=120, **kw)  # fmt: skip
+
+
+def test_version():
+    from importlib.metadata import version
+
+    proc = _clipper("--version")
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"clipper {version('clipper')}"), proc.stderr
+
+
+def test_output_to_a_closed_pipe_exits_quietly(tmp_path):
+    """``clipper diff --output json | head -c 10``: the reader is gone before clipper writes."""
+    f = tmp_path / "c.yaml"
+    f.write_text(CLUSTER)
+    read, write = os.pipe()
+    os.close(read)  # as head does once it has what it wants
+    try:
+        proc = subprocess.run([sys.executable, "-m", "reconciler", "diff", "-f", str(f), "--output", "json"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "CLIPPER_HOME": str(tmp_path / "home")})  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+
+
+def test_schema_writes_to_the_directory_given(tmp_path):
+    from schemas.kinds import published, schema_filename
+
+    names = sorted(schema_filename(k) for k in published())
+    assert "clipper.schema.json" in names
+    for args, where in ((["schema", str(tmp_path / "a")], "a"), (["schema", "--out", str(tmp_path / "b")], "b")):
+        proc = _clipper(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(p.name for p in (tmp_path / where).iterdir()) == names
+
+
+def test_schema_default_directory(console, monkeypatch):
+    """From a source checkout: its schemas/json/; installed: never the package, a DIR is required."""
+    import schemas.__main__ as schemas_main
+
+    repo = Path(__file__).resolve().parents[2]
+    assert schemas_main.default_dir() == repo / "schemas" / "json"
+    monkeypatch.setattr(schemas_main, "source_checkout", lambda: None)
+    written: list[Path] = []
+    monkeypatch.setattr(schemas_main, "write_schemas", lambda d: written.append(d) or [])
+    with pytest.raises(commands.ReconcilerError, match=r"clipper schema DIR"):
+        commands.cmd_schema(argparse.Namespace(directory=None, out=None))
+    assert written == []
