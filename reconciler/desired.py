@@ -8,7 +8,6 @@ its version and is never rebuilt; any change yields a new version that rolls out
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.util
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from reconciler.errors import ReconcilerError
 from reconciler.loader import Loaded, ManifestSet
+from reconciler.sources import model_source_files
 from schemas import Cluster, ClusterSpec
 
 HASH_LENGTH = 10
@@ -52,45 +52,10 @@ class DesiredState:
     apps: dict[str, DesiredApp]
 
 
-def _local_module_files(source: Path, root: Path, seen: set[Path]) -> None:
-    """``source`` and the modules next to it that it imports (recursively), into ``seen``."""
-    source = source.resolve()
-    if source in seen or not source.is_file():
-        return
-    seen.add(source)
-    try:
-        tree = ast.parse(source.read_bytes(), filename=str(source))
-    except (SyntaxError, ValueError):
-        return  # hashed as bytes anyway; the import at deploy time reports the error
-    names: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.extend((0, a.name) for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            names.append((node.level, base))
-            names.extend((node.level, f"{base}.{a.name}" if base else a.name) for a in node.names)
-    for level, dotted in names:
-        anchor = source.parent if level else root
-        for _ in range(max(level - 1, 0)):
-            anchor = anchor.parent
-        rel = Path(*dotted.split(".")) if dotted else Path()
-        for cand in (anchor / rel.with_suffix(".py") if dotted else None, anchor / rel / "__init__.py"):
-            if cand is not None and cand.is_file():
-                if cand.name == "__init__.py":
-                    for f in sorted(cand.parent.rglob("*.py")):
-                        _local_module_files(f, root, seen)
-                else:
-                    _local_module_files(cand, root, seen)
-
-
 def _function_files(ref: str, base_dir: Path) -> list[Path]:
     target = ref.rsplit(":", 1)[0]
     if target.endswith(".py"):
-        path = (base_dir / target).resolve()
-        seen: set[Path] = set()
-        _local_module_files(path, path.parent, seen)
-        return sorted(seen)
+        return model_source_files(base_dir / target)
     try:
         spec = importlib.util.find_spec(target)
     except (ImportError, ValueError) as e:

@@ -32,6 +32,7 @@ from ruamel.yaml.events import (
 from reconciler.backend_options import unsupported_fields
 from reconciler.envsubst import UnsetVariable, substitute
 from reconciler.errors import ManifestErrors, ManifestProblem
+from reconciler.sources import compile_errors
 from schemas import KINDS, Application, Cluster, Model
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -289,6 +290,18 @@ def _check_references(loaded: Loaded, problems: list[ManifestProblem]) -> None:
                     path_text,
                 )
             )
+        elif is_function:
+            _check_compiles(loaded, loaded.base_dir / target, path_text, problems)
+
+
+def _check_compiles(loaded: Loaded, source: Path, path_text: str, problems: list[ManifestProblem]) -> None:
+    """The model file and its local modules must compile (``compile()`` only: nothing runs), so
+    that broken code is refused before anything changes instead of failing in every replica."""
+    for e in compile_errors(source):
+        where = f"{loaded.ref} {path_text} at {loaded.file}:{loaded.line}"
+        problems.append(
+            ManifestProblem(e.display_file(), e.line, e.column, f"{e.message} (the code of {where})")
+        )
 
 
 def _cross_check(

@@ -174,3 +174,38 @@ def test_modest_anchors_and_merge_keys_still_load(tree):
     m = load_manifests([str(f)]).models["m1"].obj
     assert m.metadata.labels == {"team": "ml", "tier": "web", "owner": "alice", "reviewer": "alice"}
     assert m.spec.replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("broken", "want"),
+    [
+        ("def predict(xs):\n    return [str(sum(x)) for x in xs\n", ":2:12 SyntaxError: "),
+        ("def predict(xs):\nreturn xs\n", ":2:1 IndentationError: expected an indented block"),
+        ("return 1\n", ":1:1 SyntaxError: 'return' outside function"),  # found by compile(), not parse
+    ],
+)
+def test_model_code_that_does_not_compile_is_a_located_error(tree, monkeypatch, broken, want):
+    """Checked without running anything: a module that would run code on import is never imported."""
+    monkeypatch.chdir(tree)
+    (tree / "sum_model.py").write_text(broken)
+    (tree / "m.yaml").write_text(MODEL.format(replicas=1))
+    with pytest.raises(ManifestErrors) as e:
+        load_manifests([str(tree / "m.yaml")])
+    [problem] = e.value.problems
+    text = str(problem)
+    assert text.startswith("sum_model.py" + want), text
+    assert f"(the code of Model/sum-model spec.source.python.function at {tree / 'm.yaml'}:1)" in text
+
+
+def test_local_modules_the_model_imports_are_compiled_too(tree, monkeypatch):
+    monkeypatch.chdir(tree)
+    (tree / "helpers").mkdir()
+    (tree / "helpers" / "__init__.py").write_text("")
+    (tree / "helpers" / "scale.py").write_text("import os\nraise SystemExit('ran at validation')\nx = (\n")
+    (tree / "sum_model.py").write_text("from helpers.scale import x\n\ndef predict(xs):\n    return xs\n")
+    (tree / "m.yaml").write_text(MODEL.format(replicas=1))
+    with pytest.raises(ManifestErrors) as e:
+        load_manifests([str(tree / "m.yaml")])
+    assert [str(p).split(" (")[0] for p in e.value.problems] == [
+        "helpers/scale.py:3:5 SyntaxError: '(' was never closed"
+    ]
