@@ -25,8 +25,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 RPC_KEYS_ENV = "CLIPPER_RPC_KEYS"
 RPC_KEYS_FILE_ENV = "CLIPPER_RPC_KEYS_FILE"
@@ -125,13 +129,15 @@ def keys_from_env(env: Mapping[str, str] | None = None, role: str | None = None)
     return keys
 
 
-def check_role(keys: RpcKeys, role: str) -> None:
-    """Raise RpcKeyError unless ``keys`` hold the secret ``role`` needs and CURVE is available."""
+def check_role(keys: RpcKeys, role: str) -> str:
+    """Raise RpcKeyError unless ``keys`` hold the secret ``role`` needs and CURVE is available;
+    returns that secret."""
     secret = {"frontend": keys.server_secret, "replica": keys.client_secret}[role]
     if secret is None:
         need = "server_secret" if role == "frontend" else "client_secret"
         raise RpcKeyError(f"the RPC keys given to the {role} lack {need}")
     require_curve()
+    return secret
 
 
 def require_curve() -> None:
@@ -152,30 +158,32 @@ class _OnlyClusterReplicas:
         return hmac.compare_digest(key, self._key)
 
 
-def secure_server(ctx: zmq.Context, sock: zmq.Socket, keys: RpcKeys):
+def secure_server(
+    ctx: zmq.Context[zmq.Socket[bytes]], sock: zmq.Socket[bytes], keys: RpcKeys
+) -> ThreadAuthenticator:
     """Make ``sock`` a CURVE server admitting only the cluster's replicas; returns the started ZAP
     authenticator (a pyzmq thread: handshakes never wait for the event loop). Stop it after closing
     the socket."""
     from zmq.auth.thread import ThreadAuthenticator
 
-    check_role(keys, "frontend")
+    server_secret = check_role(keys, "frontend")
     auth = ThreadAuthenticator(ctx)
     auth.start()
     auth.configure_curve_callback(ZAP_DOMAIN, _OnlyClusterReplicas(keys.client_public))
     sock.curve_server = True
     sock.curve_publickey = keys.server_public.encode()
-    sock.curve_secretkey = keys.server_secret.encode()
+    sock.curve_secretkey = server_secret.encode()
     sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
     sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)  # no ZAP handler answering = nobody admitted
     return auth
 
 
-def secure_client(sock: zmq.Socket, keys: RpcKeys) -> None:
+def secure_client(sock: zmq.Socket[bytes], keys: RpcKeys) -> None:
     """Make ``sock`` a CURVE client with the cluster's replica keys (before ``connect``)."""
-    check_role(keys, "replica")
+    client_secret = check_role(keys, "replica")
     sock.curve_serverkey = keys.server_public.encode()
     sock.curve_publickey = keys.client_public.encode()
-    sock.curve_secretkey = keys.client_secret.encode()
+    sock.curve_secretkey = client_secret.encode()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 RPC_VERSION = 3
 
@@ -138,13 +139,15 @@ FrontendMessage = HeartbeatReply | PredictionRequest
 def _u32(frame: bytes, what: str) -> int:
     if len(frame) != 4:
         raise ProtocolError(f"{what}: expected 4 bytes, got {len(frame)}")
-    return _U32.unpack(frame)[0]
+    value: int = _U32.unpack(frame)[0]
+    return value
 
 
 def _u64(frame: bytes, what: str) -> int:
     if len(frame) != 8:
         raise ProtocolError(f"{what}: expected 8 bytes, got {len(frame)}")
-    return _U64.unpack(frame)[0]
+    value: int = _U64.unpack(frame)[0]
+    return value
 
 
 def _u64_array(frame: bytes, count: int, what: str) -> tuple[int, ...]:
@@ -157,7 +160,8 @@ def _message_type(frame: bytes) -> int:
     # The original reads the type as a signed int from the first 4 bytes of the frame.
     if len(frame) < 4:
         raise ProtocolError(f"message type: expected 4 bytes, got {len(frame)}")
-    return _I32.unpack_from(frame)[0]
+    value: int = _I32.unpack_from(frame)[0]
+    return value
 
 
 def _text(frame: bytes, what: str) -> str:
@@ -202,14 +206,16 @@ def encode_prediction_response(
     support); otherwise their reason text becomes the output, the only channel an original frontend has.
     """
     errors = [(i, o.reason) for i, o in enumerate(outputs) if type(o) is OutputError]
-    if errors:
-        if error_frame:
-            outputs = [EMPTY if type(o) is OutputError else o for o in outputs]
-        else:
-            outputs = [o.reason.encode("utf-8", "replace") if type(o) is OutputError else o for o in outputs]
-    n = len(outputs)
-    header = struct.pack(f"<{n + 1}Q", n, *map(len, outputs))
-    frames = [EMPTY, _CONTENT_FRAME, msg_id_frame, _U64.pack(len(header)), header, *outputs]
+    wire: list[bytes]
+    if not errors:
+        wire = cast("list[bytes]", outputs)  # no OutputError in it
+    elif error_frame:
+        wire = [EMPTY if isinstance(o, OutputError) else o for o in outputs]
+    else:
+        wire = [o.reason.encode("utf-8", "replace") if isinstance(o, OutputError) else o for o in outputs]
+    n = len(wire)
+    header = struct.pack(f"<{n + 1}Q", n, *map(len, wire))
+    frames = [EMPTY, _CONTENT_FRAME, msg_id_frame, _U64.pack(len(header)), header, *wire]
     if errors and error_frame:
         frames.append(encode_error_frame(errors))
     return frames

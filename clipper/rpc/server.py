@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -38,6 +39,9 @@ from clipper.datatypes import InputType
 from clipper.rpc import protocol as p
 from clipper.rpc.auth import RpcKeys, secure_server
 from clipper.rpc.zmqio import recv_frames, send_frames
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +128,19 @@ class RpcServer:
         self._on_response = on_response
         self._on_disconnect = on_disconnect
         self._conn_ids = itertools.count()
-        self._replica_ids: dict[tuple[str, str], itertools.count] = {}
+        self._replica_ids: dict[tuple[str, str], itertools.count[int]] = {}
         self._allocate_replica_id = allocate_replica_id
         self._msg_id = 0
-        self._ctx: zmq.Context | None = None
-        self._sock: zmq.Socket | None = None
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._sock: zmq.Socket[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._liveness_task: asyncio.Task | None = None
+        self._liveness_task: asyncio.Task[None] | None = None
         self._draining = False
         self._drain_scheduled = False
         self.keys = keys
         self.max_message_bytes = max_message_bytes
-        self._auth = None
-        self._monitor: zmq.Socket | None = None
+        self._auth: ThreadAuthenticator | None = None
+        self._monitor: zmq.Socket[bytes] | None = None
         self._handshake_logged_at = -_HANDSHAKE_LOG_INTERVAL
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -164,7 +168,7 @@ class RpcServer:
             self._close_socket(sock)
             raise
         self._sock = sock
-        self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._loop.add_reader(sock.FD, self._drain)
         self._liveness_task = asyncio.create_task(self._liveness_loop(), name="rpc-liveness")
         # Messages may already be queued: the FD only signals new edges.
         self._schedule_drain()
@@ -176,7 +180,7 @@ class RpcServer:
             self.max_message_bytes,
         )
 
-    def _close_socket(self, sock: zmq.Socket) -> None:
+    def _close_socket(self, sock: zmq.Socket[bytes]) -> None:
         if self._monitor is not None:
             with contextlib.suppress(zmq.ZMQError):
                 sock.disable_monitor()
@@ -198,7 +202,7 @@ class RpcServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._liveness_task
         assert self._loop is not None
-        self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
+        self._loop.remove_reader(self._sock.FD)
         sock, self._sock = self._sock, None
         self._close_socket(sock)
         self.connections.clear()
@@ -243,7 +247,7 @@ class RpcServer:
         # A send may have consumed the FD's edge: look at EVENTS to not miss queued input.
         if self._drain_scheduled or self._sock is None:
             return
-        if self._sock.get(_EVENTS) & _POLLIN:
+        if self._sock.get(_EVENTS) & _POLLIN:  # type: ignore[operator]  # EVENTS is an int option
             self._drain_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._drain)
@@ -363,7 +367,7 @@ class RpcServer:
             log.warning("cannot allocate a replica id for %s:%s", name, version, exc_info=True)
             return None
 
-    def _call(self, fn: Callable, *args: object) -> None:
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
         try:
             fn(*args)
         except Exception:
@@ -388,7 +392,7 @@ class RpcServer:
             await asyncio.sleep(interval)
             # After a stalled loop, read what is queued before judging anyone silent.
             sock = self._sock
-            if sock is not None and sock.get(_EVENTS) & _POLLIN:
+            if sock is not None and sock.get(_EVENTS) & _POLLIN:  # type: ignore[operator]  # an int
                 self._drain()
             self.check_liveness(time.monotonic())
             self._read_monitor()

@@ -24,7 +24,7 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 
 
-def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
+def send_frames(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     """Send one multipart message without blocking; raises ``zmq.Again``/``zmq.ZMQError`` as pyzmq."""
     if not _FAST:
         sock.send_multipart(frames, zmq.NOBLOCK)
@@ -34,7 +34,7 @@ def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
         _send(sock, frame, _MORE_NOBLOCK if i < last else _NOBLOCK, True, False)
 
 
-def recv_frames(sock: zmq.Socket) -> list[bytes]:
+def recv_frames(sock: zmq.Socket[bytes]) -> list[bytes]:
     """Receive one multipart message without blocking (``zmq.Again`` when none is queued)."""
     if not _FAST:
         return sock.recv_multipart(zmq.NOBLOCK)
