@@ -28,8 +28,9 @@ import logging
 import resource
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import httptools
@@ -53,6 +54,10 @@ _REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+#: A response owed on a connection, in request order: ``[Response | None, close_after, head_only]``
+#: (None until the handler's answer arrives).
+_Slot = list[Any]
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -78,8 +83,12 @@ class Request:
         self.method = method
         self.path = path
         self.query = query
-        self._raw_headers = raw_headers
-        self._headers: dict[str, str] | None = raw_headers if isinstance(raw_headers, dict) else None
+        if isinstance(raw_headers, dict):
+            self._headers: dict[str, str] | None = raw_headers
+            self._raw_headers: Sequence[tuple[bytes, bytes]] = ()
+        else:
+            self._headers = None
+            self._raw_headers = raw_headers
         self.body = body
         self.keep_alive = keep_alive
 
@@ -87,7 +96,7 @@ class Request:
     def headers(self) -> dict[str, str]:
         if self._headers is None:
             headers: dict[str, str] = {}
-            for name, value in self._raw_headers:  # type: ignore[misc]
+            for name, value in self._raw_headers:
                 key = name.decode("latin-1").lower()
                 text = value.decode("latin-1")
                 headers[key] = headers[key] + ", " + text if key in headers else text
@@ -149,7 +158,7 @@ class Deferred:
 
     def __init__(self) -> None:
         self._conn: _Connection | None = None
-        self._slot: list | None = None
+        self._slot: _Slot | None = None
         self._early: Response | None = None
 
     def resolve(self, response: Response) -> None:
@@ -259,7 +268,7 @@ class _Connection(asyncio.Protocol):
         self._raw_request: Request | None = None
         self._drained = 0  # input dropped while lingering after an error
         # responses not yet written, in request order: each is [Response | None, close_after, head_only]
-        self._pending: deque[list] = deque()
+        self._pending: deque[_Slot] = deque()
         self._state = _IDLE
         self.deadline = 0.0
         self._closing = False
@@ -442,6 +451,7 @@ class _Connection(asyncio.Protocol):
     def _dispatch(self, request: Request) -> None:
         close = not request.keep_alive
         head_only = request.method == "HEAD"
+        result: object  # whatever the handler returned: anything else than promised is a 500
         try:
             result = self._handler(request)
         except Exception:
@@ -453,7 +463,7 @@ class _Connection(asyncio.Protocol):
                 return
             self._pending.append([result, close, head_only])
             return
-        slot: list = [None, close, head_only]
+        slot: _Slot = [None, close, head_only]
         self._pending.append(slot)
         if len(self._pending) >= self._limits.max_pipelined:
             self._pause_reading()
@@ -466,9 +476,9 @@ class _Connection(asyncio.Protocol):
             slot[0] = Response(500, b"An unexpected error occurred!", TEXT)
             self._flush()
             return
-        fut.add_done_callback(lambda f, slot=slot: self._resolved(slot, f))
+        fut.add_done_callback(lambda f: self._resolved(slot, f))
 
-    def _attach(self, deferred: Deferred, slot: list) -> None:
+    def _attach(self, deferred: Deferred, slot: _Slot) -> None:
         if deferred._early is not None:
             slot[0] = deferred._early
             self._flush()
@@ -476,7 +486,7 @@ class _Connection(asyncio.Protocol):
             deferred._conn = self
             deferred._slot = slot
 
-    def _resolved(self, slot: list, fut: asyncio.Future) -> None:
+    def _resolved(self, slot: _Slot, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():
             slot[0] = Response(503, b'{"error":"Service Unavailable","cause":"request cancelled"}')
         elif fut.exception() is not None:
@@ -606,7 +616,7 @@ class HttpServer:
         # idle keep-alive connections, longest idle first (the first closed when at the cap)
         self.idle: OrderedDict[_Connection, None] = OrderedDict()
         self.max_connections = limits.max_connections or default_max_connections(raise_open_file_limit())
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
     def admit(self, conn: _Connection) -> None:
@@ -637,7 +647,8 @@ class HttpServer:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     def _schedule_sweep(self) -> None:
         self._sweeper = self.loop.call_later(0.5, self._sweep)
