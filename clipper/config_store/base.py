@@ -16,6 +16,8 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from clipper.config_store.traffic import TrafficConfig
+
 
 @dataclass(frozen=True, slots=True)
 class AppRecord:
@@ -59,6 +61,7 @@ class ConfigSnapshot:
     models: dict[tuple[str, str], ModelRecord] = field(default_factory=dict)  # (name, version)
     links: dict[str, tuple[str, ...]] = field(default_factory=dict)  # app -> model names
     current_versions: dict[str, str] = field(default_factory=dict)  # model name -> version
+    traffic: dict[str, TrafficConfig] = field(default_factory=dict)  # app -> its traffic configuration
 
 
 class Subscription(abc.ABC):
@@ -143,6 +146,35 @@ class ConfigStore(abc.ABC):
     @abc.abstractmethod
     def delete_containers_of_frontend(self, frontend_id: str) -> None:
         """Drop the rows a (restarted) query frontend left behind."""
+
+    # -- traffic splitting and selection (clipper.config_store.traffic) ------------------------
+    @abc.abstractmethod
+    def set_app_traffic(self, app: str, config: TrafficConfig | None) -> None:
+        """Replace the app's traffic configuration (None: a plain app again). Also drops the app's
+        selection weights and traffic statistics, which belong to the previous configuration.
+        Query frontends are notified like for any other configuration write."""
+
+    @abc.abstractmethod
+    def get_app_traffic(self, app: str) -> TrafficConfig | None: ...
+
+    @abc.abstractmethod
+    def add_selection_weights(self, app: str, deltas: dict[str, float]) -> dict[str, float]:
+        """Atomically add ``deltas`` (target key ``model:version`` -> log-weight change) to the app's
+        selection state and return the whole state after the addition. Additions from several
+        frontends commute, so each frontend batches its own and flushes them now and then.
+        Not a configuration change: no notification."""
+
+    @abc.abstractmethod
+    def get_selection_weights(self, app: str) -> dict[str, float]: ...
+
+    @abc.abstractmethod
+    def put_traffic_stats(self, app: str, frontend_id: str, stats_json: str) -> None:
+        """One query frontend's per-target statistics of ``app`` (replaces its previous row; no
+        notification)."""
+
+    @abc.abstractmethod
+    def list_traffic_stats(self, app: str) -> list[str]:
+        """Every frontend's statistics row of ``app``."""
 
     # -- change notification -----------------------------------------------------------------
     @abc.abstractmethod

@@ -15,6 +15,11 @@ DB     key                                     value
 7      ``<app>``                               set of linked model names
 =====  ======================================  ===========================================================
 
+Added (keys the original never reads): DB 6 ``TRAFFIC:<app>`` (the app's traffic configuration, JSON;
+watched like the rest of DB 6), DB 4 ``selection:<app>`` (hash target -> log weight, HINCRBYFLOAT) and
+``traffic_stats:<app>`` (hash frontend id -> statistics JSON); DB 4 is not watched, so the frequent
+state and statistics writes of query frontends notify nobody.
+
 One client per DB (the original's shared connection with ``SELECT`` before each command could land a
 command in the wrong DB). Listing uses ``SCAN`` with glob-escaped patterns. Change notification is
 Redis keyspace events (``notify-keyspace-events AKE``, set by :meth:`subscribe`) on DB 2, 3, 5, 6, 7;
@@ -42,12 +47,14 @@ from clipper.config_store.base import (
     ModelRecord,
     Subscription,
 )
+from clipper.config_store.traffic import TrafficConfig
 
 log = logging.getLogger(__name__)
 
 STATE_DB, MODEL_DB, CONTAINER_DB, RESOURCE_DB, APPLICATION_DB, METADATA_DB, LINKS_DB = 1, 2, 3, 4, 5, 6, 7
 WATCHED_DBS = (MODEL_DB, CONTAINER_DB, APPLICATION_DB, METADATA_DB, LINKS_DB)
 CURRENT_VERSION_PREFIX = "CURRENT_MODEL_VERSION:"
+TRAFFIC_PREFIX = "TRAFFIC:"
 DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
 FALLBACK_POLL_S = 0.05
 
@@ -202,7 +209,19 @@ class RedisConfigStore(ConfigStore):
             models={(m.name, m.version): m for m in self.list_models()},
             links=links,
             current_versions=self._current_versions(),
+            traffic={a: t for a, t in self._traffic().items() if a in app_names},
         )
+
+    def _traffic(self) -> dict[str, TrafficConfig]:
+        keys = self._scan(METADATA_DB, glob_escape(TRAFFIC_PREFIX) + "*")
+        if not keys:
+            return {}
+        values = self._dbs[METADATA_DB].mget(keys)
+        return {
+            k.removeprefix(TRAFFIC_PREFIX): TrafficConfig.from_json(v)
+            for k, v in zip(keys, values, strict=True)
+            if v
+        }
 
     def _current_versions(self) -> dict[str, str]:
         keys = self._scan(METADATA_DB, glob_escape(CURRENT_VERSION_PREFIX) + "*")
@@ -250,6 +269,7 @@ class RedisConfigStore(ConfigStore):
         if self._dbs[APPLICATION_DB].exists(app.name):
             return False
         self._dbs[LINKS_DB].delete(app.name)  # never inherit links the original's delete_app left behind
+        self._dbs[METADATA_DB].delete(TRAFFIC_PREFIX + app.name)
         fields = [
             "input_type",
             app.input_type,
@@ -269,6 +289,7 @@ class RedisConfigStore(ConfigStore):
         existed = self._dbs[APPLICATION_DB].delete(name) > 0
         self._dbs[LINKS_DB].delete(name)
         self._dbs[STATE_DB].delete(state_key(name))
+        self.set_app_traffic(name, None)
         return existed
 
     def add_link(self, app: str, model_name: str) -> None:
@@ -353,6 +374,37 @@ class RedisConfigStore(ConfigStore):
         ]
         if doomed:
             self._dbs[CONTAINER_DB].delete(*doomed)
+
+    # -- traffic -----------------------------------------------------------------------------
+    def set_app_traffic(self, app: str, config: TrafficConfig | None) -> None:
+        self._dbs[RESOURCE_DB].delete(f"selection:{app}", f"traffic_stats:{app}")
+        if config is None:
+            self._dbs[METADATA_DB].delete(TRAFFIC_PREFIX + app)
+        else:
+            self._dbs[METADATA_DB].set(TRAFFIC_PREFIX + app, config.to_json())
+
+    def get_app_traffic(self, app: str) -> TrafficConfig | None:
+        text = self._dbs[METADATA_DB].get(TRAFFIC_PREFIX + app)
+        return TrafficConfig.from_json(text) if text else None
+
+    def add_selection_weights(self, app: str, deltas: dict[str, float]) -> dict[str, float]:
+        key = f"selection:{app}"
+        with self._dbs[RESOURCE_DB].pipeline(transaction=True) as p:
+            for target, delta in deltas.items():
+                p.hincrbyfloat(key, target, float(delta))
+            p.hgetall(key)
+            result = p.execute()
+        return {str(k): float(v) for k, v in dict(result[-1]).items()}
+
+    def get_selection_weights(self, app: str) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self._dbs[RESOURCE_DB].hgetall(f"selection:{app}").items()}
+
+    def put_traffic_stats(self, app: str, frontend_id: str, stats_json: str) -> None:
+        self._dbs[RESOURCE_DB].hset(f"traffic_stats:{app}", frontend_id, stats_json)
+
+    def list_traffic_stats(self, app: str) -> list[str]:
+        h = self._dbs[RESOURCE_DB].hgetall(f"traffic_stats:{app}")
+        return [str(h[k]) for k in sorted(h)]
 
     # -- change notification -----------------------------------------------------------------
     def subscribe(self, on_change: Callable[[], None]) -> Subscription:

@@ -5,6 +5,11 @@ connection guarded by a lock per store object; multi-step writes in ``BEGIN IMME
 Change notification polls ``PRAGMA data_version`` on a separate connection: it moves whenever another
 connection (this process or another) commits, so writes are seen within one poll interval (15 ms).
 Labels are kept as the Redis layout keeps them (joined by ``,``; empty list = ``""``).
+
+Traffic configurations (``traffic`` table) are configuration like the rest. Selection weights and
+per-target statistics, which query frontends write every second or so while serving, live in a
+second file (``<path>.traffic``): writes there do not move the main file's ``data_version``, so they
+do not make every query frontend reload its configuration.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from clipper.config_store.base import (
     ModelRecord,
     Subscription,
 )
+from clipper.config_store.traffic import TrafficConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,13 @@ CREATE TABLE IF NOT EXISTS containers (
     input_type TEXT NOT NULL, frontend_id TEXT NOT NULL, zmq_connection_id INTEGER NOT NULL,
     healthy INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (model_name, model_version, replica_id));
+CREATE TABLE IF NOT EXISTS traffic (app TEXT PRIMARY KEY, config TEXT NOT NULL);
+"""
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS selection_weights (
+    app TEXT NOT NULL, target TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (app, target));
+CREATE TABLE IF NOT EXISTS traffic_stats (
+    app TEXT NOT NULL, frontend_id TEXT NOT NULL, stats TEXT NOT NULL, PRIMARY KEY (app, frontend_id));
 """
 _CONTAINER_COLUMNS = (
     "model_name, model_version, replica_id, input_type, frontend_id, zmq_connection_id, healthy"
@@ -117,13 +130,23 @@ class SqliteConfigStore(ConfigStore):
             columns = {row[1] for row in c.execute("PRAGMA table_info(containers)")}
             if "healthy" not in columns:  # a store written before replica health was recorded
                 c.execute("ALTER TABLE containers ADD COLUMN healthy INTEGER NOT NULL DEFAULT 1")
+        if self.path == ":memory:":
+            self._state_conn = self._conn
+        else:
+            self._state_conn = _connect(self.path + ".traffic")
+            self._state_conn.execute("PRAGMA journal_mode=WAL")
+            self._state_conn.execute("PRAGMA synchronous=NORMAL")
+        with self._tx(self._state_conn) as c:
+            for stmt in _STATE_SCHEMA.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
         self._subs: list[Subscription] = []
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` takes the write lock up front: no upgrade deadlock)."""
         with self._lock:
-            c = self._conn
+            c = self._conn if conn is None else conn
             c.execute("BEGIN IMMEDIATE")
             try:
                 yield c
@@ -171,6 +194,11 @@ class SqliteConfigStore(ConfigStore):
                 for app, m in c.execute("SELECT app, model_name FROM links ORDER BY rowid"):
                     links.setdefault(app, []).append(m)
                 current = dict(c.execute("SELECT name, version FROM current_versions").fetchall())
+                traffic = {
+                    a: TrafficConfig.from_json(t)
+                    for a, t in c.execute("SELECT app, config FROM traffic")
+                    if a in apps
+                }
             finally:
                 c.execute("COMMIT")
         return ConfigSnapshot(
@@ -178,6 +206,7 @@ class SqliteConfigStore(ConfigStore):
             models=models,
             links={a: tuple(ms) for a, ms in links.items()},
             current_versions=current,
+            traffic=traffic,
         )
 
     def get_app(self, name: str) -> AppRecord | None:
@@ -228,6 +257,7 @@ class SqliteConfigStore(ConfigStore):
             if c.execute("SELECT 1 FROM apps WHERE name = ?", (app.name,)).fetchone():
                 return False
             c.execute("DELETE FROM links WHERE app = ?", (app.name,))  # never inherit stale links
+            c.execute("DELETE FROM traffic WHERE app = ?", (app.name,))
             c.execute(
                 "INSERT INTO apps VALUES (?, ?, ?, ?, ?)",
                 (app.name, app.input_type, app.default_output, int(app.latency_slo_micros), app.policy),
@@ -238,7 +268,9 @@ class SqliteConfigStore(ConfigStore):
         with self._tx() as c:
             gone = c.execute("DELETE FROM apps WHERE name = ?", (name,)).rowcount > 0
             c.execute("DELETE FROM links WHERE app = ?", (name,))
-            return gone
+            c.execute("DELETE FROM traffic WHERE app = ?", (name,))
+        self._drop_traffic_state(name)
+        return gone
 
     def add_link(self, app: str, model_name: str) -> None:
         with self._tx() as c:
@@ -324,6 +356,53 @@ class SqliteConfigStore(ConfigStore):
         with self._tx() as c:
             c.execute("DELETE FROM containers WHERE frontend_id = ?", (frontend_id,))
 
+    # -- traffic -----------------------------------------------------------------------------
+    def _drop_traffic_state(self, app: str) -> None:
+        with self._tx(self._state_conn) as c:
+            c.execute("DELETE FROM selection_weights WHERE app = ?", (app,))
+            c.execute("DELETE FROM traffic_stats WHERE app = ?", (app,))
+
+    def set_app_traffic(self, app: str, config: TrafficConfig | None) -> None:
+        self._drop_traffic_state(app)
+        with self._tx() as c:
+            if config is None:
+                c.execute("DELETE FROM traffic WHERE app = ?", (app,))
+            else:
+                c.execute("INSERT OR REPLACE INTO traffic VALUES (?, ?)", (app, config.to_json()))
+
+    def get_app_traffic(self, app: str) -> TrafficConfig | None:
+        rows = self._query("SELECT config FROM traffic WHERE app = ?", (app,))
+        return TrafficConfig.from_json(rows[0][0]) if rows else None
+
+    def add_selection_weights(self, app: str, deltas: dict[str, float]) -> dict[str, float]:
+        with self._tx(self._state_conn) as c:
+            for target, delta in deltas.items():
+                c.execute(
+                    "INSERT INTO selection_weights VALUES (?, ?, ?) ON CONFLICT (app, target) "
+                    "DO UPDATE SET value = value + excluded.value",
+                    (app, target, float(delta)),
+                )
+            rows = c.execute("SELECT target, value FROM selection_weights WHERE app = ?", (app,)).fetchall()
+        return {str(t): float(v) for t, v in rows}
+
+    def get_selection_weights(self, app: str) -> dict[str, float]:
+        with self._lock:
+            rows = self._state_conn.execute(
+                "SELECT target, value FROM selection_weights WHERE app = ?", (app,)
+            ).fetchall()
+        return {str(t): float(v) for t, v in rows}
+
+    def put_traffic_stats(self, app: str, frontend_id: str, stats_json: str) -> None:
+        with self._tx(self._state_conn) as c:
+            c.execute("INSERT OR REPLACE INTO traffic_stats VALUES (?, ?, ?)", (app, frontend_id, stats_json))
+
+    def list_traffic_stats(self, app: str) -> list[str]:
+        with self._lock:
+            rows = self._state_conn.execute(
+                "SELECT stats FROM traffic_stats WHERE app = ? ORDER BY frontend_id", (app,)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     # -- change notification -----------------------------------------------------------------
     def subscribe(self, on_change: Callable[[], None]) -> Subscription:
         conn = _connect(self.path)
@@ -340,6 +419,8 @@ class SqliteConfigStore(ConfigStore):
             s.close()
         self._subs.clear()
         with self._lock:
+            if self._state_conn is not self._conn:
+                self._state_conn.close()
             self._conn.close()
 
 
