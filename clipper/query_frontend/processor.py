@@ -17,13 +17,18 @@ from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+import orjson
+
 from clipper.http.server import Deferred, Response
 from clipper.query_frontend import responses as R
 from clipper.query_frontend.queues import Task
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from clipper.query_frontend.cache import PredictionCache
     from clipper.query_frontend.routes import AppRoute
+    from clipper.query_frontend.traffic import TargetStats
     from clipper.query_frontend.workers import Dispatcher, ModelState
 
 
@@ -98,6 +103,108 @@ class PendingRequest(Deferred):
         self.finished = True
         self.app.record(self, len(self.parts))
         self.resolve(Response(200, self.body()))
+
+
+class TargetRequest(PendingRequest):
+    """A request of an app with a traffic configuration, sent to one of its targets.
+
+    Records the target's statistics when answered and keeps the embedded outputs (None where the
+    input got the default) for shadow comparison and ensembles. ``respond=False``: an internal
+    request (shadow, ensemble member, feedback probe) that answers no client and counts nothing on
+    the app. ``on_done`` is called once answered."""
+
+    __slots__ = ("stats", "embedded", "errors", "respond", "on_done")
+
+    def __init__(
+        self,
+        app: AppRoute,
+        n: int,
+        qid0: int,
+        t0: float,
+        batch: bool,
+        stats: TargetStats | None,
+        respond: bool = True,
+        on_done: Callable[[TargetRequest], None] | None = None,
+    ) -> None:
+        PendingRequest.__init__(self, app, n, qid0, t0, batch)
+        self.stats = stats
+        self.embedded: list[bytes | None] = [None] * n
+        self.errors = 0
+        self.respond = respond
+        self.on_done = on_done
+
+    def output(self, index: int, embedded: bytes) -> None:
+        if not self.finished and self.parts[index] is None:
+            self.embedded[index] = embedded
+        PendingRequest.output(self, index, embedded)
+
+    def default(self, index: int, explanation: bytes) -> None:
+        if not self.finished and self.parts[index] is None and explanation is not R.EXPLANATION_NO_MODELS:
+            self.errors += 1  # the dispatcher's defaults: a model error or a malformed batch reply
+        PendingRequest.default(self, index, explanation)
+
+    def on_timeout(self) -> None:
+        if self.respond:
+            PendingRequest.on_timeout(self)
+            return
+        if self.finished:
+            return
+        for i, p in enumerate(self.parts):
+            if p is None:
+                self.parts[i] = b""
+                self.defaults += 1
+        self.remaining = 0
+        self.finish()
+
+    def finish(self) -> None:
+        self.finished = True
+        n = len(self.parts)
+        if self.stats is not None:
+            self.stats.record(n, self.defaults, self.errors, perf_counter() - self.t0)
+        if self.respond:
+            self.app.record(self, n)
+            self.resolve(Response(200, self.body()))
+        cb = self.on_done
+        if cb is not None:
+            self.on_done = None
+            cb(self)
+
+
+class EnsembleRequest(PendingRequest):
+    """An exp4 request: every target answers (internal :class:`TargetRequest` members, each bounded
+    by the objective), then each input's outputs are combined by ``combine(outputs, weights)``."""
+
+    __slots__ = ("members", "waiting", "weights", "combine")
+
+    def __init__(
+        self,
+        app: AppRoute,
+        n: int,
+        qid0: int,
+        t0: float,
+        batch: bool,
+        weights: list[float],
+        combine: Callable[[list[bytes | None], list[float]], bytes | None],
+    ) -> None:
+        PendingRequest.__init__(self, app, n, qid0, t0, batch)
+        self.members: list[TargetRequest] = []
+        self.waiting = 0
+        self.weights = weights
+        self.combine = combine
+
+    def member_done(self, _member: TargetRequest) -> None:
+        self.waiting -= 1
+        if self.waiting > 0:
+            return
+        for i in range(len(self.parts)):
+            out = self.combine([m.embedded[i] for m in self.members], self.weights)
+            if out is None:
+                self.default(i, EXPLANATION_NO_ENSEMBLE)
+            else:
+                self.output(i, out)
+
+
+EXPLANATION_NO_ENSEMBLE = orjson.dumps("No model of the ensemble answered")
 
 
 class _Expiry:
@@ -177,7 +284,14 @@ class QueryProcessor:
             hit = self.cache.get((model.name, model.version, inputs[0]))
             if hit is not None:  # the cache-hit fast path: no request object at all
                 return self._hit(app, model, hit, t0)
-        req = PendingRequest(app, n, self.take_query_ids(n), perf_counter(), batch)
+        return self.run(PendingRequest(app, n, self.take_query_ids(n), perf_counter(), batch), inputs, model)
+
+    def run(
+        self, req: PendingRequest, inputs: list[bytes], model: ModelState | None
+    ) -> Response | PendingRequest:
+        """Admit ``req`` (made for ``inputs``): answered now (a Response) or later (``req``)."""
+        app = req.app
+        n = len(inputs)
         if model is None or model.purged:
             self._admit(req, app, model, inputs, 0, n, 0.0)
             return Response(200, req.body())

@@ -8,10 +8,14 @@ disappear and a re-added app gets its new input type and objective (§11.9).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from clipper.config_store.base import AppRecord, ConfigSnapshot
 from clipper.datatypes import InputType, parse_input_type
 from clipper.query_frontend.responses import embed_output
+
+if TYPE_CHECKING:
+    from clipper.query_frontend.traffic import AppTraffic
 
 PREDICT = 0
 UPDATE = 1
@@ -29,6 +33,7 @@ class AppRoute:
         "default_embedded",
         "links",
         "target",
+        "traffic",
         "latency",
         "throughput",
         "num_predictions",
@@ -49,6 +54,8 @@ class AppRoute:
         self.default_embedded = embed_output(rec.default_output.encode())
         self.links = links
         self.target = target
+        # AppTraffic when the app has a traffic configuration (attached by the frontend), else None
+        self.traffic: AppTraffic | None = None
         p = f"app:{rec.name}:"
         self.latency = metrics.histogram(p + "prediction_latency", "microseconds", 4096)
         self.throughput = metrics.meter(p + "prediction_throughput")

@@ -20,15 +20,19 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from typing import Any
+
+import orjson
 
 from clipper.config_store.base import ConfigSnapshot, ConfigStore, ContainerRecord
 from clipper.http.server import Request, Response, serve
 from clipper.metrics import PROMETHEUS_CONTENT_TYPE, MetricsRegistry
 from clipper.query_frontend import responses as R
 from clipper.query_frontend.cache import PredictionCache
-from clipper.query_frontend.processor import QueryProcessor
+from clipper.query_frontend.processor import EnsembleRequest, PendingRequest, QueryProcessor, TargetRequest
 from clipper.query_frontend.requests import (
     DEFAULT_MAX_BATCH_INPUTS,
     PARSE_CHUNK,
@@ -41,6 +45,7 @@ from clipper.query_frontend.requests import (
     parse_update,
 )
 from clipper.query_frontend.routes import PREDICT, AppRoute, RoutingTable, build_routing_table
+from clipper.query_frontend.traffic import AppTraffic, TargetStats, combine, loss
 from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S, Dispatcher, ModelState, Replica
 from clipper.rpc.auth import RpcKeys
 from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES, RpcServer
@@ -106,6 +111,7 @@ class QueryFrontend:
         self.table = RoutingTable()
         self.snapshot = ConfigSnapshot()
         self.models: dict[tuple[str, str], ModelState] = {}
+        self.traffic: dict[str, AppTraffic] = {}  # apps with a traffic configuration
         self.parked: dict[tuple[str, str], list] = {}  # replicas of purged versions, by (name, version)
         self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="qf-store")
         self._reload_running = False
@@ -171,6 +177,10 @@ class QueryFrontend:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+        try:
+            self._flush_traffic()  # the last statistics and selection weights (store thread, in order)
+        except Exception:
+            log.exception("could not flush the traffic state")
         if self.http is not None:
             await self.http.close()
         if self.rpc is not None:
@@ -201,6 +211,7 @@ class QueryFrontend:
             for m in self.models.values():
                 if len(m.queue) > 0:
                     m.queue.compact(now)
+            self._flush_traffic()
         except Exception:
             log.exception("housekeeping failed")
         self._housekeeping = self.loop.call_later(1.0, self._housekeep)
@@ -238,6 +249,7 @@ class QueryFrontend:
     def apply_snapshot(self, snap: ConfigSnapshot) -> None:
         self.table = build_routing_table(snap, self.metrics, time.perf_counter, log)
         self.snapshot = snap
+        self._attach_traffic(snap)
         for key, model in list(self.models.items()):
             rec = snap.models.get(key)
             if rec is None:
@@ -252,6 +264,57 @@ class QueryFrontend:
                     self._store_call(self.store.purge_model, *key)
             elif key in self.parked:
                 self._unpark(key)
+
+    # -- traffic configurations -----------------------------------------------------------------
+    def _attach_traffic(self, snap: ConfigSnapshot) -> None:
+        """Give each app with a traffic configuration its :class:`AppTraffic`, kept (with its
+        statistics and weights) while the configuration is unchanged. ``target`` (large batches,
+        pinned versions) becomes the first target's."""
+        old, new = self.traffic, {}
+        for name, config in snap.traffic.items():
+            route = self.table.apps.get(name)
+            if route is None or not config.targets:
+                continue
+            at = old.get(name)
+            if at is None or at.config != config:
+                at = AppTraffic(name, config, self.metrics)
+                if at.weights is not None:
+                    self._flush_selection(at)  # starts from the shared state in the store
+            new[name] = at
+            route.traffic = at
+            route.target = at.keys[0]
+        self.traffic = new
+
+    def _flush_traffic(self) -> None:
+        """Statistics rows and selection-weight additions to the store (about once a second)."""
+        for at in self.traffic.values():
+            text = at.stats_json()
+            if text is not None:
+                self._store_call(self.store.put_traffic_stats, at.app, self.frontend_id, text)
+            if at.weights is not None:
+                self._flush_selection(at)
+
+    def _flush_selection(self, at: AppTraffic) -> None:
+        weights = at.weights
+        if weights is None:
+            return
+        deltas = weights.take_pending()
+        loop = self.loop
+
+        def run() -> None:
+            try:
+                state = self.store.add_selection_weights(at.app, deltas)
+            except Exception:
+                log.exception("could not write the selection weights of %r", at.app)
+                return
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._absorb, at, state)
+
+        self._store_exec.submit(run)
+
+    def _absorb(self, at: AppTraffic, state: dict[str, float]) -> None:
+        if at.weights is not None and self.traffic.get(at.app) is at:
+            at.weights.absorb(state)
 
     def _purge(self, model: ModelState) -> None:
         key = (model.name, model.version)
@@ -334,6 +397,9 @@ class QueryFrontend:
                 return _method_not_allowed(req, "POST")
             kind, app = route
             if kind == PREDICT:
+                traffic = app.traffic
+                if traffic is not None:
+                    return self.predict_traffic(app, traffic, req)
                 return self.predict(app, req.body)
             return self.update(app, req.body)
         path = req.path
@@ -415,11 +481,90 @@ class QueryFrontend:
             )
         return (name, version)
 
+    def predict_traffic(
+        self, app: AppRoute, traffic: AppTraffic, req: Request
+    ) -> Response | PendingRequest | Coroutine[Any, Any, Response | PendingRequest]:
+        """A predict request of an app with a traffic configuration (see :mod:`.traffic`)."""
+        try:
+            pr = parse_predict(req.body, app.input_type, self.max_batch_inputs)
+        except (JsonParseError, JsonSemanticError) as e:
+            return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
+        except BatchTooLarge as e:
+            return Response(413, R.error_body("Payload Too Large", str(e)))
+        if pr.unparsed is not None:
+            return self._predict_large(app, pr)  # the first target's, unsplit
+        inputs = pr.inputs
+        n = len(inputs)
+        if pr.version is not None or n == 0:
+            name = traffic.keys[0][0]
+            version = pr.version
+            if version is not None and version not in self.table.versions.get(name, ()):
+                return _version_missing(name, version)
+            model = self.models.get((name, version)) if version is not None else None
+            return self.processor.predict(app, inputs, pr.batch, model)
+        p = self.processor
+        if traffic.exp4 is not None:
+            ens = EnsembleRequest(
+                app, n, p.take_query_ids(n), time.perf_counter(), pr.batch, traffic.exp4_weights(), combine
+            )
+            ens.members = [
+                TargetRequest(app, n, 0, ens.t0, pr.batch, stats, False, ens.member_done)
+                for stats in traffic.stats
+            ]
+            ens.waiting = len(ens.members)
+            for member, key in zip(ens.members, traffic.keys, strict=True):
+                p.run(member, inputs, self.models.get(key))
+            return ens
+        sticky = _sticky_value(traffic.sticky_key, req) if traffic.sticky_key is not None else None
+        i = traffic.choose(sticky)
+        primary = TargetRequest(app, n, p.take_query_ids(n), time.perf_counter(), pr.batch, traffic.stats[i])
+        shadow_stats = traffic.shadow_stats
+        if shadow_stats is None or traffic.shadow_key is None or not traffic.shadow_now():
+            return p.run(primary, inputs, self.models.get(traffic.keys[i]))
+        pair = _ShadowPair(shadow_stats)
+        primary.on_done = pair.done
+        shadow = TargetRequest(app, n, 0, primary.t0, pr.batch, shadow_stats, False, pair.done)
+        result = p.run(primary, inputs, self.models.get(traffic.keys[i]))
+        p.run(shadow, inputs, self.models.get(traffic.shadow_key))
+        return result
+
+    def _learn(self, app: AppRoute, traffic: AppTraffic, inp: bytes, label: float) -> None:
+        """Feedback for a selection policy: query the target(s) with the input, compare with the label,
+        update the weights (in the background; the feedback request is answered at once)."""
+        p = self.processor
+        exp3, exp4 = traffic.exp3, traffic.exp4
+        if exp3 is not None:
+            i = traffic.choose()
+
+            def learned3(r: TargetRequest) -> None:
+                exp3.feedback(i, 1.0 - loss(r.embedded[0], label))
+
+            probe = TargetRequest(app, 1, 0, time.perf_counter(), False, None, False, learned3)
+            p.run(probe, [inp], self.models.get(traffic.keys[i]))
+        elif exp4 is not None:
+            probes: list[TargetRequest] = []
+            left = [len(traffic.keys)]
+
+            def learned4(_r: TargetRequest) -> None:
+                left[0] -= 1
+                if left[0] == 0:
+                    exp4.feedback([loss(r.embedded[0], label) for r in probes])
+
+            probes.extend(
+                TargetRequest(app, 1, 0, time.perf_counter(), False, None, False, learned4)
+                for _ in traffic.keys
+            )
+            for probe, key in zip(probes, traffic.keys, strict=True):
+                p.run(probe, [inp], self.models.get(key))
+
     def update(self, app: AppRoute, body: bytes) -> Response:
         try:
             u = parse_update(body, app.input_type)
         except (JsonParseError, JsonSemanticError) as e:
             return Response(400, R.update_error_text(str(e)).encode(), TEXT)
+        traffic = app.traffic
+        if traffic is not None and traffic.weights is not None:
+            self._learn(app, traffic, u.input, u.label)
         self.processor.take_query_ids(1)
         return Response(200, b"Feedback received? 1" if u.uid == 0 else b"Feedback received? 0", TEXT)
 
@@ -427,6 +572,49 @@ class QueryFrontend:
         if self._openapi is None:
             self._openapi = resources.files("clipper.query_frontend").joinpath("openapi.json").read_bytes()
         return self._openapi
+
+
+class _ShadowPair:
+    """Compares a primary request's outputs with its shadow's once both have answered."""
+
+    __slots__ = ("stats", "first")
+
+    def __init__(self, stats: TargetStats) -> None:
+        self.stats = stats
+        self.first: TargetRequest | None = None
+
+    def done(self, r: TargetRequest) -> None:
+        first = self.first
+        if first is None:
+            self.first = r
+            return
+        compared = agreed = 0
+        for a, b in zip(first.embedded, r.embedded, strict=True):
+            if a is not None and b is not None:
+                compared += 1
+                agreed += a == b
+        self.stats.compare(compared, agreed)
+
+
+def _sticky_value(key: str, req: Request) -> str | None:
+    """The request's sticky key: a top-level field of its JSON body, else the header of that name."""
+    try:
+        doc = orjson.loads(req.body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict) and key in doc:
+        v = doc[key]
+        return v if isinstance(v, str) else orjson.dumps(v).decode()
+    return req.headers.get(key.lower())
+
+
+def _version_missing(name: str, version: str) -> Response:
+    return Response(
+        400,
+        R.error_body(
+            "Query processing error", f"Requested version: {version} does not exist for model: {name}"
+        ),
+    )
 
 
 def _wants_prometheus(accept: str) -> bool:

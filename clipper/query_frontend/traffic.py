@@ -1,0 +1,321 @@
+"""Traffic splitting, shadow traffic and learning selection policies of one application.
+
+An application with a :class:`~clipper.config_store.traffic.TrafficConfig` routes each predict request
+to one of its (model, version) targets:
+
+* **fixed weights**: a weighted random choice (``random.random()`` and ``bisect`` over precomputed
+  cumulative weights). With ``sticky_key`` the choice is a function of the request's key instead
+  (a top-level field of the request's JSON body, else the HTTP header of that name): BLAKE2b of the
+  key modulo 10,000 buckets mapped onto the cumulative weights, so one key keeps its target on every
+  frontend and across restarts as long as the weights do not change. Requests without the key are
+  routed at random.
+* **exp3** (Clipper paper, §5.2): one target per request, drawn with probability
+  ``p_i = (1 - gamma) * w_i / sum(w) + gamma / K``. Feedback (``/{app}/update``, input + label)
+  queries one target drawn the same way and adds ``eta * reward / p_i`` to its log-weight, with
+  ``reward = 1 - loss``.
+* **exp4** (ensemble): every target answers each request; the response is the combination of their
+  outputs weighted by ``w_i / sum(w)``: the weighted mean when every answering target's output is a
+  number, else the output with the largest total weight (weighted vote; ties: the earlier target).
+  Feedback queries every target and adds ``-eta * loss_i`` to each log-weight.
+
+Loss of an output against the label: ``min(|y - label|, 1)`` when the output is a number (or a
+string holding one), else 0 when it equals the label and 1 otherwise; a default answer (no replica,
+objective missed, model error) has loss 1. Log-weights are kept in the config store (per target
+``model:version``) and changed only by atomic additions (:meth:`ConfigStore.add_selection_weights`):
+each frontend batches its own additions and flushes them about once a second, getting back the sum
+of every frontend's additions, so the state survives restarts and is shared by all frontends.
+
+**Shadow**: ``percent`` % of the requests are also sent to the shadow version. Its answers are
+never returned and never wait for: the primary's response goes out when the primary answers; when
+both have answered, each input's outputs are compared (equal embedded JSON = agreement).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+
+import orjson
+
+from clipper.config_store.traffic import TargetCounts, TrafficConfig, encode_stats
+from clipper.metrics import MetricsRegistry
+from clipper.metrics.types import Counter, Histogram
+
+STICKY_BUCKETS = 10_000
+
+
+def cumulative(weights: Sequence[float]) -> list[float]:
+    """Normalized cumulative weights (the last is exactly 1.0)."""
+    total = float(sum(weights))
+    if not total > 0:
+        raise ValueError("the weights must sum to more than 0")
+    cum = [w / total for w in accumulate(weights)]
+    cum[-1] = 1.0
+    return cum
+
+
+def pick(cum: list[float], u: float) -> int:
+    """The index whose cumulative interval holds ``u`` in [0, 1)."""
+    i = bisect_right(cum, u)
+    return i if i < len(cum) else len(cum) - 1
+
+
+def sticky_bucket(key: str) -> int:
+    """A stable bucket in [0, STICKY_BUCKETS) of a request key (same on every frontend and run)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % STICKY_BUCKETS
+
+
+def sticky_pick(cum: list[float], key: str) -> int:
+    return pick(cum, (sticky_bucket(key) + 0.5) / STICKY_BUCKETS)
+
+
+def as_number(embedded: bytes) -> float | None:
+    """The number an embedded JSON output denotes (a number or a string holding one), else None."""
+    try:
+        v = orjson.loads(embedded)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+        return f if math.isfinite(f) else None
+    return None
+
+
+def loss(embedded: bytes | None, label: float) -> float:
+    """See the module docstring: clipped absolute error, 0/1 for non-numbers, 1 for a default."""
+    if embedded is None:
+        return 1.0
+    y = as_number(embedded)
+    if y is None:
+        return 0.0 if embedded == orjson.dumps(label) else 1.0
+    return min(abs(y - label), 1.0)
+
+
+def combine(outputs: Sequence[bytes | None], weights: Sequence[float]) -> bytes | None:
+    """Exp4's combination of the targets' embedded outputs (None: that target gave a default)."""
+    pairs = [(o, w) for o, w in zip(outputs, weights, strict=True) if o is not None]
+    if not pairs:
+        return None
+    total = sum(w for _, w in pairs)
+    numbers = [as_number(o) for o, _ in pairs]
+    if all(n is not None for n in numbers) and total > 0:
+        mean = sum(n * w for n, (_, w) in zip(numbers, pairs, strict=True) if n is not None) / total
+        return orjson.dumps(mean)
+    votes: dict[bytes, float] = {}
+    for o, w in pairs:
+        votes[o] = votes.get(o, 0.0) + w
+    return max(votes, key=lambda o: votes[o])  # first maximal in insertion order
+
+
+class LogWeights:
+    """Shared log-weights of a selection policy: local values, plus additions not yet flushed."""
+
+    __slots__ = ("keys", "log_w", "pending", "_version")
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = list(keys)
+        self.log_w = [0.0] * len(self.keys)
+        self.pending: dict[str, float] = {}
+        self._version = 0  # bumped on every change: callers cache what they derive
+
+    def add(self, i: int, delta: float) -> None:
+        self.log_w[i] += delta
+        k = self.keys[i]
+        self.pending[k] = self.pending.get(k, 0.0) + delta
+        self._version += 1
+
+    def take_pending(self) -> dict[str, float]:
+        p, self.pending = self.pending, {}
+        return p
+
+    def absorb(self, shared: dict[str, float]) -> None:
+        """The store's state after a flush; additions made since the flush started are kept."""
+        self.log_w = [shared.get(k, 0.0) + self.pending.get(k, 0.0) for k in self.keys]
+        self._version += 1
+
+    def normalized(self) -> list[float]:
+        m = max(self.log_w)
+        w = [math.exp(x - m) for x in self.log_w]
+        s = sum(w)
+        return [x / s for x in w]
+
+
+class Exp3:
+    """Exp3 over K targets (see the module docstring)."""
+
+    __slots__ = ("weights", "eta", "gamma", "_cum", "_probs", "_seen")
+
+    def __init__(self, weights: LogWeights, eta: float, gamma: float) -> None:
+        self.weights = weights
+        self.eta, self.gamma = eta, gamma
+        self._seen = -1
+        self._probs: list[float] = []
+        self._cum: list[float] = []
+
+    def probabilities(self) -> list[float]:
+        w = self.weights
+        if w._version != self._seen:
+            k = len(w.keys)
+            self._probs = [(1 - self.gamma) * x + self.gamma / k for x in w.normalized()]
+            self._cum = cumulative(self._probs)
+            self._seen = w._version
+        return self._probs
+
+    def choose(self, u: float) -> int:
+        self.probabilities()
+        return pick(self._cum, u)
+
+    def feedback(self, i: int, reward: float) -> None:
+        p = self.probabilities()[i]
+        self.weights.add(i, self.eta * reward / p)
+
+
+class Exp4:
+    """Exp4 expert weights over K targets (see the module docstring)."""
+
+    __slots__ = ("weights", "eta")
+
+    def __init__(self, weights: LogWeights, eta: float) -> None:
+        self.weights = weights
+        self.eta = eta
+
+    def feedback(self, losses: Sequence[float]) -> None:
+        for i, x in enumerate(losses):
+            self.weights.add(i, -self.eta * x)
+
+
+class TargetStats:
+    """Metrics of one (app, model, version) target: registry metrics (JSON and Prometheus, since
+    the frontend started) and :class:`TargetCounts` since the app's configuration took effect."""
+
+    __slots__ = ("key", "requests", "defaults", "errors", "latency", "counts", "compared", "agreed")
+
+    def __init__(self, metrics: MetricsRegistry, app: str, model: str, version: str, role: str) -> None:
+        self.key = f"{model}:{version}"
+        labels = {"app": app, "model": model, "version": version, "role": role}
+        p = f"app:{app}:{role}:{model}:{version}:"
+        self.requests: Counter = metrics.counter(p + "requests", "clipper_target_requests", labels)
+        self.defaults: Counter = metrics.counter(p + "defaults", "clipper_target_defaults", labels)
+        self.errors: Counter = metrics.counter(p + "errors", "clipper_target_errors", labels)
+        self.latency: Histogram = metrics.histogram(
+            p + "latency", "microseconds", 1024, "clipper_target_latency", labels
+        )
+        self.compared: Counter | None = None
+        self.agreed: Counter | None = None
+        if role == "shadow":
+            self.compared = metrics.counter(p + "compared", "clipper_shadow_compared", labels)
+            self.agreed = metrics.counter(p + "agreed", "clipper_shadow_agreed", labels)
+        self.counts = TargetCounts()
+
+    def record(self, n: int, defaults: int, errors: int, seconds: float) -> None:
+        micros = int(seconds * 1e6)
+        self.requests.increment(n)
+        c = self.counts
+        c.requests += n
+        if defaults:
+            self.defaults.increment(defaults)
+            c.defaults += defaults
+        if errors:
+            self.errors.increment(errors)
+            c.errors += errors
+        for _ in range(n):
+            self.latency.insert(micros)
+            c.observe_latency(micros)
+
+    def compare(self, compared: int, agreed: int) -> None:
+        if self.compared is not None and self.agreed is not None:
+            self.compared.increment(compared)
+            self.agreed.increment(agreed)
+        self.counts.compared += compared
+        self.counts.agreed += agreed
+
+
+class AppTraffic:
+    """The routing state of one app with a traffic configuration (kept while the config is unchanged)."""
+
+    __slots__ = (
+        "app",
+        "config",
+        "fingerprint",
+        "keys",
+        "cum",
+        "stats",
+        "sticky_key",
+        "shadow_key",
+        "shadow_p",
+        "shadow_stats",
+        "policy",
+        "weights",
+        "exp3",
+        "exp4",
+        "_rand",
+        "_flushed",
+    )
+
+    def __init__(
+        self,
+        app: str,
+        config: TrafficConfig,
+        metrics: MetricsRegistry,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.fingerprint = config.fingerprint()
+        self.keys: list[tuple[str, str]] = [(t.model_name, t.model_version) for t in config.targets]
+        self.cum = cumulative([t.weight for t in config.targets])
+        self.stats = [TargetStats(metrics, app, m, v, "target") for m, v in self.keys]
+        self.sticky_key = config.sticky_key
+        s = config.shadow
+        self.shadow_key = (s.model_name, s.model_version) if s is not None else None
+        self.shadow_p = s.percent / 100.0 if s is not None else 0.0
+        self.shadow_stats = (
+            TargetStats(metrics, app, s.model_name, s.model_version, "shadow") if s is not None else None
+        )
+        sel = config.selection
+        self.policy = sel.policy if sel is not None else None
+        self.weights = LogWeights([t.key for t in config.targets]) if sel is not None else None
+        self.exp3 = (
+            Exp3(self.weights, sel.eta, sel.gamma) if sel and self.weights and sel.policy == "exp3" else None
+        )
+        self.exp4 = Exp4(self.weights, sel.eta) if sel and self.weights and sel.policy == "exp4" else None
+        self._rand = rand
+        self._flushed: list[int] = []
+
+    def choose(self, sticky_value: str | None = None) -> int:
+        if self.exp3 is not None:
+            return self.exp3.choose(self._rand())
+        if sticky_value is not None:
+            return sticky_pick(self.cum, sticky_value)
+        if len(self.cum) == 1:
+            return 0
+        return pick(self.cum, self._rand())
+
+    def shadow_now(self) -> bool:
+        return self.shadow_p > 0 and self._rand() < self.shadow_p
+
+    def exp4_weights(self) -> list[float]:
+        return self.weights.normalized() if self.weights is not None else [1.0] * len(self.keys)
+
+    def stats_json(self) -> str | None:
+        """The statistics row for the store, or None when nothing changed since the last one."""
+        counts = {s.key: s.counts for s in self.stats}
+        if self.shadow_stats is not None:
+            counts["shadow:" + self.shadow_stats.key] = self.shadow_stats.counts
+        mark = [c.requests + c.compared for c in counts.values()]
+        if mark == self._flushed:
+            return None
+        self._flushed = mark
+        return encode_stats(self.fingerprint, counts)
