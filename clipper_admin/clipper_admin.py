@@ -319,6 +319,59 @@ class ClipperConnection:
             return None
         return model_info
 
+    # -- traffic splitting, shadow, selection policies (added; README "Traffic splitting") -------
+    @_connected
+    def set_app_traffic(
+        self,
+        app_name: str,
+        targets: list[tuple[str, str, float]],
+        sticky_key: str | None = None,
+        shadow: tuple[str, str, float] | None = None,
+        selection: str | None = None,
+        eta: float | None = None,
+        gamma: float | None = None,
+    ) -> dict[str, object]:
+        """Route ``app_name`` to weighted ``(model, version, weight)`` targets instead of its linked
+        model's current version. ``sticky_key``: a JSON field or header whose value keeps a client on
+        one target; ``shadow``: ``(model, version, percent)`` also queried, answers only compared;
+        ``selection``: ``"exp3"`` or ``"exp4"`` (learning from ``/{app}/update`` feedback; ``eta``
+        learning rate, ``gamma`` exp3 exploration). Returns the app's traffic report; a 400 (unknown
+        model or version, bad weights, input type mismatch) raises ``ClipperException``."""
+        body: dict[str, object] = {
+            "name": app_name,
+            "targets": [
+                {"model_name": m, "model_version": str(v), "weight": float(w)} for m, v, w in targets
+            ],
+        }
+        if sticky_key is not None:
+            body["sticky_key"] = sticky_key
+        if shadow is not None:
+            m, v, pct = shadow
+            body["shadow"] = {"model_name": m, "model_version": str(v), "percent": float(pct)}
+        if selection is not None:
+            sel: dict[str, object] = {"policy": selection}
+            if eta is not None:
+                sel["eta"] = float(eta)
+            if gamma is not None:
+                sel["gamma"] = float(gamma)
+            body["selection"] = sel
+        report: dict[str, object] = self._admin.post_json("set_app_traffic", body)
+        self.logger.info(f"Successfully set the traffic of application {app_name}")
+        return report
+
+    @_connected
+    def get_app_traffic(self, app_name: str) -> dict[str, object]:
+        """The app's traffic configuration and per-target statistics (requests, defaults, errors,
+        latency, shadow agreement; since the configuration took effect) and selection weights."""
+        report: dict[str, object] = self._admin.post_json("get_app_traffic", {"name": app_name})
+        return report
+
+    @_connected
+    def clear_app_traffic(self, app_name: str) -> dict[str, object]:
+        """Back to a plain app: its linked model's current version takes all traffic."""
+        report: dict[str, object] = self._admin.post_json("clear_app_traffic", {"name": app_name})
+        return report
+
     @_connected
     def get_all_model_replicas(self, verbose=False):
         return self._admin.post_json("get_all_containers", {"verbose": verbose})

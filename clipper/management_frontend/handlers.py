@@ -17,6 +17,7 @@ from clipper.config_store.base import AppRecord, ConfigStore, ContainerRecord, M
 from clipper.datatypes import parse_input_type
 from clipper.management_frontend import jsonbody as jb
 from clipper.management_frontend import messages as msg
+from clipper.management_frontend import traffic as tr
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ class AdminHandlers:
             "get_all_containers": (self.get_all_containers, msg.VERBOSE_OPTION_JSON_SCHEMA),
             "get_container": (self.get_container, msg.GET_CONTAINER_REQUESTS_SCHEMA),
             "get_state": (self.get_state, msg.SELECTION_JSON_SCHEMA),
+            # added: traffic splitting, shadow and selection policies (clipper.management_frontend.traffic)
+            "set_app_traffic": (self.set_app_traffic, tr.SET_APP_TRAFFIC_SCHEMA),
+            "get_app_traffic": (self.get_app_traffic, tr.GET_APP_TRAFFIC_SCHEMA),
+            "clear_app_traffic": (self.clear_app_traffic, tr.GET_APP_TRAFFIC_SCHEMA),
         }
         table: dict[str, tuple[str, Callable[[bytes], Reply]]] = {
             "/admin/ping": ("GET", lambda _body: _text(msg.PONG)),
@@ -337,6 +342,36 @@ class AdminHandlers:
             log.error("Personalized default outputs are not currently supported. Using default UID 0 instead")
         app = self.store.get_app(app_name)
         return _text(app.default_output if app else "")
+
+    # -- traffic (added) -----------------------------------------------------------------------
+    def set_app_traffic(self, d: Any) -> Reply:
+        try:
+            name, config = tr.parse_traffic(d, self.store)
+        except tr.TrafficError as e:
+            raise OperationError(str(e)) from None
+        try:
+            self.store.set_app_traffic(name, config)
+        except Exception as e:
+            raise StoreFailure(f"Error setting the traffic of application {name} in the config store") from e
+        return _json(tr.traffic_report(self.store, name))
+
+    def get_app_traffic(self, d: Any) -> Reply:
+        name = jb.get_string(d, "name")
+        try:
+            return _json(tr.traffic_report(self.store, name))
+        except tr.TrafficError as e:
+            raise OperationError(str(e)) from None
+
+    def clear_app_traffic(self, d: Any) -> Reply:
+        """Back to a plain app (its linked model's current version)."""
+        name = jb.get_string(d, "name")
+        if self.store.get_app(name) is None:
+            raise OperationError(f"application {name!r} does not exist")
+        try:
+            self.store.set_app_traffic(name, None)
+        except Exception as e:
+            raise StoreFailure(f"Error clearing the traffic of application {name} in the config store") from e
+        return _json(tr.traffic_report(self.store, name))
 
 
 def _guarded(name: str, fn: Callable[[Any], Reply], schema: str) -> Callable[[bytes], Reply]:

@@ -1,0 +1,221 @@
+"""Traffic splitting, sticky keys, shadow statistics and the Exp3/Exp4 policies (issue 17): the pure
+parts of the query frontend, and the config stores' traffic contract (SQLite and a real Redis)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+
+import orjson
+import pytest
+
+from clipper.config_store import open_store
+from clipper.config_store.traffic import (
+    LATENCY_BUCKETS_MICROS,
+    Selection,
+    Shadow,
+    Target,
+    TargetCounts,
+    TrafficConfig,
+    encode_stats,
+    merge_stats,
+)
+from clipper.metrics import MetricsRegistry
+from clipper.query_frontend.traffic import (
+    STICKY_BUCKETS,
+    AppTraffic,
+    Exp3,
+    Exp4,
+    LogWeights,
+    combine,
+    cumulative,
+    loss,
+    pick,
+    sticky_bucket,
+    sticky_pick,
+)
+
+from .test_config_store import app, model, redis_server, store, store_url  # noqa: F401 - fixtures
+
+# -- weighted choice -----------------------------------------------------------------------------
+
+
+def test_a_90_10_split_over_2000_draws_is_within_the_binomial_99_interval():
+    rng = random.Random(17)
+    at = AppTraffic(
+        "a", TrafficConfig((Target("m", "1", 90), Target("m", "2", 10))), MetricsRegistry(False), rng.random
+    )
+    n = 2000
+    second = sum(at.choose() == 1 for _ in range(n))
+    sd = math.sqrt(n * 0.1 * 0.9)
+    assert abs(second - 200) <= 2.576 * sd, second
+
+
+def test_cumulative_weights_and_pick():
+    cum = cumulative([1, 0, 3])
+    assert cum == [0.25, 0.25, 1.0]
+    assert pick(cum, 0.0) == 0 and pick(cum, 0.2499) == 0
+    assert pick(cum, 0.25) == 2  # a zero weight is never picked
+    assert pick(cum, 0.9999999) == 2
+    with pytest.raises(ValueError):
+        cumulative([0, 0])
+
+
+def test_sticky_keys_keep_their_target_and_are_spread_by_weight():
+    cum = cumulative([70, 30])
+    keys = [f"user-{i}" for i in range(4000)]
+    first = [sticky_pick(cum, k) for k in keys]
+    assert first == [sticky_pick(cum, k) for k in keys]  # same key, same target
+    share = sum(first) / len(keys)
+    assert 0.26 < share < 0.34, share
+    # the bucket is BLAKE2b of the key, not Python's per-process salted hash(): stable across runs
+    want = int.from_bytes(hashlib.blake2b(b"user-1", digest_size=8).digest(), "big") % STICKY_BUCKETS
+    assert sticky_bucket("user-1") == want
+    # a weight change moves only the keys whose bucket changes side
+    moved = [sticky_pick(cumulative([60, 40]), k) for k in keys]
+    assert all(b >= a for a, b in zip(first, moved, strict=True))
+
+
+# -- exp3 / exp4 -----------------------------------------------------------------------------------
+
+
+def test_exp3_seeded_simulation_converges_to_the_better_arm():
+    rng = random.Random(3)
+    w = LogWeights(["worse", "better"])
+    exp3 = Exp3(w, eta=0.05, gamma=0.1)
+    means = [0.4, 0.7]
+    for _ in range(3000):
+        i = exp3.choose(rng.random())
+        exp3.feedback(i, 1.0 if rng.random() < means[i] else 0.0)
+    p = exp3.probabilities()
+    assert p[1] > 0.85, p
+    assert p[0] >= 0.1 / 2 - 1e-9  # exploration never stops
+    assert set(w.take_pending()) == {"worse", "better"}
+
+
+def test_exp4_weights_follow_the_losses_and_combine_outputs():
+    w = LogWeights(["a", "b"])
+    exp4 = Exp4(w, eta=0.5)
+    for _ in range(20):
+        exp4.feedback([loss(b"1.5", 1.0), loss(b"1.0", 1.0)])
+    a, b = w.normalized()
+    assert b > 0.99 and math.isclose(a + b, 1.0)
+    assert orjson.loads(combine([b"1.0", b"3.0"], [0.25, 0.75])) == 2.5
+    assert orjson.loads(combine([b'"2"', None], [0.5, 0.5])) == 2.0  # a numeric string, one default
+    assert combine([b'"cat"', b'"dog"', b'"dog"'], [0.5, 0.3, 0.3]) == b'"dog"'  # weighted vote
+    assert combine([None, None], [0.5, 0.5]) is None
+
+
+def test_losses():
+    assert loss(None, 1.0) == 1.0
+    assert loss(b"3.0", 1.0) == 1.0  # clipped
+    assert loss(b"1.25", 1.0) == 0.25
+    assert loss(b'"x"', 1.0) == 1.0
+    assert loss(b"true", 1.0) == 1.0
+
+
+def test_shared_weights_absorb_keeps_additions_made_during_a_flush():
+    w = LogWeights(["a", "b"])
+    w.add(0, 1.0)
+    flushed = w.take_pending()
+    w.add(1, 0.5)  # made while the flush was in flight
+    w.absorb({"a": flushed["a"] + 2.0})  # another frontend added 2.0 meanwhile
+    assert w.log_w == [3.0, 0.5]
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+
+def test_target_counts_merge_and_quantiles():
+    c = TargetCounts()
+    for micros in (100, 900, 30_000, 10**8):
+        c.observe_latency(micros)
+    c.requests = 4
+    assert c.latency_buckets[0] == 1 and c.latency_buckets[-1] == 1
+    assert c.quantile_micros(0.5) == 1_000.0
+    assert math.isinf(c.quantile_micros(1.0) or 0)
+    rows = [encode_stats("f1", {"m:1": c}), encode_stats("f1", {"m:1": c}), encode_stats("old", {"m:1": c})]
+    total = merge_stats("f1", rows)["m:1"]
+    assert total.requests == 8 and sum(total.latency_buckets) == 8
+    assert len(total.latency_buckets) == len(LATENCY_BUCKETS_MICROS) + 1
+
+
+def test_traffic_config_json_round_trip():
+    cfg = TrafficConfig(
+        (Target("m", "1", 0.9), Target("m", "2", 0.1)),
+        "user",
+        Shadow("m", "3", 10.0),
+        Selection("exp3", 0.2, 0.05),
+    )
+    assert TrafficConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.fingerprint() != TrafficConfig(cfg.targets).fingerprint()
+
+
+# -- the stores' contract --------------------------------------------------------------------------
+
+
+def test_store_traffic_contract(store):  # noqa: F811 - the fixture
+    store.add_app(app("a"))
+    store.add_model(model("m", "1"))
+    assert store.get_app_traffic("a") is None and store.snapshot().traffic == {}
+    cfg = TrafficConfig((Target("m", "1", 1.0),), shadow=Shadow("m", "2", 5.0))
+    store.set_app_traffic("a", cfg)
+    assert store.get_app_traffic("a") == cfg
+    assert store.snapshot().traffic == {"a": cfg}
+    assert store.add_selection_weights("a", {"m:1": 0.5}) == {"m:1": 0.5}
+    assert store.add_selection_weights("a", {"m:1": 0.25, "m:2": -1.0}) == {"m:1": 0.75, "m:2": -1.0}
+    assert store.get_selection_weights("a") == {"m:1": 0.75, "m:2": -1.0}
+    store.put_traffic_stats("a", "fe1", "x")
+    store.put_traffic_stats("a", "fe2", "y")
+    store.put_traffic_stats("a", "fe1", "z")
+    assert sorted(store.list_traffic_stats("a")) == ["y", "z"]
+    store.set_app_traffic("a", cfg)  # a new configuration drops the old state and statistics
+    assert store.get_selection_weights("a") == {} and store.list_traffic_stats("a") == []
+    store.add_selection_weights("a", {"m:1": 1.0})
+    store.delete_app("a")
+    assert store.get_app_traffic("a") is None and store.get_selection_weights("a") == {}
+    store.add_app(app("a"))
+    assert store.get_app_traffic("a") is None  # a re-added app starts plain
+
+
+def test_concurrent_selection_additions_are_not_lost(store_url):  # noqa: F811 - the fixture
+    stores = [open_store(store_url) for _ in range(4)]
+    try:
+        stores[0].add_app(app("a"))
+
+        def add(s) -> None:
+            for _ in range(50):
+                s.add_selection_weights("a", {"m:1": 1.0})
+
+        threads = [threading.Thread(target=add, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert stores[0].get_selection_weights("a") == {"m:1": 200.0}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_traffic_writes_notify_but_state_writes_do_not(store_url):  # noqa: F811 - the fixture
+    writer, reader = open_store(store_url), open_store(store_url)
+    writer.add_app(app("a"))
+    events = threading.Semaphore(0)
+    sub = reader.subscribe(events.release)
+    try:
+        if hasattr(sub, "wait_connected"):
+            assert sub.wait_connected(5)
+        while events.acquire(timeout=0.3):
+            pass
+        writer.add_selection_weights("a", {"m:1": 1.0})
+        writer.put_traffic_stats("a", "fe", "{}")
+        assert not events.acquire(timeout=0.3), "a state write notified the frontends"
+        writer.set_app_traffic("a", TrafficConfig((Target("m", "1", 1.0),)))
+        assert events.acquire(timeout=5), "no change notification for a traffic configuration"
+    finally:
+        sub.close()
+        writer.close()
+        reader.close()
