@@ -218,7 +218,7 @@ class RedisConfigStore(ConfigStore):
             return {}
         values = self._dbs[METADATA_DB].mget(keys)
         return {
-            k.removeprefix(TRAFFIC_PREFIX): TrafficConfig.from_json(v)
+            k.removeprefix(TRAFFIC_PREFIX): TrafficConfig.from_json(str(v))
             for k, v in zip(keys, values, strict=True)
             if v
         }
@@ -385,7 +385,7 @@ class RedisConfigStore(ConfigStore):
 
     def get_app_traffic(self, app: str) -> TrafficConfig | None:
         text = self._dbs[METADATA_DB].get(TRAFFIC_PREFIX + app)
-        return TrafficConfig.from_json(text) if text else None
+        return TrafficConfig.from_json(str(text)) if text else None
 
     def add_selection_weights(self, app: str, deltas: dict[str, float]) -> dict[str, float]:
         key = f"selection:{app}"

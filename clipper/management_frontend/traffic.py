@@ -61,7 +61,7 @@ def _num(d: dict[str, Any], key: str, what: str, default: float | None = None) -
     if key not in d and default is not None:
         return default
     v = d.get(key)
-    if not is_finite_number(v):
+    if not isinstance(v, int | float) or not is_finite_number(v):
         raise TrafficError(f"{what}: {key!r} must be a finite number")
     return float(v)
 
