@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from clipper.datatypes import InputType
-from clipper.rpc.protocol import encode_error_output
+from clipper.rpc.protocol import OutputError, encode_error_output
 
-_DTYPES = {
+_DTYPES: dict[InputType, np.dtype[Any]] = {
     InputType.BYTES: np.dtype("<i1"),
     InputType.INTEGERS: np.dtype("<i4"),
     InputType.FLOATS: np.dtype("<f4"),
@@ -72,7 +72,7 @@ def _output_bytes(position: int, p: Any) -> bytes:
     return str(p).encode("utf-8", "surrogateescape")
 
 
-def encode_outputs(result: Any, n_inputs: int) -> list[bytes]:
+def encode_outputs(result: Any, n_inputs: int) -> list[bytes | OutputError]:
     """One output per input; on any problem, one error output per input explaining it."""
     if result is None or isinstance(result, str | bytes) or not hasattr(result, "__iter__"):
         return [encode_error_output(f"Model returned a non-list output ({type(result).__name__})")] * n_inputs
@@ -81,7 +81,7 @@ def encode_outputs(result: Any, n_inputs: int) -> list[bytes]:
     except Exception as e:
         return [encode_error_output(f"Model output cannot be iterated: {type(e).__name__}: {e}")] * n_inputs
     try:
-        outputs = [_output_bytes(i, p) for i, p in enumerate(items)]
+        outputs: list[bytes | OutputError] = [_output_bytes(i, p) for i, p in enumerate(items)]
     except _NoneOutput as e:
         return [
             encode_error_output(f"Model returned None at position {e.position}: return one value per input")

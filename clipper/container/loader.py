@@ -21,7 +21,7 @@ class ModelLoadError(Exception):
         self.exit_code = exit_code
 
 
-def read_metadata(model_dir: Path) -> dict:
+def read_metadata(model_dir: Path) -> dict[str, Any]:
     """``clipper_model.json``, or ``{"kind": "python"}`` when the file is absent."""
     path = model_dir / "clipper_model.json"
     if not path.exists():
@@ -61,7 +61,7 @@ def _load_python(model_dir: Path) -> PredictFunction:
     path = model_dir / "func.pkl"
     try:
         with path.open("rb") as f:
-            func = cloudpickle.load(f)
+            func: object = cloudpickle.load(f)
     except FileNotFoundError:
         raise ModelLoadError(f"{path} not found: the model directory has no prediction function") from None
     except ImportError as e:
@@ -77,7 +77,7 @@ def _load_python(model_dir: Path) -> PredictFunction:
     return func
 
 
-def _load_pyspark(model_dir: Path, meta: dict) -> PredictFunction:
+def _load_pyspark(model_dir: Path, meta: dict[str, Any]) -> PredictFunction:
     try:
         from clipper.container import pyspark_runtime
     except ImportError as e:

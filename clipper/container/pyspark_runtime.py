@@ -143,7 +143,7 @@ def is_ml_class(cls: type) -> bool:
     return issubclass(cls, MlModel | PipelineModel)
 
 
-def load_model(spark: Any, cls: type, path: Path) -> Any:
+def load_model(spark: Any, cls: type[Any], path: Path) -> Any:
     try:
         if is_ml_class(cls):
             return cls.load(str(path))
@@ -176,13 +176,13 @@ def _load_function(model_dir: Path) -> Callable[..., Any]:
     if not path.is_file():
         raise PySparkLoadError(f"{path} not found: the model directory has no prediction function")
     with path.open("rb") as fh:
-        func = cloudpickle.load(fh)
+        func: object = cloudpickle.load(fh)
     if not callable(func):
         raise PySparkLoadError(f"{path} holds a {type(func).__name__}, not a callable")
     return func
 
 
-def load(model_dir: Path, metadata: dict[str, Any]) -> Callable[[list], list]:
+def load(model_dir: Path, metadata: dict[str, Any]) -> Callable[[list[Any]], list[Any]]:
     """Start Spark, load the model once, and return the batch function the runtime calls.
 
     The runtime has already put the model's ``modules/`` and ``site-packages/`` on ``sys.path``.

@@ -108,7 +108,7 @@ class ContainerRuntime:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._ctx = zmq.Context()
-        self._sock: zmq.Socket | None = None
+        self._sock: zmq.Socket[bytes] | None = None
         self._logged_errors: set[str] = set()
         self._metadata = p.encode_new_container(config.model_name, config.model_version, config.input_type)
 
@@ -198,7 +198,7 @@ class ContainerRuntime:
                 if now - last_recv > cfg.reconnect_after:
                     return got_any
                 timeout = max(0.0, min(next_hb, last_recv + cfg.reconnect_after) - now)
-                events = poller.poll(timeout * 1000)
+                events = poller.poll(int(timeout * 1000))  # what pyzmq does with a float
                 for what, _ in events:
                     if what is sock:
                         if self._receive(sock):
@@ -213,13 +213,16 @@ class ContainerRuntime:
             self._sock = None
 
     def _send(self, frames: list[bytes]) -> bool:
+        sock = self._sock
+        if sock is None:  # between sessions: nobody to send to
+            return False
         try:
-            send_frames(self._sock, frames)
+            send_frames(sock, frames)
             return True
         except zmq.Again:
             return False
 
-    def _receive(self, sock: zmq.Socket) -> bool:
+    def _receive(self, sock: zmq.Socket[bytes]) -> bool:
         got = False
         while True:
             try:
@@ -235,7 +238,7 @@ class ContainerRuntime:
                 continue
             if msg.rpc_version != p.RPC_VERSION:
                 self._log_once(f"frontend speaks RPC version {msg.rpc_version}, expected {p.RPC_VERSION}")
-            if type(msg) is p.PredictionRequest:
+            if isinstance(msg, p.PredictionRequest):
                 self._requests.put((self.generation, msg, t_recv))
             elif msg.heartbeat_type == p.HeartbeatType.ERROR_FRAME_SUPPORTED:
                 self._announced = True
