@@ -69,7 +69,9 @@ def accept_substitutions(node: Any) -> Any:
 
 def json_schema(kind: str) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of one kind, as editors use it to validate and complete YAML."""
-    schema = accept_substitutions(KINDS[kind].model_json_schema(by_alias=True, mode="validation"))
+    schema: dict[str, Any] = accept_substitutions(
+        KINDS[kind].model_json_schema(by_alias=True, mode="validation")
+    )
     schema["$schema"] = DRAFT
     schema["$id"] = f"https://clipper.ai/schemas/v1/{kind.lower()}.schema.json"
     return schema
