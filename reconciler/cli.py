@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--debounce", type=float, default=0.5, metavar="S", help="quiet time before applying an edit"
     )
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
+    p.add_argument("--max-backoff", type=float, default=300.0, metavar="S",
+                   help="after failed applies, retry after --interval doubled per failure, at most this")  # fmt: skip
 
     p = sub.add_parser(
         "schema", help="write the JSON Schemas (clipper.schema.json: any manifest; one per kind)"

@@ -276,9 +276,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from reconciler.watch import watch
+    from reconciler.watch import apply_reporting_lines, watch
 
-    return watch(args, _apply_once, err)
+    return watch(args, apply_reporting_lines(err), err)
 
 
 def cmd_schema(args) -> int:

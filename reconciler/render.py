@@ -114,3 +114,38 @@ def plan_json(plan: Plan) -> str:
         },
         indent=2,
     )
+
+
+_DONE = {Op.CREATE: "created", Op.UPDATE: "updated", Op.REPLACE: "replaced", Op.DELETE: "deleted"}
+
+
+def short_version(version: str | None) -> str:
+    """A content-hash version cut to 7 characters, as git cuts commits; other versions verbatim."""
+    from reconciler.desired import HASH_LENGTH
+
+    if version is None:
+        return "(none)"
+    is_hash = len(version) == HASH_LENGTH and all(c in "0123456789abcdef" for c in version)
+    return version[:7] + "…" if is_hash else version
+
+
+def event_line(action: Action, error: BaseException | None, connected: tuple[int, int] | None) -> str:
+    """One plain-text line for one executed action, as ``clipper watch`` prints it, e.g.
+    ``sum-model 3f2a9c0… -> 9c1d4e2… rolled out, 2/2 connected``."""
+    if error is not None:
+        return f"{action.ref} {SYMBOL[action.op][2]} failed: {error}"
+    m = action.model
+    if action.kind == "Model" and m is not None:
+        version = short_version(m.version)
+        if action.op is Op.REPLACE:
+            line = f"{m.name} {short_version(action.previous_version)} -> {version} rolled out"
+        elif action.op is Op.CREATE:
+            line = f"{m.name} {version} rolled out"
+        else:
+            scaled = next((c for c in action.changes if c.field == "replicas"), None)
+            line = f"{m.name} {version} " + (f"scaled {scaled.old} -> {scaled.new}" if scaled else "updated")
+        return line + (f", {connected[0]}/{connected[1]} connected" if connected else "")
+    if action.kind == "Cluster" and action.op is Op.CREATE:
+        return f"{action.ref} started"
+    changes = "; ".join(f"{c.field}: {_fmt(c.old)} -> {_fmt(c.new)}" for c in action.changes)
+    return f"{action.ref} {_DONE.get(action.op, action.op.value)}" + (f" ({changes})" if changes else "")

@@ -1,23 +1,34 @@
 """``clipper watch``: apply on manifest changes (debounced) and re-observe every ``--interval`` seconds.
 
 An invalid edit is reported and the last valid manifests stay in force (they are also the ones
-drift repair applies). Ctrl-C exits cleanly (exit 0). Nothing else ends the watch: any error while
-loading, applying or printing (a render error included) is logged and the next event or interval
-tries again. Text from the user or the cluster is never parsed as rich markup.
+drift repair applies). Ctrl-C exits cleanly (exit 0, nothing on stderr). Nothing else ends the
+watch: any error while loading, applying or printing (a render error included) is logged and the
+next event or check tries again.
+
+Output is one line per event (a manifest load, an executed action, a failure), nothing while the
+cluster matches the manifests. Repeated apply failures back off exponentially (``--interval``
+doubled per failure in a row, at most ``--max-backoff``), and each failure says when the next try
+is; a success or an edit of the manifests tries again at once and, on success, resets the backoff.
+Text from the user or the cluster is never parsed as rich markup.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
 from reconciler.errors import ManifestErrors, ReconcilerError
+from reconciler.plan import Action
 
 log = logging.getLogger("reconciler.watch")
+
+DEFAULT_MAX_BACKOFF = 300.0  # seconds
 
 
 def _survive(what: str, step: Callable[[], None], console) -> None:
@@ -33,6 +44,64 @@ def _survive(what: str, step: Callable[[], None], console) -> None:
             pass
 
 
+class Backoff:
+    """Delay before the next apply: ``interval`` while applies succeed, then doubled per failure in
+    a row up to ``cap`` (never below ``interval``)."""
+
+    def __init__(self, interval: float, cap: float):
+        self.interval, self.cap, self.failures = interval, max(cap, interval), 0
+
+    def failed(self) -> float:
+        self.failures += 1
+        return self.delay()
+
+    def succeeded(self) -> int:
+        """Reset; returns the number of failures in a row that this success ends."""
+        failures, self.failures = self.failures, 0
+        return failures
+
+    def delay(self) -> float:
+        if not self.failures:
+            return self.interval
+        return min(self.interval * 2 ** (self.failures - 1), self.cap)
+
+
+class LineReporter:
+    """Reports an apply as one line per executed action (no progress bars, nothing when idle)."""
+
+    def __init__(self, console):
+        self.console = console
+        self.connected: dict[str, tuple[int, int]] = {}
+
+    def start(self, action: Action) -> None:
+        self.connected.pop(action.ref, None)
+
+    def progress(self, action: Action, done: int, total: int) -> None:
+        self.connected[action.ref] = (done, total)
+
+    def finish(self, action: Action, error: BaseException | None) -> None:
+        from reconciler.render import event_line
+
+        line = event_line(action, error, self.connected.pop(action.ref, None))
+        self.console.print(
+            f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False, soft_wrap=True
+        )
+
+
+def apply_reporting_lines(console) -> Callable[[Any, Any], Any]:
+    """The apply ``clipper watch`` runs: :func:`reconciler.engine.apply` with a :class:`LineReporter`."""
+
+    def apply_once(t, args) -> Any:
+        from reconciler.engine import apply
+
+        return apply(
+            t, args.owner or t.desired.cluster_name, args.prune, args.lock_timeout, LineReporter(console),
+            on_lock_wait=lambda p: console.print(f"waiting for another apply ({p}) ...", markup=False),
+        )  # fmt: skip
+
+    return apply_once
+
+
 def watch(args, apply_once, console, stop: threading.Event | None = None) -> int:
     import watchfiles
 
@@ -40,6 +109,7 @@ def watch(args, apply_once, console, stop: threading.Event | None = None) -> int
 
     stop = stop or threading.Event()
     last_good = None
+    backoff = Backoff(args.interval, getattr(args, "max_backoff", DEFAULT_MAX_BACKOFF))
 
     def reload() -> None:
         nonlocal last_good
@@ -59,28 +129,39 @@ def watch(args, apply_once, console, stop: threading.Event | None = None) -> int
         if last_good is None:
             return
         try:
-            plan = apply_once(last_good, args)
-            if plan.has_changes:
-                console.print(f"applied {len(plan.changes)} change(s)")
-        except Exception as e:  # keep watching: the next event or interval retries
-            console.print(f"[bold red]apply failed:[/bold red] {escape(str(e))}", highlight=False)
+            apply_once(last_good, args)
+        except Exception as e:  # keep watching: the next event or the backoff's delay retries
+            delay = backoff.failed()
+            at = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
+            console.print(f"[bold red]apply failed:[/bold red] {escape(str(e))}; retrying in {delay:g} s "
+                          f"(at {at}; {backoff.failures} failure(s) in a row)", highlight=False)  # fmt: skip
+            return
+        failures = backoff.succeeded()
+        if failures:
+            console.print(
+                f"apply succeeded after {failures} failure(s) in a row; checking every {args.interval:g} s"
+            )
 
-    _survive("loading the manifests", reload, console)
-    _survive("apply", converge, console)
     paths = [p for p in args.files if p != "-"]
     watched = [str(Path(p).resolve()) for p in paths]
-    console.print(
-        f"watching {', '.join(watched)} (drift check every {args.interval:g} s; Ctrl-C to stop)", markup=False
-    )
+    tick = min(args.interval, 1.0)  # how often the loop wakes to see whether the next check is due
     try:
+        _survive("loading the manifests", reload, console)
+        _survive("apply", converge, console)
+        next_at = time.monotonic() + backoff.delay()
+        console.print(f"watching {', '.join(watched)} (drift check every {args.interval:g} s; Ctrl-C to stop)",
+                      markup=False)  # fmt: skip
         for changes in watchfiles.watch(
-            *watched, debounce=int(args.debounce * 1000), rust_timeout=int(args.interval * 1000),
-            yield_on_timeout=True, stop_event=stop, raise_interrupt=False,
+            *watched, debounce=int(args.debounce * 1000), rust_timeout=max(int(tick * 1000), 1),
+            yield_on_timeout=True, stop_event=stop, raise_interrupt=True,
         ):  # fmt: skip
             if changes:
                 _survive("loading the manifests", reload, console)
+            elif time.monotonic() < next_at:
+                continue
             _survive("apply", converge, console)
-    except KeyboardInterrupt:
+            next_at = time.monotonic() + backoff.delay()
+    except KeyboardInterrupt:  # raised by watchfiles itself (raise_interrupt) or between its waits
         pass
     console.print("watch stopped")
     return 0

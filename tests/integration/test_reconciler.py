@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,12 +226,17 @@ def test_watch_repairs_drift(workspace):
             time.sleep(0.2)
         assert "invalid manifests" in out
         assert predict(ports[0])[1]["output"] == 3.0
+        # one line per event (the repair), nothing for the idle checks, not even empty lines
+        assert re.search(r"^\d\d:\d\d:\d\d Application/hello created", out, re.M), out
+        assert [line for line in out.splitlines() if not line.strip()] == [], out
     finally:
         watcher.send_signal(signal.SIGINT)
         try:
             assert watcher.wait(timeout=30) == 0
         finally:
             watcher.kill()
+    rest = watcher.stdout.read() or ""
+    assert rest.rstrip().endswith("watch stopped") and "WARNING" not in rest, rest
 
 
 MARKUP_NAMES = ["a[/]b", "[bold]x", "[link=https://example.com]app", "[/]"]

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -179,7 +182,10 @@ def test_schema_writes_to_the_directory_given(tmp_path):
 
     names = sorted(schema_filename(k) for k in published())
     assert "clipper.schema.json" in names
-    for args, where in ((["schema", str(tmp_path / "a")], "a"), (["schema", "--out", str(tmp_path / "b")], "b")):
+    for args, where in (
+        (["schema", str(tmp_path / "a")], "a"),
+        (["schema", "--out", str(tmp_path / "b")], "b"),
+    ):
         proc = _clipper(*args)
         assert proc.returncode == 0, proc.stderr
         assert sorted(p.name for p in (tmp_path / where).iterdir()) == names
@@ -197,3 +203,87 @@ def test_schema_default_directory(console, monkeypatch):
     with pytest.raises(commands.ReconcilerError, match=r"clipper schema DIR"):
         commands.cmd_schema(argparse.Namespace(directory=None, out=None))
     assert written == []
+
+
+def test_watch_backs_off_on_repeated_failures_and_resets_after_success(tmp_path):
+    """Failures in a row double the delay (capped) and each says when the next try is; a success
+    resets it. Only lower bounds are timed: a slow machine can only make the gaps longer."""
+    from reconciler import watch as watch_mod
+
+    f = tmp_path / "c.yaml"
+    f.write_text(CLUSTER)
+    buf = io.StringIO()
+    console = Console(file=buf, width=400, no_color=True, highlight=False)
+    stop = threading.Event()
+    calls: list[float] = []
+
+    def apply_once(target, args):
+        calls.append(time.monotonic())
+        if len(calls) == 7:
+            return Plan(())  # one success after six failures
+        if len(calls) >= 9:
+            stop.set()
+        raise RuntimeError("model replica crashed")
+
+    args = argparse.Namespace(files=[str(f)], interval=0.05, debounce=0.01, max_backoff=0.4)
+    thread = threading.Thread(target=watch_mod.watch, args=(args, apply_once, console, stop), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    text = buf.getvalue()
+    delays = re.findall(
+        r"apply failed: model replica crashed; retrying in ([\d.]+) s \(at \d\d:\d\d:\d\d; (\d+)", text
+    )
+    assert delays[:8] == [("0.05", "1"), ("0.1", "2"), ("0.2", "3"), ("0.4", "4"), ("0.4", "5"), ("0.4", "6"),
+                          ("0.05", "1"), ("0.1", "2")], text  # fmt: skip
+    assert "apply succeeded after 6 failure(s) in a row; checking every 0.05 s" in text
+    assert calls[5] - calls[4] >= 0.35 and calls[3] - calls[2] >= 0.15, calls  # backed off, capped at 0.4
+
+
+def test_watch_prints_one_line_per_event(tmp_path):
+    from reconciler.desired import DesiredModel
+    from reconciler.plan import Change
+    from reconciler.watch import LineReporter
+
+    m = DesiredModel("sum-model", "9c1d4e2b7a", "doubles", 2, 1, "9c1d4e2b7a", False)
+    buf = io.StringIO()
+    reporter = LineReporter(Console(file=buf, width=400, no_color=True, highlight=False))
+    rollout = Action(Op.REPLACE, "Model", "sum-model", model=m, previous_version="3f2a0b1c9d")
+    scale = Action(Op.UPDATE, "Model", "sum-model", (Change("replicas", 1, 2),), model=m)
+    app = Action(Op.CREATE, "Application", "hello", (Change("slo_micros", None, 2000),))
+    for action, error in ((rollout, None), (scale, None), (app, None), (app, RuntimeError("[/] down"))):
+        reporter.start(action)
+        if action.kind == "Model":
+            reporter.progress(action, 1, 2)
+            reporter.progress(action, 2, 2)
+        reporter.finish(action, error)
+    lines = [line.split(" ", 1)[1] for line in buf.getvalue().splitlines()]  # after the HH:MM:SS
+    assert lines == [
+        "sum-model 3f2a0b1… -> 9c1d4e2… rolled out, 2/2 connected",
+        "sum-model 9c1d4e2… scaled 1 -> 2, 2/2 connected",
+        "Application/hello created (slo_micros: (none) -> 2000)",
+        "Application/hello create failed: [/] down",
+    ]
+
+
+def test_watch_stops_on_ctrl_c_without_a_library_warning(tmp_path):
+    """SIGINT: exit 0, "watch stopped", and nothing from a library (watchfiles warned before)."""
+    f = tmp_path / "c.yaml"
+    f.write_text(CLUSTER.replace("18001", "-1"))  # invalid: nothing is applied, no cluster starts
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", str(f),
+                             "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CLIPPER_HOME": str(tmp_path / "home")})  # fmt: skip
+    try:
+        seen = ""
+        while "watching" not in seen and proc.poll() is None:
+            seen += proc.stderr.readline()
+        time.sleep(0.5)  # a few idle ticks: nothing is printed for them
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    stderr = seen + rest
+    assert proc.returncode == 0, stderr
+    assert "invalid manifests" in stderr and stderr.rstrip().endswith("watch stopped"), stderr
+    assert "WARNING" not in stderr and "KeyboardInterrupt" not in stderr and "Traceback" not in stderr, stderr
+    assert "\n\n" not in stderr and out == "", stderr
