@@ -531,6 +531,10 @@ ALL_POST_ROUTES = [
     "get_all_containers",
     "get_container",
     "get_state",
+    # added: traffic splitting (tests/integration/test_traffic.py)
+    "set_app_traffic",
+    "get_app_traffic",
+    "clear_app_traffic",
 ]
 
 
