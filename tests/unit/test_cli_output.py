@@ -208,14 +208,10 @@ def test_schema_default_directory(console, monkeypatch):
 def test_watch_backs_off_on_repeated_failures_and_resets_after_success(tmp_path):
     """Failures in a row double the delay (capped) and each says when the next try is; a success
     resets it. Only lower bounds are timed: a slow machine can only make the gaps longer."""
-    from reconciler import watch as watch_mod
+    from reconciler.watch import watch
 
-    f = tmp_path / "c.yaml"
-    f.write_text(CLUSTER)
-    buf = io.StringIO()
-    console = Console(file=buf, width=400, no_color=True, highlight=False)
-    stop = threading.Event()
-    calls: list[float] = []
+    (tmp_path / "c.yaml").write_text(CLUSTER)
+    buf, stop, calls = io.StringIO(), threading.Event(), []
 
     def apply_once(target, args):
         calls.append(time.monotonic())
@@ -225,8 +221,9 @@ def test_watch_backs_off_on_repeated_failures_and_resets_after_success(tmp_path)
             stop.set()
         raise RuntimeError("model replica crashed")
 
-    args = argparse.Namespace(files=[str(f)], interval=0.05, debounce=0.01, max_backoff=0.4)
-    thread = threading.Thread(target=watch_mod.watch, args=(args, apply_once, console, stop), daemon=True)
+    args = argparse.Namespace(files=[str(tmp_path / "c.yaml")], interval=0.05, debounce=0.01, max_backoff=0.4)
+    console = Console(file=buf, width=400, no_color=True, highlight=False)
+    thread = threading.Thread(target=watch, args=(args, apply_once, console, stop), daemon=True)
     thread.start()
     thread.join(timeout=60)
     assert not thread.is_alive()
