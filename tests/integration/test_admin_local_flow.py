@@ -300,6 +300,35 @@ def test_build_model_and_deploy_model(conn, tmp_path):
     assert [float(p["output"]) for p in out["batch_predictions"]] == [1.0, 5.0]
 
 
+def test_traffic_split_through_clipper_connection(conn):
+    """The added ClipperConnection traffic methods on the local backend (README "Traffic splitting")."""
+    conn.register_application(
+        name="split-app", input_type="doubles", default_output="-1.0", slo_micros=5000000
+    )
+    python_deployer.deploy_python_closure(
+        conn, name="split-model", version=1, input_type="doubles", func=feature_sum
+    )
+    python_deployer.deploy_python_closure(
+        conn, name="split-model", version=2, input_type="doubles", func=feature_sum_doubled
+    )
+    conn.link_model_to_app(app_name="split-app", model_name="split-model")
+    assert conn.get_app_traffic("split-app")["configured"] is False
+    with pytest.raises(ClipperException, match="has no version '7'"):
+        conn.set_app_traffic("split-app", [("split-model", "7", 1.0)])
+    report = conn.set_app_traffic("split-app", [("split-model", "1", 50), ("split-model", 2, 50)])
+    assert [t["model_version"] for t in report["targets"]] == ["1", "2"]
+
+    def both_seen() -> bool:
+        ratios = {
+            float(predict(conn, "split-app", {"input": [float(i)]})["output"]) / i for i in range(1, 41)
+        }
+        return ratios == {1.0, 2.0}
+
+    wait_for(both_seen, what="both versions answer")
+    wait_for(lambda: sum(t["stats"]["requests"] for t in conn.get_app_traffic("split-app")["targets"]) >= 40)
+    assert conn.clear_app_traffic("split-app")["configured"] is False
+
+
 def test_stop_methods(conn):
     image = conn.get_model_info("built", 3)["container_name"]
     conn.deploy_model("built", 4, "doubles", image)
