@@ -82,6 +82,13 @@ def _rapidjson_message(e: json.JSONDecodeError, text: str) -> tuple[str, int]:
     return "Unspecific syntax error.", pos
 
 
+def _skip_ws(text: str, pos: int) -> int:
+    """The index of the first character at or after ``pos`` that is not JSON whitespace."""
+    m = _WS.match(text, pos)
+    assert m is not None  # the pattern matches the empty string
+    return m.end()
+
+
 def parse(body: bytes) -> Any:
     """The parsed document, or :class:`JsonError` with the original's parse-error text."""
     nul = body.find(b"\0")
@@ -91,7 +98,7 @@ def parse(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise JsonError(msg.parse_error("Invalid encoding in string.", e.start)) from None
-    start = _WS.match(text).end()
+    start = _skip_ws(text, 0)
     if start == len(text):
         raise JsonError(msg.parse_error("The document is empty.", start))
     try:
@@ -103,7 +110,7 @@ def parse(body: bytes) -> Any:
         raise JsonError(msg.parse_error("Invalid value.", start)) from None
     except RecursionError:
         raise JsonError(msg.parse_error("Unspecific syntax error.", start)) from None
-    end = _WS.match(text, end).end()
+    end = _skip_ws(text, end)
     if end != len(text):
         raise JsonError(msg.parse_error("The document root must not be followed by other values.", end))
     return doc
