@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Set
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -78,23 +79,22 @@ def prom_identity(m: Metric) -> tuple[str, dict[str, str]]:
     return _sanitize(family), labels
 
 
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily)
+
+
 class _Families:
     """Groups samples of metrics that share a family name (different label values)."""
 
     def __init__(self) -> None:
-        self._fams: dict[tuple[str, str], PromMetric] = {}
+        self._fams: dict[tuple[type[PromMetric], str], PromMetric] = {}
 
-    def get(self, kind: str, name: str, doc: str, labelnames: Iterable[str], **kw) -> PromMetric:
+    def get(self, kind: type[_Family], name: str, doc: str, labelnames: Iterable[str]) -> _Family:
         key = (kind, name)
         fam = self._fams.get(key)
         if fam is None:
-            cls = {
-                "counter": CounterMetricFamily,
-                "gauge": GaugeMetricFamily,
-                "summary": SummaryMetricFamily,
-            }[kind]
-            fam = cls(name, doc, labels=list(labelnames), **kw)
+            fam = kind(name, doc, labels=list(labelnames))
             self._fams[key] = fam
+        assert isinstance(fam, kind)
         return fam
 
     def __iter__(self) -> Iterator[PromMetric]:
@@ -109,24 +109,28 @@ def collect_metrics(metrics: Iterable[Metric], skip: Set[str] = frozenset()) -> 
         values = [labels[k] for k in names]
         doc = _doc(m)
         if isinstance(m, Counter):
-            fams.get("counter", family, doc, names).add_metric(values, m.count)
+            fams.get(CounterMetricFamily, family, doc, names).add_metric(values, m.count)
         elif isinstance(m, Gauge):
-            fams.get("gauge", family, doc, names).add_metric(values, m.value())
+            fams.get(GaugeMetricFamily, family, doc, names).add_metric(values, m.value())
         elif isinstance(m, RatioCounter):
-            fams.get("gauge", family, doc, names).add_metric(values, m.ratio())
-            fams.get("counter", family + "_numerator", doc, names).add_metric(values, m.numerator)
-            fams.get("counter", family + "_denominator", doc, names).add_metric(values, m.denominator)
+            fams.get(GaugeMetricFamily, family, doc, names).add_metric(values, m.ratio())
+            fams.get(CounterMetricFamily, family + "_numerator", doc, names).add_metric(values, m.numerator)
+            fams.get(CounterMetricFamily, family + "_denominator", doc, names).add_metric(
+                values, m.denominator
+            )
         elif isinstance(m, Meter):
-            fams.get("counter", family, doc, names).add_metric(values, m.total)
+            fams.get(CounterMetricFamily, family, doc, names).add_metric(values, m.total)
             m.tick_if_necessary()
-            rate = fams.get("gauge", family + "_rate", doc + " (events per second)", [*names, "window"])
+            rate = fams.get(
+                GaugeMetricFamily, family + "_rate", doc + " (events per second)", [*names, "window"]
+            )
             rate.add_metric([*values, "mean"], m.rate())
             for window, r in zip(("1m", "5m", "15m"), m.rates, strict=True):
                 rate.add_metric([*values, window], r)
         elif isinstance(m, Histogram):
             unit = _sanitize(m.unit) if m.unit else ""
             fname = family if not unit or family.endswith("_" + unit) else f"{family}_{unit}"
-            fam = fams.get("summary", fname, doc, names)
+            fam = fams.get(SummaryMetricFamily, fname, doc, names)
             fam.add_metric(values, count_value=m.n, sum_value=m.sum)
             if m.reservoir:
                 st = m.stats()

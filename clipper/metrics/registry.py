@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import Counter as PCounter
 from prometheus_client import Gauge as PGauge
@@ -18,6 +18,7 @@ from clipper.metrics import json_report, prometheus
 from clipper.metrics.types import Counter, Gauge, Histogram, Meter, Metric, RatioCounter
 
 M = TypeVar("M", bound=Metric)
+N = TypeVar("N", PCounter, PGauge, PHistogram)
 
 
 class MetricsRegistry:
@@ -82,7 +83,7 @@ class MetricsRegistry:
         return self._get(Gauge, name, lambda: Gauge(name, fn=fn, prom_name=prom_name, labels=labels))
 
     # -- Prometheus-native series (prometheus_client objects; not in the JSON report) -------------
-    def _native(self, kind: type, name: str, doc: str, labels: Sequence[str], **kw):
+    def _native(self, kind: type[N], name: str, doc: str, labels: Sequence[str], **kw: Any) -> N:
         key = name.removesuffix("_total") if kind is PCounter else name
         with self._lock:
             obj = self._native_metrics.get(key)
@@ -104,7 +105,7 @@ class MetricsRegistry:
     def prom_histogram(
         self, name: str, doc: str, labels: Sequence[str] = (), buckets: Sequence[float] | None = None
     ) -> PHistogram:
-        kw = {"buckets": tuple(buckets)} if buckets is not None else {}
+        kw: dict[str, Any] = {"buckets": tuple(buckets)} if buckets is not None else {}
         return self._native(PHistogram, name, doc, labels, **kw)
 
     # -- removal -------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class MetricsRegistry:
                 m.clear()
         return body
 
-    def report_tree(self) -> dict:
+    def report_tree(self) -> dict[str, list[dict[str, dict[str, str]]]]:
         return json_report.report_tree(self.metrics())
 
     def prometheus_text(self) -> bytes:
@@ -149,7 +150,7 @@ class MetricsRegistry:
         return prometheus.exposition(self._prom)
 
 
-def _family_names(name: str, kind: type) -> set[str]:
+def _family_names(name: str, kind: type[Any]) -> set[str]:
     if kind is PHistogram:
         return {name, name + "_bucket", name + "_count", name + "_sum", name + "_created"}
     return {name, name + "_total", name + "_created"}

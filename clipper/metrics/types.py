@@ -12,10 +12,18 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import TypedDict, Unpack
 
 #: EWMA tick interval of the original (seconds) and the three load averages (minutes).
 TICK_INTERVAL_S = 5.0
 _ALPHAS = tuple(1.0 - math.exp(-TICK_INTERVAL_S / 60.0 / m) for m in (1.0, 5.0, 15.0))
+
+
+class MetricOptions(TypedDict, total=False):
+    """The keyword arguments every metric type passes on to :class:`Metric`."""
+
+    prom_name: str | None
+    labels: dict[str, str] | None
 
 
 class Metric:
@@ -40,7 +48,7 @@ class Counter(Metric):
     __slots__ = ("count",)
     category = "counters"
 
-    def __init__(self, name: str, initial: int = 0, **kw) -> None:
+    def __init__(self, name: str, initial: int = 0, **kw: Unpack[MetricOptions]) -> None:
         super().__init__(name, **kw)
         self.count = initial
 
@@ -69,7 +77,7 @@ class Gauge(Metric):
     __slots__ = ("value_", "fn")
     category = "counters"
 
-    def __init__(self, name: str, fn: Callable[[], float] | None = None, **kw) -> None:
+    def __init__(self, name: str, fn: Callable[[], float] | None = None, **kw: Unpack[MetricOptions]) -> None:
         super().__init__(name, **kw)
         self.value_: float = 0
         self.fn = fn
@@ -102,7 +110,9 @@ class RatioCounter(Metric):
     __slots__ = ("numerator", "denominator")
     category = "ratio_counters"
 
-    def __init__(self, name: str, numerator: int = 0, denominator: int = 0, **kw) -> None:
+    def __init__(
+        self, name: str, numerator: int = 0, denominator: int = 0, **kw: Unpack[MetricOptions]
+    ) -> None:
         super().__init__(name, **kw)
         self.numerator = numerator
         self.denominator = denominator
@@ -135,7 +145,9 @@ class Meter(Metric):
     category = "meters"
     unit = "events per second"
 
-    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic, **kw) -> None:
+    def __init__(
+        self, name: str, clock: Callable[[], float] = time.monotonic, **kw: Unpack[MetricOptions]
+    ) -> None:
         super().__init__(name, **kw)
         self._clock = clock
         self.count = 0  # since creation or clear (for ``rate``)
@@ -243,7 +255,9 @@ class Histogram(Metric):
     __slots__ = ("unit", "size", "reservoir", "n", "sum", "_rand")
     category = "histograms"
 
-    def __init__(self, name: str, unit: str = "microseconds", reservoir_size: int = 4096, **kw) -> None:
+    def __init__(
+        self, name: str, unit: str = "microseconds", reservoir_size: int = 4096, **kw: Unpack[MetricOptions]
+    ) -> None:
         super().__init__(name, **kw)
         if reservoir_size <= 0:
             raise ValueError("reservoir_size must be positive")
