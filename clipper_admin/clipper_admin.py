@@ -33,11 +33,9 @@ CLIPPER_TEMP_DIR = "/tmp/clipper"  # Used Internally for Test; Not Windows Compa
 #: How long ``start_clipper`` waits for the frontends to answer (the original: ~300 tries, 1 s apart).
 DEFAULT_START_TIMEOUT = 300.0
 
-logging.basicConfig(
-    format="%(asctime)s %(levelname)-8s [%(filename)s:%(lineno)d] %(message)s",
-    datefmt="%y-%m-%d:%H:%M:%S",
-    level=logging.INFO,
-)
+# No logging.basicConfig here (the original called it with INFO on import): a library does not
+# configure its host's logging. Warnings still reach stderr through Python's last-resort handler; a
+# script that wants the original's INFO lines calls logging.basicConfig(level=logging.INFO) itself.
 logger = logging.getLogger(__name__)
 
 
@@ -103,8 +101,9 @@ class ClipperConnection:
             self.logger.warning(f"Error starting Clipper: {e.msg}")
             raise e
 
-        timeout = getattr(self.cm, "start_timeout", DEFAULT_START_TIMEOUT)
-        wait_for_frontends(self.cm.get_query_addr(), self.cm.get_admin_addr(), self._admin.headers(), timeout)
+        if not self.cm.waits_for_frontends:  # else the manager has just waited for the same answers
+            timeout = self.cm.timeouts.frontend_start_s
+            wait_for_frontends(self.cm.get_query_addr(), self.cm.get_admin_addr(), self._admin.headers(), timeout)
         self.logger.info("Clipper is running")
         self.connected = True
 

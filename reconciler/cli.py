@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "get":
             p.add_argument("what", choices=["apps", "models", "replicas"], nargs="?", default="apps")
         _manifest_args(p, required=False)
-        p.add_argument("--cluster", default="default", help="local cluster name when no -f is given")
+        p.add_argument("--cluster", metavar="NAME", help="without -f: the local cluster (in CLIPPER_HOME) to "
+                       "look at; default: the only one there")  # fmt: skip
         p.add_argument("--output", choices=["text", "json"], default="text")
 
     p = sub.add_parser("watch", help="apply on every manifest change and repair drift periodically")

@@ -185,13 +185,14 @@ def _connected_target(args):
     from reconciler.desired import desired_state
     from reconciler.engine import Target, target_for
     from reconciler.loader import ManifestSet
+    from reconciler.local_clusters import pick_cluster, unreachable_message
 
     if args.files:
         t = _target(args)
     else:
         from reconciler.backends import cluster_dir, connection
 
-        d = desired_state(ManifestSet(), default_cluster=args.cluster)
+        d = desired_state(ManifestSet(), default_cluster=pick_cluster(args.cluster))
         conn = connection(d)
         t = Target(d, conn, cluster_dir(d, conn), [])
     from clipper_admin import ClipperException
@@ -199,7 +200,8 @@ def _connected_target(args):
     try:
         t.conn.connect()
     except (ClipperException, OSError, KeyError) as e:
-        raise ReconcilerError(f"cluster {t.desired.cluster_name} is not running: {e}") from e
+        d = t.desired
+        raise ReconcilerError(unreachable_message(d.cluster_name, d.cluster.backend, t.cluster_dir, e)) from e
     del target_for
     return t
 

@@ -263,7 +263,7 @@ def test_markup_in_cluster_names_prints_verbatim_and_watch_survives(workspace, t
     apps = clipper("get", "apps", "--cluster", "rt", env=env, check=0).stdout
     assert all(f" {n} " in apps for n in MARKUP_NAMES), apps
     assert "[red]-1" in apps
-    got = clipper("get", "models", "--cluster", "rt", env=env, check=0).stdout
+    got = clipper("get", "models", env=env, check=0).stdout  # no -f, no --cluster: the only local cluster
     assert all(f" {n} " in got for n in models) and " v[/]1 " in got and "team=[/]ops" in got, got
     status = clipper("status", "-f", str(solo), env=env, check=0).stdout
     assert all(f" {n} " in status for n in [*MARKUP_NAMES, *models]), status

@@ -284,3 +284,33 @@ def test_watch_stops_on_ctrl_c_without_a_library_warning(tmp_path):
     assert "invalid manifests" in stderr and stderr.rstrip().endswith("watch stopped"), stderr
     assert "WARNING" not in stderr and "KeyboardInterrupt" not in stderr and "Traceback" not in stderr, stderr
     assert "\n\n" not in stderr and out == "", stderr
+
+
+def test_get_without_manifests_uses_the_only_local_cluster(tmp_path):
+    from reconciler.errors import ReconcilerError
+    from reconciler.local_clusters import pick_cluster
+
+    with pytest.raises(ReconcilerError, match=r"no local cluster in .*: run `clipper apply -f <manifests>`"):
+        pick_cluster(None, tmp_path)
+    (tmp_path / "not-a-cluster").mkdir()  # a directory without cluster.json does not count
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "cluster.json").write_text("{}")
+    assert pick_cluster(None, tmp_path) == "b"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "cluster.json").write_text("{}")
+    with pytest.raises(
+        ReconcilerError, match=r"2 local clusters in .* \(a, b\): name one with --cluster NAME"
+    ):
+        pick_cluster(None, tmp_path)
+    assert pick_cluster("zz", tmp_path) == "zz"
+
+
+@pytest.mark.parametrize(
+    "args", [["get", "models"], ["status", "--cluster", "nope"], ["get", "apps", "--cluster", "x"]]
+)
+def test_cli_errors_name_cli_commands_not_python(tmp_path, args):
+    """A missing cluster: the message says which ``clipper`` command creates it, never a Python call."""
+    proc = _clipper(*args, env={**os.environ, "CLIPPER_HOME": str(tmp_path)})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "run `clipper apply -f <manifests>`" in proc.stderr, proc.stderr
+    assert "ClipperConnection" not in proc.stderr and "start_clipper" not in proc.stderr, proc.stderr
