@@ -8,9 +8,11 @@ processes), ``clipper_admin.docker.DockerContainerManager`` and
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 
 from .exceptions import ClipperException
+from .launch import Timeouts
 
 CLIPPER_INTERNAL_QUERY_PORT = 1337
 CLIPPER_INTERNAL_MANAGEMENT_PORT = 1338
@@ -100,6 +102,29 @@ class ContainerManager(abc.ABC):
     cluster_name: str = "default-cluster"
     cluster_identifier: str = "default-cluster"
     admin_token: str | None = None
+    #: How long the manager waits for the frontends and for new replicas (the built-in managers
+    #: take it as ``timeouts=`` and keep their original timeout keywords as views of it).
+    timeouts: Timeouts = Timeouts(frontend_start_s=300.0, replica_connect_s=300.0)  # the original's
+    #: True when ``start_clipper()`` returns only once both frontends answer HTTP from this host;
+    #: then ``ClipperConnection.start_clipper`` does not wait for them a second time.
+    waits_for_frontends: bool = False
+
+    # The local and Docker managers' timeout keywords, as views of ``timeouts``.
+    @property
+    def start_timeout(self) -> float:
+        return self.timeouts.frontend_start_s
+
+    @start_timeout.setter
+    def start_timeout(self, seconds: float) -> None:
+        self.timeouts = dataclasses.replace(self.timeouts, frontend_start_s=seconds)
+
+    @property
+    def replica_timeout(self) -> float:
+        return self.timeouts.replica_connect_s
+
+    @replica_timeout.setter
+    def replica_timeout(self, seconds: float) -> None:
+        self.timeouts = dataclasses.replace(self.timeouts, replica_connect_s=seconds)
 
     @abc.abstractmethod
     def start_clipper(

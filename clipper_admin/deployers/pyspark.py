@@ -189,19 +189,16 @@ def save_saved_pyspark_function(name, func, model_path, model_class, extra_requi
 
 
 @contextmanager
-def _patient_replica_wait(clipper_conn):
-    """Give the container manager's replica wait room for a JVM start (restored afterwards)."""
-    cm = getattr(clipper_conn, "cm", None)
-    attr = next((a for a in ("replica_timeout", "start_timeout") if hasattr(cm, a)), None)
-    before = getattr(cm, attr, None) if attr else None
-    if isinstance(before, int | float) and before < MIN_REPLICA_TIMEOUT_S:
-        setattr(cm, attr, MIN_REPLICA_TIMEOUT_S)
-        try:
-            yield
-        finally:
-            setattr(cm, attr, before)
-    else:
+def patient_replica_wait(clipper_conn, minimum: float = MIN_REPLICA_TIMEOUT_S):
+    """Give the container manager's replica wait at least ``minimum`` seconds, for a JVM start
+    (restored afterwards)."""
+    cm = clipper_conn.cm
+    before = cm.timeouts
+    cm.timeouts = before.with_replica_connect_at_least(minimum)
+    try:
         yield
+    finally:
+        cm.timeouts = before
 
 
 def deploy_pyspark_model(
@@ -303,7 +300,7 @@ def _deploy_dir(clipper_conn, serialization_dir, name, version, input_type, base
         except BaseException:
             shutil.rmtree(serialization_dir, ignore_errors=True)
             raise
-    with _patient_replica_wait(clipper_conn):
+    with patient_replica_wait(clipper_conn):
         deploy_model_dir(clipper_conn, serialization_dir, name, version, input_type, base_image, labels,
                          registry, num_replicas, batch_size, pkgs_to_install)  # fmt: skip
     logger.info(f"PySpark model deployed as model {name}:{version}")

@@ -29,6 +29,7 @@ import requests
 
 from clipper.rpc.auth import RPC_KEYS_ENV, RpcKeys
 
+from .. import launch
 from ..admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from ..container_manager import (
     CLIPPER_DOCKER_LABEL,
@@ -48,9 +49,10 @@ from ..container_manager import (
     parse_model_container_label,
 )
 from ..exceptions import ClipperException
+from ..launch import FrontendSettings, Limits, ReplicaSettings, Timeouts
 from ..version import __registry__, __version__
 from . import prometheus
-from .containers import describe_failure, healthy_if_checked, http_ok, redis_pong, run_container, wait_until
+from .containers import healthy_if_checked, http_ok, redis_pong, run_container, wait_until
 from .image_builder import build_model_image, push_image
 from .ports import find_unbound_port
 
@@ -78,9 +80,12 @@ def _image(name: str) -> str:
     return f"{__registry__}/{name}:{__version__}"
 
 
+#: Seconds a container may take to become ready in start_clipper / deploy_model.
+DEFAULT_TIMEOUTS = Timeouts(frontend_start_s=120.0, replica_connect_s=120.0)
+
+
 class DockerContainerManager(ContainerManager):
-    #: Seconds a container may take to become ready in start_clipper / deploy_model.
-    start_timeout: float = 120.0
+    waits_for_frontends = True  # start_clipper polls /admin/ping and /metrics on the published ports
 
     def __init__(
         self,
@@ -103,6 +108,9 @@ class DockerContainerManager(ContainerManager):
         admin_token=None,
         registry=None,
         allow_unauthenticated_replicas=False,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
+        docker_client=None,
     ):
         """Parameters are the original's (clipper-admin-api.md §5.1); the keyword-only ones are new.
 
@@ -119,6 +127,10 @@ class DockerContainerManager(ContainerManager):
         query frontend container's environment (``CLIPPER_RPC_KEYS``; like the admin token, readable
         through the Docker API only) and, the replica's part of them, in each model container's.
         ``True`` accepts any container that reaches the RPC port (original-protocol containers).
+        ``timeouts``: how long containers may take to become ready (default 120 s each);
+        ``limits``: query frontend limits (``clipper_admin.launch.Limits``).
+        ``docker_client``: a ``docker.DockerClient`` to use; by default one is made from the
+        environment on first use (constructing the manager never talks to Docker).
         """
         if admin_token is not None and admin_token is not False:
             check_token(admin_token)
@@ -154,13 +166,9 @@ class DockerContainerManager(ContainerManager):
                 "Use get_logs() (docker logs) instead."
             )
         self.docker_network = docker_network
-        try:
-            self.docker_client = docker.from_env()
-            self.docker_client.ping()
-        except docker.errors.DockerException as e:
-            raise ClipperException(
-                f"Unable to Connect to Docker. Please Check if Docker is running. ({e})"
-            ) from e
+        self.timeouts = timeouts or DEFAULT_TIMEOUTS
+        self.limits = limits or Limits()
+        self._docker_client = docker_client
 
         self.extra_container_kwargs = dict(extra_container_kwargs or {})
         self.common_labels = dict(self.extra_container_kwargs.pop("labels", None) or {})
@@ -172,6 +180,24 @@ class DockerContainerManager(ContainerManager):
             )
         self.extra_container_kwargs.update({"network": docker_network, "detach": True})
         self.log_config = {"type": "json-file"}
+
+    @property
+    def docker_client(self) -> docker.DockerClient:
+        """The Docker API client, connected on first use."""
+        if self._docker_client is None:
+            try:
+                client = docker.from_env()
+                client.ping()
+            except docker.errors.DockerException as e:
+                raise ClipperException(
+                    f"Unable to Connect to Docker. Please Check if Docker is running. ({e})"
+                ) from e
+            self._docker_client = client
+        return self._docker_client
+
+    @docker_client.setter
+    def docker_client(self, client: docker.DockerClient) -> None:
+        self._docker_client = client
 
     # -- helpers -------------------------------------------------------------------------------
     def _run(
@@ -288,51 +314,66 @@ class DockerContainerManager(ContainerManager):
     def _start_management_frontend(self, image) -> None:
         self.clipper_management_port = find_unbound_port(self.clipper_management_port)
         self.admin_token = resolve_token(self._admin_token_arg)
-        env = {"CLIPPER_ADMIN_TOKEN": self.admin_token} if self.admin_token else None
+        spec = launch.management_frontend(
+            self._frontend_settings(admin_token="env" if self.admin_token else "none")
+        )
         if not self.admin_token:
             addr = f"{self._host()}:{self.clipper_management_port}"
             self.logger.warning(OPT_OUT_WARNING.format(cluster=self.cluster_name, addr=addr))
         mgmt = self._run(
             image,
             "mgmt_frontend",
-            command=["--store", self._store_url(), "--port", str(CLIPPER_INTERNAL_MANAGEMENT_PORT)],
+            command=list(spec.args),
             ports={f"{CLIPPER_INTERNAL_MANAGEMENT_PORT}/tcp": self._publish(self.clipper_management_port)},
             labels={
                 CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: "",
                 CLIPPER_DOCKER_PORT_LABELS["management"]: str(self.clipper_management_port),
             },
-            environment=env,
+            environment=self._environment(spec, {"token": self.admin_token or ""}) or None,
         )
         headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else None
         url = f"http://{self._host()}:{self.clipper_management_port}/admin/ping"
         wait_until(mgmt, http_ok(url, headers), "Management frontend", self.start_timeout)
+
+    def _frontend_settings(self, **overrides) -> FrontendSettings:
+        """The frontends' settings; ports are the containers' (published elsewhere), hosts the
+        images' entry point's (0.0.0.0)."""
+        return FrontendSettings(
+            store=self._store_url(),
+            management_port=CLIPPER_INTERNAL_MANAGEMENT_PORT,
+            query_port=CLIPPER_INTERNAL_QUERY_PORT,
+            rpc_port=CLIPPER_INTERNAL_RPC_PORT,
+            rpc_auth="none" if self.allow_unauthenticated_replicas else "curve",
+            limits=self.limits,
+            **overrides,
+        )
+
+    @staticmethod
+    def _environment(spec: launch.Launch, secrets: dict[str, str]) -> dict[str, str]:
+        """The container environment of ``spec``: Docker passes secrets as values (readable through
+        the Docker API only, i.e. by root and the docker group)."""
+        return {**spec.env, **{var: secrets[key] for var, key in spec.secret_env.items()}}
 
     def _start_query_frontend(
         self, image, cache_size, thread_pool_size, timeout_request, timeout_content
     ) -> str:
         self.clipper_query_port = find_unbound_port(self.clipper_query_port)
         self.clipper_rpc_port = find_unbound_port(self.clipper_rpc_port)
-        # the cluster's RPC keys (the replicas' part is read back from here by _add_replica)
-        rpc_env = (
-            None if self.allow_unauthenticated_replicas else {RPC_KEYS_ENV: RpcKeys.generate().to_json()}
+        spec = launch.query_frontend(
+            self._frontend_settings(
+                cache_size_bytes=cache_size,
+                thread_pool_size=thread_pool_size,
+                timeout_request=timeout_request,
+                timeout_content=timeout_content,
+            )
         )
+        # the cluster's RPC keys (the replicas' part is read back from here by _add_replica)
+        keys = None if self.allow_unauthenticated_replicas else RpcKeys.generate().to_json()
         query = self._run(
             image,
             "query_frontend",
-            command=[
-                "--store",
-                self._store_url(),
-                "--port",
-                str(CLIPPER_INTERNAL_QUERY_PORT),
-                "--rpc-port",
-                str(CLIPPER_INTERNAL_RPC_PORT),
-                f"--prediction_cache_size={cache_size}",
-                f"--thread_pool_size={thread_pool_size}",
-                f"--timeout_request={timeout_request}",
-                f"--timeout_content={timeout_content}",
-                *(["--rpc-auth", "none"] if self.allow_unauthenticated_replicas else []),
-            ],
-            environment=rpc_env,
+            command=list(spec.args),
+            environment=self._environment(spec, {"frontend": keys or ""}) or None,
             ports={
                 f"{CLIPPER_INTERNAL_QUERY_PORT}/tcp": self._publish(self.clipper_query_port),
                 f"{CLIPPER_INTERNAL_RPC_PORT}/tcp": self._publish(self.clipper_rpc_port),
@@ -453,21 +494,23 @@ class DockerContainerManager(ContainerManager):
             self.logger.warning("No Clipper query frontend found.")
             raise ClipperException("No Clipper query frontend to attach model container to")
         label = create_model_container_label(name, version)
-        env = {
-            "CLIPPER_MODEL_NAME": name,
-            "CLIPPER_MODEL_VERSION": str(version),
-            "CLIPPER_IP": frontends[0].name,
-            "CLIPPER_INPUT_TYPE": input_type,
-            # scraped by the cluster's Prometheus (the original's containers serve this port too)
-            "CLIPPER_METRICS_PORT": str(CLIPPER_INTERNAL_METRIC_PORT),
-        }
         keys = _rpc_keys_of(frontends[0])
-        if keys is not None:
-            env[RPC_KEYS_ENV] = keys.for_replica().to_json()
+        spec = launch.model_replica(
+            ReplicaSettings(
+                name=name,
+                version=str(version),
+                input_type=input_type,
+                rpc_host=frontends[0].name,
+                # scraped by the cluster's Prometheus (the original's containers serve this port too)
+                metrics_port=CLIPPER_INTERNAL_METRIC_PORT,
+                rpc_keys="secret" if keys is not None else "none",
+            )
+        )
+        replica_keys = keys.for_replica().to_json() if keys is not None else ""
         return self._run(
             image,
             label,
-            environment=env,
+            environment=self._environment(spec, {"replica": replica_keys}),
             labels={CLIPPER_MODEL_CONTAINER_LABEL: label, CLIPPER_DOCKER_LABEL: self.cluster_name},
         )
 
@@ -507,7 +550,9 @@ class DockerContainerManager(ContainerManager):
                     started.append(self._add_replica(name, version, input_type, image))
                 for container in started:
                     what = f"Model container for {name}:{version}"
-                    wait_until(container, healthy_if_checked(container), what, self.start_timeout)
+                    wait_until(
+                        container, healthy_if_checked(container), what, self.timeouts.replica_connect_s
+                    )
                     # Started fine: from now on Docker restarts it when it exits non-zero (e.g. the
                     # container's watchdog ending a hung prediction, CLIPPER_PREDICT_TIMEOUT). Not
                     # from the start, so that a model that cannot load still fails deploy at once.
@@ -619,7 +664,3 @@ class DockerContainerManager(ContainerManager):
 
     def get_metric_addr(self):
         return f"{self.public_hostname}:{self.prometheus_port}"
-
-    def describe_failure(self, container) -> str:
-        """The container's state and last log lines (used by callers that watch replicas)."""
-        return describe_failure(container, f"Container {container.name}")

@@ -32,6 +32,7 @@ from clipper.rpc.auth import RpcKeys
 from clipper_admin.admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from clipper_admin.container_manager import ClusterAdapter, ContainerManager
 from clipper_admin.exceptions import ClipperException
+from clipper_admin.launch import Limits, Timeouts
 from clipper_admin.version import __registry__, __version__
 
 from . import images, objects
@@ -100,6 +101,10 @@ class KubernetesContainerManager(ContainerManager):
         wait_timeout_s: float = 600.0,
         poll_interval_s: float = 1.0,
         allow_unauthenticated_replicas: bool = False,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
+        api: KubeApi | None = None,
+        image_loader: str | None = None,
     ):
         """The original's arguments, then keyword-only extras.
 
@@ -122,6 +127,17 @@ class KubernetesContainerManager(ContainerManager):
           (``rpc-keys-at-<cluster>``, generated once) whose ``frontend`` part the query frontends and
           whose ``replica`` part the model pods read through ``valueFrom.secretKeyRef``. ``True``:
           any pod reaching the RPC service may register (original-protocol containers).
+        * ``wait_timeout_s``: seconds to wait for the frontends and for model replicas (both parts of
+          ``timeouts``, which wins when given: ``Timeouts(frontend_start_s, replica_connect_s)``).
+        * ``limits``: query frontend limits (``clipper_admin.launch.Limits``).
+        * ``api``: the API facade to use (``KubeApi`` or an object with its methods, e.g. an
+          in-memory one in tests); ``api_client``: the official client's ``ApiClient`` to build it on.
+        * ``image_loader``: how locally built model images reach the nodes without a registry:
+          ``"containerd:<socket>"`` imports them into the containerd serving the nodes' CRI (a
+          cluster whose kubelet runs on this machine). Default: ``$CLIPPER_K8S_IMAGE_LOADER``.
+
+        Constructing a manager talks to no API: the configuration is loaded, and the namespace
+        checked, on first use.
         """
         if access not in ACCESS_MODES:
             raise ClipperException(f"access must be one of {list(ACCESS_MODES)}, got {access!r}")
@@ -142,7 +158,8 @@ class KubernetesContainerManager(ContainerManager):
             check_token(admin_token)
         self._admin_token_arg = admin_token
         self.admin_token = admin_token or None
-        self.wait_timeout_s = wait_timeout_s
+        self.timeouts = timeouts or Timeouts(wait_timeout_s, wait_timeout_s)
+        self.limits = limits or Limits()
         self.poll_interval_s = poll_interval_s
         self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
         self.redis_image = redis_image or f"{__registry__}/redis:{__version__}"
@@ -161,15 +178,59 @@ class KubernetesContainerManager(ContainerManager):
         self._forwarders: dict[str, PortForwarder] = {}
         self._addresses: dict[str, str] = {}
         self.context = context
-        self.api_client = api_client or self._load_config(kubernetes_proxy_addr, kubeconfig, context)
-        self.api = KubeApi(self.api_client)
-        self.core = k8s_client.CoreV1Api(self.api_client)
-        self.local_cluster = (
-            local_cluster if local_cluster is not None else images.is_local_context(self.context)
-        )
-        self._ensure_namespace(create_namespace_if_not_exists)
+        self._kubeconfig = kubeconfig
+        self._api_client = api_client
+        self._api = api
+        self._core: k8s_client.CoreV1Api | None = None
+        self._image_loader = images.image_loader(image_loader)
+        self._local_cluster = True if self._image_loader and local_cluster is None else local_cluster
+        self._create_namespace = create_namespace_if_not_exists
+        self._namespace_checked = False
+        self._namespace_missing = False
 
-    # --- configuration ---------------------------------------------------------------------------
+    # --- configuration (loaded on first use) -----------------------------------------------------
+
+    @property
+    def api_client(self) -> k8s_client.ApiClient:
+        if self._api_client is None:
+            self._api_client = self._load_config(self.kubernetes_proxy_addr, self._kubeconfig, self.context)
+        return self._api_client
+
+    @property
+    def api(self) -> KubeApi:
+        """The API facade; the first use checks the namespace (an error unless it may be created)."""
+        if self._api is None:
+            self._api = KubeApi(self.api_client)
+        if not self._namespace_checked:
+            self._namespace_checked = True  # _ensure_namespace uses self.api
+            try:
+                self._ensure_namespace(self._create_namespace)
+            except BaseException:
+                self._namespace_checked = False
+                raise
+        return self._api
+
+    @property
+    def core(self) -> k8s_client.CoreV1Api:
+        if self._core is None:
+            self._core = k8s_client.CoreV1Api(self.api_client)
+        return self._core
+
+    @property
+    def local_cluster(self) -> bool:
+        if self._local_cluster is None:
+            if self._api_client is None and self._api is None:
+                _ = self.api_client  # resolves the current context
+            self._local_cluster = images.is_local_context(self.context)
+        return self._local_cluster
+
+    @property
+    def wait_timeout_s(self) -> float:
+        return self.timeouts.frontend_start_s
+
+    @wait_timeout_s.setter
+    def wait_timeout_s(self, seconds: float) -> None:
+        self.timeouts = Timeouts(seconds, seconds)
 
     def _load_config(
         self, proxy_addr: str | None, kubeconfig: str | None, context: str | None
@@ -200,9 +261,12 @@ class KubernetesContainerManager(ContainerManager):
             raise _api_error(action, e) from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise ClipperException(
-                f"{action}. Reason: the Kubernetes API at {self.api_client.configuration.host} "
-                f"is unreachable: {e}"
+                f"{action}. Reason: the Kubernetes API at {self._api_host()} is unreachable: {e}"
             ) from e
+
+    def _api_host(self) -> str:
+        client = self._api_client or getattr(self._api, "api_client", None)
+        return getattr(getattr(client, "configuration", None), "host", None) or "(unknown address)"
 
     def _ensure_namespace(self, create: bool) -> None:
         """A missing namespace is an error at once, as in the original -- unless it may be created;
@@ -218,6 +282,7 @@ class KubernetesContainerManager(ContainerManager):
             )
 
     def _create_namespace_if_missing(self) -> None:
+        _ = self.api  # checks the namespace
         if self._namespace_missing:
             self._call(
                 "Could not create Kubernetes namespace", self.api.apply, objects.namespace(self.namespace)
@@ -232,9 +297,13 @@ class KubernetesContainerManager(ContainerManager):
 
     # --- waiting ---------------------------------------------------------------------------------
 
-    def _wait_available(self, deployments: list[str], replicas: int | None, message: str) -> None:
-        """Wait until every deployment has ``replicas`` (default: its desired count) available."""
-        deadline = time.monotonic() + self.wait_timeout_s
+    def _wait_available(
+        self, deployments: list[str], replicas: int | None, message: str, timeout: float | None = None
+    ) -> None:
+        """Wait until every deployment has ``replicas`` (default: its desired count) available,
+        at most ``timeout`` seconds (default: the frontends' start timeout)."""
+        timeout = self.timeouts.frontend_start_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         pending = list(deployments)
         while pending:
             dep = self._call(message, self.api.get, "Deployment", pending[0], self.namespace)
@@ -253,8 +322,7 @@ class KubernetesContainerManager(ContainerManager):
                 continue
             if time.monotonic() > deadline:
                 raise ClipperException(
-                    f"{message} (Deployment {pending[0]}: {available}/{want} available "
-                    f"after {self.wait_timeout_s:.0f} s)"
+                    f"{message} (Deployment {pending[0]}: {available}/{want} available after {timeout:.0f} s)"
                 )
             time.sleep(self.poll_interval_s)
 
@@ -326,6 +394,7 @@ class KubernetesContainerManager(ContainerManager):
                 qf_http_timeout_request,
                 qf_http_timeout_content,
                 self._rpc_keys_secret(),
+                self.limits,
             )
             self._apply(dep, objects.query_rpc_service(s, i))
             query_deployments.append(dep["metadata"]["name"])
@@ -545,7 +614,9 @@ class KubernetesContainerManager(ContainerManager):
         repo = f"{self.cluster_identifier}-{name}:{version}"
         tag = f"{registry}/{repo}" if registry else repo
         images.build_and_push(tag, model_data_path, base_image, pkgs_to_install, push=registry is not None)
-        if registry is None and self.context:
+        if registry is None and self._image_loader:
+            images.load_into_containerd(tag, self._image_loader)
+        elif registry is None and self.context:
             images.side_load(tag, self.context)
         return tag
 
@@ -574,6 +645,7 @@ class KubernetesContainerManager(ContainerManager):
             self._model_deployments(name, version),
             int(num_replicas),
             f"Could not create a Kubernetes deployment. Model: {name}-{version} Image: {image}",
+            self.timeouts.replica_connect_s,
         )
 
     def get_num_replicas(self, name, version) -> int:
@@ -609,6 +681,7 @@ class KubernetesContainerManager(ContainerManager):
             self._model_deployments(name, version),
             int(num_replicas),
             f"Could not update scale of the specified Deployment. Model: {name}-{version}",
+            self.timeouts.replica_connect_s,
         )
 
     def stop_models(self, models):

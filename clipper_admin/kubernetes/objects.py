@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from typing import Any
 
 from ruamel.yaml import YAML
 
-from clipper.rpc.auth import RPC_KEYS_ENV, RpcKeys
+from clipper.rpc.auth import RpcKeys
+from clipper_admin import launch
 
 from . import names as n
 from .settings import ObjectSettings
@@ -237,33 +239,46 @@ def store_url(redis_host: str, redis_port: int) -> str:
     return f"redis://{redis_host}:{redis_port}"
 
 
+def frontend_settings(redis_host: str, redis_port: int, **overrides: Any) -> launch.FrontendSettings:
+    """The frontends' launch settings on Kubernetes: the Services' container ports, all interfaces."""
+    return launch.FrontendSettings(
+        store=store_url(redis_host, redis_port),
+        management_port=n.MGMT_PORT,
+        query_port=n.QUERY_PORT,
+        rpc_port=n.RPC_PORT,
+        host="0.0.0.0",
+        rpc_host="0.0.0.0",
+        **overrides,
+    )
+
+
+def launch_env(spec: launch.Launch, secrets: Mapping[str, str | None]) -> list[Obj]:
+    """``spec``'s environment; each secret (``token``, ``frontend``, ``replica``) is a
+    ``secretKeyRef`` to the key of that name in the Secret ``secrets`` names for it."""
+    env: list[Obj] = [{"name": k, "value": v} for k, v in spec.env.items()]
+    for var, key in spec.secret_env.items():
+        secret = secrets.get(key)
+        if secret is None:
+            raise ValueError(f"{spec.module}: no Secret given for {key!r} ({var})")
+        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    return env
+
+
 def mgmt_deployment(
     s: ObjectSettings, image: str, redis_host: str, redis_port: int, admin_token_secret: str | None = None
 ) -> Obj:
-    env: list[Obj] = []
-    if admin_token_secret:
-        env.append(
-            {
-                "name": "CLIPPER_ADMIN_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": admin_token_secret, "key": "token"}},
-            }
-        )
+    spec = launch.management_frontend(
+        frontend_settings(redis_host, redis_port, admin_token="env" if admin_token_secret else "none")
+    )
     container = _container(
         "mgmt-frontend",
         image,
         s,
         "management",
-        command=["python", "-m", "clipper.management_frontend"],
-        args=[
-            "--store",
-            store_url(redis_host, redis_port),
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(n.MGMT_PORT),
-        ],
+        command=spec.command(),
+        args=list(spec.args),
         ports=[{"name": "management", "containerPort": n.MGMT_PORT}],
-        env=env,
+        env=launch_env(spec, {"token": admin_token_secret}),
         **http_probes(n.MGMT_PORT),
     )
     return _deployment(n.mgmt(s.cluster), s, "mgmt-frontend", [container])
@@ -287,42 +302,37 @@ def query_deployment(
     timeout_request: int,
     timeout_content: int,
     rpc_keys_secret: str | None = None,
+    limits: launch.Limits | None = None,
 ) -> Obj:
     """``rpc_keys_secret``: the Secret whose ``frontend`` key the query frontend reads as
     ``CLIPPER_RPC_KEYS`` (only replicas holding the cluster's keys register); None: ``--rpc-auth
     none``, any pod reaching the RPC service may register (original-protocol containers)."""
     name = n.query_frontend(s.cluster, qf_id)
+    spec = launch.query_frontend(
+        frontend_settings(
+            redis_host,
+            redis_port,
+            frontend_id=name,
+            cache_size_bytes=cache_size,
+            thread_pool_size=thread_pool_size,
+            timeout_request=timeout_request,
+            timeout_content=timeout_content,
+            rpc_auth="none" if rpc_keys_secret is None else "curve",
+            limits=limits or launch.Limits(),
+        )
+    )
     container = _container(
         "query-frontend",
         image,
         s,
         "query",
-        command=["python", "-m", "clipper.query_frontend"],
-        args=[
-            "--store",
-            store_url(redis_host, redis_port),
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(n.QUERY_PORT),
-            "--rpc-host",
-            "0.0.0.0",
-            "--rpc-port",
-            str(n.RPC_PORT),
-            "--prediction-cache-size",
-            str(cache_size),
-            "--frontend-id",
-            name,
-            f"--thread_pool_size={thread_pool_size}",
-            f"--timeout_request={timeout_request}",
-            f"--timeout_content={timeout_content}",
-            *(["--rpc-auth", "none"] if rpc_keys_secret is None else []),
-        ],
+        command=spec.command(),
+        args=list(spec.args),
         ports=[
             {"name": "query", "containerPort": n.QUERY_PORT},
             {"name": "rpc", "containerPort": n.RPC_PORT},
         ],
-        env=_rpc_keys_env(rpc_keys_secret, "frontend"),
+        env=launch_env(spec, {"frontend": rpc_keys_secret}),
         **http_probes(n.QUERY_PORT),
     )
     # The query frontend serves Prometheus text itself; no exporter sidecar is needed.
@@ -371,21 +381,24 @@ def model_deployment(
 ) -> Obj:
     """One Deployment per (model version, query frontend), as in the original (reference §10.20).
     ``rpc_keys_secret``: the Secret whose ``replica`` key the container reads as ``CLIPPER_RPC_KEYS``."""
+    spec = launch.model_replica(
+        launch.ReplicaSettings(
+            name=name,
+            version=str(version),
+            input_type=input_type,
+            rpc_host=n.query_frontend(s.cluster, qf_id),
+            rpc_port=n.RPC_PORT,
+            model_path="/model",
+            liveness_file=MODEL_LIVENESS_FILE,
+            rpc_keys="none" if rpc_keys_secret is None else "secret",
+        )
+    )
     container = _container(
         "model",
         image,
         s,
         "model",
-        env=[
-            {"name": "CLIPPER_MODEL_NAME", "value": name},
-            {"name": "CLIPPER_MODEL_VERSION", "value": str(version)},
-            {"name": "CLIPPER_IP", "value": n.query_frontend(s.cluster, qf_id)},
-            {"name": "CLIPPER_PORT", "value": str(n.RPC_PORT)},
-            {"name": "CLIPPER_INPUT_TYPE", "value": input_type},
-            {"name": "CLIPPER_MODEL_PATH", "value": "/model"},
-            {"name": "CLIPPER_LIVENESS_FILE", "value": MODEL_LIVENESS_FILE},
-            *_rpc_keys_env(rpc_keys_secret, "replica"),
-        ],
+        env=launch_env(spec, {"replica": rpc_keys_secret}),
         ports=[{"name": "metrics", "containerPort": 1390}],
         livenessProbe=model_liveness_probe(),
     )
@@ -548,17 +561,6 @@ def prometheus_service(s: ObjectSettings) -> Obj:
 
 
 # --- sets and patches ---------------------------------------------------------------------------
-
-
-def scale_patch(replicas: int) -> Obj:
-    """Body of a merge patch on the ``scale`` subresource: ``spec.replicas`` and nothing else."""
-    return {"spec": {"replicas": replicas}}
-
-
-def _rpc_keys_env(secret: str | None, role: str) -> list[Obj]:
-    if secret is None:
-        return []
-    return [{"name": RPC_KEYS_ENV, "valueFrom": {"secretKeyRef": {"name": secret, "key": role}}}]
 
 
 def rpc_keys_secret(s: ObjectSettings, keys: RpcKeys) -> Obj:

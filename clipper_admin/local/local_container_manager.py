@@ -19,15 +19,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import requests
 
 from clipper.net import port_in_use
-from clipper.rpc.auth import RPC_KEYS_FILE_ENV, RpcKeys
+from clipper.rpc.auth import RpcKeys
 
+from .. import launch
 from ..admin_auth import (
     OPT_OUT_WARNING,
-    TOKEN_FILE_ENV,
     check_token,
     private_dir,
     read_token_file,
@@ -43,6 +44,7 @@ from ..container_manager import (
     ContainerManager,
 )
 from ..exceptions import ClipperException
+from ..launch import FrontendSettings, Limits, ReplicaSettings, Timeouts
 from ..validation import validate_input_type, validate_num_replicas
 from . import build
 from .state import (
@@ -65,6 +67,8 @@ _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]*\Z")
 
 
 class LocalContainerManager(ContainerManager):
+    waits_for_frontends = True  # start_clipper polls /admin/ping and /metrics itself
+
     def __init__(
         self,
         cluster_name="default-cluster",
@@ -78,6 +82,9 @@ class LocalContainerManager(ContainerManager):
         start_timeout=60.0,
         replica_timeout=60.0,
         allow_unauthenticated_replicas=False,
+        *,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
     ):
         """A Clipper cluster made of local processes.
 
@@ -101,12 +108,17 @@ class LocalContainerManager(ContainerManager):
         host : str
             Interface the frontends bind to.
         start_timeout, replica_timeout : float
-            Seconds to wait for the frontends, and for new model replicas to connect.
+            Seconds to wait for the frontends, and for new model replicas to connect (the
+            ``Timeouts`` the manager keeps; ``timeouts=`` gives both at once and wins).
         allow_unauthenticated_replicas : bool
             By default only the model replicas this cluster starts may register with the query
             frontend: ``start_clipper()`` generates CURVE keys (``<cluster dir>/rpc_keys.json``, mode
             0600) and hands them to the frontend and to every replica. ``True`` accepts any process
             that reaches the RPC port, e.g. original-protocol model containers you start yourself.
+        timeouts : clipper_admin.launch.Timeouts, optional
+        limits : clipper_admin.launch.Limits, optional
+            Query frontend limits (``--max-batch-inputs``, ``--max-connections``...); default: the
+            frontend's own.
         """
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME.match(cluster_name):
             raise ClipperException(
@@ -124,8 +136,8 @@ class LocalContainerManager(ContainerManager):
         self._admin_token_arg = admin_token
         self.admin_token = admin_token or None
         self.host = host
-        self.start_timeout = start_timeout
-        self.replica_timeout = replica_timeout
+        self.timeouts = timeouts or Timeouts(start_timeout, replica_timeout)
+        self.limits = limits or Limits()
         self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
         home = Path(state_dir).expanduser() if state_dir else clipper_home()
         self.dir = ClusterDir(home.absolute() / cluster_name)
@@ -199,16 +211,14 @@ class LocalContainerManager(ContainerManager):
         private_dir(self.dir.root)  # owner-only: the token, the store and the model code live here
         self.dir.logs.mkdir(parents=True, exist_ok=True)
         token = resolve_token(self._admin_token_arg)
-        mgmt_env = {}
         if token is None:
             self.admin_token_file.unlink(missing_ok=True)
             self.logger.warning(OPT_OUT_WARNING.format(cluster=self.cluster_name, addr=self.get_admin_addr()))
         else:
             write_token_file(self.admin_token_file, token)
-            mgmt_env[TOKEN_FILE_ENV] = str(self.admin_token_file)
         self.admin_token = token
         store = f"sqlite:///{self.dir.store_path}"
-        rpc_auth, rpc_args = self._rpc_auth_setup()
+        rpc_auth = self._rpc_auth_setup()
         self.dir.write_cluster(
             {
                 "cluster_name": self.cluster_name,
@@ -224,27 +234,28 @@ class LocalContainerManager(ContainerManager):
                 "created": time.time(),
             }
         )
+        settings = FrontendSettings(
+            store=store,
+            management_port=self.clipper_management_port,
+            query_port=self.clipper_query_port,
+            rpc_port=self.clipper_rpc_port,
+            host=self.host,
+            rpc_host=self.host,
+            frontend_id=QUERY,
+            cache_size_bytes=cache_size,
+            thread_pool_size=qf_http_thread_pool_size,
+            timeout_request=qf_http_timeout_request,
+            timeout_content=qf_http_timeout_content,
+            admin_token="file" if token else "none",
+            admin_token_file=str(self.admin_token_file) if token else None,
+            rpc_auth=rpc_auth,
+            rpc_keys_file=str(self.rpc_keys_file) if rpc_auth == "curve" else None,
+            limits=self.limits,
+        )
         with self.dir.edit_desired() as table:
             table.clear()
-            table[MANAGEMENT] = {
-                "argv": [
-                    self.python, "-m", "clipper.management_frontend", "--store", store,
-                    "--host", self.host, "--port", str(self.clipper_management_port),
-                ],
-                "env": mgmt_env,
-            }  # fmt: skip
-            table[QUERY] = {
-                "argv": [
-                    self.python, "-m", "clipper.query_frontend", "--store", store,
-                    "--host", self.host, "--port", str(self.clipper_query_port),
-                    "--rpc-host", self.host, "--rpc-port", str(self.clipper_rpc_port),
-                    "--prediction-cache-size", str(cache_size), "--frontend-id", QUERY,
-                    "--thread_pool_size", str(qf_http_thread_pool_size),
-                    "--timeout_request", str(qf_http_timeout_request),
-                    "--timeout_content", str(qf_http_timeout_content), *rpc_args,
-                ],
-                "env": {},
-            }  # fmt: skip
+            table[MANAGEMENT] = self._process_spec(launch.management_frontend(settings))
+            table[QUERY] = self._process_spec(launch.query_frontend(settings))
         try:
             self._spawn_supervisor()
             self._wait_for_frontends()
@@ -417,27 +428,33 @@ class LocalContainerManager(ContainerManager):
     def rpc_keys_file(self) -> Path:
         return self.dir.root / "rpc_keys.json"
 
-    def _rpc_auth_setup(self) -> tuple[str, list[str]]:
+    def _rpc_auth_setup(self) -> Literal["curve", "none"]:
         """Generate the cluster's RPC keys (unless unauthenticated replicas are allowed); returns
-        the ``rpc_auth`` mode for cluster.json and the query frontend's arguments."""
+        the ``rpc_auth`` mode (recorded in cluster.json)."""
         if self.allow_unauthenticated_replicas:
             self.rpc_keys_file.unlink(missing_ok=True)
-            return "none", ["--rpc-auth", "none"]
+            return "none"
         RpcKeys.generate().write(self.rpc_keys_file)
-        return "curve", ["--rpc-auth", "curve", "--rpc-keys-file", str(self.rpc_keys_file)]
+        return "curve"
+
+    def _process_spec(self, spec: launch.Launch) -> dict:
+        """A supervisor process entry (``desired.json``); never holds a secret: the local backend
+        hands secrets over as file paths."""
+        assert not spec.secret_env, spec.secret_env
+        return {"argv": [*spec.command(self.python), *spec.args], "env": dict(spec.env)}
 
     def _model_spec(self, name, version, input_type, model_dir: Path) -> dict:
-        env = {
-            "CLIPPER_MODEL_NAME": name,
-            "CLIPPER_MODEL_VERSION": version,
-            "CLIPPER_IP": self.host,
-            "CLIPPER_PORT": str(self.clipper_rpc_port),
-            "CLIPPER_INPUT_TYPE": input_type,
-            "CLIPPER_MODEL_PATH": str(model_dir),
-        }
-        if not self.allow_unauthenticated_replicas:
-            env[RPC_KEYS_FILE_ENV] = str(self.rpc_keys_file)  # the path, never the keys (desired.json)
-        return {"argv": [self.python, "-m", "clipper.container"], "env": env, "cwd": str(model_dir)}
+        replica = ReplicaSettings(
+            name=name,
+            version=version,
+            input_type=input_type,
+            rpc_host=self.host,
+            rpc_port=self.clipper_rpc_port,
+            model_path=str(model_dir),
+            rpc_keys="none" if self.allow_unauthenticated_replicas else "file",
+            rpc_keys_file=None if self.allow_unauthenticated_replicas else str(self.rpc_keys_file),
+        )
+        return {**self._process_spec(launch.model_replica(replica)), "cwd": str(model_dir)}
 
     def _replica_ids(self, table: dict, name: str, version: str) -> list[str]:
         out = []

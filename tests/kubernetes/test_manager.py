@@ -193,7 +193,7 @@ def test_rpc_keys_reach_only_the_clusters_pods_and_unauthenticated_replicas_are_
     assert set(parts["replica"]) == {"server_public", "client_public", "client_secret"}
     query = _container(fake, "query-frontend-0-at-c1")
     assert _keys_ref(query) == {"name": "rpc-keys-at-c1", "key": "frontend"}
-    assert "--rpc-auth" not in query["args"]  # curve, the default
+    assert query["args"][-2:] == ["--rpc-auth", "curve"]
     later = make_manager(useInternalIP=True)  # another process
     later.connect()
     later.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
@@ -316,18 +316,21 @@ def test_port_forward_when_no_node_address_is_usable(make_manager, fake_k8s, pon
     assert any(r.path.endswith("/portforward") for r in fake_k8s.fake.requests)
 
 
-def test_missing_namespace_is_a_clear_error(fake_k8s):
+def test_missing_namespace_is_a_clear_error_on_first_use(fake_k8s):
+    cm = KubernetesContainerManager("c1", namespace="nope", api_client=api_client_for(fake_k8s.url))
+    assert fake_k8s.fake.requests == []  # constructing a manager talks to no API
     with pytest.raises(ClipperException, match="create_namespace_if_not_exists=True"):
-        KubernetesContainerManager("c1", namespace="nope", api_client=api_client_for(fake_k8s.url))
+        cm.connect()
 
 
-def test_unreachable_api_is_a_clear_error():
+def test_unreachable_api_is_a_clear_error_on_first_use():
     from clipper.net import free_port
 
     api = api_client_for(f"http://127.0.0.1:{free_port()}")
     api.configuration.retries = 0
+    cm = KubernetesContainerManager("c1", api_client=api)  # nothing sent yet: no error
     with pytest.raises(ClipperException, match="unreachable"):
-        KubernetesContainerManager("c1", api_client=api)
+        cm.connect()
 
 
 def test_connect_to_missing_cluster_is_a_clear_error(make_manager):
