@@ -90,7 +90,7 @@ def cmd_diff(args) -> int:
     return plan_exit_code(plan)
 
 
-def _apply_once(t, args, quiet_noop: bool = False) -> Any:
+def _apply_once(t, args) -> Any:
     from reconciler.engine import apply
 
     with _progress() as progress:
