@@ -60,3 +60,29 @@ def test_every_backend_and_field_is_declared():
         assert honoured <= fields
     # every field is honoured by some backend (a field nobody honours would always be an error)
     assert set().union(*BACKEND_FIELDS.values()) == fields
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("queryPort: 1400\nmanagementPort: 1401\nrpcPort: 1402\nadminAuth: none\n",
+         {"clipper_query_port": 1400, "clipper_management_port": 1401, "clipper_rpc_port": 1402,
+          "_admin_token_arg": False}),
+        ("backend: docker\nqueryPort: 1400\nregistry: r.example.com\nredis:\n  host: h\n  port: 6380\n"
+         "docker:\n  network: n\n  prometheusPort: 9191\n",
+         {"clipper_query_port": 1400, "registry": "r.example.com", "redis_ip": "h", "redis_port": 6380,
+          "docker_network": "n", "prometheus_port": 9191, "_admin_token_arg": None}),
+        ("backend: kubernetes\nregistry: r.example.com\nredis:\n  host: h\n  port: 6380\n"
+         "allowUnauthenticatedReplicas: true\nkubernetes:\n  namespace: ns\n",
+         {"registry": "r.example.com", "redis_ip": "h", "redis_port": 6380, "namespace": "ns",
+          "allow_unauthenticated_replicas": True}),
+    ],
+)  # fmt: skip
+def test_the_manager_gets_every_field_its_backend_honours(tmp_path, monkeypatch, spec, expected):
+    from reconciler.backends import container_manager
+    from reconciler.desired import desired_state
+
+    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path))
+    cm = container_manager(desired_state(_load(tmp_path, spec)))  # constructing talks to no API
+    assert cm.cluster_name == "x"
+    assert {k: getattr(cm, k) for k in expected} == expected
