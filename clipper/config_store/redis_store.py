@@ -32,7 +32,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 
 import redis
@@ -48,6 +49,12 @@ from clipper.config_store.base import (
     Subscription,
 )
 from clipper.config_store.traffic import TrafficConfig
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, FieldT
+
+# Every client decodes replies (decode_responses=True), so they are str where redis-py's annotations
+# say ``bytes | str``: the casts below say so, nothing is converted.
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +171,7 @@ class RedisConfigStore(ConfigStore):
         password = q.get("password", [None])[0] or (unquote(u.password) if u.password else None)
         return cls(u.hostname or "localhost", u.port or 6379, password=password, ssl=u.scheme == "rediss")
 
-    def _client(self, db: int, retries: int = 5, **kw) -> redis.Redis:
+    def _client(self, db: int, retries: int = 5, **kw: Any) -> redis.Redis:
         return redis.Redis(
             host=self.host,
             port=self.port,
@@ -227,11 +234,11 @@ class RedisConfigStore(ConfigStore):
         keys = self._scan(METADATA_DB, glob_escape(CURRENT_VERSION_PREFIX) + "*")
         if not keys:
             return {}
-        values = self._dbs[METADATA_DB].mget(keys)
+        values = cast("list[str | None]", self._dbs[METADATA_DB].mget(keys))
         return {k.removeprefix(CURRENT_VERSION_PREFIX): v for k, v in zip(keys, values, strict=True) if v}
 
     def get_app(self, name: str) -> AppRecord | None:
-        h = self._dbs[APPLICATION_DB].hgetall(name)
+        h = cast("dict[str, str]", self._dbs[APPLICATION_DB].hgetall(name))
         return app_from_hash(name, h) if h else None
 
     def list_apps(self) -> list[AppRecord]:
@@ -240,11 +247,11 @@ class RedisConfigStore(ConfigStore):
         return [app_from_hash(k, h) for k, h in zip(keys, hashes, strict=True) if h]
 
     def get_links(self, app: str) -> list[str]:
-        return sorted(self._dbs[LINKS_DB].smembers(app))
+        return sorted(cast("set[str]", self._dbs[LINKS_DB].smembers(app)))
 
     def get_model(self, name: str, version: str) -> ModelRecord | None:
         key = model_key(name, version)
-        h = self._dbs[MODEL_DB].hgetall(key)
+        h = cast("dict[str, str]", self._dbs[MODEL_DB].hgetall(key))
         return model_from_hash(key, h) if h else None
 
     def list_models(self) -> list[ModelRecord]:
@@ -257,7 +264,7 @@ class RedisConfigStore(ConfigStore):
         return [k[len(prefix) :] for k in self._scan(MODEL_DB, glob_escape(prefix) + "*")]
 
     def get_current_version(self, name: str) -> str | None:
-        return self._dbs[METADATA_DB].get(CURRENT_VERSION_PREFIX + name) or None
+        return cast("str | None", self._dbs[METADATA_DB].get(CURRENT_VERSION_PREFIX + name)) or None
 
     def list_containers(self) -> list[ContainerRecord]:
         keys = self._scan(CONTAINER_DB)
@@ -308,7 +315,7 @@ class RedisConfigStore(ConfigStore):
                     p.unwatch()
                     return False
                 p.multi()
-                p.hset(key, mapping=model_hash(model))
+                p.hset(key, mapping=cast("Mapping[FieldT, EncodableT]", model_hash(model)))
                 p.execute()
             except redis.WatchError:
                 return False  # someone created it between our check and our write

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from clipper.config_store.base import (
     AppRecord,
@@ -156,19 +157,19 @@ class SqliteConfigStore(ConfigStore):
             else:
                 c.execute("COMMIT")
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
     # -- row decoding ------------------------------------------------------------------------
     @staticmethod
-    def _app(row: tuple) -> AppRecord:
+    def _app(row: tuple[Any, ...]) -> AppRecord:
         return AppRecord(
             name=row[0], input_type=row[1], default_output=row[2], latency_slo_micros=row[3], policy=row[4]
         )
 
     @staticmethod
-    def _model(row: tuple) -> ModelRecord:
+    def _model(row: tuple[Any, ...]) -> ModelRecord:
         return ModelRecord(
             name=row[0],
             version=row[1],
@@ -408,7 +409,8 @@ class SqliteConfigStore(ConfigStore):
         conn = _connect(self.path)
 
         def probe() -> int:
-            return conn.execute("PRAGMA data_version").fetchone()[0]
+            version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+            return version
 
         sub = _SqliteSubscription(conn, probe, on_change)
         self._subs.append(sub)
