@@ -7,7 +7,7 @@ import logging
 
 import requests
 
-from .exceptions import ClipperConnectionError, ClipperException
+from .exceptions import ClipperConnectionError, ClipperException, http_error
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class AdminClient:
     """POSTs JSON to ``http://<admin addr>/admin/<endpoint>``.
 
     Non-200 answers become ``ClipperException("Received error status code: <code> and message: <text>")``
-    as in the original; an unreachable server becomes ``ClipperConnectionError`` (also a
+    as in the original (a :class:`~clipper_admin.exceptions.ClipperHTTPError` with ``status`` set); an unreachable server becomes ``ClipperConnectionError`` (also a
     ``requests.ConnectionError``); a body that cannot be JSON-encoded becomes a ``ClipperException``.
     """
 
@@ -53,7 +53,7 @@ class AdminClient:
         if r.status_code != requests.codes.ok:
             msg = f"Received error status code: {r.status_code} and message: {r.text}"
             logger.error(msg)
-            raise ClipperException(msg)
+            raise http_error(msg, r.status_code)
         return r
 
     def post_json(self, endpoint: str, body: dict):

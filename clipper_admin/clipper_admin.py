@@ -15,7 +15,16 @@ import requests
 from . import predict_test
 from .admin_client import AdminClient
 from .container_manager import CONTAINERLESS_MODEL_IMAGE, ClusterAdapter
-from .exceptions import ClipperConnectionError, ClipperException, UnconnectedException
+from .exceptions import (
+    AlreadyExists,
+    ClipperConnectionError,
+    ClipperException,
+    ErrorKind,
+    InvalidState,
+    NotFound,
+    UnconnectedException,
+    http_error,
+)
 from .health import wait_for_frontends
 from .validation import (
     deploy_regex_str,  # noqa: F401  (re-exported, as in the original module)
@@ -216,7 +225,7 @@ class ClipperConnection:
         validate_input_type(input_type)
         validate_num_replicas(num_replicas)
         if self._admin.post_json("get_model", {"model_name": name, "model_version": version}):
-            raise ClipperException(
+            raise AlreadyExists(
                 f"Model {name}:{version} is already deployed (model with name '{name}' and version "
                 f"'{version}' already exists). Deploy a new version, or stop this one first."
             )
@@ -258,7 +267,7 @@ class ClipperConnection:
         for m in self.get_all_models(verbose=True):
             if m["model_name"] == name and m["is_current_version"]:
                 return m["model_version"]
-        raise ClipperException(f"No versions of model {name} registered with Clipper")
+        raise NotFound(f"No versions of model {name} registered with Clipper")
 
     @_connected
     def get_num_replicas(self, name, version=None):
@@ -272,9 +281,9 @@ class ClipperConnection:
         validate_num_replicas(num_replicas)
         model_data = self.get_model_info(name, version)
         if model_data is None:
-            raise ClipperException(f"Cannot add container for non-registered model {name}:{version}")
+            raise NotFound(f"Cannot add container for non-registered model {name}:{version}")
         if model_data["container_name"] == CONTAINERLESS_MODEL_IMAGE:
-            raise ClipperException(f"Cannot resize the replica set for containerless model {name}:{version}")
+            raise InvalidState(f"Cannot resize the replica set for containerless model {name}:{version}")
         self.cm.set_num_replicas(
             name, version, model_data["input_type"], model_data["container_name"], num_replicas
         )
@@ -403,7 +412,7 @@ class ClipperConnection:
             return r.json()
         msg = f"Received error status code: {r.status_code} and message: {r.text}"
         self.logger.error(msg)
-        raise ClipperException(msg)
+        raise http_error(msg, r.status_code)
 
     @_connected
     def get_query_addr(self):
@@ -418,7 +427,9 @@ class ClipperConnection:
     def _unregister_versioned_models(self, model_versions_dict, ignore_gone=False):
         """Soft-delete each version. With ``ignore_gone`` (lists read back from the server), a version
         deleted meanwhile is skipped: the query frontend purges deleted versions asynchronously, so
-        the original failed here when a ``stop_*`` call followed another too quickly."""
+        the original failed here when a ``stop_*`` call followed another too quickly. "Deleted
+        meanwhile" is read from the server's state (the version is no longer listed), not from the
+        refusal's text."""
         for model_name in model_versions_dict:
             for model_version in model_versions_dict[model_name]:
                 try:
@@ -426,10 +437,18 @@ class ClipperConnection:
                         "delete_versioned_model", {"model_name": model_name, "model_version": model_version}
                     )
                 except ClipperException as e:
-                    if ignore_gone and ("does not exist" in e.msg or "already marked as 'invalid'" in e.msg):
+                    if (
+                        ignore_gone
+                        and e.kind is ErrorKind.REJECTED
+                        and self._version_gone(model_name, model_version)
+                    ):
                         continue
                     raise
                 self.logger.info(f"Model {model_name}:{model_version} was successfully deleted")
+
+    def _version_gone(self, name, version) -> bool:
+        """Not (or no longer) a registered valid version: never listed, or deleted meanwhile."""
+        return not self._admin.post_json("get_model", {"model_name": name, "model_version": str(version)})
 
     def _versions_of(self, predicate) -> dict[str, list[str]]:
         model_dict: dict[str, list[str]] = {}
