@@ -48,7 +48,7 @@ class ContainerRecord:
     model_version: str
     replica_id: int
     input_type: str  # canonical
-    frontend_id: str  # which query frontend owns the connection (never cross-wired, §4.4)
+    frontend_id: str  # which query frontend owns the connection (never cross-wired, docs/store-layout.md)
     zmq_connection_id: int = 0
     # False while the frontend considers the replica hung (it has held a batch past --batch-timeout):
     # out of rotation until it answers or leaves. Reported by get_all_containers (verbose).
@@ -135,7 +135,7 @@ class ConfigStore(abc.ABC):
         """A replica id unique across every query frontend sharing this store (0, 1, 2, ...).
 
         Container rows are keyed ``name,version,replica_id`` as in the original; per-process counters
-        would make two frontends overwrite each other's rows (clipper-servers.md §4.4)."""
+        would make two frontends overwrite each other's rows (docs/store-layout.md)."""
 
     @abc.abstractmethod
     def put_container(self, container: ContainerRecord) -> None: ...

@@ -1,6 +1,6 @@
 """What the prediction function receives and how its result becomes response outputs.
 
-Inputs follow the original ``rpc.py`` (``clipper-admin-api.md`` §9.3): numeric inputs (bytes as
+Inputs follow the original ``rpc.py`` (payloads: ``docs/wire-protocol.md``): numeric inputs (bytes as
 signed int8, ints int32, floats float32, doubles float64, little-endian) of equal byte length arrive
 as one 2-D array of shape ``(n, item_len)``; ragged ones as a 1-D object array of 1-D arrays; strings
 as a 1-D object array of ``bytes``. Unlike the original the 2-D array is a fresh, writable array

@@ -1,4 +1,4 @@
-"""Optional Prometheus metrics of a model container, with the original container's names (§6.4)."""
+"""Optional Prometheus metrics of a model container, with the original container's names."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The one HTTP/1.1 server both frontends run on: asyncio protocol + httptools parser (+ uvloop).
 
-Why not a framework: the prediction path is where Python serving systems lose (DESIGN.md §3). A raw
+Why not a framework: the prediction path is where Python serving systems lose. A raw
 protocol keeps per-request work to parsing, one handler call and one ``transport.write``:
 
 * a handler returns a :class:`Response` directly (no task, no future) or an awaitable of one;

@@ -1,6 +1,6 @@
 """The /admin route logic as plain functions: request body bytes -> :class:`Reply`.
 
-Validation order, texts and status codes are the original's (``clipper-servers.md`` §3); fixes: an
+Validation order, texts and status codes are the original's (``docs/wire-protocol.md``); fixes: an
 unknown ``input_type`` is a 400 (the original sent nothing), ``delete_app`` also drops the app's links,
 a store failure is a 500 carrying the original's "Error ... Redis" text.
 """

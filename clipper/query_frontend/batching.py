@@ -1,7 +1,7 @@
 """Adaptive batch sizing: an AIMD controller per replica, driven by the latency objective.
 
 The original sized batches with exploration that padded batches with duplicate inputs and a ridge
-regression whose ``max_latency`` never decayed (spec §5.6, §11.15). This controller instead:
+regression whose ``max_latency`` never decayed. This controller instead:
 
 * never pads: a batch is what is queued when the replica is free, up to the current limit;
 * grows the limit additively (+1) after a batch that was *full* (the limit bound it) and whose

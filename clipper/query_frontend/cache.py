@@ -1,4 +1,4 @@
-"""Bounded prediction cache (spec §5.5, with the original's defects fixed).
+"""Bounded prediction cache (the original's, with its defects fixed).
 
 * Keys compare exactly: ``(model name, model version, input bytes)``; no hash aliasing.
 * Only completed outputs are stored. There are no pending entries, so nothing can leak when a query
@@ -6,7 +6,7 @@
   task, as in the original, and the first output to arrive fills the entry.
 * Capacity is in bytes of memory: each entry costs its input key, its output *and* the interpreter's
   per-entry overhead (key tuple, bytes headers, ordered-dict node: ~240 bytes, measured). The
-  original counted only output bytes, so many small entries grew without bound (§11.19) -- and so
+  original counted only output bytes, so many small entries grew without bound -- and so
   did an earlier version of this cache, by ~7x its capacity under a soak of distinct inputs. An
   entry larger than the capacity is not stored; capacity 0 disables the cache.
 * Eviction is LRU (``OrderedDict``: O(1) hit, insert and evict).

@@ -1,4 +1,4 @@
-"""Per-query processing (spec §5.2): cache -> model queue -> latency-objective timer -> default.
+"""Per-query processing: cache -> model queue -> latency-objective timer -> default.
 
 One :class:`PendingRequest` stands for one HTTP predict request with N inputs (N = 1 for
 ``"input"``). Each input is answered by a cache hit, a model output, or the app's default output;

@@ -1,4 +1,4 @@
-"""Per model-version task queues, earliest deadline first (spec §5.4).
+"""Per model-version task queues, earliest deadline first.
 
 A task is one input of one request. Tasks whose request is already answered (its latency objective
 fired) or whose deadline passed are dropped lazily when popped and by :meth:`TaskQueue.compact`, so

@@ -1,4 +1,4 @@
-"""Parsing of predict and update bodies with the original's strict number typing (spec §2.2, §2.4).
+"""Parsing of predict and update bodies with the original's strict number typing (docs/wire-protocol.md).
 
 The JSON number rules follow RapidJSON as the original does: ``integers`` take integer literals that
 fit int32, ``floats``/``doubles`` take only floating literals (with ``.`` or an exponent), ``strings``
@@ -6,7 +6,7 @@ and ``bytes`` take one JSON string. orjson keeps ``1`` (int) and ``1.0`` (float)
 NaN/Infinity and turns integers too large for 64 bits into floats, exactly RapidJSON's split.
 
 Each parsed input is the raw payload the container receives (little-endian arrays, UTF-8 bytes,
-decoded base64). Empty inputs are rejected (they wedged the original's workers, §11.14).
+decoded base64). Empty inputs are rejected (they wedged the original's workers).
 
 An ``input_batch`` longer than the frontend's ``--max-batch-inputs`` is refused (:class:`BatchTooLarge`)
 before any element is looked at; one longer than :data:`PARSE_CHUNK` is returned unvalidated

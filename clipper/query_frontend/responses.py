@@ -1,4 +1,4 @@
-"""Response bytes of the query frontend (spec §2.3), built from precomputed pieces.
+"""Response bytes of the query frontend (docs/wire-protocol.md), built from precomputed pieces.
 
 Outputs (model outputs and default outputs) are converted once into their embedded JSON form
 (:func:`embed_output`) and then pasted between constant prefixes; the per-request work is one
@@ -41,7 +41,7 @@ def default_body(query_id: int, embedded_default: bytes, explanation: bytes) -> 
 
 
 def batch_body(parts: list[bytes]) -> bytes:
-    """``{"batch_predictions":[...]}``, except that exactly one result is returned unwrapped (§2.3)."""
+    """``{"batch_predictions":[...]}``, except that exactly one result is returned unwrapped (docs/wire-protocol.md)."""
     if len(parts) == 1:
         return parts[0]
     return b'{"batch_predictions":[' + b",".join(parts) + b"]}"

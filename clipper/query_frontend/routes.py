@@ -1,8 +1,8 @@
 """The in-memory routing table built from a config-store snapshot.
 
 Paths match exactly (``/<app>/predict`` and ``/<app>/predict/``; the original pasted app names into
-regexes unescaped, §2.1). A new snapshot replaces the whole table, so a deleted app's routes really
-disappear and a re-added app gets its new input type and objective (§11.9).
+regexes unescaped). A new snapshot replaces the whole table, so a deleted app's routes really
+disappear and a re-added app gets its new input type and objective (the original kept stale routes).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Replica workers: pull-based batch dispatch over the replicas of each model version (spec §5.4, §5.7).
+"""Replica workers: pull-based batch dispatch over the replicas of each model version.
 
 There is no thread or task per replica. A replica is *free* or has exactly one batch in flight.
 Work is dispatched by callbacks on the event loop:

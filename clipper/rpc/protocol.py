@@ -1,7 +1,7 @@
 """Clipper RPC protocol version 3: constants and pure encode/decode functions, frame for frame.
 
 Frame lists never include the ZMQ routing identity: the ROUTER side strips/prepends it, the DEALER
-side never sees it. All integers are little-endian (``clipper-servers.md`` §6.2).
+side never sees it. All integers are little-endian (frame tables: ``docs/wire-protocol.md``).
 
 Frontend -> container messages start with ``b""`` and the RPC-version frame; container -> frontend
 messages start with ``b""`` and have no version frame.

@@ -98,7 +98,7 @@ OnDisconnect = Callable[[ReplicaConnection, str], None]
 
 
 class RpcServer:
-    """ROUTER socket serving container sessions (protocol v3, ``clipper-servers.md`` §6)."""
+    """ROUTER socket serving container sessions (protocol v3, ``docs/wire-protocol.md``)."""
 
     def __init__(
         self,

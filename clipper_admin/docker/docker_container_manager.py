@@ -1,5 +1,5 @@
 """``DockerContainerManager``: a Clipper cluster as Docker containers (the original's constructor,
-container names, labels and ports; clipper-admin-api.md §5).
+container names, labels and ports).
 
 What differs from the original, on purpose:
 
@@ -112,7 +112,7 @@ class DockerContainerManager(ContainerManager):
         limits: Limits | None = None,
         docker_client=None,
     ):
-        """Parameters are the original's (clipper-admin-api.md §5.1); the keyword-only ones are new.
+        """Parameters are the original's, in its order; the keyword-only ones are new.
 
         ``publish_host`` is the host address ports are published on; ``redis_image`` and
         ``prometheus_image`` default to ``<CLIPPER_REGISTRY or clipper>/{redis,prometheus}:<version>``;

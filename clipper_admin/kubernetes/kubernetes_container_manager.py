@@ -1,6 +1,6 @@
 """``KubernetesContainerManager``: Clipper on Kubernetes with current API versions and server-side apply.
 
-Behaviour follows the original (reference §6) where it was sound; deliberate differences:
+Behaviour follows the original's KubernetesContainerManager where it was sound; deliberate differences:
 
 * apps/v1, rbac/v1 and core/v1 only; every object is built by ``objects.py`` and sent with
   server-side apply (field manager ``clipper``), so ``start_clipper``/``deploy_model`` are idempotent

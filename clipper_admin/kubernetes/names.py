@@ -1,4 +1,4 @@
-"""Object names and labels of a Clipper cluster on Kubernetes (the original's, reference §6.6).
+"""Object names and labels of a Clipper cluster on Kubernetes (the original's).
 
 Kept apart from ``objects.py`` so the manager, the port-forwarder and tests agree on one spelling.
 """

@@ -3,7 +3,7 @@
 No I/O here: the manager applies these with server-side apply, and the tests validate them
 against the official OpenAPI schemas. Current API versions only (core/v1, apps/v1, rbac/v1);
 the original's templates (extensions/v1beta1, rbac/v1beta1) no longer exist on any supported
-Kubernetes. Names and labels follow the original (reference §6.6), with ``spec.selector`` added
+Kubernetes. Names and labels follow the original, with ``spec.selector`` added
 as apps/v1 requires, and the model template's ``label:`` typo fixed.
 """
 
@@ -379,7 +379,7 @@ def model_deployment(
     num_replicas: int,
     rpc_keys_secret: str | None = None,
 ) -> Obj:
-    """One Deployment per (model version, query frontend), as in the original (reference §10.20).
+    """One Deployment per (model version, query frontend), as in the original.
     ``rpc_keys_secret``: the Secret whose ``replica`` key the container reads as ``CLIPPER_RPC_KEYS``."""
     spec = launch.model_replica(
         launch.ReplicaSettings(

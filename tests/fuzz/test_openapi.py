@@ -97,8 +97,8 @@ def test_query_frontend_fuzz(case, live):
 @mgmt_fuzz.parametrize()
 @FUZZ_SETTINGS
 def test_management_frontend_fuzz(case):
-    # The original's plain-text bodies are served as Content-Type application/json (clipper-servers.md
-    # §11.7, kept for wire compatibility and documented so in the spec): they cannot parse as JSON.
+    # The original's plain-text bodies are served as Content-Type application/json (kept
+    # for wire compatibility, and documented so in openapi.json): they cannot parse as JSON.
     # Schema-valid requests can still be refused: "no such app", "already exists"... are 400s by the
     # original's contract, which a JSON schema cannot express.
     case.call_and_validate(

@@ -1,4 +1,4 @@
-"""A model container written only from the RPC v3 frame tables (clipper-servers.md §6.2-6.3).
+"""A model container written only from the RPC v3 frame tables (docs/wire-protocol.md).
 
 Usage: python spec_container.py HOST PORT MODEL_NAME MODEL_VERSION INPUT_TYPE_CODE [HEARTBEAT_S]
 

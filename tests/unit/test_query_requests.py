@@ -1,4 +1,4 @@
-"""Predict/update parsing: the original's strict number typing and error texts (spec §2.2, §2.4)."""
+"""Predict/update parsing: the original's strict number typing and error texts (docs/wire-protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Output embedding and response shapes (spec §2.3)."""
+"""Output embedding and response shapes (docs/wire-protocol.md)."""
 
 from __future__ import annotations
 

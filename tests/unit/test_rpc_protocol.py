@@ -1,4 +1,4 @@
-"""RPC protocol v3 framing: golden frames from clipper-servers.md §6.2, round trips, malformed input."""
+"""RPC protocol v3 framing: golden frames from docs/wire-protocol.md, round trips, malformed input."""
 
 from __future__ import annotations
 
