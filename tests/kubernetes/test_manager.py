@@ -129,22 +129,6 @@ def test_models_deploy_scale_and_stop(make_manager, fake_k8s):
     assert fake.get("Deployment", NS, "mgmt-frontend-at-c1") is not None
 
 
-def test_set_num_replicas_starts_only_images_built_for_this_cluster(make_manager, fake_k8s):
-    """``ClipperConnection.set_num_replicas`` passes the image the management API recorded: a new
-    Deployment starts only from this cluster's own tag; ``deploy_model`` keeps the original's
-    prebuilt images."""
-    fake = fake_k8s.fake
-    cm = make_manager(useInternalIP=True, registry="reg.example.com/clipper")
-    start(cm)
-    with pytest.raises(ClipperException, match="Refusing to start image 'reg.example.com/evil:1'"):
-        cm.set_num_replicas("m", "1", "doubles", "reg.example.com/evil:1", 1)
-    assert fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1") is None
-    cm.set_num_replicas("m", "1", "doubles", "reg.example.com/clipper/c1-m:1", 1)
-    assert fake.get("Deployment", NS, "m-1-deployment-at-0-at-c1") is not None
-    cm.deploy_model("p", "1", "doubles", "reg.example.com/prebuilt:1")
-    assert fake.get("Deployment", NS, "p-1-deployment-at-0-at-c1") is not None
-
-
 def test_admin_token_is_kept_across_restarts_and_can_be_turned_off(make_manager, fake_k8s):
     fake = fake_k8s.fake
     cm = make_manager(useInternalIP=True)
@@ -350,14 +334,6 @@ def test_refuses_local_image_on_remote_cluster_without_registry(make_manager, fa
     local = make_manager(useInternalIP=True, local_cluster=True)
     local.connect()
     local.deploy_model("m", "1", "doubles", f"{cm.cluster_identifier}-m:1")
-
-
-def test_deploy_times_out_with_the_original_message(make_manager, fake_k8s):
-    fake_k8s.fake.stuck.add("m-1-deployment-at-0-at-c1")
-    cm = make_manager(useInternalIP=True, wait_timeout_s=0.3)
-    start(cm)
-    with pytest.raises(ClipperException, match="Could not create a Kubernetes deployment. Model: m-1"):
-        cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
 
 
 def test_bad_constructor_arguments():

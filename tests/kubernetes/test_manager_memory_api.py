@@ -1,0 +1,95 @@
+"""KubernetesContainerManager's own logic on an in-memory API facade (``api=``): no HTTP server.
+
+What goes over the wire (server-side apply, merge patches, schemas) is tested against the strict
+HTTP double in ``test_manager.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clipper_admin.exceptions import ClipperException
+from clipper_admin.kubernetes import KubernetesContainerManager
+from clipper_admin.launch import Timeouts
+
+from .memory_api import MemoryKubeApi
+
+NS = "clipper-test"
+IMAGES = ("reg.example.com/clipper/query_frontend:1", "reg.example.com/clipper/management_frontend:1")
+
+
+@pytest.fixture
+def api():
+    api = MemoryKubeApi()
+    api.add_node("node-1", "10.0.0.1")
+    return api
+
+
+def manager(api, **kwargs):
+    kwargs.setdefault("namespace", NS)
+    kwargs.setdefault("create_namespace_if_not_exists", True)
+    kwargs.setdefault("useInternalIP", True)
+    kwargs.setdefault("poll_interval_s", 0.01)
+    kwargs.setdefault("local_cluster", False)
+    return KubernetesContainerManager("c1", api=api, **kwargs)
+
+
+def start(cm, replicas=1):
+    cm.start_clipper(IMAGES[0], IMAGES[1], None, 1024, 1, 5, 300, replicas)
+
+
+def test_constructing_calls_nothing_and_the_first_use_checks_the_namespace(api):
+    cm = manager(api, create_namespace_if_not_exists=False)
+    assert api.calls == []
+    with pytest.raises(ClipperException, match="Namespace does not exist"):
+        cm.connect()
+    assert api.calls == [("get", "Namespace", NS)]
+
+
+def test_start_and_connect_find_the_cluster_through_its_services(api):
+    cm = manager(api)
+    start(cm, replicas=2)
+    assert cm.get_admin_addr().startswith("10.0.0.1:") and cm.admin_token
+    other = manager(api)  # another process
+    other.connect()
+    assert other.num_frontend_replicas == 2 and other.admin_token == cm.admin_token
+
+
+def test_set_num_replicas_starts_only_images_built_for_this_cluster(api):
+    """``ClipperConnection.set_num_replicas`` passes the image the management API recorded: a new
+    Deployment starts only from this cluster's own tag; ``deploy_model`` keeps the original's
+    prebuilt images."""
+    cm = manager(api, registry="reg.example.com/clipper")
+    start(cm)
+    with pytest.raises(ClipperException, match="Refusing to start image 'reg.example.com/evil:1'"):
+        cm.set_num_replicas("m", "1", "doubles", "reg.example.com/evil:1", 1)
+    assert api.get("Deployment", "m-1-deployment-at-0-at-c1", NS) is None
+    cm.set_num_replicas("m", "1", "doubles", "reg.example.com/clipper/c1-m:1", 1)
+    assert api.get("Deployment", "m-1-deployment-at-0-at-c1", NS) is not None
+    cm.deploy_model("p", "1", "doubles", "reg.example.com/prebuilt:1")
+    assert api.get("Deployment", "p-1-deployment-at-0-at-c1", NS) is not None
+
+
+def test_scaling_patches_the_scale_only(api):
+    cm = manager(api)
+    start(cm)
+    cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1", num_replicas=2)
+    before = api.get("Deployment", "m-1-deployment-at-0-at-c1", NS)["spec"]["template"]
+    n_calls = len(api.calls)
+    cm.set_num_replicas("m", "1", "doubles", "reg.example.com/m:1", 3)
+    assert ("patch_scale", "Deployment", "m-1-deployment-at-0-at-c1") in api.calls[n_calls:]
+    assert not [c for c in api.calls[n_calls:] if c[0] == "apply"]
+    assert api.get("Deployment", "m-1-deployment-at-0-at-c1", NS)["spec"]["template"] == before
+    assert cm.get_num_replicas("m", "1") == 3
+    cm.stop_models({"m": ["1"]})
+    assert cm.get_num_replicas("m", "1") == 0
+
+
+def test_deploy_times_out_with_the_original_message_after_the_replica_timeout(api):
+    api.stuck.add("m-1-deployment-at-0-at-c1")
+    cm = manager(api, timeouts=Timeouts(frontend_start_s=30, replica_connect_s=0.2))
+    start(cm)
+    with pytest.raises(
+        ClipperException, match=r"Could not create a Kubernetes deployment. Model: m-1.*after 0 s"
+    ):
+        cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
