@@ -179,7 +179,8 @@ def error_response(status: int, error: str, cause: str) -> Response:
     return Response(status, orjson.dumps({"error": error, "cause": cause}))
 
 
-Handler = Callable[[Request], "Response | Deferred | Awaitable[Response]"]
+#: A handler answers at once, later (a Deferred it resolves), or with an awaitable of either.
+Handler = Callable[[Request], "Response | Deferred | Awaitable[Response | Deferred]"]
 
 
 @dataclass(frozen=True)

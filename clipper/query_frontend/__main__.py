@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def frontend_from_args(args: argparse.Namespace):
+def frontend_from_args(args: argparse.Namespace) -> QueryFrontend:
     from clipper.config_store import open_store
 
     url = args.store

@@ -26,6 +26,7 @@ from clipper.query_frontend.queues import Task
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from clipper.metrics import MetricsRegistry
     from clipper.query_frontend.cache import PredictionCache
     from clipper.query_frontend.routes import AppRoute
     from clipper.query_frontend.traffic import TargetStats
@@ -246,7 +247,11 @@ class QueryProcessor:
     """Turns a parsed predict request into a Response or a future of one."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, cache: PredictionCache, dispatcher: Dispatcher, metrics
+        self,
+        loop: asyncio.AbstractEventLoop,
+        cache: PredictionCache,
+        dispatcher: Dispatcher,
+        metrics: MetricsRegistry,
     ) -> None:
         self.loop = loop
         self.cache = cache

@@ -20,6 +20,7 @@ import binascii
 import re
 from array import array
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -89,7 +90,7 @@ def _empty(itype: InputType) -> JsonSemanticError:
     return JsonSemanticError(f"Empty input of type {itype.canonical} is not allowed")
 
 
-def _numeric(values: list, itype: InputType) -> bytes:
+def _numeric(values: list[Any], itype: InputType) -> bytes:
     if not values:
         raise _empty(itype)
     types = {*map(type, values)}
@@ -171,7 +172,7 @@ class PredictRequest:
     inputs: list[bytes]
     batch: bool  # True when the body used input_batch (answers in batch form unless exactly one)
     version: str | None
-    unparsed: list | None = None  # a large input_batch still to validate (parse_batch, in chunks)
+    unparsed: list[Any] | None = None  # a large input_batch still to validate (parse_batch, in chunks)
 
 
 def parse_predict(
@@ -203,7 +204,7 @@ class UpdateRequest:
     label: float
 
 
-def _required(doc: dict, key: str) -> object:
+def _required(doc: dict[str, Any], key: str) -> object:
     if key not in doc:
         raise JsonSemanticError(f"JSON object does not have required key: {key}")
     return doc[key]

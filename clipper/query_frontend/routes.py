@@ -15,6 +15,11 @@ from clipper.datatypes import InputType, parse_input_type
 from clipper.query_frontend.responses import embed_output
 
 if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable
+
+    from clipper.metrics import MetricsRegistry
+    from clipper.query_frontend.processor import PendingRequest
     from clipper.query_frontend.traffic import AppTraffic
 
 PREDICT = 0
@@ -44,8 +49,13 @@ class AppRoute:
     )
 
     def __init__(
-        self, rec: AppRecord, links: tuple[str, ...], target: tuple[str, str] | None, metrics, clock
-    ):
+        self,
+        rec: AppRecord,
+        links: tuple[str, ...],
+        target: tuple[str, str] | None,
+        metrics: MetricsRegistry,
+        clock: Callable[[], float],
+    ) -> None:
         self.name = rec.name
         self.input_type: InputType = parse_input_type(rec.input_type)
         self.slo_micros = rec.latency_slo_micros
@@ -73,7 +83,7 @@ class AppRoute:
         )
         self._clock = clock
 
-    def record(self, req, n: int) -> None:
+    def record(self, req: PendingRequest, n: int) -> None:
         """Metrics of one answered request (n inputs)."""
         micros = int((self._clock() - req.t0) * 1e6)
         lat = self.latency
@@ -107,7 +117,12 @@ def resolve_target(links: tuple[str, ...], current_versions: dict[str, str]) -> 
     return None
 
 
-def build_routing_table(snap: ConfigSnapshot, metrics, clock, log=None) -> RoutingTable:
+def build_routing_table(
+    snap: ConfigSnapshot,
+    metrics: MetricsRegistry,
+    clock: Callable[[], float],
+    log: logging.Logger | None = None,
+) -> RoutingTable:
     table = RoutingTable()
     for name, version in snap.models:
         table.versions.setdefault(name, set()).add(version)

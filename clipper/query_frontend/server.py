@@ -20,15 +20,15 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import orjson
 
-from clipper.config_store.base import ConfigSnapshot, ConfigStore, ContainerRecord
-from clipper.http.server import Request, Response, serve
+from clipper.config_store.base import ConfigSnapshot, ConfigStore, ContainerRecord, Subscription
+from clipper.http.server import Deferred, HttpServer, Request, Response, serve
 from clipper.metrics import PROMETHEUS_CONTENT_TYPE, MetricsRegistry
 from clipper.query_frontend import responses as R
 from clipper.query_frontend.cache import PredictionCache
@@ -48,9 +48,11 @@ from clipper.query_frontend.routes import PREDICT, AppRoute, RoutingTable, build
 from clipper.query_frontend.traffic import AppTraffic, TargetStats, combine, loss
 from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S, Dispatcher, ModelState, Replica
 from clipper.rpc.auth import RpcKeys
-from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES, RpcServer
+from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES, ReplicaConnection, RpcServer
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 TEXT = "text/plain; charset=utf-8"
 DEFAULT_CACHE_BYTES = 33554432
@@ -112,13 +114,14 @@ class QueryFrontend:
         self.snapshot = ConfigSnapshot()
         self.models: dict[tuple[str, str], ModelState] = {}
         self.traffic: dict[str, AppTraffic] = {}  # apps with a traffic configuration
-        self.parked: dict[tuple[str, str], list] = {}  # replicas of purged versions, by (name, version)
+        # replicas of purged versions, by (name, version)
+        self.parked: dict[tuple[str, str], list[ReplicaConnection]] = {}
         self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="qf-store")
         self._reload_running = False
         self._reload_again = False
-        self._subscription = None
+        self._subscription: Subscription | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.http = None
+        self.http: HttpServer | None = None
         self.rpc: RpcServer | None = None
         self._openapi: bytes | None = None
 
@@ -191,13 +194,13 @@ class QueryFrontend:
             log.exception("could not remove this frontend's container rows")
         self._store_exec.shutdown(wait=True)
 
-    async def _in_store(self, fn, *args):
+    async def _in_store(self, fn: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._store_exec, fn, *args)
 
-    def _store_call(self, fn, *args) -> None:
+    def _store_call(self, fn: Callable[[*_Ts], object], *args: *_Ts) -> None:
         """Fire-and-forget store write (ordered: one store thread)."""
 
-        def run():
+        def run() -> None:
             try:
                 fn(*args)
             except Exception:
@@ -206,15 +209,17 @@ class QueryFrontend:
         self._store_exec.submit(run)
 
     def _housekeep(self) -> None:
+        loop = self.loop
+        assert loop is not None  # started
         try:
-            now = self.loop.time()
+            now = loop.time()
             for m in self.models.values():
                 if len(m.queue) > 0:
                     m.queue.compact(now)
             self._flush_traffic()
         except Exception:
             log.exception("housekeeping failed")
-        self._housekeeping = self.loop.call_later(1.0, self._housekeep)
+        self._housekeeping = loop.call_later(1.0, self._housekeep)
 
     # -- configuration -------------------------------------------------------------------------
     def _on_store_change(self) -> None:  # store thread
@@ -346,7 +351,7 @@ class QueryFrontend:
         return model
 
     # -- RPC callbacks -------------------------------------------------------------------------
-    def _on_register(self, conn) -> None:
+    def _on_register(self, conn: ReplicaConnection) -> None:
         key = (conn.model_name, conn.model_version)
         rec = self.snapshot.models.get(key)
         if rec is not None and not rec.valid:
@@ -355,7 +360,7 @@ class QueryFrontend:
         self.dispatcher.add_replica(conn, self._model_for(key))
         self._put_container(conn, healthy=True)
 
-    def _put_container(self, conn, healthy: bool) -> None:
+    def _put_container(self, conn: ReplicaConnection, healthy: bool) -> None:
         self._store_call(
             self.store.put_container,
             ContainerRecord(
@@ -374,10 +379,12 @@ class QueryFrontend:
         if not r.removed:
             self._put_container(r.conn, healthy)
 
-    def _on_response(self, conn, msg_id: int, outputs: list[bytes], errors: dict[int, str] | None) -> None:
+    def _on_response(
+        self, conn: ReplicaConnection, msg_id: int, outputs: list[bytes], errors: dict[int, str] | None
+    ) -> None:
         self.dispatcher.on_response(conn, msg_id, outputs, errors)
 
-    def _on_disconnect(self, conn, reason: str) -> None:
+    def _on_disconnect(self, conn: ReplicaConnection, reason: str) -> None:
         r = self.dispatcher.by_conn.get(conn)
         if r is not None:
             self.dispatcher.remove_replica(r, reason)
@@ -390,7 +397,7 @@ class QueryFrontend:
         self._store_call(self.store.delete_container, c.model_name, c.model_version, c.replica_id)
 
     # -- HTTP ----------------------------------------------------------------------------------
-    def handle(self, req: Request):
+    def handle(self, req: Request) -> Response | Deferred | Awaitable[Response | Deferred]:
         route = self.table.routes.get(req.path)
         if route is not None:
             if req.method != "POST":
@@ -426,7 +433,9 @@ class QueryFrontend:
             return Response(200, self.openapi())
         return _error(404, _NOT_FOUND_ERROR, f"No route for {req.method} {path}")
 
-    def predict(self, app: AppRoute, body: bytes):
+    def predict(
+        self, app: AppRoute, body: bytes
+    ) -> Response | PendingRequest | Coroutine[Any, Any, Response | PendingRequest]:
         try:
             pr = parse_predict(body, app.input_type, self.max_batch_inputs)
         except JsonParseError as e:
@@ -438,12 +447,12 @@ class QueryFrontend:
         if pr.unparsed is not None:
             return self._predict_large(app, pr)
         target = self._target(app, pr.version)
-        if type(target) is Response:
+        if isinstance(target, Response):
             return target
         model = self.models.get(target) if target is not None else None
         return self.processor.predict(app, pr.inputs, pr.batch, model)
 
-    async def _predict_large(self, app: AppRoute, pr: PredictRequest):
+    async def _predict_large(self, app: AppRoute, pr: PredictRequest) -> Response | PendingRequest:
         """A batch of more than PARSE_CHUNK inputs: validated and admitted a chunk per loop turn."""
         values = pr.unparsed
         assert values is not None
@@ -455,7 +464,7 @@ class QueryFrontend:
         except JsonSemanticError as e:
             return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
         target = self._target(app, pr.version)
-        if type(target) is Response:
+        if isinstance(target, Response):
             return target
         model = self.models.get(target) if target is not None else None
         return await self.processor.predict_chunked(app, inputs, model, PARSE_CHUNK)

@@ -34,6 +34,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -41,6 +42,10 @@ from clipper.query_frontend.batching import BatchSizeController
 from clipper.query_frontend.cache import PredictionCache
 from clipper.query_frontend.queues import Task, TaskQueue
 from clipper.query_frontend.responses import embed_output
+
+if TYPE_CHECKING:
+    from clipper.metrics import MetricsRegistry
+    from clipper.rpc.server import ReplicaConnection, RpcServer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,7 @@ _MEMO_ENTRIES = 4096
 class ModelState:
     """One model version served by this frontend: its queue, replicas and metrics."""
 
-    def __init__(self, name: str, version: str, metrics, cap: int = -1) -> None:
+    def __init__(self, name: str, version: str, metrics: MetricsRegistry, cap: int = -1) -> None:
         self.name = name
         self.version = version
         self.queue = TaskQueue()
@@ -101,7 +106,7 @@ class Replica:
         "gather",
     )
 
-    def __init__(self, conn, model: ModelState) -> None:
+    def __init__(self, conn: ReplicaConnection, model: ModelState) -> None:
         self.conn = conn
         self.model = model
         self.controller = BatchSizeController(cap=model.cap)
@@ -119,9 +124,9 @@ class Dispatcher:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        rpc,
+        rpc: RpcServer,
         cache: PredictionCache,
-        metrics,
+        metrics: MetricsRegistry,
         *,
         batch_timeout: float = DEFAULT_BATCH_TIMEOUT_S,
         on_replica_removed: Callable[[Replica, str], None] | None = None,
@@ -140,7 +145,7 @@ class Dispatcher:
         self._embedded: dict[bytes, bytes] = {}
 
     # -- replicas ------------------------------------------------------------------------------
-    def add_replica(self, conn, model: ModelState) -> Replica:
+    def add_replica(self, conn: ReplicaConnection, model: ModelState) -> Replica:
         r = Replica(conn, model)
         model.replicas.append(r)
         self.by_conn[conn] = r
@@ -298,7 +303,7 @@ class Dispatcher:
 
     # -- responses -----------------------------------------------------------------------------
     def on_response(
-        self, conn, msg_id: int, outputs: list[bytes], errors: dict[int, str] | None = None
+        self, conn: ReplicaConnection, msg_id: int, outputs: list[bytes], errors: dict[int, str] | None = None
     ) -> None:
         r = self.inflight.get(msg_id)
         if r is None or r.conn is not conn:
