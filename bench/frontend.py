@@ -173,15 +173,16 @@ class Stack:
         )
         post(f"{admin}/add_model_links", {"app_name": "bench", "model_names": ["noop"]})
 
-    def start_replica(self) -> None:
+    def start_replica(self, version: str = "1", wait: bool = True) -> None:
+        """A no-op replica of ``noop:<version>``; ``wait``: until the ``bench`` app answers with it."""
         py = sys.executable
-        model = self.root / "model"
+        model = self.root / ("model" if version == "1" else f"model-{version}")
         model.mkdir()
         (model / "func.pkl").write_bytes(cloudpickle.dumps(noop))
         env = dict(
             os.environ,
             CLIPPER_MODEL_NAME="noop",
-            CLIPPER_MODEL_VERSION="1",
+            CLIPPER_MODEL_VERSION=version,
             CLIPPER_IP="127.0.0.1",
             CLIPPER_PORT=str(self.rpc_port),
             CLIPPER_INPUT_TYPE="doubles",
@@ -189,7 +190,13 @@ class Stack:
             CLIPPER_LOG_LEVEL="WARNING",
             **{RPC_KEYS_FILE_ENV: str(self.rpc_keys_file)},
         )
-        self.spawn([py, "-m", "clipper.container"], "container.log", env)
+        self.spawn(
+            [py, "-m", "clipper.container"],
+            "container.log" if version == "1" else f"container-{version}.log",
+            env,
+        )
+        if not wait:
+            return
         url = f"http://127.0.0.1:{self.http_port}/bench/predict"
         end = time.monotonic() + 30
         while time.monotonic() < end:  # until the replica answers (not the default)
@@ -213,7 +220,7 @@ class Stack:
                 p.wait()
 
 
-def run_wrk(port: int, connections: int, seconds: int, script: Path) -> dict:
+def run_wrk(port: int, connections: int, seconds: int, script: Path, app: str = "bench") -> dict:
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
     cmd = [
         wrk,
@@ -223,7 +230,7 @@ def run_wrk(port: int, connections: int, seconds: int, script: Path) -> dict:
         "--latency",
         "-s",
         str(script),
-        f"http://127.0.0.1:{port}/bench/predict",
+        f"http://127.0.0.1:{port}/{app}/predict",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
