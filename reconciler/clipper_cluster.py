@@ -1,0 +1,162 @@
+""":class:`ClusterPort` over ``ClipperConnection``: the one place the reconciler touches ``clipper_admin``.
+
+Most steps are public ``ClipperConnection`` methods. Three have no public method, because the
+original API only offers them combined with registration or unregistration, and a rollout needs them
+apart: starting replicas of a version that is not registered yet, scaling a version to an explicit
+image, stopping replicas while their version stays registered (for rollback). Those go to the
+connection's container manager, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, cast
+
+from reconciler.errors import ReconcilerError
+from reconciler.observed import Observed, from_listings
+from reconciler.port import ModelBuild, Progress, Readiness
+
+if TYPE_CHECKING:
+    from clipper_admin import ClipperConnection
+
+POLL_S = 0.1
+
+
+class ClipperCluster:
+    """A :class:`reconciler.port.ClusterPort` backed by a (not yet connected) ``ClipperConnection``."""
+
+    def __init__(self, conn: ClipperConnection) -> None:
+        self.conn = conn
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def connect(self) -> None:
+        self.conn.connect()  # type: ignore[no-untyped-call]  # the original's untyped signature
+
+    def start_cluster(self, cache_size_bytes: int, frontend_replicas: int) -> None:
+        self.conn.start_clipper(  # type: ignore[no-untyped-call]  # the original's untyped signature
+            cache_size=cache_size_bytes, num_frontend_replicas=frontend_replicas
+        )
+
+    def stop_cluster(self) -> None:
+        self.conn.stop_all()  # type: ignore[no-untyped-call]  # the original's untyped signature
+
+    # -- observation -----------------------------------------------------------------------------
+    def observe(self) -> Observed:
+        return from_listings(
+            self.conn.get_all_apps(verbose=True),
+            self.conn.get_all_models(verbose=True),
+            self.conn.get_all_model_replicas(verbose=True),
+        )
+
+    def replica_count(self, name: str, version: str, readiness: Readiness) -> int:
+        return sum(
+            1
+            for r in self.conn.get_all_model_replicas(verbose=True)
+            if r["model_name"] == name
+            and str(r["model_version"]) == version
+            and (readiness is Readiness.CONNECTED or r.get("healthy", True))
+        )
+
+    def running_replicas(self, name: str, version: str) -> int:
+        return cast(int, self.conn.cm.get_num_replicas(name, version))
+
+    # -- model versions --------------------------------------------------------------------------
+    def build_model(self, build: ModelBuild) -> str:
+        image = self.conn.build_model(  # type: ignore[no-untyped-call]
+            build.name, build.version, build.model_dir, build.base_image, build.registry,
+            list(build.packages) or None,
+        )  # fmt: skip
+        return cast(str, image)
+
+    def start_replicas(
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        count: int,
+        min_start_timeout_s: float | None = None,
+    ) -> None:
+        with self._start_timeout(min_start_timeout_s):
+            self.conn.cm.deploy_model(
+                name=name, version=version, input_type=input_type, image=image, num_replicas=count
+            )
+
+    @contextlib.contextmanager
+    def _start_timeout(self, minimum: float | None) -> Iterator[None]:
+        if minimum is None:
+            yield
+            return
+        from clipper_admin.deployers.pyspark import patient_replica_wait
+
+        with patient_replica_wait(self.conn, minimum):
+            yield
+
+    def scale_replicas(self, name: str, version: str, input_type: str, image: str, count: int) -> None:
+        self.conn.cm.set_num_replicas(name, version, input_type, image, count)
+
+    def wait_replicas(
+        self,
+        name: str,
+        version: str,
+        want: int,
+        readiness: Readiness = Readiness.CONNECTED,
+        timeout_s: float = 120.0,
+        on_progress: Progress | None = None,
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            have = self.replica_count(name, version, readiness)
+            if on_progress is not None:
+                on_progress(min(have, want), want)
+            if have >= want:
+                return
+            if time.monotonic() >= deadline:
+                raise ReconcilerError(
+                    f"Model {name}:{version}: {have}/{want} replicas {readiness.value} after {timeout_s:g} s"
+                )
+            time.sleep(POLL_S)
+
+    def register_version(
+        self,
+        name: str,
+        version: str,
+        input_type: str,
+        image: str,
+        labels: Sequence[str],
+        batch_size: int,
+    ) -> None:
+        self.conn.register_model(
+            name, version, input_type, image=image, labels=list(labels), batch_size=batch_size
+        )
+
+    def set_current_version(self, name: str, version: str) -> None:
+        self.conn.set_model_version(name, version)
+
+    def stop_replicas(self, name: str, versions: Sequence[str], timeout_s: float = 30.0) -> None:
+        if not versions:
+            return
+        self.conn.cm.stop_models({name: list(versions)})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not any(self.replica_count(name, v, Readiness.CONNECTED) for v in versions):
+                return
+            time.sleep(POLL_S)
+
+    def delete_model(self, name: str) -> None:
+        self.conn.stop_models([name])
+
+    # -- applications and links ------------------------------------------------------------------
+    def register_application(self, name: str, input_type: str, default_output: str, slo_micros: int) -> None:
+        self.conn.register_application(name, input_type, default_output, slo_micros)
+
+    def unregister_application(self, name: str) -> None:
+        self.conn.unregister_application(name)
+
+    def link(self, app: str, model: str) -> None:
+        self.conn.link_model_to_app(app, model)
+
+    def unlink(self, app: str, model: str) -> None:
+        self.conn.unlink_model_from_app(app, model)

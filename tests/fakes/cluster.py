@@ -1,0 +1,205 @@
+"""An in-memory :class:`reconciler.port.ClusterPort` for unit tests of the executor and the engine.
+
+It keeps the state a management frontend and a container manager would (apps, links, registered
+versions, the current version, running and connected replicas), refuses what the management API
+refuses with the same structured exceptions, records every call in :attr:`FakeCluster.calls` (for
+ordering assertions), and fails on demand (:meth:`FakeCluster.fail`, :attr:`FakeCluster.never_connect`).
+Replicas start and connect at once; a wait that cannot succeed fails at once instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from clipper_admin.exceptions import AlreadyExists, ClipperException, ClipperHTTPError, NotFound
+from reconciler.errors import ReconcilerError
+from reconciler.observed import Observed, ObservedApp, ObservedVersion
+from reconciler.port import ModelBuild, Progress, Readiness
+
+
+@dataclass
+class Version:
+    input_type: str
+    image: str
+    labels: tuple[str, ...]
+    batch_size: int
+
+
+@dataclass
+class App:
+    input_type: str
+    default_output: str
+    slo_micros: int
+    linked: list[str] = field(default_factory=list)
+
+
+class FakeCluster:
+    def __init__(self, running: bool = True) -> None:
+        self.running = running
+        self.connected = False
+        self.apps: dict[str, App] = {}
+        self.versions: dict[tuple[str, str], Version] = {}
+        self.current: dict[str, str] = {}
+        self.replicas: dict[tuple[str, str], int] = {}  # running (and, unless never_connect, connected)
+        self.unhealthy: dict[tuple[str, str], int] = {}
+        self.never_connect: set[tuple[str, str]] = set()
+        self.built: list[ModelBuild] = []
+        self.calls: list[tuple[str, ...]] = []
+        self._failures: dict[str, BaseException] = {}
+
+    # -- test helpers ----------------------------------------------------------------------------
+    def fail(self, call: str, error: BaseException) -> None:
+        """The next call whose :attr:`calls` entry starts with ``call`` (e.g. ``"register_version m"``)
+        raises ``error``."""
+        self._failures[call] = error
+
+    def _call(self, *entry: str) -> None:
+        self.calls.append(entry)
+        text = " ".join(entry)
+        for key in list(self._failures):
+            if text == key or text.startswith(key + " "):
+                raise self._failures.pop(key)
+
+    def add_version(self, name: str, version: str, replicas: int = 1, image: str = "img", input_type: str = "doubles",
+                    labels: tuple[str, ...] = (), current: bool = True) -> None:  # fmt: skip
+        """A version registered (and running) before the test: not a call."""
+        self.versions[(name, version)] = Version(input_type, image, labels, -1)
+        self.replicas[(name, version)] = replicas
+        if current or name not in self.current:
+            self.current[name] = version
+
+    def serving(self, name: str) -> tuple[str | None, int]:
+        """The current version of ``name`` and its connected replicas: what answers queries."""
+        v = self.current.get(name)
+        return v, (self.replica_count(name, v, Readiness.CONNECTED) if v else 0)
+
+    def _require_running(self) -> None:
+        if not self.running or not self.connected:
+            raise ClipperException("No connection to Clipper cluster (fake)")
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def connect(self) -> None:
+        self._call("connect")
+        if not self.running:
+            raise ClipperException("Cluster fake does not exist")
+        self.connected = True
+
+    def start_cluster(self, cache_size_bytes: int, frontend_replicas: int) -> None:
+        self._call("start_cluster")
+        self.running = self.connected = True
+
+    def stop_cluster(self) -> None:
+        self._call("stop_cluster")
+        self.running = self.connected = False
+        self.apps.clear()
+        self.versions.clear()
+        self.current.clear()
+        self.replicas.clear()
+
+    # -- observation -----------------------------------------------------------------------------
+    def observe(self) -> Observed:
+        self._require_running()
+        obs = Observed(running=True)
+        for name, a in self.apps.items():
+            obs.apps[name] = ObservedApp(name, a.input_type, a.default_output, a.slo_micros, tuple(a.linked))
+        for (name, version), v in self.versions.items():
+            obs.models.setdefault(name, {})[version] = ObservedVersion(
+                name, version, v.input_type, v.labels, v.image, self.current.get(name) == version,
+                self.replica_count(name, version, Readiness.HEALTHY),
+            )  # fmt: skip
+        return obs
+
+    def replica_count(self, name: str, version: str, readiness: Readiness) -> int:
+        key = (name, version)
+        if key in self.never_connect:
+            return 0
+        n = self.replicas.get(key, 0)
+        return n - self.unhealthy.get(key, 0) if readiness is Readiness.HEALTHY else n
+
+    def running_replicas(self, name: str, version: str) -> int:
+        return self.replicas.get((name, version), 0)
+
+    # -- model versions --------------------------------------------------------------------------
+    def build_model(self, build: ModelBuild) -> str:
+        self._call("build_model", build.name, build.version)
+        self.built.append(build)
+        return f"built/{build.name}:{build.version}"
+
+    def start_replicas(self, name: str, version: str, input_type: str, image: str, count: int,
+                       min_start_timeout_s: float | None = None) -> None:  # fmt: skip
+        self._call("start_replicas", name, version, str(count))
+        self._require_running()
+        self.replicas[(name, version)] = count
+
+    def scale_replicas(self, name: str, version: str, input_type: str, image: str, count: int) -> None:
+        self._call("scale_replicas", name, version, str(count))
+        self._require_running()
+        if not self.replicas.get((name, version)):
+            raise ClipperException(f"no running replicas of {name}:{version} to scale")
+        self.replicas[(name, version)] = count
+
+    def wait_replicas(self, name: str, version: str, want: int, readiness: Readiness = Readiness.CONNECTED,
+                      timeout_s: float = 120.0, on_progress: Progress | None = None) -> None:  # fmt: skip
+        self._call("wait_replicas", name, version, str(want))
+        have = self.replica_count(name, version, readiness)
+        if on_progress is not None:
+            on_progress(min(have, want), want)
+        if have < want:
+            raise ReconcilerError(
+                f"Model {name}:{version}: {have}/{want} replicas {readiness.value} after {timeout_s:g} s"
+            )
+
+    def register_version(self, name: str, version: str, input_type: str, image: str, labels: Sequence[str],
+                         batch_size: int) -> None:  # fmt: skip
+        self._call("register_version", name, version)
+        self._require_running()
+        if (name, version) in self.versions:
+            raise AlreadyExists(f"model with name '{name}' and version '{version}' already exists")
+        self.versions[(name, version)] = Version(input_type, image, tuple(labels), batch_size)
+        self.current[name] = version
+
+    def set_current_version(self, name: str, version: str) -> None:
+        self._call("set_current_version", name, version)
+        if (name, version) not in self.versions:
+            raise ClipperHTTPError(f"Cannot set non-existent version '{version}' for model '{name}'", 400)
+        self.current[name] = version
+
+    def stop_replicas(self, name: str, versions: Sequence[str], timeout_s: float = 30.0) -> None:
+        self._call("stop_replicas", name, *versions)
+        for v in versions:
+            self.replicas.pop((name, v), None)
+
+    def delete_model(self, name: str) -> None:
+        self._call("delete_model", name)
+        for key in [k for k in self.versions if k[0] == name]:
+            self.versions.pop(key)
+            self.replicas.pop(key, None)
+        self.current.pop(name, None)
+
+    # -- applications and links ------------------------------------------------------------------
+    def register_application(self, name: str, input_type: str, default_output: str, slo_micros: int) -> None:
+        self._call("register_application", name)
+        if name in self.apps:
+            raise ClipperHTTPError(f"application '{name}' already exists", 400)
+        self.apps[name] = App(input_type, default_output, slo_micros)
+
+    def unregister_application(self, name: str) -> None:
+        self._call("unregister_application", name)
+        if name not in self.apps:
+            raise ClipperHTTPError(f"Application '{name}' does not exist", 400)
+        del self.apps[name]
+
+    def link(self, app: str, model: str) -> None:
+        self._call("link", app, model)
+        if app not in self.apps:
+            raise ClipperHTTPError(f"No app with name '{app}' exists.", 400)
+        if model not in self.current:
+            raise NotFound(f"No model with name '{model}' exists.")
+        self.apps[app].linked = [model]
+
+    def unlink(self, app: str, model: str) -> None:
+        self._call("unlink", app, model)
+        if app not in self.apps or model not in self.apps[app].linked:
+            raise ClipperHTTPError(f"Model '{model}' is not linked to app '{app}'", 400)
+        self.apps[app].linked.remove(model)
