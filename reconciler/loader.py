@@ -87,7 +87,8 @@ def _key_pos(node: CommentedMap, key: Any, value: bool) -> tuple[int, int]:
     its own in this mapping: the mapping's is used."""
     if node.lc.data is None or key not in node.lc.data:
         return node.lc.line, node.lc.col
-    return node.lc.value(key) if value else node.lc.key(key)
+    pos: tuple[int, int] = node.lc.value(key) if value else node.lc.key(key)
+    return pos
 
 
 def _position(node: Any, loc: tuple[Any, ...], fallback: tuple[int, int]) -> tuple[int, int]:
@@ -108,9 +109,9 @@ def _position(node: Any, loc: tuple[Any, ...], fallback: tuple[int, int]) -> tup
 def _plain(
     node: Any,
     env: Mapping[str, str],
-    unset: dict[tuple, tuple[int, int, str]],
+    unset: dict[tuple[Any, ...], tuple[int, int, str]],
     pos: tuple[int, int],
-    path: tuple = (),
+    path: tuple[Any, ...] = (),
 ) -> Any:
     """A plain dict/list copy of the YAML tree with ``${VAR}`` substituted in strings.
 
@@ -150,7 +151,7 @@ def _validate_document(
     if not isinstance(doc, CommentedMap):
         problems.append(ManifestProblem(file, start[0] + 1, start[1] + 1, "a manifest must be a mapping"))
         return None
-    unset: dict[tuple, tuple[int, int, str]] = {}
+    unset: dict[tuple[Any, ...], tuple[int, int, str]] = {}
     data = _plain(doc, env, unset, start)
     kind = data.get("kind")
     if kind is not None and not isinstance(kind, str):
@@ -242,7 +243,7 @@ def _read_stream(
     failed: set[tuple[str, str]],
 ) -> list[Loaded]:
     yaml = YAML(typ="rt")
-    out = []
+    out: list[Loaded] = []
     try:
         bomb = _alias_problem(yaml, text)
         if bomb is not None:
