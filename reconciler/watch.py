@@ -14,24 +14,34 @@ Text from the user or the cluster is never parsed as rich markup.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from reconciler.errors import ManifestErrors, ReconcilerError
 from reconciler.plan import Action
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reconciler.engine import Target
+    from reconciler.plan import Plan
+
+#: One apply of the watch loop: ``(target, args)``; its result is not used.
+ApplyOnce = Callable[["Target", argparse.Namespace], object]
+
 log = logging.getLogger("reconciler.watch")
 
 DEFAULT_MAX_BACKOFF = 300.0  # seconds
 
 
-def _survive(what: str, step: Callable[[], None], console) -> None:
+def _survive(what: str, step: Callable[[], None], console: Console) -> None:
     """Run one step of the loop; an unexpected error is logged, never ends the watch."""
     try:
         step()
@@ -48,7 +58,7 @@ class Backoff:
     """Delay before the next apply: ``interval`` while applies succeed, then doubled per failure in
     a row up to ``cap`` (never below ``interval``)."""
 
-    def __init__(self, interval: float, cap: float):
+    def __init__(self, interval: float, cap: float) -> None:
         self.interval, self.cap, self.failures = interval, max(cap, interval), 0
 
     def failed(self) -> float:
@@ -63,13 +73,15 @@ class Backoff:
     def delay(self) -> float:
         if not self.failures:
             return self.interval
-        return min(self.interval * 2 ** (self.failures - 1), self.cap)
+        # past the cap doubling changes nothing; an unbounded 2**n overflows a float after ~1024 failures
+        doublings = min(self.failures - 1, 64)
+        return min(self.interval * 2.0**doublings, self.cap)
 
 
 class LineReporter:
     """Reports an apply as one line per executed action (no progress bars, nothing when idle)."""
 
-    def __init__(self, console):
+    def __init__(self, console: Console) -> None:
         self.console = console
         self.connected: dict[str, tuple[int, int]] = {}
 
@@ -88,10 +100,10 @@ class LineReporter:
         )
 
 
-def apply_reporting_lines(console) -> Callable[[Any, Any], Any]:
+def apply_reporting_lines(console: Console) -> Callable[[Target, argparse.Namespace], Plan]:
     """The apply ``clipper watch`` runs: :func:`reconciler.engine.apply` with a :class:`LineReporter`."""
 
-    def apply_once(t, args) -> Any:
+    def apply_once(t: Target, args: argparse.Namespace) -> Plan:
         from reconciler.engine import apply
 
         return apply(
@@ -102,7 +114,9 @@ def apply_reporting_lines(console) -> Callable[[Any, Any], Any]:
     return apply_once
 
 
-def watch(args, apply_once, console, stop: threading.Event | None = None) -> int:
+def watch(
+    args: argparse.Namespace, apply_once: ApplyOnce, console: Console, stop: threading.Event | None = None
+) -> int:
     import watchfiles
 
     from reconciler.engine import load_target
