@@ -82,7 +82,7 @@ def container_manager(desired: DesiredState) -> Any:
 def connection(desired: DesiredState) -> Any:
     from clipper_admin import ClipperConnection
 
-    return ClipperConnection(container_manager(desired))
+    return ClipperConnection(container_manager(desired))  # type: ignore[no-untyped-call]  # the original's
 
 
 def cluster_dir(desired: DesiredState, conn: Any) -> Path:
