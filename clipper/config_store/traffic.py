@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,13 +149,7 @@ class TargetCounts:
     agreed: int = 0
 
     def observe_latency(self, micros: int) -> None:
-        b = self.latency_buckets
-        for i, bound in enumerate(LATENCY_BUCKETS_MICROS):
-            if micros <= bound:
-                b[i] += 1
-                break
-        else:
-            b[-1] += 1
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS_MICROS, micros)] += 1  # past the last: +inf
         self.latency_sum_micros += micros
 
     def merge(self, other: TargetCounts) -> None:

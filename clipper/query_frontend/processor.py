@@ -109,12 +109,11 @@ class PendingRequest(Deferred):
 class TargetRequest(PendingRequest):
     """A request of an app with a traffic configuration, sent to one of its targets.
 
-    Records the target's statistics when answered and keeps the embedded outputs (None where the
-    input got the default) for shadow comparison and ensembles. ``respond=False``: an internal
-    request (shadow, ensemble member, feedback probe) that answers no client and counts nothing on
-    the app. ``on_done`` is called once answered."""
+    Records the target's statistics when answered. ``respond=False``: an internal request (shadow,
+    ensemble member, feedback probe) that answers no client and counts nothing on the app.
+    ``on_done`` is called once answered."""
 
-    __slots__ = ("stats", "embedded", "errors", "respond", "on_done")
+    __slots__ = ("stats", "errors", "respond", "on_done")
 
     def __init__(
         self,
@@ -129,15 +128,9 @@ class TargetRequest(PendingRequest):
     ) -> None:
         PendingRequest.__init__(self, app, n, qid0, t0, batch)
         self.stats = stats
-        self.embedded: list[bytes | None] = [None] * n
         self.errors = 0
         self.respond = respond
         self.on_done = on_done
-
-    def output(self, index: int, embedded: bytes) -> None:
-        if not self.finished and self.parts[index] is None:
-            self.embedded[index] = embedded
-        PendingRequest.output(self, index, embedded)
 
     def default(self, index: int, explanation: bytes) -> None:
         if not self.finished and self.parts[index] is None and explanation is not R.EXPLANATION_NO_MODELS:
@@ -171,8 +164,35 @@ class TargetRequest(PendingRequest):
             cb(self)
 
 
+class CapturingRequest(TargetRequest):
+    """A :class:`TargetRequest` that keeps its embedded outputs (None where the input got the
+    default): shadow pairs, ensemble members, feedback probes. (Kept apart so that a plain split
+    request pays nothing for it.)"""
+
+    __slots__ = ("embedded",)
+
+    def __init__(
+        self,
+        app: AppRoute,
+        n: int,
+        t0: float,
+        batch: bool,
+        stats: TargetStats | None,
+        respond: bool,
+        on_done: Callable[[CapturingRequest], None],
+        qid0: int = 0,
+    ) -> None:
+        TargetRequest.__init__(self, app, n, qid0, t0, batch, stats, respond, on_done)  # type: ignore[arg-type]
+        self.embedded: list[bytes | None] = [None] * n
+
+    def output(self, index: int, embedded: bytes) -> None:
+        if not self.finished and self.parts[index] is None:
+            self.embedded[index] = embedded
+        PendingRequest.output(self, index, embedded)
+
+
 class EnsembleRequest(PendingRequest):
-    """An exp4 request: every target answers (internal :class:`TargetRequest` members, each bounded
+    """An exp4 request: every target answers (internal :class:`CapturingRequest` members, each bounded
     by the objective), then each input's outputs are combined by ``combine(outputs, weights)``."""
 
     __slots__ = ("members", "waiting", "weights", "combine")
@@ -188,12 +208,12 @@ class EnsembleRequest(PendingRequest):
         combine: Callable[[list[bytes | None], list[float]], bytes | None],
     ) -> None:
         PendingRequest.__init__(self, app, n, qid0, t0, batch)
-        self.members: list[TargetRequest] = []
+        self.members: list[CapturingRequest] = []
         self.waiting = 0
         self.weights = weights
         self.combine = combine
 
-    def member_done(self, _member: TargetRequest) -> None:
+    def member_done(self, _member: CapturingRequest) -> None:
         self.waiting -= 1
         if self.waiting > 0:
             return

@@ -32,7 +32,13 @@ from clipper.http.server import Deferred, HttpServer, Request, Response, serve
 from clipper.metrics import PROMETHEUS_CONTENT_TYPE, MetricsRegistry
 from clipper.query_frontend import responses as R
 from clipper.query_frontend.cache import PredictionCache
-from clipper.query_frontend.processor import EnsembleRequest, PendingRequest, QueryProcessor, TargetRequest
+from clipper.query_frontend.processor import (
+    CapturingRequest,
+    EnsembleRequest,
+    PendingRequest,
+    QueryProcessor,
+    TargetRequest,
+)
 from clipper.query_frontend.requests import (
     DEFAULT_MAX_BATCH_INPUTS,
     PARSE_CHUNK,
@@ -517,7 +523,7 @@ class QueryFrontend:
                 app, n, p.take_query_ids(n), time.perf_counter(), pr.batch, traffic.exp4_weights(), combine
             )
             ens.members = [
-                TargetRequest(app, n, 0, ens.t0, pr.batch, stats, False, ens.member_done)
+                CapturingRequest(app, n, ens.t0, pr.batch, stats, False, ens.member_done)
                 for stats in traffic.stats
             ]
             ens.waiting = len(ens.members)
@@ -526,13 +532,17 @@ class QueryFrontend:
             return ens
         sticky = _sticky_value(traffic.sticky_key, req) if traffic.sticky_key is not None else None
         i = traffic.choose(sticky)
-        primary = TargetRequest(app, n, p.take_query_ids(n), time.perf_counter(), pr.batch, traffic.stats[i])
         shadow_stats = traffic.shadow_stats
         if shadow_stats is None or traffic.shadow_key is None or not traffic.shadow_now():
+            primary = TargetRequest(
+                app, n, p.take_query_ids(n), time.perf_counter(), pr.batch, traffic.stats[i]
+            )
             return p.run(primary, inputs, self.models.get(traffic.keys[i]))
         pair = _ShadowPair(shadow_stats)
-        primary.on_done = pair.done
-        shadow = TargetRequest(app, n, 0, primary.t0, pr.batch, shadow_stats, False, pair.done)
+        t0 = time.perf_counter()
+        qid0 = p.take_query_ids(n)
+        primary = CapturingRequest(app, n, t0, pr.batch, traffic.stats[i], True, pair.done, qid0)
+        shadow = CapturingRequest(app, n, t0, pr.batch, shadow_stats, False, pair.done)
         result = p.run(primary, inputs, self.models.get(traffic.keys[i]))
         p.run(shadow, inputs, self.models.get(traffic.shadow_key))
         return result
@@ -545,22 +555,22 @@ class QueryFrontend:
         if exp3 is not None:
             i = traffic.choose()
 
-            def learned3(r: TargetRequest) -> None:
+            def learned3(r: CapturingRequest) -> None:
                 exp3.feedback(i, 1.0 - loss(r.embedded[0], label))
 
-            probe = TargetRequest(app, 1, 0, time.perf_counter(), False, None, False, learned3)
+            probe = CapturingRequest(app, 1, time.perf_counter(), False, None, False, learned3)
             p.run(probe, [inp], self.models.get(traffic.keys[i]))
         elif exp4 is not None:
-            probes: list[TargetRequest] = []
+            probes: list[CapturingRequest] = []
             left = [len(traffic.keys)]
 
-            def learned4(_r: TargetRequest) -> None:
+            def learned4(_r: CapturingRequest) -> None:
                 left[0] -= 1
                 if left[0] == 0:
                     exp4.feedback([loss(r.embedded[0], label) for r in probes])
 
             probes.extend(
-                TargetRequest(app, 1, 0, time.perf_counter(), False, None, False, learned4)
+                CapturingRequest(app, 1, time.perf_counter(), False, None, False, learned4)
                 for _ in traffic.keys
             )
             for probe, key in zip(probes, traffic.keys, strict=True):
@@ -590,9 +600,9 @@ class _ShadowPair:
 
     def __init__(self, stats: TargetStats) -> None:
         self.stats = stats
-        self.first: TargetRequest | None = None
+        self.first: CapturingRequest | None = None
 
-    def done(self, r: TargetRequest) -> None:
+    def done(self, r: CapturingRequest) -> None:
         first = self.first
         if first is None:
             self.first = r
