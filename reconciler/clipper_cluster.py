@@ -152,6 +152,9 @@ class ClipperCluster:
     def register_application(self, name: str, input_type: str, default_output: str, slo_micros: int) -> None:
         self.conn.register_application(name, input_type, default_output, slo_micros)
 
+    def update_application(self, name: str, default_output: str, slo_micros: int) -> None:
+        self.conn.update_application(name, default_output, slo_micros)
+
     def unregister_application(self, name: str) -> None:
         self.conn.unregister_application(name)
 

@@ -20,9 +20,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.cli import EXIT_ERROR, EXIT_OK
 from reconciler.errors import ManifestErrors, ReconcilerError
-from reconciler.plan import Action, Op
+from reconciler.exitcodes import EXIT_ERROR, EXIT_OK
+from reconciler.plan import Action
 
 out = Console()
 err = Console(stderr=True)
@@ -115,19 +115,6 @@ def cmd_apply(args) -> int:
     return EXIT_OK
 
 
-def _owned_deletions(t, obs, owner: str) -> list[Action]:
-    """Delete actions for the manifests' apps and models that exist and belong to ``owner``."""
-    actions = []
-    for name in sorted(t.desired.apps):
-        rec = obs.app_owners.get(name)
-        if name in obs.apps and rec is not None and rec.owner == owner:
-            actions.append(Action(Op.DELETE, "Application", name))
-    for name in sorted(t.desired.models):
-        if name in obs.models and obs.model_owner(name) == owner:
-            actions.append(Action(Op.DELETE, "Model", name))
-    return actions
-
-
 def cmd_delete(args) -> int:
     """Delete the manifests' objects; with ``--cluster`` also stop the cluster.
 
@@ -138,12 +125,12 @@ def cmd_delete(args) -> int:
     from reconciler.engine import observe_target
     from reconciler.execute import Executor
     from reconciler.lock import apply_lock
-    from reconciler.plan import Plan
+    from reconciler.plan import Plan, make_delete_plan
 
     t = _target(args)
     owner = _owner(args, t)
     cluster = t.desired.cluster_name
-    with apply_lock(t.cluster_dir, 60.0):
+    with apply_lock(t.cluster_dir, args.lock_timeout):
         try:
             obs = observe_target(t)
         except Exception as e:
@@ -156,13 +143,13 @@ def cmd_delete(args) -> int:
                       f"({escape(', '.join(refs) or 'none in the manifests')}), stopping the cluster anyway",
                       highlight=False, soft_wrap=True)  # fmt: skip
             obs = None
-        actions = _owned_deletions(t, obs, owner) if obs is not None and obs.running else []
+        actions = make_delete_plan(t.desired, obs, owner).actions if obs is not None else ()
         failed: list[tuple[Action, BaseException]] = []
         if actions:
             with _progress() as progress:
-                executor = Executor(t.conn, t.desired, owner, t.registry, None, RichReporter(progress))
+                executor = Executor(t.cluster, t.desired, owner, t.registry, None, RichReporter(progress))
                 if not args.cluster:
-                    executor.run(Plan(tuple(actions)))
+                    executor.run(Plan(actions))
                 else:
                     for action in actions:  # one by one: a failure never keeps the cluster running
                         try:
@@ -172,7 +159,7 @@ def cmd_delete(args) -> int:
         if not args.cluster:
             out.print(f"Deleted {len(actions)} object(s).")
             return EXIT_OK
-        t.conn.stop_all()
+        t.cluster.stop_cluster()
         t.registry.remove()
         for action, e in failed:
             err.print(f"[yellow]warning:[/yellow] {escape(action.ref)} was not deleted on its own "
@@ -191,14 +178,15 @@ def _connected_target(args):
         t = _target(args)
     else:
         from reconciler.backends import cluster_dir, connection
+        from reconciler.clipper_cluster import ClipperCluster
 
         d = desired_state(ManifestSet(), default_cluster=pick_cluster(args.cluster))
         conn = connection(d)
-        t = Target(d, conn, cluster_dir(d, conn), [])
+        t = Target(d, ClipperCluster(conn), cluster_dir(d, conn), [], conn)
     from clipper_admin import ClipperException
 
     try:
-        t.conn.connect()
+        t.cluster.connect()
     except (ClipperException, OSError, KeyError) as e:
         d = t.desired
         raise ReconcilerError(unreachable_message(d.cluster_name, d.cluster.backend, t.cluster_dir, e)) from e
@@ -256,7 +244,7 @@ def cmd_status(args) -> int:
     from reconciler.observed import observe
 
     t = _connected_target(args)
-    obs = observe(t.conn, t.registry.load())
+    obs = observe(t.cluster, t.registry.load())
     rows = []
     for name in sorted(obs.models):
         cur = obs.current(name)

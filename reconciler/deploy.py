@@ -1,4 +1,7 @@
-"""Deploy one model version from its manifest source (python, pyspark or image)."""
+"""Build one model version from its manifest source (python, pyspark or image) into an image.
+
+The rollout itself (start replicas, wait, register) is :class:`reconciler.execute.Executor`'s, on
+the cluster port."""
 
 from __future__ import annotations
 
@@ -6,15 +9,17 @@ import importlib
 import importlib.util
 import shutil
 import sys
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 from reconciler.desired import DesiredModel
 from reconciler.errors import ReconcilerError
+from reconciler.port import ClusterPort, ModelBuild
 
 
-def load_function(ref: str, base_dir: Path) -> Any:
+def load_function(ref: str, base_dir: Path) -> Callable[..., object]:
     """Import ``file.py:func`` (relative to ``base_dir``) or ``package.module:func``."""
     target, attr = ref.rsplit(":", 1)
     try:
@@ -22,6 +27,8 @@ def load_function(ref: str, base_dir: Path) -> Any:
             path = (base_dir / target).resolve()
             mod_name = f"_clipper_model_{abs(hash(str(path)))}"
             spec = importlib.util.spec_from_file_location(mod_name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"{path} is not a Python module")
             module = importlib.util.module_from_spec(spec)
             # not in sys.modules: cloudpickle then pickles the function by value
             sys.path.insert(0, str(path.parent))
@@ -31,7 +38,7 @@ def load_function(ref: str, base_dir: Path) -> Any:
                 sys.path.remove(str(path.parent))
         else:
             module = importlib.import_module(target)
-        obj = module
+        obj: object = module
         for part in attr.split("."):
             obj = getattr(obj, part)
     except Exception as e:  # user code: report whatever it raises, with the reference
@@ -41,70 +48,55 @@ def load_function(ref: str, base_dir: Path) -> Any:
     return obj
 
 
-def _python_model_dir(func: Any, ref: str, base_dir: Path) -> Path:
-    """A model directory (func.pkl, modules/) for backends whose python deployer is missing."""
-    import cloudpickle
+@dataclass(frozen=True)
+class Artifact:
+    """What a version's replicas run: an image, and how long the backend must give them to start."""
 
-    from reconciler.desired import _function_files
-
-    tmp = Path(tempfile.mkdtemp(prefix="clipper-model-"))
-    (tmp / "func.pkl").write_bytes(cloudpickle.dumps(func))
-    files = _function_files(ref, base_dir)
-    if len(files) > 1:
-        (tmp / "modules").mkdir()
-        for f in files[1:]:
-            shutil.copy2(f, tmp / "modules" / f.name)
-    return tmp
+    image: str
+    min_start_timeout_s: float | None = None
 
 
-def deploy_version(conn: Any, m: DesiredModel, labels: list[str], registry: str | None) -> None:
-    """Build (when needed) and deploy ``m.version`` with ``m.replicas`` replicas; registers it."""
+def build_version(cluster: ClusterPort, m: DesiredModel, registry: str | None) -> Artifact:
+    """The image of ``m.version``: the manifest's ``source.image``, or one built from its function
+    (python) or its saved model (pyspark) by the deployers' model-directory functions. Nothing is
+    started or registered here."""
+    assert m.loaded is not None, "a desired model always comes from a manifest"
     spec = m.loaded.obj.spec
     src = spec.source
-    pkgs = list(spec.packages) or None
     if src.image is not None:
-        conn.deploy_model(m.name, m.version, m.input_type, src.image, labels, m.replicas, m.batch_size)
-        return
+        return Artifact(str(src.image))
     base_dir = m.loaded.base_dir
+    base_image = spec.base_image or "default"
+    min_timeout: float | None = None
     if src.pyspark is not None:
-        _deploy_pyspark(conn, m, labels, registry, pkgs)
-        return
-    func = load_function(src.python.function, base_dir)
+        pyspark = _pyspark_deployer(m)
+        func = load_function(src.pyspark.function, base_dir)
+        if base_image == "default":
+            base_image = pyspark.default_pyspark_base_image()
+        model_dir = pyspark.save_saved_pyspark_function(
+            m.name, func, str((base_dir / src.pyspark.model_path).resolve()), src.pyspark.model_class
+        )
+        min_timeout = pyspark.MIN_REPLICA_TIMEOUT_S  # a JVM start
+    else:
+        from clipper_admin.deployers.deployer_utils import save_python_function
+        from clipper_admin.deployers.python import default_python_base_image
+
+        func = load_function(src.python.function, base_dir)
+        if base_image == "default":
+            base_image = default_python_base_image()
+        model_dir = save_python_function(m.name, func)
     try:
-        from clipper_admin.deployers import python as python_deployer
-    except ImportError:
-        python_deployer = None
-    if python_deployer is not None and hasattr(python_deployer, "deploy_python_closure"):
-        python_deployer.deploy_python_closure(
-            conn, m.name, m.version, m.input_type, func, base_image=spec.base_image or "default",
-            labels=labels, registry=registry, num_replicas=m.replicas, batch_size=m.batch_size,
-            pkgs_to_install=pkgs,
-        )  # fmt: skip
-        return
-    model_dir = _python_model_dir(func, src.python.function, base_dir)
-    try:
-        conn.build_and_deploy_model(
-            m.name, m.version, m.input_type, str(model_dir), spec.base_image or "default", labels,
-            registry, m.replicas, m.batch_size, pkgs,
-        )  # fmt: skip
+        build = ModelBuild(m.name, m.version, model_dir, base_image, registry, tuple(spec.packages))
+        return Artifact(cluster.build_model(build), min_timeout)
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
 
 
-def _deploy_pyspark(conn: Any, m: DesiredModel, labels: list[str], registry: str | None, pkgs) -> None:
-    """The saved model is checked and shipped as it is: no JVM starts in the CLI process."""
-    spec = m.loaded.obj.spec
-    src = spec.source.pyspark
+def _pyspark_deployer(m: DesiredModel) -> ModuleType:
     try:
-        from clipper_admin.deployers import pyspark as pyspark_deployer
+        from clipper_admin.deployers import pyspark
     except ImportError as e:
         raise ReconcilerError(
             f"Model/{m.name}: pyspark models need clipper_admin.deployers.pyspark ({e})"
         ) from e
-    func = load_function(src.function, m.loaded.base_dir)
-    pyspark_deployer.deploy_saved_pyspark_model(
-        conn, m.name, m.version, m.input_type, func,
-        str((m.loaded.base_dir / src.model_path).resolve()), src.model_class,
-        base_image=spec.base_image or "default", labels=labels, registry=registry,
-        num_replicas=m.replicas, batch_size=m.batch_size, pkgs_to_install=pkgs,
-    )  # fmt: skip
+    return pyspark

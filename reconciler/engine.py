@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
 
 from reconciler.desired import DesiredState, desired_state
 from reconciler.errors import ReconcilerError
@@ -17,16 +16,22 @@ from reconciler.lock import apply_lock
 from reconciler.observed import Observed, observe
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Plan, make_plan
+from reconciler.port import ClusterPort
+
+if TYPE_CHECKING:
+    from clipper_admin import ClipperConnection
 
 
 @dataclass
 class Target:
-    """The cluster a manifest set describes, with a (not yet connected) connection to it."""
+    """The cluster a manifest set describes, behind the cluster port (not yet connected)."""
 
     desired: DesiredState
-    conn: Any
+    cluster: ClusterPort
     cluster_dir: Path
     files: list[Path]
+    #: the raw admin connection, for the CLI's read-only listings (``clipper get``/``status``) only
+    conn: ClipperConnection | None = None
 
     @property
     def registry(self) -> OwnershipRegistry:
@@ -35,13 +40,14 @@ class Target:
 
 def target_for(manifests: ManifestSet) -> Target:
     from reconciler.backends import cluster_dir, connection
+    from reconciler.clipper_cluster import ClipperCluster
 
     desired = desired_state(manifests)
     conn = connection(desired)
-    return Target(desired, conn, cluster_dir(desired, conn), manifests.files)
+    return Target(desired, ClipperCluster(conn), cluster_dir(desired, conn), manifests.files, conn)
 
 
-def load_target(paths: Iterable[str], stdin=None) -> Target:
+def load_target(paths: Iterable[str], stdin: TextIO | None = None) -> Target:
     return target_for(load_manifests(paths, stdin=stdin))
 
 
@@ -50,13 +56,11 @@ def observe_target(t: Target) -> Observed:
     from clipper_admin import ClipperException
 
     try:
-        t.conn.connect()
-    except (ClipperException, OSError, KeyError) as e:
-        obs = Observed(running=False)
-        obs.reason = str(e)  # type: ignore[attr-defined]
-        return obs
+        t.cluster.connect()
+    except (ClipperException, OSError, KeyError):
+        return Observed(running=False)
     try:
-        return observe(t.conn, t.registry.load(), t.registry.load_models())
+        return observe(t.cluster, t.registry.load(), t.registry.load_models())
     except (ClipperException, OSError) as e:
         raise ReconcilerError(f"cannot observe cluster {t.desired.cluster_name}: {e}") from e
 
@@ -70,9 +74,23 @@ def plan_for(t: Target, owner: str, prune: bool) -> tuple[Plan, Observed]:
     return make_plan(t.desired, obs, owner, prune), obs
 
 
-def _start_cluster(t: Target) -> None:
-    spec = t.desired.cluster
-    t.conn.start_clipper(cache_size=spec.cache_size_bytes, num_frontend_replicas=spec.frontend_replicas)
+def _start_cluster(
+    t: Target, plan: Plan, owner: str, prune: bool, reporter: Reporter
+) -> tuple[Plan, Observed]:
+    """Start the cluster (the plan's ``Cluster`` create action), then plan again from what the
+    started cluster reports: a restarted cluster may keep state (SQLite store). The returned plan is
+    the new one with the executed cluster action in the place of the new plan's own."""
+    cluster_action = plan.cluster_action
+    reporter.start(cluster_action)
+    try:
+        spec = t.desired.cluster
+        t.cluster.start_cluster(spec.cache_size_bytes, spec.frontend_replicas)
+    except BaseException as e:
+        reporter.finish(cluster_action, e)
+        raise
+    reporter.finish(cluster_action, None)
+    later, obs = plan_for(t, owner, prune)
+    return later.with_cluster_action(cluster_action), obs
 
 
 def apply(
@@ -81,7 +99,7 @@ def apply(
     prune: bool = False,
     lock_timeout: float = 60.0,
     reporter: Reporter | None = None,
-    on_lock_wait=None,
+    on_lock_wait: Callable[[Path], None] | None = None,
 ) -> Plan:
     """Converge the cluster to the manifests; returns the plan that was executed."""
     from clipper_admin import ClipperException
@@ -95,14 +113,8 @@ def apply(
             )
         try:
             if not obs.running:
-                cluster_action = plan.actions[0]
-                reporter.start(cluster_action)
-                _start_cluster(t)
-                reporter.finish(cluster_action, None)
-                # a restarted cluster may keep state (SQLite store): plan again from what it reports
-                later, obs = plan_for(t, owner, prune)
-                plan = dataclasses.replace(later, actions=(cluster_action, *later.actions[1:]))
-            Executor(t.conn, t.desired, owner, t.registry, git_commit(t.files), reporter).run(plan)
+                plan, obs = _start_cluster(t, plan, owner, prune, reporter)
+            Executor(t.cluster, t.desired, owner, t.registry, git_commit(t.files), reporter).run(plan)
             _forget_vanished_apps(t, owner, obs)
         except ClipperException as e:
             raise ReconcilerError(str(e)) from e

@@ -1,24 +1,28 @@
-"""Execute a plan against a connected ``ClipperConnection``, one action at a time, in order.
+"""Execute a plan on a :class:`reconciler.port.ClusterPort`, one action at a time, in order.
 
-Rolling replace of a model: the new version's replicas start, and only once they are connected
-(polled with ``get_all_model_replicas``) is the version registered / made current, which moves the
-traffic; after a short drain the previous version's replicas stop. The previous version stays
-registered, so ``set_model_version`` (or reverting the manifest) rolls back.
+A new model version rolls out in explicit steps: build its image, start its replicas, wait until
+they are connected, record it in the ownership registry, register it (which makes it current and
+moves the traffic), and after a short drain stop the previous version's replicas. The previous
+version stays registered, so ``set_model_version`` (or reverting the manifest) rolls back. When a
+step fails the rollout stops there: the new replicas are stopped, the previous version keeps
+serving, and the error propagates (the reporter is told which action failed).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from reconciler.desired import DesiredState
+from reconciler.deploy import Artifact, build_version
+from reconciler.desired import DesiredApp, DesiredModel, DesiredState
 from reconciler.errors import ReconcilerError
 from reconciler.labels import model_labels
 from reconciler.observed import AppRecord, ModelRecord
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
+from reconciler.port import ClusterPort
 
 CONNECT_TIMEOUT = 120.0  # seconds for new replicas to connect
 STOP_TIMEOUT = 30.0  # seconds for stopped replicas to disconnect (not an error when exceeded)
@@ -42,167 +46,147 @@ class NullReporter:
         pass
 
 
-def connected_replicas(conn: Any, name: str, version: str) -> int:
-    return sum(
-        1
-        for r in conn.get_all_model_replicas(verbose=True)
-        if r["model_name"] == name and str(r["model_version"]) == version
-    )
-
-
-def wait_connected(
-    conn: Any, name: str, version: str, want: int, on_progress=None, timeout: float = CONNECT_TIMEOUT
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        have = connected_replicas(conn, name, version)
-        if on_progress is not None:
-            on_progress(min(have, want), want)
-        if have >= want:
-            return
-        if time.monotonic() >= deadline:
-            raise ReconcilerError(
-                f"Model {name}:{version}: {have}/{want} replicas connected after {timeout:g} s"
-            )
-        time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def _register_after_connected(conn: Any, on_progress, on_register=None):
-    """Make ``conn.register_model`` (which moves traffic) wait until the new replicas are connected;
-    ``on_register(name, version, image)`` runs just before the version is registered."""
-    original = conn.register_model
-
-    def register_model(name, version, input_type, image=None, labels=None, batch_size=-1, **kw):
-        wait_connected(conn, name, str(version), _want.get((name, str(version)), 0), on_progress)
-        if on_register is not None:
-            on_register(name, str(version), image)
-        return original(name, version, input_type, image=image, labels=labels, batch_size=batch_size, **kw)
-
-    _want: dict[tuple[str, str], int] = {}
-    conn.register_model = register_model
-    try:
-        yield _want
-    finally:
-        del conn.register_model  # back to the class method
+#: Builds a version's image; :func:`reconciler.deploy.build_version` unless a test gives another.
+Builder = Callable[[ClusterPort, DesiredModel, str | None], Artifact]
 
 
 @dataclass
 class Executor:
-    conn: Any
+    cluster: ClusterPort
     desired: DesiredState
     owner: str
     registry: OwnershipRegistry
     git_commit: str | None = None
     reporter: Reporter = NullReporter()  # noqa: RUF009 - stateless
+    builder: Builder = build_version
+    connect_timeout_s: float = CONNECT_TIMEOUT
+    stop_timeout_s: float = STOP_TIMEOUT
+    drain_s: float = DRAIN_SECONDS
 
     def run(self, plan: Plan) -> None:
+        """Execute the mutating actions of ``plan`` in order; the cluster's own action is the
+        engine's (:func:`reconciler.engine.apply`), so it is skipped here."""
         owners = self.registry.load()
         for action in plan.actions:
             if not action.mutating or action.kind == "Cluster":
                 continue
             self.reporter.start(action)
             try:
-                getattr(self, f"_{action.kind.lower()}")(action, owners)
+                if action.kind == "Model":
+                    self._model(action)
+                elif action.kind == "Application":
+                    self._application(action, owners)
+                elif action.kind == "Link":
+                    self._link(action)
+                else:
+                    raise ReconcilerError(f"{action.ref}: unknown kind of action")
             except BaseException as e:
                 self.reporter.finish(action, e)
                 raise
             self.reporter.finish(action, None)
 
     # -- models ----------------------------------------------------------------------------------
-    def _deploy(self, action: Action) -> None:
-        from reconciler.deploy import deploy_version
+    def _progress(self, action: Action) -> Callable[[int, int], None]:
+        return lambda done, total: self.reporter.progress(action, done, total)
 
-        m = action.model
-        labels = model_labels(self.owner, m.content_hash, self.git_commit, m.labels)
+    def _wait(self, action: Action, m: DesiredModel) -> None:
+        self.cluster.wait_replicas(
+            m.name,
+            m.version,
+            m.replicas,
+            timeout_s=self.connect_timeout_s,
+            on_progress=self._progress(action),
+        )
 
-        def record(name: str, version: str, image: str | None) -> None:
-            # what this reconciler deployed, in its owner-only registry: the only proof of ownership
-            self.registry.record_model(name, version, ModelRecord(self.owner, image or "", m.content_hash))
+    def _roll_out(self, action: Action, m: DesiredModel) -> None:
+        """A version that is not registered: build, start, wait, record, register (moves traffic)."""
+        artifact = self.builder(self.cluster, m, self.desired.cluster.registry)
+        self.cluster.start_replicas(
+            m.name, m.version, m.input_type, artifact.image, m.replicas, artifact.min_start_timeout_s
+        )
+        try:
+            self._wait(action, m)
+            # what this reconciler deployed, in its owner-only registry: the only proof of
+            # ownership; recorded before registering, so that an interrupted apply orphans nothing
+            self.registry.record_model(
+                m.name, m.version, ModelRecord(self.owner, artifact.image, m.content_hash)
+            )
+            labels = model_labels(self.owner, m.content_hash, self.git_commit, m.labels)
+            self.cluster.register_version(
+                m.name, m.version, m.input_type, artifact.image, labels, m.batch_size
+            )
+        except BaseException as e:
+            self._stop_after_failure(m, e)
+            raise
 
-        progress = lambda d, t: self.reporter.progress(action, d, t)  # noqa: E731
-        with _register_after_connected(self.conn, progress, record) as want:
-            want[(m.name, m.version)] = m.replicas
-            deploy_version(self.conn, m, labels, self.desired.cluster.registry)
+    def _stop_after_failure(self, m: DesiredModel, error: BaseException) -> None:
+        """Stop the replicas a failed rollout started (their version is not registered)."""
+        try:
+            self.cluster.stop_replicas(m.name, (m.version,), self.stop_timeout_s)
+        except Exception as e:  # the rollout's own error is the one to report
+            error.add_note(f"stopping the new replicas of {m.name}:{m.version} failed too: {e}")
+
+    def _scale(self, action: Action, m: DesiredModel) -> None:
+        """Scale a version this reconciler deployed, from the image it recorded (never from the
+        store's ``container_name``, which anyone who reaches the management API can choose)."""
+        if not action.image:
+            raise ReconcilerError(f"Model/{m.name}: no recorded image for version {m.version}")
+        if self.cluster.running_replicas(m.name, m.version) > 0:
+            self.cluster.scale_replicas(m.name, m.version, m.input_type, action.image, m.replicas)
+        else:
+            self.cluster.start_replicas(m.name, m.version, m.input_type, action.image, m.replicas)
+        self._wait(action, m)
 
     def _stop(self, name: str, versions: tuple[str, ...]) -> None:
         """Stop the replicas of ``versions``; they stay registered (rollback)."""
-        if not versions:
+        if versions:
+            self.cluster.stop_replicas(name, versions, self.stop_timeout_s)
+
+    def _model(self, action: Action) -> None:
+        if action.op is Op.DELETE:
+            self.cluster.delete_model(action.name)
             return
-        self.conn.cm.stop_models({name: list(versions)})
-        # wait (bounded) until the frontend has let go of them, so that the next plan is clean
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline:
-            if not any(connected_replicas(self.conn, name, v) for v in versions):
-                return
-            time.sleep(0.1)
-
-    def _scale(self, action: Action) -> None:
-        """Scale a version this reconciler deployed, from the image it recorded (never from the
-        store's ``container_name``, which anyone who reaches the management API can choose)."""
         m = action.model
-        if not action.image:
-            raise ReconcilerError(f"Model/{m.name}: no recorded image for version {m.version}")
-        cm = self.conn.cm
-        if cm.get_num_replicas(m.name, m.version) > 0:
-            # a running replica set is scaled in place (backends start more of the image it runs)
-            cm.set_num_replicas(m.name, m.version, m.input_type, action.image, m.replicas)
-        else:
-            # none running: start the recorded image as the caller's explicit choice (set_num_replicas
-            # would take it as learned from the store, and refuse a prebuilt one on Docker/Kubernetes)
-            cm.deploy_model(m.name, m.version, m.input_type, action.image, m.replicas)
-
-    def _model(self, action: Action, owners: dict[str, AppRecord]) -> None:
-        m = action.model
+        if m is None:
+            raise ReconcilerError(f"{action.ref}: the plan carries no desired model")
         if action.op is Op.CREATE:
-            self._deploy(action)
+            self._roll_out(action, m)
         elif action.op is Op.REPLACE:
             if action.version_registered:
-                self._scale(action)
-                wait_connected(
-                    self.conn,
-                    m.name,
-                    m.version,
-                    m.replicas,
-                    lambda d, t: self.reporter.progress(action, d, t),
-                )
-                self.conn.set_model_version(m.name, m.version)
+                self._scale(action, m)
+                self.cluster.set_current_version(m.name, m.version)
             else:
-                self._deploy(action)
+                self._roll_out(action, m)
             old = tuple(v for v in (action.previous_version, *action.stop_versions) if v and v != m.version)
             if old:
-                time.sleep(DRAIN_SECONDS)
+                time.sleep(self.drain_s)
                 self._stop(m.name, tuple(dict.fromkeys(old)))
         elif action.op is Op.UPDATE:
             if any(c.field == "replicas" for c in action.changes):
-                self._scale(action)
-                wait_connected(
-                    self.conn,
-                    m.name,
-                    m.version,
-                    m.replicas,
-                    lambda d, t: self.reporter.progress(action, d, t),
-                )
+                self._scale(action, m)
             self._stop(m.name, action.stop_versions)
-        elif action.op is Op.DELETE:
-            self.conn.stop_models([action.name])
 
     # -- applications and links ------------------------------------------------------------------
     def _application(self, action: Action, owners: dict[str, AppRecord]) -> None:
-        a = action.app
-        if action.op in (Op.UPDATE, Op.REPLACE, Op.DELETE):
-            self.conn.unregister_application(action.name)
+        if action.op in (Op.REPLACE, Op.DELETE):
+            self.cluster.unregister_application(action.name)
         if action.op is Op.DELETE:
             owners.pop(action.name, None)
         else:
+            a: DesiredApp | None = action.app
+            if a is None:
+                raise ReconcilerError(f"{action.ref}: the plan carries no desired application")
             # record ownership first: an interrupted apply must not orphan the app
             owners[a.name] = AppRecord(self.owner, self.git_commit)
             self.registry.save(owners)
-            self.conn.register_application(a.name, a.input_type, a.default_output, a.slo_micros)
+            if action.op is Op.UPDATE:  # default output / SLO in place: the app keeps serving
+                self.cluster.update_application(a.name, a.default_output, a.slo_micros)
+            else:
+                self.cluster.register_application(a.name, a.input_type, a.default_output, a.slo_micros)
         self.registry.save(owners)
 
-    def _link(self, action: Action, owners: dict[str, AppRecord]) -> None:
+    def _link(self, action: Action) -> None:
         for model in action.unlink:
-            self.conn.unlink_model_from_app(action.name, model)
+            self.cluster.unlink(action.name, model)
         if action.link is not None:
-            self.conn.link_model_to_app(action.name, action.link)
+            self.cluster.link(action.name, action.link)

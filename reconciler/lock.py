@@ -11,14 +11,16 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from reconciler.errors import ReconcilerError
 
 
 @contextlib.contextmanager
-def apply_lock(cluster_dir: Path, timeout: float = 60.0, on_wait=None) -> Iterator[None]:
+def apply_lock(
+    cluster_dir: Path, timeout: float = 60.0, on_wait: Callable[[Path], None] | None = None
+) -> Iterator[None]:
     """Hold the cluster's apply lock; wait up to ``timeout`` seconds (0: fail at once)."""
     path = cluster_dir / "reconciler" / "apply.lock"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.labels import MANAGED_BY, label_value
+
+if TYPE_CHECKING:
+    from reconciler.port import ClusterPort
 
 
 @dataclass(frozen=True)
@@ -137,15 +140,12 @@ def from_listings(
 
 
 def observe(
-    conn: Any,
+    cluster: ClusterPort,
     app_owners: dict[str, AppRecord],
     model_records: dict[str, dict[str, ModelRecord]] | None = None,
 ) -> Observed:
-    """Three list calls on a connected ``ClipperConnection``."""
-    return from_listings(
-        conn.get_all_apps(verbose=True),
-        conn.get_all_models(verbose=True),
-        conn.get_all_model_replicas(verbose=True),
-        app_owners,
-        model_records,
-    )
+    """What the (connected) cluster reports, with this cluster's ownership records."""
+    obs = cluster.observe()
+    obs.app_owners = dict(app_owners)
+    obs.model_records = dict(model_records or {})
+    return obs

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from reconciler.observed import AppRecord, ModelRecord
 
@@ -25,15 +26,18 @@ class OwnershipRegistry:
     def __init__(self, cluster_dir: Path):
         self.path = cluster_dir / "reconciler" / "apps.json"
 
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text())
+            body = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as e:
             raise OSError(f"cannot read the ownership registry {self.path}: {e}") from e
+        if not isinstance(body, dict):
+            raise OSError(f"cannot read the ownership registry {self.path}: not a JSON object")
+        return body
 
-    def _write(self, body: dict) -> None:
+    def _write(self, body: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path.parent, 0o700)
         tmp = self.path.with_suffix(".tmp")

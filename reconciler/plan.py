@@ -13,8 +13,8 @@ Classification:
 - ``noop``     nothing to do.
 
 Order: cluster, models, applications, links; then deletions in reverse (links, apps, models).
-Clipper's management API cannot change an application in place, so an app ``update`` executes as
-unregister + register + relink (the app answers 404 for the few milliseconds in between).
+An app ``update`` (default output, SLO) is done in place (``/admin/update_app``): the app stays
+registered and linked, no request is lost.
 """
 
 from __future__ import annotations
@@ -85,6 +85,19 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def cluster_action(self) -> Action:
+        """The plan's one ``Cluster`` action (found by kind, wherever it is)."""
+        found = [a for a in self.actions if a.kind == "Cluster"]
+        if len(found) != 1:
+            raise ValueError(f"a plan has one Cluster action, this one has {len(found)}")
+        return found[0]
+
+    def with_cluster_action(self, action: Action) -> Plan:
+        """This plan with its ``Cluster`` action replaced by ``action`` (e.g. the one executed)."""
+        current = self.cluster_action
+        return Plan(tuple(action if a is current else a for a in self.actions), self.warnings)
 
 
 def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str]) -> Action:
@@ -224,7 +237,7 @@ def _plan_app(a: DesiredApp, obs: Observed, owner: str) -> Action:
         "Application",
         a.name,
         tuple(changes),
-        reason="re-registered (the API has no app update)",
+        reason="updated in place",
         app=a,
     )
 
@@ -263,16 +276,13 @@ def make_plan(desired: DesiredState, observed: Observed, owner: str, prune: bool
         a.name
         for a in model_actions
         if a.op is Op.REPLACE
-        and (cur := observed.current(a.name)) is not None
-        and cur.input_type != a.model.input_type
+        and a.model is not None
+        and (was := observed.current(a.name)) is not None
+        and was.input_type != a.model.input_type
     }
     unlinked: set[str] = set()
     for app in sorted(observed.apps.values(), key=lambda x: x.name):
-        if (
-            retyped.intersection(app.linked)
-            and observed.app_owners.get(app.name, None) is not None
-            and observed.app_owners[app.name].owner == owner
-        ):
+        if retyped.intersection(app.linked) and _owns_app(observed, app.name, owner):
             unlinked.add(app.name)
             actions.append(
                 Action(
@@ -290,17 +300,16 @@ def make_plan(desired: DesiredState, observed: Observed, owner: str, prune: bool
     for act in app_actions:
         if act.op is Op.CONFLICT:
             continue
-        recreated = act.op in (Op.CREATE, Op.UPDATE, Op.REPLACE)
-        cur = observed.apps.get(act.name)
-        linked = () if recreated or cur is None or act.name in unlinked else cur.linked
+        recreated = act.op in (Op.CREATE, Op.REPLACE)
+        existing = observed.apps.get(act.name)
+        linked = () if recreated or existing is None or act.name in unlinked else existing.linked
         link = _plan_link(desired.apps[act.name], linked)
         if link is not None:
             actions.append(link)
     # deletions, reverse order: applications (their links go with them), then models
     gone = Op.DELETE if prune else Op.PRUNE
     for name in sorted(observed.apps):
-        rec = observed.app_owners.get(name)
-        if name not in desired.apps and rec is not None and rec.owner == owner:
+        if name not in desired.apps and _owns_app(observed, name, owner):
             actions.append(
                 Action(gone, "Application", name, reason="" if prune else "not in the manifests; use --prune")
             )
@@ -317,3 +326,28 @@ def make_plan(desired: DesiredState, observed: Observed, owner: str, prune: bool
                 )
             )
     return Plan(tuple(actions), tuple(warnings))
+
+
+def make_delete_plan(desired: DesiredState, observed: Observed, owner: str) -> Plan:
+    """``clipper delete``: delete the manifests' applications, then their models, that exist and
+    that ``owner`` manages (the same ownership rules as :func:`make_plan`'s pruning: an app by its
+    registry record, a model by the recorded owner of its versions). Objects someone else manages,
+    or that do not exist, are left alone; a cluster that is not running has nothing to delete."""
+    if not observed.running:
+        return Plan(())
+    actions = [
+        Action(Op.DELETE, "Application", name)
+        for name in sorted(desired.apps)
+        if name in observed.apps and _owns_app(observed, name, owner)
+    ]
+    actions += [
+        Action(Op.DELETE, "Model", name)
+        for name in sorted(desired.models)
+        if name in observed.models and observed.model_owner(name) == owner
+    ]
+    return Plan(tuple(actions))
+
+
+def _owns_app(observed: Observed, name: str, owner: str) -> bool:
+    rec = observed.app_owners.get(name)
+    return rec is not None and rec.owner == owner

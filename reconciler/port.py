@@ -125,6 +125,10 @@ class ClusterPort(Protocol):
         self, name: str, input_type: str, default_output: str, slo_micros: int
     ) -> None: ...
 
+    def update_application(self, name: str, default_output: str, slo_micros: int) -> None:
+        """Change an app's default output and SLO in place: it stays registered and linked, so no
+        request is lost while it changes."""
+
     def unregister_application(self, name: str) -> None: ...
 
     def link(self, app: str, model: str) -> None: ...

@@ -184,6 +184,13 @@ class FakeCluster:
             raise ClipperHTTPError(f"application '{name}' already exists", 400)
         self.apps[name] = App(input_type, default_output, slo_micros)
 
+    def update_application(self, name: str, default_output: str, slo_micros: int) -> None:
+        self._call("update_application", name)
+        app = self.apps.get(name)
+        if app is None:
+            raise ClipperHTTPError(f"Application '{name}' does not exist", 400)
+        app.default_output, app.slo_micros = default_output, slo_micros
+
     def unregister_application(self, name: str) -> None:
         self._call("unregister_application", name)
         if name not in self.apps:

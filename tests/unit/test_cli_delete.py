@@ -12,10 +12,10 @@ from reconciler import commands
 from reconciler.observed import AppRecord, Observed, ObservedApp
 
 
-class FakeConn:
+class FakeCluster:
     stopped = False
 
-    def stop_all(self) -> None:
+    def stop_cluster(self) -> None:
         self.stopped = True
 
 
@@ -45,7 +45,7 @@ def test_delete_cluster_stops_it_when_objects_fail_to_delete(tmp_path, monkeypat
     names = ["broken", "fine"]
     target = SimpleNamespace(
         desired=SimpleNamespace(cluster_name="c1", apps=dict.fromkeys(names), models={}),
-        conn=FakeConn(),
+        cluster=FakeCluster(),
         registry=FakeRegistry(),
         cluster_dir=tmp_path,
     )
@@ -61,12 +61,44 @@ def test_delete_cluster_stops_it_when_objects_fail_to_delete(tmp_path, monkeypat
     monkeypatch.setattr(commands, "_target", lambda args: target)
     monkeypatch.setattr("reconciler.engine.observe_target", lambda t: obs)
     monkeypatch.setattr("reconciler.execute.Executor", FailingExecutor)
-    args = argparse.Namespace(files=["x"], owner=None, cluster=True)
+    args = argparse.Namespace(files=["x"], owner=None, cluster=True, lock_timeout=0.0)
     assert commands.cmd_delete(args) == commands.EXIT_OK
-    assert target.conn.stopped and target.registry.removed
+    assert target.cluster.stopped and target.registry.removed
     assert FailingExecutor.ran == ["Application/fine"]
     text = buf.getvalue()
     assert (
         "Application/broken was not deleted on its own (Error reading the config store: database disk" in text
     )
     assert "Deleted 1 object(s) and stopped cluster c1." in text
+
+
+def test_delete_waits_for_the_lock_as_long_as_lock_timeout_says(tmp_path, monkeypatch):
+    """The delete path takes --lock-timeout (0: give up at once) instead of a fixed 60 s."""
+    import time
+
+    import pytest
+
+    from reconciler.errors import ReconcilerError
+    from reconciler.lock import apply_lock
+
+    target = SimpleNamespace(
+        desired=SimpleNamespace(cluster_name="c1", apps={}, models={}),
+        cluster=FakeCluster(),
+        registry=FakeRegistry(),
+        cluster_dir=tmp_path,
+    )
+    monkeypatch.setattr(commands, "_target", lambda args: target)
+    args = argparse.Namespace(files=["x"], owner=None, cluster=True, lock_timeout=0.0)
+    with apply_lock(tmp_path, 0):
+        t0 = time.monotonic()
+        with pytest.raises(ReconcilerError, match="gave up after 0 s"):
+            commands.cmd_delete(args)
+        assert time.monotonic() - t0 < 30  # not the old fixed 60 s
+    assert not target.cluster.stopped
+
+
+def test_delete_has_a_lock_timeout_option():
+    from reconciler.cli import build_parser
+
+    args = build_parser().parse_args(["delete", "-f", "x.yaml", "--lock-timeout", "5"])
+    assert args.lock_timeout == 5.0

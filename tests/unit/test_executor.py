@@ -156,11 +156,11 @@ CASES = {
         False,
         [("stop_replicas", "m", "v1")],
     ),
-    "app update re-registers and relinks": (
+    "app update (default output) in place: never unregistered or unlinked": (
         Seed(SERVING, [("a", "m")]),
         state([dm()], [da(default="x")]),
         False,
-        [("unregister_application", "a"), ("register_application", "a"), ("link", "a", "m")],
+        [("update_application", "a")],
     ),
     "relink to another model": (
         Seed([*SERVING, ("n", "v1", 1, True)], [("a", "m")]),

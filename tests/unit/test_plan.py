@@ -7,7 +7,7 @@ import pytest
 from reconciler.desired import DesiredApp, DesiredModel, DesiredState
 from reconciler.labels import CONTENT_HASH, MANAGED_BY
 from reconciler.observed import AppRecord, ModelRecord, Observed, ObservedApp, ObservedVersion
-from reconciler.plan import Op, make_plan
+from reconciler.plan import Action, Op, Plan, make_delete_plan, make_plan
 from schemas import ClusterSpec
 
 OWNER = "team"
@@ -75,11 +75,11 @@ CASES = {
         False,
         [("replace", "Model/m")],
     ),
-    "default output updates the app and relinks it": (
+    "default output updates the app in place (its link stays)": (
         desired([dm()], [da(default="x")]),
         observed([ov()], [oa()]),
         False,
-        [("update", "Application/a"), ("create", "Link/a")],
+        [("update", "Application/a")],
     ),
     "input type change recreates the app": (
         desired([dm(version="v2", input_type="ints")], [da(input_type="ints")]),
@@ -226,3 +226,55 @@ def test_a_record_counts_only_for_the_image_it_recorded():
 def test_updates_carry_the_recorded_image():
     plan = make_plan(desired([dm(replicas=3)]), observed([ov(replicas=1)]), OWNER)
     assert plan.actions[1].op is Op.UPDATE and plan.actions[1].image == "img"
+
+
+DELETE_CASES = {
+    "the manifests' own apps, then models": (
+        desired([dm()], [da()]),
+        observed([ov()], [oa()]),
+        [("delete", "Application/a"), ("delete", "Model/m")],
+    ),
+    "objects not in the manifests are left alone": (
+        desired([dm()], []),
+        observed([ov(), ov(name="other")], [oa()]),
+        [("delete", "Model/m")],
+    ),
+    "what does not exist is skipped": (desired([dm()], [da()]), observed([], []), []),
+    "another owner's objects are left alone": (
+        desired([dm()], [da()]),
+        observed([ov(owner="other")], [oa()], owners={"a": "other"}),
+        [],
+    ),
+    "an app without a registry record is left alone": (
+        desired([], [da()]),
+        observed([], [oa()], owners={}),
+        [],
+    ),
+    "a model with forged labels only is left alone": (
+        desired([dm()], []),
+        observed([ov()], forged={("m", "v1")}),
+        [],
+    ),
+    "a cluster that is not running has nothing to delete": (
+        desired([dm()], [da()]),
+        observed([ov()], [oa()], running=False),
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(DELETE_CASES))
+def test_delete_plan_table(name):
+    want_desired, want_observed, expected = DELETE_CASES[name]
+    assert summary(make_delete_plan(want_desired, want_observed, OWNER)) == expected
+
+
+def test_the_cluster_action_is_found_by_kind():
+    plan = make_plan(desired([dm()]), observed(running=False), OWNER)
+    started = Action(Op.CREATE, "Cluster", "c", reason="started")
+    reordered = Plan((*plan.actions[1:], plan.actions[0]))
+    assert reordered.cluster_action == plan.actions[0]
+    replaced = reordered.with_cluster_action(started)
+    assert replaced.actions[-1].reason == "started" and replaced.actions[:-1] == reordered.actions[:-1]
+    with pytest.raises(ValueError, match="has 0"):
+        _ = Plan(plan.actions[1:]).cluster_action
