@@ -110,6 +110,16 @@ class ConfigStore(abc.ABC):
         """Remove the app *and* its links; False if it did not exist."""
 
     @abc.abstractmethod
+    def update_app(
+        self, name: str, default_output: str | None = None, latency_slo_micros: int | None = None
+    ) -> AppRecord | None:
+        """Change an app's default output and/or latency SLO in place, in one atomic write (``None``:
+        unchanged); its links, traffic configuration and selection state stay. Returns the updated
+        record, ``None`` when no app of that name exists. Query frontends are notified like for any
+        other configuration write, so their next request uses the new values: unlike unregister +
+        register + relink, no request finds the app missing or unlinked meanwhile."""
+
+    @abc.abstractmethod
     def add_link(self, app: str, model_name: str) -> None: ...
 
     @abc.abstractmethod

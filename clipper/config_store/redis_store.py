@@ -72,6 +72,12 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+_HSET_IF_PRESENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 1
+"""
+
 
 def glob_escape(s: str) -> str:
     """Escape a literal for a Redis MATCH/KEYS pattern (names with ``*?[]`` broke the original)."""
@@ -162,6 +168,7 @@ class RedisConfigStore(ConfigStore):
         self.host, self.port, self._password, self._ssl = host, int(port), password, ssl
         self._dbs = {db: self._client(db) for db in (STATE_DB, RESOURCE_DB, *WATCHED_DBS)}
         self._add_app_script = self._dbs[APPLICATION_DB].register_script(_HSET_IF_ABSENT)
+        self._update_app_script = self._dbs[APPLICATION_DB].register_script(_HSET_IF_PRESENT)
         self._subs: list[Subscription] = []
 
     @classmethod
@@ -298,6 +305,20 @@ class RedisConfigStore(ConfigStore):
         self._dbs[STATE_DB].delete(state_key(name))
         self.set_app_traffic(name, None)
         return existed
+
+    def update_app(
+        self, name: str, default_output: str | None = None, latency_slo_micros: int | None = None
+    ) -> AppRecord | None:
+        fields: list[str] = []
+        if default_output is not None:
+            fields += ["default_output", default_output]
+        if latency_slo_micros is not None:
+            fields += ["latency_slo_micros", str(int(latency_slo_micros))]
+        if not self._update_app_script(keys=[name], args=fields):
+            return None
+        if default_output is not None:  # the default output policy's state, as add_app writes it
+            self._dbs[STATE_DB].set(state_key(name), json.dumps({"y_hat": default_output}))
+        return self.get_app(name)
 
     def add_link(self, app: str, model_name: str) -> None:
         self._dbs[LINKS_DB].sadd(app, model_name)

@@ -273,6 +273,18 @@ class SqliteConfigStore(ConfigStore):
         self._drop_traffic_state(name)
         return gone
 
+    def update_app(
+        self, name: str, default_output: str | None = None, latency_slo_micros: int | None = None
+    ) -> AppRecord | None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE apps SET default_output = COALESCE(?, default_output), "
+                "latency_slo_micros = COALESCE(?, latency_slo_micros) WHERE name = ?",
+                (default_output, None if latency_slo_micros is None else int(latency_slo_micros), name),
+            )
+            row = c.execute("SELECT * FROM apps WHERE name = ?", (name,)).fetchone()
+        return self._app(row) if row else None
+
     def add_link(self, app: str, model_name: str) -> None:
         with self._tx() as c:
             c.execute("INSERT OR IGNORE INTO links VALUES (?, ?)", (app, model_name))

@@ -105,6 +105,7 @@ class AdminHandlers:
         post = {
             "add_app": (self.add_app, msg.ADD_APPLICATION_JSON_SCHEMA),
             "delete_app": (self.delete_app, msg.ADD_APPLICATION_JSON_SCHEMA),  # sic: the original's schema
+            "update_app": (self.update_app, msg.UPDATE_APPLICATION_JSON_SCHEMA),  # added
             "add_model_links": (self.add_model_links, msg.ADD_MODEL_LINKS_JSON_SCHEMA),
             "delete_model_links": (self.delete_model_links, msg.DELETE_MODEL_LINKS_JSON_SCHEMA),
             "add_model": (self.add_model, msg.ADD_MODEL_JSON_SCHEMA),
@@ -155,6 +156,25 @@ class AdminHandlers:
         except Exception as e:
             raise StoreFailure(msg.app_delete_failed(name)) from e
         return _text(msg.app_deleted(name))
+
+    def update_app(self, d: Any) -> Reply:
+        """Added: change the default output and/or SLO in place. The app stays registered and linked
+        throughout, so no request sees it missing (unregister + register + relink would)."""
+        name = jb.get_string(d, "name")
+        has = isinstance(d, dict)
+        default_output = jb.get_string(d, "default_output") if has and "default_output" in d else None
+        slo = jb.get_int(d, "latency_slo_micros") if has and "latency_slo_micros" in d else None
+        if default_output is None and slo is None:
+            raise OperationError(msg.app_update_nothing(name))
+        if self.store.get_app(name) is None:
+            raise OperationError(msg.app_missing(name))
+        try:
+            updated = self.store.update_app(name, default_output, slo)
+        except Exception as e:
+            raise StoreFailure(msg.app_update_failed(name)) from e
+        if updated is None:  # deleted meanwhile
+            raise OperationError(msg.app_missing(name))
+        return _text(msg.app_updated(name))
 
     def add_model_links(self, d: Any) -> Reply:
         app_name = jb.get_string(d, "app_name")

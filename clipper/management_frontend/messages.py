@@ -15,6 +15,15 @@ ADD_APPLICATION_JSON_SCHEMA = """
   }
 """
 
+# added: /admin/update_app (not in the original)
+UPDATE_APPLICATION_JSON_SCHEMA = """
+  {
+   "name" := string,
+   "default_output" := string (optional),
+   "latency_slo_micros" := int (optional)
+  }
+"""
+
 ADD_MODEL_LINKS_JSON_SCHEMA = """
   {
     "app_name" := string,
@@ -161,6 +170,19 @@ def app_missing(name: str) -> str:
 
 def app_delete_failed(name: str) -> str:
     return f"Error deleting application '{name}' to Redis"  # sic
+
+
+# -- update_app (added) ---------------------------------------------------------------------------
+def app_updated(name: str) -> str:
+    return f"Successfully updated application with name '{name}'"
+
+
+def app_update_nothing(name: str) -> str:
+    return f"Nothing to update for application '{name}': give default_output and/or latency_slo_micros"
+
+
+def app_update_failed(name: str) -> str:
+    return f"Error updating application '{name}' in the config store"
 
 
 # -- links ----------------------------------------------------------------------------------------

@@ -227,6 +227,42 @@ def test_add_app_validation_order_and_texts(fe):
         assert fe.post("get_application", {"name": f"a-{alias}"}).json()["input_type"] == canonical
 
 
+def test_update_app_in_place(fe):
+    def err(text):
+        return msg.json_error(text, msg.UPDATE_APPLICATION_JSON_SCHEMA)
+
+    bad(fe.post("update_app", {"default_output": "x"}), err("JSON object does not have required key: name"))
+    bad(fe.post("update_app", {"name": "nope", "default_output": "x"}), "Application 'nope' does not exist")
+    bad(fe.post("update_app", {"name": "app1"}), msg.app_update_nothing("app1"))
+    bad(
+        fe.post("update_app", {"name": "app1", "default_output": 3}),
+        err("Type mismatch! JSON key default_output expected type Stringbut found type Number"),
+    )
+    bad(
+        fe.post("update_app", {"name": "app1", "latency_slo_micros": 1.5}),
+        err("PredictionData of type Number is not of type int"),
+    )
+    fe.post("add_app", app_body())
+    fe.post("add_model", model_body())
+    ok(fe.post("add_model_links", {"app_name": "app1", "model_names": ["m"]}))
+    ok(fe.post("update_app", {"name": "app1", "latency_slo_micros": 5000}), msg.app_updated("app1"))
+    ok(
+        fe.post("update_app", {"name": "app1", "default_output": "none"}),
+        "Successfully updated application with name 'app1'",
+    )
+    assert fe.post("get_application", {"name": "app1"}).json() == {
+        "input_type": "doubles",
+        "default_output": "none",
+        "latency_slo_micros": 5000,
+        "name": "app1",
+        "linked_models": ["m"],  # still linked: updated in place
+    }
+    # a failed update writes nothing
+    bad(fe.post("update_app", {"name": "app1", "default_output": "y", "latency_slo_micros": "7"}),
+        err("Type mismatch! JSON key latency_slo_micros expected type Numberbut found type String"))  # fmt: skip
+    assert fe.post("get_application", {"name": "app1"}).json()["default_output"] == "none"
+
+
 def test_delete_app(fe):
     bad(fe.post("delete_app", {"name": "nope"}), "Application 'nope' does not exist")
     bad(
@@ -535,6 +571,8 @@ ALL_POST_ROUTES = [
     "set_app_traffic",
     "get_app_traffic",
     "clear_app_traffic",
+    # added: in-place application update
+    "update_app",
 ]
 
 

@@ -149,6 +149,20 @@ def test_delete_app_removes_links_and_readd_starts_clean(store):
     assert store.get_links("app1") == [] and store.snapshot().links == {}
 
 
+def test_update_app_in_place_keeps_links_and_traffic(store):
+    assert store.update_app("app1", "x", 1) is None  # no such app: nothing written
+    assert store.get_app("app1") is None
+    store.add_app(app())
+    store.add_model(model())
+    store.add_link("app1", "m")
+    assert store.update_app("app1", latency_slo_micros=20000) == app(slo=20000)
+    assert store.update_app("app1", default_output="none") == app(default="none", slo=20000)
+    assert store.update_app("app1") == app(default="none", slo=20000)  # nothing to change: no error
+    assert store.get_app("app1") == app(default="none", slo=20000)
+    assert store.get_links("app1") == ["m"]
+    assert store.snapshot().apps["app1"] == app(default="none", slo=20000)
+
+
 def test_links(store):
     store.add_app(app())
     store.add_link("app1", "m")
@@ -265,6 +279,7 @@ def test_subscribe_sees_writes_from_another_store_object(store_url):
             lambda: writer.add_model(model()),
             lambda: writer.add_link("app1", "m"),
             lambda: writer.set_current_version("m", "1"),
+            lambda: writer.update_app("app1", latency_slo_micros=5000),
             lambda: writer.mark_model_invalid("m", "1"),
             lambda: writer.put_container(ContainerRecord("m", "1", 0, "doubles", "fe", 1)),
             lambda: writer.delete_app("app1"),
