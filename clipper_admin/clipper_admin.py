@@ -141,6 +141,22 @@ class ClipperConnection:
         )
         self.logger.info(f"Application {name} was successfully registered")
 
+    @_connected
+    def update_application(
+        self, name: str, default_output: str | None = None, slo_micros: int | None = None
+    ) -> None:
+        """Change a registered application's default output and/or latency objective in place
+        (``None``: unchanged). The app stays registered and linked, so requests keep being served
+        while it changes; the query frontends use the new values from their next request. An
+        unknown app, or neither value given, raises ``ClipperException``."""
+        body: dict[str, object] = {"name": name}
+        if default_output is not None:
+            body["default_output"] = default_output
+        if slo_micros is not None:
+            body["latency_slo_micros"] = slo_micros
+        self._admin.post("update_app", body)
+        self.logger.info(f"Application {name} was successfully updated")
+
     def delete_application(self, name):
         self.logger.warning("[DEPRECATED] Use 'unregister_application' API instead of this.")
         self.unregister_application(name)

@@ -60,7 +60,7 @@ def test_clipper_connection_signatures():
 
 
 # Added beside the original's (README "Traffic splitting"); the original's signatures above are unchanged.
-ADDED_METHODS = {"set_app_traffic", "get_app_traffic", "clear_app_traffic"}
+ADDED_METHODS = {"set_app_traffic", "get_app_traffic", "clear_app_traffic", "update_application"}
 
 
 def test_no_other_public_methods():
