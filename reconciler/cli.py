@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
-EXIT_BROKEN_PIPE = 141  # as a process killed by SIGPIPE reports it in a shell (128 + 13)
+from reconciler.exitcodes import EXIT_BROKEN_PIPE
+from reconciler.exitcodes import EXIT_CHANGES as EXIT_CHANGES
+from reconciler.exitcodes import EXIT_ERROR as EXIT_ERROR
+from reconciler.exitcodes import EXIT_OK as EXIT_OK
 
 
 def _manifest_args(p: argparse.ArgumentParser, required: bool = True) -> None:

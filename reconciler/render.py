@@ -68,7 +68,7 @@ def pending_prunes(plan: Plan) -> int:
 def plan_exit_code(plan: Plan) -> int:
     """``diff``'s exit status: 0 only when apply would do nothing and nothing is in conflict, 1 for
     changes (a pending prune included), 2 for conflicts (apply refuses them)."""
-    from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+    from reconciler.exitcodes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 
     if plan.conflicts:
         return EXIT_ERROR
