@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +23,10 @@ from rich.text import Text
 from reconciler.errors import ManifestErrors, ReconcilerError
 from reconciler.exitcodes import EXIT_ERROR, EXIT_OK
 from reconciler.plan import Action
+
+if TYPE_CHECKING:
+    from reconciler.engine import Target
+    from reconciler.plan import Plan
 
 out = Console()
 err = Console(stderr=True)
@@ -59,7 +63,7 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=err, transient=False)  # fmt: skip
 
 
-def _print_plan(plan, output: str, verbose: bool = False) -> None:
+def _print_plan(plan: Plan, output: str, verbose: bool = False) -> None:
     from reconciler.render import plan_json, plan_lines
 
     if output == "json":
@@ -69,17 +73,18 @@ def _print_plan(plan, output: str, verbose: bool = False) -> None:
             out.print(line, highlight=False, soft_wrap=True)
 
 
-def _target(args):
+def _target(args: argparse.Namespace) -> Target:
     from reconciler.engine import load_target
 
     return load_target(args.files)
 
 
-def _owner(args, t) -> str:
-    return args.owner or t.desired.cluster_name
+def _owner(args: argparse.Namespace, t: Target) -> str:
+    owner: str = args.owner or t.desired.cluster_name
+    return owner
 
 
-def cmd_diff(args) -> int:
+def cmd_diff(args: argparse.Namespace) -> int:
     from reconciler.engine import plan_for
 
     t = _target(args)
@@ -90,7 +95,7 @@ def cmd_diff(args) -> int:
     return plan_exit_code(plan)
 
 
-def _apply_once(t, args) -> Any:
+def _apply_once(t: Target, args: argparse.Namespace) -> Plan:
     from reconciler.engine import apply
 
     with _progress() as progress:
@@ -101,7 +106,7 @@ def _apply_once(t, args) -> Any:
     return plan
 
 
-def cmd_apply(args) -> int:
+def cmd_apply(args: argparse.Namespace) -> int:
     t = _target(args)
     plan = _apply_once(t, args)
     if args.output == "json":
@@ -115,7 +120,7 @@ def cmd_apply(args) -> int:
     return EXIT_OK
 
 
-def cmd_delete(args) -> int:
+def cmd_delete(args: argparse.Namespace) -> int:
     """Delete the manifests' objects; with ``--cluster`` also stop the cluster.
 
     Stopping the cluster never depends on observing it or on deleting its objects one by one: a
@@ -161,14 +166,14 @@ def cmd_delete(args) -> int:
             return EXIT_OK
         t.cluster.stop_cluster()
         t.registry.remove()
-        for action, e in failed:
+        for action, exc in failed:
             err.print(f"[yellow]warning:[/yellow] {escape(action.ref)} was not deleted on its own "
-                      f"({escape(str(e))}); it stopped with the cluster", highlight=False, soft_wrap=True)  # fmt: skip
+                      f"({escape(str(exc))}); it stopped with the cluster", highlight=False, soft_wrap=True)  # fmt: skip
         out.print(f"Deleted {len(actions) - len(failed)} object(s) and stopped cluster {escape(cluster)}.")
     return EXIT_OK
 
 
-def _connected_target(args):
+def _connected_target(args: argparse.Namespace) -> Target:
     from reconciler.desired import desired_state
     from reconciler.engine import Target, target_for
     from reconciler.loader import ManifestSet
@@ -206,9 +211,10 @@ def _table(title: str, columns: list[str], rows: list[list[Any]], output: str) -
     out.print(table)
 
 
-def cmd_get(args) -> int:
+def cmd_get(args: argparse.Namespace) -> int:
     t = _connected_target(args)
     c = t.conn
+    assert c is not None  # a connected target carries its connection
     if args.what == "apps":
         rows = [[a["name"], a["input_type"], ", ".join(a.get("linked_models") or []), a["default_output"],
                  a["latency_slo_micros"]] for a in c.get_all_apps(verbose=True)]  # fmt: skip
@@ -239,11 +245,13 @@ def cmd_get(args) -> int:
     return EXIT_OK
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.labels import GIT_COMMIT, MANAGED_BY, label_value
     from reconciler.observed import observe
 
     t = _connected_target(args)
+    conn = t.conn
+    assert conn is not None  # a connected target carries its connection
     obs = observe(t.cluster, t.registry.load())
     rows = []
     for name in sorted(obs.models):
@@ -257,7 +265,7 @@ def cmd_status(args) -> int:
         rows.append(["Application", name, ", ".join(a.linked) or "-", f"slo {a.slo_micros} us",
                      rec.owner if rec else "-", (rec.git_commit if rec else None) or "-"])  # fmt: skip
     out.print(f"Cluster [bold]{escape(t.desired.cluster_name)}[/bold]: running, query "
-              f"{escape(t.conn.cm.get_query_addr())}, admin {escape(t.conn.cm.get_admin_addr())}",
+              f"{escape(conn.cm.get_query_addr())}, admin {escape(conn.cm.get_admin_addr())}",
               highlight=False)  # fmt: skip
     _table(
         "Objects", ["kind", "name", "version/model", "state", "managed-by", "git-commit"], rows, args.output
@@ -265,13 +273,13 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
-def cmd_watch(args) -> int:
+def cmd_watch(args: argparse.Namespace) -> int:
     from reconciler.watch import apply_reporting_lines, watch
 
     return watch(args, apply_reporting_lines(err), err)
 
 
-def cmd_schema(args) -> int:
+def cmd_schema(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from schemas.__main__ import default_dir, write_schemas
@@ -311,7 +319,8 @@ def run(args: argparse.Namespace) -> int:
     from clipper_admin import ClipperException
 
     try:
-        return handler(args)
+        status: int = handler(args)
+        return status
     except BrokenPipeError:  # stdout's reader is gone: cli.main exits quietly
         raise
     except (ReconcilerError, ClipperException, OSError) as e:
