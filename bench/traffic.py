@@ -14,6 +14,7 @@ app's median predictions/s and p99 and the cost relative to the plain app.
 
     python bench/traffic.py                 # 32 connections, 3 rounds of 8 s per app
     python bench/traffic.py --smoke --json  # 1 round of 2 s (a quick check, not a measurement)
+    python bench/traffic.py --micro         # in-process CPU per request object, no servers (steadier)
 """
 
 from __future__ import annotations
@@ -81,6 +82,36 @@ def configure(stack: Stack) -> None:
             raise RuntimeError(f"{app} does not answer with model outputs")
 
 
+def micro() -> dict[str, float]:
+    """Microseconds per request object, created and answered in-process (one input, the model's
+    answer arriving at once): the part of a request's frontend CPU that routing changes."""
+    import time
+    import timeit
+
+    from clipper.config_store.base import AppRecord
+    from clipper.config_store.traffic import Target, TrafficConfig
+    from clipper.metrics import MetricsRegistry
+    from clipper.query_frontend.processor import PendingRequest, TargetRequest
+    from clipper.query_frontend.routes import AppRoute
+    from clipper.query_frontend.traffic import AppTraffic
+
+    metrics = MetricsRegistry(False)
+    app = AppRoute(AppRecord("a", "doubles", "-1", 100000), ("m",), ("m", "1"), metrics, time.perf_counter)
+    one = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), metrics)
+    split = AppTraffic("b", TrafficConfig((Target("m", "1", 90), Target("m", "2", 10))), metrics)
+
+    def plain() -> None:
+        PendingRequest(app, 1, 0, time.perf_counter(), False).output(0, b"1.0")
+
+    def routed(at: AppTraffic) -> None:
+        i = at.choose()
+        TargetRequest(app, 1, 0, time.perf_counter(), False, at.stats[i]).output(0, b"1.0")
+
+    cases = {"bench": plain, "routed": lambda: routed(one), "split": lambda: routed(split)}
+    n = 100_000
+    return {k: round(min(timeit.repeat(f, number=n, repeat=5)) / n * 1e6, 2) for k, f in cases.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-c", "--connections", type=int, default=32)
@@ -88,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="1 round of 2 s")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--micro", action="store_true", help="only the in-process microbenchmark")
     args = ap.parse_args(argv)
+    if args.micro:
+        us = micro()
+        print(json.dumps(us) if args.json else "\n".join(f"{k:8} {v:6.2f} us/request" for k, v in us.items()))
+        return 0
     if args.smoke:
         args.duration, args.rounds = 2, 1
     runs: dict[str, list[dict]] = {a: [] for a in APPS}
