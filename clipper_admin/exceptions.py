@@ -36,7 +36,7 @@ class ClipperException(Exception):
     kind: ErrorKind | None = None
     status: int | None = None
 
-    def __init__(self, msg, *args):
+    def __init__(self, msg: object, *args: object) -> None:
         self.msg = msg
         super().__init__(msg, *args)
 
@@ -93,7 +93,7 @@ def http_error(msg: str, status: int) -> ClipperHTTPError:
 class UnconnectedException(ClipperException):
     kind = ErrorKind.INVALID_STATE
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         message = (
             "No connection to Clipper cluster. Call ClipperConnection.connect to "
             "connect to an existing cluster or ClipperConnnection.start_clipper to "
