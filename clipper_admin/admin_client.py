@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from .exceptions import ClipperConnectionError, ClipperException, http_error
+
+if TYPE_CHECKING:
+    from .container_manager import ContainerManager
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +27,7 @@ class AdminClient:
     ``requests.ConnectionError``); a body that cannot be JSON-encoded becomes a ``ClipperException``.
     """
 
-    def __init__(self, container_manager, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, container_manager: ContainerManager, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.cm = container_manager
         self.timeout = timeout
 
@@ -37,7 +41,7 @@ class AdminClient:
     def url(self, endpoint: str) -> str:
         return f"http://{self.cm.get_admin_addr()}/admin/{endpoint}"
 
-    def post(self, endpoint: str, body: dict) -> requests.Response:
+    def post(self, endpoint: str, body: dict[str, Any]) -> requests.Response:
         try:
             data = json.dumps(body)
         except (TypeError, ValueError) as e:
@@ -56,7 +60,7 @@ class AdminClient:
             raise http_error(msg, r.status_code)
         return r
 
-    def post_json(self, endpoint: str, body: dict):
+    def post_json(self, endpoint: str, body: dict[str, Any]) -> Any:
         r = self.post(endpoint, body)
         try:
             return r.json()

@@ -12,15 +12,16 @@ from .exceptions import ClipperStartupError
 POLL_INTERVAL = 0.05
 
 
-def wait_for_frontends(query_addr: str, admin_addr: str, headers: dict, timeout: float) -> None:
+def wait_for_frontends(query_addr: str, admin_addr: str, headers: dict[str, str], timeout: float) -> None:
     """Poll ``GET /metrics`` on the query frontend and ``GET /admin/ping`` until both answer 200.
 
     Raises ``ClipperStartupError`` (a ``ClipperException`` and a ``requests.RequestException``, the
     type the original raised) after ``timeout`` seconds, with the last failure in the message.
     """
     deadline = time.monotonic() + timeout
+    no_headers: dict[str, str] = {}
     checks = (
-        ("Query frontend", f"http://{query_addr}/metrics", {}),
+        ("Query frontend", f"http://{query_addr}/metrics", no_headers),
         ("Management frontend", f"http://{admin_addr}/admin/ping", headers),
     )
     last_error = "no attempt made"

@@ -12,7 +12,7 @@ deploy_regex_str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z"
 deployment_regex = re.compile(deploy_regex_str)
 
 
-def validate_versioned_model_name(name, version) -> None:
+def validate_versioned_model_name(name: object, version: object) -> None:
     """The original ``_validate_versioned_model_name``: DNS-1123 labels (no dots, no underscores)."""
     if not isinstance(name, str) or deployment_regex.match(name) is None:
         raise ClipperException(
@@ -30,7 +30,7 @@ def validate_versioned_model_name(name, version) -> None:
         )
 
 
-def validate_input_type(input_type) -> str:
+def validate_input_type(input_type: str) -> str:
     """The canonical name of ``input_type``; ``ClipperException`` with the server's message otherwise."""
     try:
         return parse_input_type(input_type).canonical
@@ -38,6 +38,6 @@ def validate_input_type(input_type) -> str:
         raise ClipperException(str(e)) from None
 
 
-def validate_num_replicas(num_replicas) -> None:
+def validate_num_replicas(num_replicas: object) -> None:
     if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 0:
         raise ClipperException(f"num_replicas must be a non-negative integer, got {num_replicas!r}")
