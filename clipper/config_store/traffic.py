@@ -65,7 +65,8 @@ class Shadow:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """A learning selection policy over the targets (weights are then only the starting point)."""
+    """A learning selection policy over the targets; the targets' weights are then ignored (the
+    policy starts from equal weights, kept in the store: ``ConfigStore.add_selection_weights``)."""
 
     policy: str  # "exp3" | "exp4"
     eta: float = DEFAULT_ETA  # learning rate

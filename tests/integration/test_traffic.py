@@ -1,14 +1,17 @@
 """Traffic split, sticky keys, shadow traffic and Exp3/Exp4 selection end to end (issue 17): management
-frontend + query frontend + closure containers over a SQLite store, real HTTP requests."""
+frontend + query frontend + closure containers over a SQLite store and over a real redis-server, real
+HTTP requests."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .cluster_fixtures import Cluster, make_model_dir, wait_for
+from .cluster_fixtures import Cluster, make_model_dir, redis_server, wait_for
 
 N_SPLIT = 2000
 
@@ -27,10 +30,18 @@ def make_echo_model(offset: float):
     return predict
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    root: Path = tmp_path_factory.mktemp("traffic")
-    c = Cluster(root, f"sqlite:///{root}/config.db")
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def cluster(request, tmp_path_factory):
+    root: Path = tmp_path_factory.mktemp(f"traffic-{request.param}")
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{root}/config.db"
+        if request.param == "redis":
+            url = stack.enter_context(redis_server(root))
+        yield from _cluster(root, url)
+
+
+def _cluster(root: Path, url: str) -> Iterator[Cluster]:
+    c = Cluster(root, url)
     try:
         c.start_mgmt()
         # no prediction cache: every request reaches a model (the split is measured on the models)
