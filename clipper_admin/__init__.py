@@ -8,6 +8,7 @@ is used.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from . import deployers  # noqa: F401
 from .clipper_admin import (  # noqa: F401
@@ -15,11 +16,10 @@ from .clipper_admin import (  # noqa: F401
     DEFAULT_LABEL,
     DEFAULT_PREDICTION_CACHE_SIZE_BYTES,
     ClipperConnection,
-    deploy_regex_str,
-    deployment_regex,
     logger,
 )
 from .exceptions import ClipperException, UnconnectedException  # noqa: F401
+from .validation import deploy_regex_str, deployment_regex  # noqa: F401
 from .version import __registry__, __version__  # noqa: F401
 
 _LAZY = {
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # a lazily imported manager class
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'clipper_admin' has no attribute {name!r}")
@@ -56,5 +56,5 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +22,7 @@ _CONVERSIONS = {
 }
 
 
-def test_predict_function(query, func, input_type):
+def test_predict_function(query: dict[str, Any], func: Callable[[Any], Any], input_type: str) -> Any:
     """The original's semantics: errors in the query come back as strings, not exceptions.
 
     Unlike the original, every input-type alias the server accepts is recognised (the original knew
@@ -34,7 +36,7 @@ def test_predict_function(query, func, input_type):
     except TypeError:
         return "Invalid input type or JSON key"
 
-    numpy_data = None
+    numpy_data: list[Any] | None = None
     kind = INPUT_TYPE_ALIASES.get(input_type) if isinstance(input_type, str) else None
     if kind is not None:
         convert, expected = _CONVERSIONS[kind]
@@ -51,4 +53,4 @@ def test_predict_function(query, func, input_type):
     return reloaded_func(numpy_data)
 
 
-test_predict_function.__test__ = False  # not a pytest test, despite its name
+test_predict_function.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name

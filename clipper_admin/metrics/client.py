@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Sequence
+from typing import SupportsFloat
 
 import prometheus_client
 
@@ -30,7 +32,9 @@ metric_pool: dict[str, prometheus_client.metrics.MetricWrapperBase] = {}
 registry = prometheus_client.REGISTRY
 
 
-def add_metric(name, metric_type, description, buckets=DEFAULT_BUCKETS):
+def add_metric(
+    name: str, metric_type: str, description: str, buckets: Sequence[float] = DEFAULT_BUCKETS
+) -> None:
     """Create a metric; a second call with the same ``name`` is a no-op, as in the original."""
     types = [t.value for t in Prom_Type]
     if metric_type not in types:
@@ -38,6 +42,7 @@ def add_metric(name, metric_type, description, buckets=DEFAULT_BUCKETS):
     with _lock:
         if name in metric_pool:
             return
+        metric: prometheus_client.metrics.MetricWrapperBase
         try:
             if metric_type == "Counter":
                 metric = prometheus_client.Counter(name, description, registry=registry)
@@ -52,7 +57,7 @@ def add_metric(name, metric_type, description, buckets=DEFAULT_BUCKETS):
         metric_pool[name] = metric
 
 
-def report_metric(name, val):
+def report_metric(name: str, val: SupportsFloat | str) -> None:
     """Counter: ``inc(val)``; Gauge: ``set(val)``; Histogram and Summary: ``observe(val)``."""
     metric = metric_pool.get(name)
     if metric is None:
@@ -67,5 +72,6 @@ def report_metric(name, val):
         metric.inc(val)
     elif isinstance(metric, prometheus_client.Gauge):
         metric.set(val)
-    else:
+    else:  # the other kinds add_metric makes
+        assert isinstance(metric, prometheus_client.Histogram | prometheus_client.Summary)
         metric.observe(val)
