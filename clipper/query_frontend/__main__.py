@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest RPC frame (one input or one output) a peer may send; larger: disconnected "
         "(default 64 MiB)",
     )
+    p.add_argument(
+        "--traffic-seed",
+        type=int,
+        default=None,
+        help="seed of the random choices of traffic splits, shadows and exp3 (reproducible tests and "
+        "experiments; default: unseeded)",
+    )
     p.add_argument("--log-level", default="INFO")
     # The original's flags.
     p.add_argument("--redis_ip", default=None, help=argparse.SUPPRESS)
@@ -138,6 +145,7 @@ def frontend_from_args(args: argparse.Namespace) -> QueryFrontend:
         max_header_bytes=args.max_header_bytes,
         rpc_keys=rpc_keys,
         rpc_max_message_bytes=args.rpc_max_message_bytes,
+        traffic_seed=args.traffic_seed,
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -95,6 +96,7 @@ class QueryFrontend:
         metrics: MetricsRegistry | None = None,
         rpc_keys: RpcKeys | None = None,
         rpc_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        traffic_seed: int | None = None,
     ) -> None:
         """``rpc_keys``: admit only replicas holding the cluster's CURVE keys (None: any container,
         as the original); ``rpc_max_message_bytes``: largest inbound RPC frame (one input/output)."""
@@ -120,6 +122,7 @@ class QueryFrontend:
         self.snapshot = ConfigSnapshot()
         self.models: dict[tuple[str, str], ModelState] = {}
         self.traffic: dict[str, AppTraffic] = {}  # apps with a traffic configuration
+        self._traffic_random = random.Random(traffic_seed).random  # choices of splits, shadows, exp3
         # replicas of purged versions, by (name, version)
         self.parked: dict[tuple[str, str], list[ReplicaConnection]] = {}
         self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="qf-store")
@@ -288,7 +291,7 @@ class QueryFrontend:
                 continue
             at = old.get(name)
             if at is None or at.config != config:
-                at = AppTraffic(name, config, self.metrics)
+                at = AppTraffic(name, config, self.metrics, self._traffic_random)
                 if at.weights is not None:
                     self._flush_selection(at)  # starts from the shared state in the store
             new[name] = at

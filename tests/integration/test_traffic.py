@@ -44,8 +44,9 @@ def _cluster(root: Path, url: str) -> Iterator[Cluster]:
     c = Cluster(root, url)
     try:
         c.start_mgmt()
-        # no prediction cache: every request reaches a model (the split is measured on the models)
-        c.start_query_frontend("--prediction-cache-size", "0")
+        # no prediction cache: every request reaches a model (the split is measured on the models);
+        # seeded choices: the distribution test cannot fail by the 1 % chance its interval leaves
+        c.start_query_frontend("--prediction-cache-size", "0", "--traffic-seed", "17")
         for version, value in (("1", 1.0), ("2", 2.0), ("3", 1.0)):
             c.add_model("k", version, "doubles")
             c.start_container(
@@ -273,7 +274,7 @@ def test_exp3_learns_from_feedback_and_its_state_survives_a_restart(cluster):
     assert good >= 70, (good, weights)
     # the weights live in the store: a restarted frontend starts from them
     cluster.stop_query_frontend()
-    cluster.start_query_frontend("--prediction-cache-size", "0")
+    cluster.start_query_frontend("--prediction-cache-size", "0", "--traffic-seed", "17")
     wait_for(
         lambda: cluster.predict("bandit", {"input": [1.0]}).json()["default"] is False, 30, "replicas back"
     )
