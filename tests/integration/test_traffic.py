@@ -200,13 +200,15 @@ def test_shadow_never_changes_answers_and_reports_agreement(cluster):
             "shadow": {"model_name": "k", "model_version": "3", "percent": 100},
         },
     )
-    wait_for(lambda: report(cluster, "shadowed")["shadow"]["model_version"] == "3", 5, "shadow 3")
-    import time
-
-    time.sleep(0.3)  # the frontend follows the store within 100 ms
-    assert _count(cluster, "shadowed", 30) == {1.0: 30}
+    # requests until the new configuration has compared 30 (earlier ones count for the old one)
     r = wait_for(
-        lambda: (x := report(cluster, "shadowed"))["shadow"]["stats"]["compared"] >= 30 and x, 10, "compared"
+        lambda: (
+            _count(cluster, "shadowed", 5) == {1.0: 5}
+            and (x := report(cluster, "shadowed"))["shadow"]["stats"]["compared"] >= 30
+            and x
+        ),
+        30,
+        "30 comparisons with k:3",
     )
     assert r["shadow"]["stats"]["agreement_rate"] == 1.0
 
@@ -243,7 +245,9 @@ def test_weights_change_under_load_without_a_failed_request(cluster):
         for t in threads:
             t.join()
     assert not failures, failures[:3]
-    assert outputs[-1] == 2.0  # the last configuration: all to k:2
+    # the last configuration (all to k:2) holds once it has reached the frontend
+    wait_for(lambda: cluster.predict("live", {"input": [0.25]}).json()["output"] == 2.0, 10, "k:2 only")
+    assert _count(cluster, "live", 20) == {2.0: 20}
 
 
 def test_exp3_learns_from_feedback_and_its_state_survives_a_restart(cluster):
