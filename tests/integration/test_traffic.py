@@ -23,6 +23,10 @@ def make_const_model(value: float):
     return predict
 
 
+def failing_model(xs):
+    raise ValueError("this version always fails")
+
+
 def make_echo_model(offset: float):
     def predict(xs):
         return [repr(float(x[0]) + offset) for x in xs]
@@ -57,11 +61,13 @@ def _cluster(root: Path, url: str) -> Iterator[Cluster]:
             c.start_container(
                 make_model_dir(root, f"e{version}", make_echo_model(offset)), "e", version, "doubles"
             )
+        c.add_model("e", "raise", "doubles")
+        c.start_container(make_model_dir(root, "eraise", failing_model), "e", "raise", "doubles")
         c.admin_call("set_model_version", {"model_name": "k", "model_version": "1"})
         c.add_app("plain", "doubles", 5_000_000)
         c.link("plain", "k")
         c.add_model("s", "1", "strings")
-        wait_for(lambda: len(c.containers()) == 5, 30, "five replicas")
+        wait_for(lambda: len(c.containers()) == 6, 30, "six replicas")
         yield c
     except BaseException:
         print(c.log_tail())
@@ -314,3 +320,22 @@ def test_exp4_combines_the_versions_by_learned_weights(cluster):
         lambda: (x := cluster.predict("ensemble", {"input": [4.0]}).json()["output"]) < 4.01 and x, 10, "x"
     )
     assert 4.0 <= out < 4.01
+
+
+def test_per_target_errors_and_defaults(cluster):
+    cluster.add_app("errs", "doubles", 5_000_000)
+    traffic(cluster, {"name": "errs", "targets": targets(("e", "good", 1), ("e", "raise", 1))})
+    wait_for(lambda: cluster.predict("errs", {"input": [0.5]}).json()["output"] == 0.5, 10, "split live")
+    answers = [cluster.predict("errs", {"input": [float(i)]}).json() for i in range(60)]
+    failed = [a for a in answers if a["default"]]
+    assert 0 < len(failed) < 60
+    assert all(a["output"] == -1.0 for a in failed)
+
+    def counted() -> dict | None:
+        r = report(cluster, "errs")
+        good, bad = (t["stats"] for t in r["targets"])
+        return r if good["requests"] + bad["requests"] >= 60 and bad["errors"] >= len(failed) else None
+
+    good, bad = (t["stats"] for t in wait_for(counted, 10, "error counts")["targets"])
+    assert good["errors"] == 0 and good["defaults"] == 0
+    assert bad["errors"] == bad["defaults"] == bad["requests"] and bad["error_rate"] == 1.0
