@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import pprint
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 import requests
 
@@ -47,12 +49,17 @@ DEFAULT_START_TIMEOUT = 300.0
 # script that wants the original's INFO lines calls logging.basicConfig(level=logging.INFO) itself.
 logger = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-def _connected(method):
+
+def _connected(
+    method: Callable[Concatenate[ClipperConnection, _P], _R],
+) -> Callable[Concatenate[ClipperConnection, _P], _R]:
     """The original's inline guard: raise ``UnconnectedException`` before doing anything else."""
 
     @functools.wraps(method)
-    def guarded(self, *args, **kwargs):
+    def guarded(self: ClipperConnection, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if not self.connected:
             raise UnconnectedException()
         return method(self, *args, **kwargs)

@@ -22,6 +22,7 @@ import types
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 
@@ -39,14 +40,14 @@ class Dependencies:
         return [f"{dist}=={version}" for dist, version in sorted(self.requirements.items())]
 
 
-class _RecordingPickler(cloudpickle.Pickler):
+class _RecordingPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle ships no types
     """A cloudpickle pickler that records the top-level module of everything it pickles."""
 
-    def __init__(self, file, protocol=None):
+    def __init__(self, file: io.BytesIO, protocol: int | None = None) -> None:
         super().__init__(file, protocol=protocol)
         self.seen_modules: set[str] = set()
 
-    def reducer_override(self, obj):
+    def reducer_override(self, obj: object) -> Any:
         if isinstance(obj, types.ModuleType):
             self._note(obj.__name__)
         elif isinstance(obj, type | types.FunctionType | types.BuiltinFunctionType):
@@ -60,7 +61,7 @@ class _RecordingPickler(cloudpickle.Pickler):
             self.seen_modules.add(module.split(".", 1)[0])
 
 
-def dumps_recording(obj, protocol: int = pickle.DEFAULT_PROTOCOL) -> tuple[bytes, set[str]]:
+def dumps_recording(obj: object, protocol: int = pickle.DEFAULT_PROTOCOL) -> tuple[bytes, set[str]]:
     """``cloudpickle.dumps(obj)`` plus the top-level names of the modules the pickle refers to."""
     buf = io.BytesIO()
     pickler = _RecordingPickler(buf, protocol=protocol)

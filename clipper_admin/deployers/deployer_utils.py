@@ -10,6 +10,7 @@ import sys
 import tempfile
 import types
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 
@@ -19,15 +20,16 @@ from .dependencies import classify, dumps_recording
 logger = logging.getLogger(__name__)
 
 
-def serialize_object(obj) -> bytes:
+def serialize_object(obj: object) -> bytes:
     """cloudpickle bytes of ``obj``; ``ClipperException`` naming the offending object when it cannot be."""
     try:
-        return cloudpickle.dumps(obj, protocol=pickle.DEFAULT_PROTOCOL)
+        data: bytes = cloudpickle.dumps(obj, protocol=pickle.DEFAULT_PROTOCOL)
+        return data
     except Exception as e:
         raise ClipperException(_describe_pickling_error(obj, e)) from None
 
 
-def _referenced_objects(func) -> list[tuple[str, object]]:
+def _referenced_objects(func: Any) -> list[tuple[str, object]]:
     """(description, value) of what a function drags into its pickle: closure cells, globals, defaults."""
     out: list[tuple[str, object]] = []
     if isinstance(func, types.MethodType):
@@ -58,7 +60,7 @@ def _referenced_objects(func) -> list[tuple[str, object]]:
     return out
 
 
-def _describe_pickling_error(obj, error: Exception) -> str:
+def _describe_pickling_error(obj: object, error: Exception) -> str:
     what = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     for description, value in _referenced_objects(obj):
         try:
@@ -72,7 +74,7 @@ def _describe_pickling_error(obj, error: Exception) -> str:
     return f"Could not serialize the prediction function {what!r}: {type(error).__name__}: {error}"
 
 
-def save_python_function(name, func, extra_requirements=None) -> str:
+def save_python_function(name: str, func: object, extra_requirements: list[str] | None = None) -> str:
     """Write ``func`` and what it needs into a new temporary model directory; return its path.
 
     The directory holds ``func.pkl`` (cloudpickle), ``modules/`` (local modules the function imports),
@@ -121,11 +123,13 @@ def save_python_function(name, func, extra_requirements=None) -> str:
 
 
 def deploy_model_dir(
-    clipper_conn, serialization_dir, name, version, input_type, base_image, labels, registry,
-    num_replicas, batch_size, pkgs_to_install,
+    clipper_conn: Any, serialization_dir: str, name: str, version: str, input_type: str,
+    base_image: str, labels: list[str] | None, registry: str | None, num_replicas: int, batch_size: int,
+    pkgs_to_install: list[str] | None,
 ) -> None:  # fmt: skip
     """``build_and_deploy_model`` for a model directory a deployer made; the directory is removed
-    afterwards, whatever happens (the original leaked it on errors)."""
+    afterwards, whatever happens (the original leaked it on errors). ``clipper_conn``: the caller's
+    ``ClipperConnection`` (its methods keep the original's unannotated signatures)."""
     try:
         clipper_conn.build_and_deploy_model(
             name, version, input_type, serialization_dir, base_image, labels, registry, num_replicas,

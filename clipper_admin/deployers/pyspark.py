@@ -143,7 +143,8 @@ def saved_model_class(model_path) -> str | None:
     for part in sorted(Path(model_path, "metadata").glob("part-*")):
         try:
             line = part.read_text().strip().splitlines()[0]
-            return json.loads(line).get("class")
+            cls: str | None = json.loads(line).get("class")
+            return cls
         except (OSError, ValueError, IndexError, AttributeError):
             continue
     return None
