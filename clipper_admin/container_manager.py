@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 from .exceptions import ClipperException
 from .launch import Timeouts
@@ -55,10 +57,11 @@ def parse_model_container_label(label: str) -> list[str]:
     return splits
 
 
-class ClusterAdapter(logging.LoggerAdapter):
+class ClusterAdapter(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every message with ``[<cluster_name>] ``."""
 
-    def process(self, msg, kwargs):
+    def process(self, msg: object, kwargs: MutableMapping[str, Any]) -> tuple[str, MutableMapping[str, Any]]:
+        assert self.extra is not None  # made with {"cluster_name": ...}
         return f"[{self.extra['cluster_name']}] {msg}", kwargs
 
 
@@ -129,47 +132,51 @@ class ContainerManager(abc.ABC):
     @abc.abstractmethod
     def start_clipper(
         self,
-        query_frontend_image,
-        mgmt_frontend_image,
-        frontend_exporter_image,
-        cache_size,
-        qf_http_thread_pool_size,
-        qf_http_timeout_request,
-        qf_http_timeout_content,
-        num_frontend_replicas,
-    ):
+        query_frontend_image: str,
+        mgmt_frontend_image: str,
+        frontend_exporter_image: str,
+        cache_size: int,
+        qf_http_thread_pool_size: int,
+        qf_http_timeout_request: int,
+        qf_http_timeout_content: int,
+        num_frontend_replicas: int,
+    ) -> None:
         """Create the cluster (frontends, store) and leave the manager connected."""
 
     @abc.abstractmethod
-    def connect(self):
+    def connect(self) -> None:
         """Attach to an existing cluster; ``ClipperException`` naming the cluster when there is none."""
 
     @abc.abstractmethod
-    def deploy_model(self, name, version, input_type, image, num_replicas=1):
+    def deploy_model(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+    ) -> None:
         """Start ``num_replicas`` replicas of ``image`` serving model ``name:version``."""
 
     @abc.abstractmethod
-    def get_num_replicas(self, name, version) -> int:
+    def get_num_replicas(self, name: str, version: str) -> int:
         pass
 
     @abc.abstractmethod
-    def set_num_replicas(self, name, version, input_type, image, num_replicas):
+    def set_num_replicas(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+    ) -> None:
         pass
 
     @abc.abstractmethod
-    def get_logs(self, logging_dir) -> list[str]:
+    def get_logs(self, logging_dir: str) -> list[str]:
         """Write the cluster's logs under ``logging_dir`` (created if needed); return the file paths."""
 
     @abc.abstractmethod
-    def stop_models(self, models):
+    def stop_models(self, models: dict[str, list[str]]) -> None:
         """Stop the replicas of ``models``, a dict ``{name: [version, ...]}``."""
 
     @abc.abstractmethod
-    def stop_all_model_containers(self):
+    def stop_all_model_containers(self) -> None:
         pass
 
     @abc.abstractmethod
-    def stop_all(self, graceful=True):
+    def stop_all(self, graceful: bool = True) -> None:
         pass
 
     @abc.abstractmethod
@@ -186,12 +193,12 @@ class ContainerManager(abc.ABC):
 
     def build_model(
         self,
-        name,
-        version,
-        model_data_path,
-        base_image,
-        container_registry=None,
-        pkgs_to_install=None,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
     ) -> str:
         """Turn a model directory into an image this manager can run (see the class docstring)."""
         raise ClipperException(f"{type(self).__name__} does not support building models")
