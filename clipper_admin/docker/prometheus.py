@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable
+from typing import Any
 
 from ruamel.yaml import YAML
 
@@ -77,7 +78,7 @@ def write_config(config_dir: str, query_frontend_targets: list[str]) -> str:
     return path
 
 
-def model_targets(replicas: Iterable[tuple[str, str, str]], port: int) -> list[dict]:
+def model_targets(replicas: Iterable[tuple[str, str, str]], port: int) -> list[dict[str, Any]]:
     """``file_sd`` target groups for ``(container name, model name, model version)`` triples."""
     return [
         {
@@ -88,7 +89,7 @@ def model_targets(replicas: Iterable[tuple[str, str, str]], port: int) -> list[d
     ]
 
 
-def write_targets(config_dir: str, groups: list[dict]) -> None:
+def write_targets(config_dir: str, groups: list[dict[str, Any]]) -> None:
     _write_atomically(os.path.join(config_dir, TARGETS_FILE), json.dumps(groups, indent=1))
 
 

@@ -14,6 +14,7 @@ import select
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from kubernetes.client import CoreV1Api
 from kubernetes.stream import portforward
@@ -96,7 +97,7 @@ class PortForwarder:
             pf.close()
 
 
-def _pump(a: socket.socket, b) -> None:
+def _pump(a: socket.socket, b: Any) -> None:  # b: the kubernetes client's port-forward socket
     """Copy bytes both ways until either side closes."""
     while True:
         readable, _, _ = select.select([a, b], [], [], 60.0)

@@ -53,7 +53,7 @@ def model_dir_of(image: str, models_root: Path) -> Path:
 
 
 def build_local_model(
-    models_root: Path, name: str, version: str, model_data_path, pkgs_to_install=None
+    models_root: Path, name: str, version: str, model_data_path: str, pkgs_to_install: list[str] | None = None
 ) -> str:
     """Copy ``model_data_path`` to ``<models_root>/<name>/<version>/`` and install missing requirements.
 

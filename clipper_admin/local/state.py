@@ -24,6 +24,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 MANAGEMENT = "management"
 QUERY = "query-0"
@@ -64,11 +65,11 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def write_json_atomic(path: Path, data, mode: int = 0o644) -> None:
+def write_json_atomic(path: Path, data: object, mode: int = 0o644) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True), mode)
 
 
-def read_json(path: Path, default=None):
+def read_json(path: Path, default: Any = None) -> Any:
     try:
         with open(path) as f:
             return json.load(f)
@@ -124,19 +125,21 @@ class ClusterDir:
         return self.logs / log_name(proc_id)
 
     # -- cluster.json ----------------------------------------------------------------------------
-    def read_cluster(self) -> dict | None:
-        return read_json(self.cluster_file)
+    def read_cluster(self) -> dict[str, Any] | None:
+        info: dict[str, Any] | None = read_json(self.cluster_file)
+        return info
 
-    def write_cluster(self, info: dict) -> None:
+    def write_cluster(self, info: dict[str, Any]) -> None:
         # The admin token lives here: readable by the owner only.
         write_json_atomic(self.cluster_file, info, mode=0o600)
 
     # -- desired.json ----------------------------------------------------------------------------
-    def read_desired(self) -> dict[str, dict]:
-        return (read_json(self.desired_file) or {}).get("processes", {})
+    def read_desired(self) -> dict[str, dict[str, Any]]:
+        processes: dict[str, dict[str, Any]] = (read_json(self.desired_file) or {}).get("processes", {})
+        return processes
 
     @contextlib.contextmanager
-    def edit_desired(self) -> Iterator[dict[str, dict]]:
+    def edit_desired(self) -> Iterator[dict[str, dict[str, Any]]]:
         """Yield the desired-process table for editing; written back atomically on exit."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".desired.lock", "a") as lock:
@@ -149,8 +152,9 @@ class ClusterDir:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- status.json -----------------------------------------------------------------------------
-    def read_status(self) -> dict[str, dict]:
-        return (read_json(self.status_file) or {}).get("processes", {})
+    def read_status(self) -> dict[str, dict[str, Any]]:
+        processes: dict[str, dict[str, Any]] = (read_json(self.status_file) or {}).get("processes", {})
+        return processes
 
     def supervisor_pid(self) -> int | None:
         try:
