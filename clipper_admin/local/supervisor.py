@@ -37,6 +37,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from .state import ClusterDir, proc_start_time, read_json, same_process, write_json_atomic, write_text_atomic
 
@@ -49,15 +50,15 @@ LOCK_WAIT = 10.0
 ERROR_REPEAT = 60.0  # the same I/O error is reported again at most once a minute
 
 
-def spec_hash(spec: dict) -> str:
+def spec_hash(spec: dict[str, Any]) -> str:
     """Identifies a process's command (argv, env, cwd): an adopted process must run the desired one."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
 class Child:
-    spec: dict
-    proc: subprocess.Popen | None = None
+    spec: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
     adopted_pid: int | None = None  # a process started by an earlier supervisor (not our child)
     adopted_start: int | None = None  # the process's start time (ours too, for status.json)
     pgid: int | None = None
@@ -67,7 +68,7 @@ class Child:
     backoff: float = BACKOFF_MIN
     next_start: float = 0.0
     stop_deadline: float | None = None
-    log_handles: list = field(default_factory=list)
+    log_handles: list[BinaryIO] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -94,7 +95,7 @@ class Child:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
-        elif same_process(self.adopted_pid, self.adopted_start):
+        elif self.adopted_pid is not None and same_process(self.adopted_pid, self.adopted_start):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.adopted_pid, sig)
 
@@ -110,7 +111,7 @@ class Supervisor:
         self.dir = ClusterDir(root)
         self.children: dict[str, Child] = {}
         self.stopping: list[Child] = []  # no longer desired, terminating
-        self.desired_stamp: tuple | None = None
+        self.desired_stamp: tuple[Any, ...] | None = None
         self.shutdown: str | None = None  # the reason to stop, once there is one
         self.status_dirty = True
         self._lock_fd: int | None = None
@@ -147,7 +148,7 @@ class Supervisor:
         self.desired_stamp = stamp
         return True
 
-    def read_desired(self) -> dict[str, dict] | None:
+    def read_desired(self) -> dict[str, dict[str, Any]] | None:
         """The desired table, or None when it cannot be read now (keep the current one)."""
         try:
             text = self.dir.desired_file.read_text()
@@ -157,7 +158,8 @@ class Supervisor:
             self.report_error(f"cannot read {self.dir.desired_file}", e)
             return None
         try:
-            return json.loads(text).get("processes", {})
+            processes: dict[str, dict[str, Any]] = json.loads(text).get("processes", {})
+            return processes
         except (ValueError, AttributeError) as e:
             self.report_error(f"cannot parse {self.dir.desired_file}", e)
             return None
@@ -201,7 +203,7 @@ class Supervisor:
                 self._begin_stop(child)
 
     # -- process control -------------------------------------------------------------------------
-    def _open_log(self, proc_id: str):
+    def _open_log(self, proc_id: str) -> BinaryIO | None:
         """The process's log file, or None when it cannot be opened (its output is then discarded)."""
         try:
             self.dir.logs.mkdir(parents=True, exist_ok=True)
@@ -318,8 +320,8 @@ class Supervisor:
         if self.status_dirty:
             self.write_status()
 
-    def status(self) -> dict:
-        processes = {}
+    def status(self) -> dict[str, Any]:
+        processes: dict[str, dict[str, Any]] = {}
         for proc_id, child in self.children.items():
             running = child.has_process() and not child.poll()[0]
             processes[proc_id] = {
@@ -364,7 +366,7 @@ class Supervisor:
             self._close_logs(child)
         # What adopted processes started themselves lives in their (earlier supervisor's) group.
         own = os.getpgid(0)
-        for pgid in groups - {None, own}:
+        for pgid in {g for g in groups if g is not None} - {own}:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
         self.stopping.clear()
@@ -392,7 +394,7 @@ class Supervisor:
         with contextlib.suppress(OSError):
             faulthandler.enable(sys.stderr)  # a fatal signal (SIGSEGV...) still leaves a traceback
 
-        def on_signal(signum, frame):
+        def on_signal(signum: int, frame: object) -> None:
             self.shutdown = f"received {signal.Signals(signum).name}"
 
         signal.signal(signal.SIGTERM, on_signal)
