@@ -8,6 +8,7 @@ while avoiding its typed models for objects we build ourselves.
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -109,11 +110,15 @@ class KubeApi:
         meta = obj["metadata"]
         path = resource_path(obj["kind"], meta.get("namespace"), meta["name"])
         query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
-        return self.request("PATCH", path, query, body=obj, content_type=APPLY_CONTENT_TYPE)
+        applied: dict[str, Any] = self.request(
+            "PATCH", path, query, body=obj, content_type=APPLY_CONTENT_TYPE
+        )
+        return applied
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
-            return self.request("GET", resource_path(kind, namespace, name))
+            obj: dict[str, Any] | None = self.request("GET", resource_path(kind, namespace, name))
+            return obj
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -123,7 +128,8 @@ class KubeApi:
         self, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
-        return self.request("GET", resource_path(kind, namespace), query)["items"]
+        items: list[dict[str, Any]] = self.request("GET", resource_path(kind, namespace), query)["items"]
+        return items
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete one object (its dependents in the background); ``False`` when it was absent."""
@@ -141,7 +147,7 @@ class KubeApi:
                 return False
             raise
 
-    def delete_selected(self, kind: str, namespace: str | None, label_selector: str) -> list[str]:
+    def delete_selected(self, kind: str, namespace: str | None, label_selector: str) -> builtins.list[str]:
         """Delete every ``kind`` matching the selector, one by one (Services have no
         ``deletecollection`` before 1.31); returns the names deleted."""
         deleted = []
@@ -152,7 +158,10 @@ class KubeApi:
 
     def get_scale(self, name: str, namespace: str) -> dict[str, Any] | None:
         try:
-            return self.request("GET", resource_path("Deployment", namespace, name) + "/scale")
+            scale: dict[str, Any] | None = self.request(
+                "GET", resource_path("Deployment", namespace, name) + "/scale"
+            )
+            return scale
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -160,14 +169,18 @@ class KubeApi:
 
     def patch_scale(self, name: str, namespace: str, replicas: int) -> dict[str, Any]:
         """Change ``spec.replicas`` only, through the ``scale`` subresource."""
-        return self.request(
+        scale: dict[str, Any] = self.request(
             "PATCH",
             resource_path("Deployment", namespace, name) + "/scale",
             [("fieldManager", FIELD_MANAGER)],
             body={"spec": {"replicas": replicas}},
             content_type=MERGE_PATCH_CONTENT_TYPE,
         )
+        return scale
 
     def pod_log(self, name: str, namespace: str, container: str | None = None) -> str:
         query = [("container", container)] if container else []
-        return self.request("GET", resource_path("Pod", namespace, name) + "/log", query, accept="text/plain")
+        text: str = self.request(
+            "GET", resource_path("Pod", namespace, name) + "/log", query, accept="text/plain"
+        )
+        return text
