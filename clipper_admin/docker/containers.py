@@ -6,12 +6,16 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 import requests
 
 from ..exceptions import ClipperException
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 #: How many log lines an error message quotes.
 LOG_TAIL = 25
@@ -21,7 +25,7 @@ def random_name(prefix: str) -> str:
     return f"{prefix}-{random.randint(0, 100000)}"
 
 
-def last_logs(container, tail: int = LOG_TAIL) -> str:
+def last_logs(container: Container, tail: int = LOG_TAIL) -> str:
     try:
         text = container.logs(tail=tail).decode("utf-8", "replace").rstrip()
     except docker.errors.APIError as e:
@@ -29,7 +33,7 @@ def last_logs(container, tail: int = LOG_TAIL) -> str:
     return text or "(no output)"
 
 
-def describe_failure(container, what: str) -> str:
+def describe_failure(container: Container, what: str) -> str:
     try:
         container.reload()
         state = container.attrs.get("State", {})
@@ -55,7 +59,9 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
         ) from e
 
 
-def run_container(client: docker.DockerClient, image: str, name_prefix: str, tries: int = 5, **kwargs):
+def run_container(
+    client: docker.DockerClient, image: str, name_prefix: str, tries: int = 5, **kwargs: Any
+) -> Container:
     """``containers.run`` with a fresh random name per try (a name clash or a transient API error retries).
 
     A missing image is a ``ClipperException`` saying how to build it.
@@ -64,7 +70,8 @@ def run_container(client: docker.DockerClient, image: str, name_prefix: str, tri
     last: Exception | None = None
     for _ in range(tries):
         try:
-            return client.containers.run(image, name=random_name(name_prefix), **kwargs)
+            container: Container = client.containers.run(image, name=random_name(name_prefix), **kwargs)
+            return container
         except docker.errors.ImageNotFound as e:
             raise ClipperException(
                 f"Docker image {image} not found. Build the images with images/build.sh "
@@ -79,7 +86,7 @@ def run_container(client: docker.DockerClient, image: str, name_prefix: str, tri
 
 
 def wait_until(
-    container,
+    container: Container,
     ready: Callable[[], bool],
     what: str,
     timeout: float,
@@ -103,19 +110,20 @@ def wait_until(
         time.sleep(interval)
 
 
-def healthy_if_checked(container) -> Callable[[], bool]:
+def healthy_if_checked(container: Container) -> Callable[[], bool]:
     """Ready when the image's HEALTHCHECK passes; images without one are ready once running."""
 
     def check() -> bool:
         health = container.attrs["State"].get("Health")
         if health is None:
             return True
-        return health.get("Status") == "healthy"
+        healthy: bool = health.get("Status") == "healthy"
+        return healthy
 
     return check
 
 
-def http_ok(url: str, headers: dict | None = None) -> Callable[[], bool]:
+def http_ok(url: str, headers: dict[str, str] | None = None) -> Callable[[], bool]:
     return lambda: requests.get(url, headers=headers or {}, timeout=2).status_code == 200
 
 

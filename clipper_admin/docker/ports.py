@@ -8,11 +8,11 @@ import socket
 
 
 def find_unbound_port(
-    start=None,
-    increment=False,
-    port_range=(10000, 50000),
-    verbose=False,
-    logger=None,
+    start: int | None = None,
+    increment: bool = False,
+    port_range: tuple[int, int] = (10000, 50000),
+    verbose: bool = False,
+    logger: logging.Logger | None = None,
 ) -> int:
     """Return ``start`` if it can be bound on 127.0.0.1, else another free port.
 
