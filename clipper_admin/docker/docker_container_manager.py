@@ -168,7 +168,7 @@ class DockerContainerManager(ContainerManager):
         self.docker_network = docker_network
         self.timeouts = timeouts or DEFAULT_TIMEOUTS
         self.limits = limits or Limits()
-        self._docker_client = docker_client
+        self._docker_client: docker.DockerClient | None = docker_client
 
         self.extra_container_kwargs = dict(extra_container_kwargs or {})
         self.common_labels = dict(self.extra_container_kwargs.pop("labels", None) or {})
@@ -235,7 +235,9 @@ class DockerContainerManager(ContainerManager):
         return (self.publish_host, port)
 
     def _containers(self, *labels: str, all: bool = False):
-        filters = {"label": [f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}", *labels]}
+        filters: dict[str, str | list[str] | bool] = {
+            "label": [f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}", *labels]
+        }
         return self.docker_client.containers.list(all=all, filters=filters)
 
     def _host(self) -> str:
@@ -386,7 +388,8 @@ class DockerContainerManager(ContainerManager):
         )
         url = f"http://{self._host()}:{self.clipper_query_port}/metrics"
         wait_until(query, http_ok(url), "Query frontend", self.start_timeout)
-        return query.name
+        name: str = query.name
+        return name
 
     def _start_prometheus(self, query_frontend_name: str) -> None:
         try:

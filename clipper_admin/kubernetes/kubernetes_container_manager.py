@@ -65,7 +65,7 @@ def _api_error(action: str, e: Exception) -> ClipperException:
     return ClipperException(f"{action}. Reason: {e}")
 
 
-def _rpc_auth_none(deployment: dict) -> bool:
+def _rpc_auth_none(deployment: dict[str, Any]) -> bool:
     """Whether a query frontend Deployment runs with ``--rpc-auth none``."""
     for c in deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
         args = c.get("args") or []
@@ -157,7 +157,7 @@ class KubernetesContainerManager(ContainerManager):
         if admin_token is not None and admin_token is not False:
             check_token(admin_token)
         self._admin_token_arg = admin_token
-        self.admin_token = admin_token or None
+        self.admin_token = admin_token if isinstance(admin_token, str) else None  # checked above
         self.timeouts = timeouts or Timeouts(wait_timeout_s, wait_timeout_s)
         self.limits = limits or Limits()
         self.poll_interval_s = poll_interval_s
@@ -357,6 +357,8 @@ class KubernetesContainerManager(ContainerManager):
                 [n.redis(s.cluster)], 1, f"Could not create a Kubernetes deployment: {n.redis(s.cluster)}"
             )
             self.redis_ip, self.redis_port = n.redis(s.cluster), s.redis_port
+        redis_ip = self.redis_ip
+        assert redis_ip is not None  # given, or the cluster's own Redis (above)
         # a re-applied start_clipper keeps the cluster's token (clients hold it)
         existing = (
             self._admin_secret("Could not read the admin token") if self._admin_token_arg is None else None
@@ -372,7 +374,7 @@ class KubernetesContainerManager(ContainerManager):
             objects.mgmt_deployment(
                 s,
                 mgmt_frontend_image,
-                self.redis_ip,
+                redis_ip,
                 self.redis_port,
                 n.admin_token(s.cluster) if self.admin_token else None,
             ),
@@ -387,7 +389,7 @@ class KubernetesContainerManager(ContainerManager):
                 s,
                 i,
                 query_frontend_image,
-                self.redis_ip,
+                redis_ip,
                 self.redis_port,
                 cache_size,
                 qf_http_thread_pool_size,
@@ -481,6 +483,7 @@ class KubernetesContainerManager(ContainerManager):
             return self._addresses[role]
         service_name_fn, port, key = ROLES[role]
         service = service_name_fn(self.cluster_name)
+        addr: str | None
         if self.access == "proxy":
             addr = f"{self.kubernetes_proxy_addr}/api/v1/namespaces/{self.namespace}/services/{service}:{port}/proxy"
             self._addresses[role] = addr
@@ -529,7 +532,8 @@ class KubernetesContainerManager(ContainerManager):
                 if pod.get("status", {}).get("phase") == "Running" and any(
                     c["type"] == "Ready" and c["status"] == "True" for c in conds
                 ):
-                    return pod["metadata"]["name"]
+                    name: str = pod["metadata"]["name"]
+                    return name
             raise ClipperException(f"no ready pod behind Service {svc['metadata']['name']}")
 
         old = self._forwarders.pop(role, None)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import requests
 
@@ -135,7 +135,7 @@ class LocalContainerManager(ContainerManager):
             check_token(admin_token)
         self._admin_token_arg = admin_token
         self.admin_token = admin_token or None
-        self.host = host
+        self.host: str = host
         self.timeouts = timeouts or Timeouts(start_timeout, replica_timeout)
         self.limits = limits or Limits()
         self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
@@ -290,8 +290,10 @@ class LocalContainerManager(ContainerManager):
                 raise ClipperException(
                     f"Cluster {self.cluster_name}: cannot start its supervisor with {self.python}: {e}"
                 ) from None
-            self._supervisor_proc = proc  # reaped by stop_all when started by this process
+            # reaped by stop_all when started by this process
+            self._supervisor_proc: subprocess.Popen[bytes] | None = proc
             info = self.dir.read_cluster()
+            assert info is not None  # written by start_clipper before any supervisor
             info["supervisor_pid"] = proc.pid
             self.dir.write_cluster(info)
             write_text_atomic(self.dir.pid_file, str(proc.pid))
@@ -437,13 +439,13 @@ class LocalContainerManager(ContainerManager):
         RpcKeys.generate().write(self.rpc_keys_file)
         return "curve"
 
-    def _process_spec(self, spec: launch.Launch) -> dict:
+    def _process_spec(self, spec: launch.Launch) -> dict[str, Any]:
         """A supervisor process entry (``desired.json``); never holds a secret: the local backend
         hands secrets over as file paths."""
         assert not spec.secret_env, spec.secret_env
         return {"argv": [*spec.command(self.python), *spec.args], "env": dict(spec.env)}
 
-    def _model_spec(self, name, version, input_type, model_dir: Path) -> dict:
+    def _model_spec(self, name: str, version: str, input_type: str, model_dir: Path) -> dict[str, Any]:
         replica = ReplicaSettings(
             name=name,
             version=version,
@@ -456,7 +458,7 @@ class LocalContainerManager(ContainerManager):
         )
         return {**self._process_spec(launch.model_replica(replica)), "cwd": str(model_dir)}
 
-    def _replica_ids(self, table: dict, name: str, version: str) -> list[str]:
+    def _replica_ids(self, table: dict[str, Any], name: str, version: str) -> list[str]:
         out = []
         for proc_id in table:
             parsed = parse_model_process_id(proc_id)
@@ -482,7 +484,8 @@ class LocalContainerManager(ContainerManager):
                    f"Removing {len(current) - num_replicas}")
             )  # fmt: skip
             for proc_id in current:
-                if parse_model_process_id(proc_id)[2] >= num_replicas:
+                parsed = parse_model_process_id(proc_id)
+                if parsed is not None and parsed[2] >= num_replicas:
                     del table[proc_id]
             added = []
             for i in range(num_replicas):
