@@ -34,9 +34,9 @@ fi
 echo "==> lint (ruff, import-linter layers, mypy --strict)"
 ruff check .
 lint-imports
-# mypy --strict (configured in pyproject.toml) on the packages that pass it. Still to come:
-# clipper_admin/, which is only read where the reconciler imports it (its errors silenced meanwhile).
-mypy --follow-imports=silent clipper schemas reconciler
+# mypy --strict, configured in pyproject.toml (the original's public clipper_admin signatures stay
+# unannotated on purpose: see the override there)
+mypy schemas clipper clipper_admin reconciler
 
 echo "==> pytest"
 exec python -m pytest "$@"
