@@ -17,6 +17,17 @@ from types import ModuleType
 from reconciler.desired import DesiredModel
 from reconciler.errors import ReconcilerError
 from reconciler.port import ClusterPort, ModelBuild
+from reconciler.sources import model_source_files
+
+
+def _forget_local_modules(path: Path) -> None:
+    """Drop the local modules ``path`` imports from ``sys.modules``, so that they are imported
+    again as they are on disk now (``clipper watch`` loads a model again after its modules changed)."""
+    local = set(model_source_files(path))
+    for name, mod in list(sys.modules.items()):
+        file = getattr(mod, "__file__", None)
+        if file and Path(file).resolve() in local:
+            del sys.modules[name]
 
 
 def load_function(ref: str, base_dir: Path) -> Callable[..., object]:
@@ -31,6 +42,7 @@ def load_function(ref: str, base_dir: Path) -> Callable[..., object]:
                 raise ImportError(f"{path} is not a Python module")
             module = importlib.util.module_from_spec(spec)
             # not in sys.modules: cloudpickle then pickles the function by value
+            _forget_local_modules(path)
             sys.path.insert(0, str(path.parent))
             try:
                 spec.loader.exec_module(module)

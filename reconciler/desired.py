@@ -17,6 +17,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.loader import Loaded, ManifestSet
 from reconciler.sources import model_source_files
 from schemas import Cluster, ClusterSpec
+from schemas.model import ModelSpec
 
 HASH_LENGTH = 10
 
@@ -70,6 +71,29 @@ def _hash_tree(h: hashlib._Hash, root: Path) -> None:
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
 
 
+def _function_ref(spec: ModelSpec) -> str | None:
+    """``file.py:name`` or ``module:name`` of a python/pyspark source, None for an image."""
+    src = spec.source
+    return src.python.function if src.python else src.pyspark.function if src.pyspark else None
+
+
+def source_paths(state: DesiredState) -> list[Path]:
+    """What the models' versions are hashed from, as it is on disk now: each function's file and the
+    local modules it imports, each PySpark model directory. ``clipper watch`` watches these besides
+    the manifests, so that a code edit rolls out like a manifest edit."""
+    paths: set[Path] = set()
+    for m in state.models.values():
+        if m.loaded is None:
+            continue
+        spec, base = m.loaded.obj.spec, m.loaded.base_dir
+        fn = _function_ref(spec)
+        if fn is not None:
+            paths.update(f.resolve() for f in _function_files(fn, base))
+        if spec.source.pyspark is not None:
+            paths.add((base / spec.source.pyspark.model_path).resolve())
+    return sorted(paths)
+
+
 def content_hash(loaded: Loaded) -> str:
     """Short hash of everything that defines the model's behaviour (see module docstring)."""
     spec = loaded.obj.spec
@@ -83,13 +107,7 @@ def content_hash(loaded: Loaded) -> str:
     ]
     if spec.source.image is not None:
         parts.append(spec.source.image)
-    fn = (
-        spec.source.python.function
-        if spec.source.python
-        else spec.source.pyspark.function
-        if spec.source.pyspark
-        else None
-    )
+    fn = _function_ref(spec)
     if fn is not None:
         parts.append(fn.rsplit(":", 1)[1])
         for f in _function_files(fn, loaded.base_dir):

@@ -1,5 +1,9 @@
 """``clipper watch``: apply on manifest changes (debounced) and re-observe every ``--interval`` seconds.
 
+Watched: the manifests and every model source they use (the function's file, the local modules it
+imports, a PySpark model directory; recomputed after each pass, so a newly imported module is
+watched from then on). Every pass recomputes the desired state from disk, so a code edit rolls out
+a new version like a manifest edit, on the change event or at the latest on the next drift check.
 An invalid edit is reported and the last valid manifests stay in force (they are also the ones
 drift repair applies). Ctrl-C exits cleanly (exit 0, nothing on stderr). Nothing else ends the
 watch: any error while loading, applying or printing (a render error included) is logged and the
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
+from reconciler.desired import source_paths
 from reconciler.errors import ManifestErrors, ReconcilerError
 from reconciler.plan import Action
 
@@ -139,6 +144,21 @@ def watch(
         except ReconcilerError as e:
             console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
 
+    def refresh() -> None:
+        """Recompute the desired state from disk before a drift check (a model source may have
+        changed unseen); an error keeps the last good state (it was reported when its edit was seen)."""
+        nonlocal last_good
+        if "-" in args.files:  # stdin was read once
+            return
+        try:
+            fresh = load_target(args.files)
+        except ReconcilerError as e:  # ManifestErrors included
+            log.debug("watch: keeping the last good manifests: %s", e)
+            return
+        if last_good is None:
+            console.print("manifests loaded")
+        last_good = fresh
+
     def converge() -> None:
         if last_good is None:
             return
@@ -156,25 +176,50 @@ def watch(
                 f"apply succeeded after {failures} failure(s) in a row; checking every {args.interval:g} s"
             )
 
-    paths = [p for p in args.files if p != "-"]
-    watched = [str(Path(p).resolve()) for p in paths]
+    manifests = [str(Path(p).resolve()) for p in args.files if p != "-"]
+
+    def to_watch() -> list[str]:
+        sources: list[str] = []
+        if last_good is not None:
+            sources = [str(p) for p in source_paths(last_good.desired) if p.exists()]
+        return list(dict.fromkeys([*manifests, *sources]))
+
     tick = min(args.interval, 1.0)  # how often the loop wakes to see whether the next check is due
     try:
         _survive("loading the manifests", reload, console)
         _survive("apply", converge, console)
         next_at = time.monotonic() + backoff.delay()
+        watched = to_watch()
         console.print(f"watching {', '.join(watched)} (drift check every {args.interval:g} s; Ctrl-C to stop)",
                       markup=False)  # fmt: skip
-        for changes in watchfiles.watch(
-            *watched, debounce=int(args.debounce * 1000), rust_timeout=max(int(tick * 1000), 1),
-            yield_on_timeout=True, stop_event=stop, raise_interrupt=True,
-        ):  # fmt: skip
-            if changes:
-                _survive("loading the manifests", reload, console)
-            elif time.monotonic() < next_at:
-                continue
-            _survive("apply", converge, console)
-            next_at = time.monotonic() + backoff.delay()
+        while not stop.is_set():
+            # restarted after each change (an editor's save may replace a watched file) and whenever
+            # the set of watched files changes; the first tick of each watcher re-reads the disk
+            # (unless backing off), so that an edit made before it started is not missed
+            if not backoff.failures:
+                next_at = min(next_at, time.monotonic())
+            restart = False
+            for changes in watchfiles.watch(
+                *watched, debounce=int(args.debounce * 1000), rust_timeout=max(int(tick * 1000), 1),
+                yield_on_timeout=True, stop_event=stop, raise_interrupt=True,
+            ):  # fmt: skip
+                if changes:
+                    _survive("loading the manifests", reload, console)
+                elif time.monotonic() < next_at:
+                    continue
+                else:
+                    _survive("loading the manifests", refresh, console)
+                _survive("apply", converge, console)
+                next_at = time.monotonic() + backoff.delay()
+                now = to_watch()
+                if changes or now != watched:
+                    added = [p for p in now if p not in watched]
+                    if added:
+                        console.print(f"also watching {', '.join(added)}", markup=False)
+                    watched, restart = now, True
+                    break
+            if not restart:
+                break
     except KeyboardInterrupt:  # raised by watchfiles itself (raise_interrupt) or between its waits
         pass
     console.print("watch stopped")
