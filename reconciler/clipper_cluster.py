@@ -10,10 +10,15 @@ connection's container manager, here and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+import requests
+
+from clipper_admin.exceptions import ClipperException
 from reconciler.errors import ReconcilerError
 from reconciler.observed import Observed, from_listings
 from reconciler.port import ModelBuild, Progress, Readiness
@@ -22,6 +27,10 @@ if TYPE_CHECKING:
     from clipper_admin import ClipperConnection
 
 POLL_S = 0.1
+SMOKE_POLL_S = 0.2
+SMOKE_MIN_WAIT_S = 5.0  # the query frontend(s) learn a new app and version within a reload
+HEALTH_APP_PREFIX = "clipper-health-"
+HEALTH_DEFAULT = "__clipper_health_check_default__"
 
 
 class ClipperCluster:
@@ -127,10 +136,82 @@ class ClipperCluster:
         image: str,
         labels: Sequence[str],
         batch_size: int,
+        make_current: bool = True,
     ) -> None:
-        self.conn.register_model(
-            name, version, input_type, image=image, labels=list(labels), batch_size=batch_size
-        )
+        if make_current:
+            self.conn.register_model(
+                name, version, input_type, image=image, labels=list(labels), batch_size=batch_size
+            )
+            return
+        # the original's register_model always makes the version current; the management API's
+        # add_model takes "make_current": false (this implementation's extension)
+        self.conn._admin.post(
+            "add_model",
+            {
+                "model_name": name, "model_version": version, "labels": list(labels),
+                "input_type": input_type, "container_name": image, "model_data_path": "DEPRECATED",
+                "batch_size": batch_size, "make_current": False,
+            },
+        )  # fmt: skip
+
+    def smoke_predict(
+        self, name: str, version: str, input_type: str, sample: list[int | float] | str, timeout_s: float
+    ) -> None:
+        """Through a private application linked to ``name`` for the duration of the check (created and
+        removed here), with the predict request's ``version`` field: apps serving users never see it."""
+        app = f"{HEALTH_APP_PREFIX}{name}"[:63]
+        if app in self.conn.get_all_apps():  # a leftover of an interrupted check
+            self.conn.unregister_application(app)
+        slo_micros = max(1, int(timeout_s * 1_000_000))
+        self.conn.register_application(app, input_type, HEALTH_DEFAULT, slo_micros)
+        try:
+            self.conn.link_model_to_app(app, name)
+            problem = self._smoke(app, version, sample, timeout_s)
+        finally:
+            with contextlib.suppress(ClipperException, OSError):
+                self.conn.unregister_application(app)
+        if problem is not None:
+            tail = self._log_tail(name, version)
+            raise ReconcilerError(
+                f"Model {name}:{version}: health check failed: {problem}"
+                + (f"\nlast lines of its replica's log:\n{tail}" if tail else "")
+            )
+
+    def _smoke(self, app: str, version: str, sample: list[int | float] | str, timeout_s: float) -> str | None:
+        """None once the version answers ``sample`` without error; else what it answered last. Waits
+        (up to ``timeout_s``, at least a few seconds) for the query frontend(s) to learn the app."""
+        url = f"http://{self.conn.get_query_addr()}/{app}/predict"
+        deadline = time.monotonic() + max(timeout_s, SMOKE_MIN_WAIT_S)
+        problem = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                r = requests.post(url, json={"input": sample, "version": version}, timeout=timeout_s + 1)
+            except requests.RequestException as e:
+                problem = f"query frontend unreachable: {e}"
+            else:
+                body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+                if r.status_code == 200 and isinstance(body, dict) and body.get("default") is False:
+                    return None
+                if r.status_code == 200 and isinstance(body, dict):
+                    problem = f"it answered with the default output: {body.get('default_explanation')}"
+                else:
+                    problem = f"HTTP {r.status_code}: {r.text.strip()[:500]}"
+                    if r.status_code == 400 and "Json error" in r.text:
+                        return problem  # the sample does not fit the input type: retrying cannot help
+            time.sleep(SMOKE_POLL_S)
+        return problem
+
+    def _log_tail(self, name: str, version: str, lines: int = 20) -> str:
+        """The last lines of one replica's log of ``name:version``, where the backend keeps logs."""
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                paths = self.conn.get_clipper_logs(d)
+                mine = sorted(p for p in paths if f"{name}-{version}" in Path(p).name)
+                if not mine:
+                    return ""
+                return "\n".join(Path(mine[-1]).read_text(errors="replace").splitlines()[-lines:])
+        except Exception:  # noqa: BLE001 - the tail only decorates the health check's error
+            return ""
 
     def set_current_version(self, name: str, version: str) -> None:
         self.conn.set_model_version(name, version)

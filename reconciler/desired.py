@@ -17,7 +17,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.loader import Loaded, ManifestSet
 from reconciler.sources import model_source_files
 from schemas import Cluster, ClusterSpec
-from schemas.model import ModelSpec
+from schemas.model import HealthCheck, ModelSpec
 
 HASH_LENGTH = 10
 
@@ -33,6 +33,8 @@ class DesiredModel:
     explicit_version: bool
     labels: tuple[str, ...] = ()  # user labels "key=value"
     source_kind: str = "python"
+    # the rollout's smoke prediction (Model.spec.health); None: connected and not hung is enough
+    health: HealthCheck | None = field(default=None, compare=False)
     loaded: Loaded | None = field(default=None, compare=False, repr=False)
 
 
@@ -135,6 +137,7 @@ def desired_state(manifests: ManifestSet, default_cluster: str = "default") -> D
             explicit_version=spec.version is not None,
             labels=tuple(f"{k}={v}" for k, v in sorted(loaded.obj.metadata.labels.items())),
             source_kind=spec.source.kind,
+            health=spec.health,
             loaded=loaded,
         )
     apps = {

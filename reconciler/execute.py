@@ -1,8 +1,10 @@
 """Execute a plan on a :class:`reconciler.port.ClusterPort`, one action at a time, in order.
 
 A new model version rolls out in explicit steps: build its image, start its replicas, wait until
-they are connected, record it in the ownership registry, register it (which makes it current and
-moves the traffic), and after a short drain stop the previous version's replicas. The previous
+they are connected and not reported hung, record it in the ownership registry, register it (which
+makes it current and moves the traffic), and after a short drain stop the previous version's
+replicas. With a health check (``Model.spec.health``) the version is registered without taking
+traffic, must answer a smoke prediction, and only then becomes current. The previous
 version stays registered, so ``set_model_version`` (or reverting the manifest) rolls back. When a
 step fails the rollout stops there: the new replicas are stopped, the previous version keeps
 serving, and the error propagates (the reporter is told which action failed).
@@ -22,7 +24,7 @@ from reconciler.labels import model_labels
 from reconciler.observed import AppRecord, ModelRecord
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
-from reconciler.port import ClusterPort
+from reconciler.port import ClusterPort, Readiness
 
 CONNECT_TIMEOUT = 120.0  # seconds for new replicas to connect
 STOP_TIMEOUT = 30.0  # seconds for stopped replicas to disconnect (not an error when exceeded)
@@ -94,9 +96,18 @@ class Executor:
             m.name,
             m.version,
             m.replicas,
+            Readiness.HEALTHY,
             timeout_s=self.connect_timeout_s,
             on_progress=self._progress(action),
         )
+
+    def _smoke(self, m: DesiredModel) -> None:
+        """The health gate (``Model.spec.health``): a smoke prediction on the version before it
+        takes traffic."""
+        if m.health is not None and m.replicas > 0:
+            self.cluster.smoke_predict(
+                m.name, m.version, m.input_type, m.health.input, m.health.timeout_seconds
+            )
 
     def _roll_out(self, action: Action, m: DesiredModel) -> None:
         """A version that is not registered: build, start, wait, record, register (moves traffic)."""
@@ -112,9 +123,15 @@ class Executor:
                 m.name, m.version, ModelRecord(self.owner, artifact.image, m.content_hash)
             )
             labels = model_labels(self.owner, m.content_hash, self.git_commit, m.labels)
+            # with a health check and a version serving, register without moving the traffic,
+            # smoke-test, then make it current; a model's first version has no traffic to protect
+            gated = m.health is not None and m.replicas > 0 and action.previous_version is not None
             self.cluster.register_version(
-                m.name, m.version, m.input_type, artifact.image, labels, m.batch_size
+                m.name, m.version, m.input_type, artifact.image, labels, m.batch_size, not gated
             )
+            self._smoke(m)
+            if gated:
+                self.cluster.set_current_version(m.name, m.version)
         except BaseException as e:
             self._stop_after_failure(m, e)
             raise
@@ -153,7 +170,12 @@ class Executor:
             self._roll_out(action, m)
         elif action.op is Op.REPLACE:
             if action.version_registered:
-                self._scale(action, m)
+                try:
+                    self._scale(action, m)
+                    self._smoke(m)
+                except BaseException as e:
+                    self._stop_after_failure(m, e)
+                    raise
                 self.cluster.set_current_version(m.name, m.version)
             else:
                 self._roll_out(action, m)

@@ -107,8 +107,18 @@ class ClusterPort(Protocol):
         image: str,
         labels: Sequence[str],
         batch_size: int,
+        make_current: bool = True,
     ) -> None:
-        """Register ``name:version``; it becomes the current version (traffic moves to it)."""
+        """Register ``name:version``; it becomes the current version (traffic moves to it) unless
+        ``make_current`` is False (then :meth:`smoke_predict` can reach it before any traffic)."""
+
+    def smoke_predict(
+        self, name: str, version: str, input_type: str, sample: list[int | float] | str, timeout_s: float
+    ) -> None:
+        """Send one prediction on ``sample`` to the registered (not necessarily current) version
+        ``name:version``; return once it answers without error. ``ReconcilerError`` saying what went
+        wrong (the replica's error or a default output's explanation, and its log tail where the
+        backend keeps one) when it does not within ``timeout_s``. No application sees this request."""
 
     def set_current_version(self, name: str, version: str) -> None:
         """Make a registered version current (traffic moves to it)."""

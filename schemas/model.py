@@ -64,6 +64,17 @@ class ModelSource(Strict):
         return "python" if self.python else "pyspark" if self.pyspark else "image"
 
 
+class HealthCheck(Strict):
+    input: list[int | float] | str = Field(
+        description="Sample input of a smoke prediction, as in a predict request: a list of numbers for "
+        "ints/floats/doubles models, a string for strings models (base64 for bytes models). A new version takes traffic only once each rollout's "
+        "smoke prediction on it answers without error."
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long the smoke prediction may take before it counts as failed."
+    )
+
+
 class ModelSpec(Strict):
     input_type: InputType
     version: str | None = Field(
@@ -91,6 +102,12 @@ class ModelSpec(Strict):
         default=None,
         description="Base image of the model container; the closure image matching this Python when absent.",
     )
+    health: HealthCheck | None = Field(
+        default=None,
+        description="Health gate of a rollout: a smoke prediction on a sample input that must answer "
+        "without error before the new version takes traffic. Absent: a new version takes traffic once its "
+        "replicas are connected and not reported hung (no prediction is sent).",
+    )
 
     @field_validator("batch_size")
     @classmethod
@@ -106,6 +123,15 @@ class ModelSpec(Strict):
             if not p.strip() or re.search(r"\s", p.strip()):
                 raise ValueError(f"package {p!r} must be one pip requirement without spaces")
         return v
+
+    @model_validator(mode="after")
+    def _health_input_fits(self) -> ModelSpec:
+        if self.health is not None:
+            wants_string = self.input_type in ("strings", "bytes")
+            if wants_string != isinstance(self.health.input, str):
+                kind = "a string" if wants_string else "a list of numbers"
+                raise ValueError(f"health.input of a {self.input_type} model must be {kind}")
+        return self
 
     @model_validator(mode="after")
     def _image_has_no_build_inputs(self) -> ModelSpec:

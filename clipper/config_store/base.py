@@ -126,8 +126,9 @@ class ConfigStore(abc.ABC):
     def remove_link(self, app: str, model_name: str) -> None: ...
 
     @abc.abstractmethod
-    def add_model(self, model: ModelRecord) -> bool:
-        """Insert the version and make it current; False if that name:version exists."""
+    def add_model(self, model: ModelRecord, make_current: bool = True) -> bool:
+        """Insert the version and (unless ``make_current`` is False: a version registered to be
+        smoke-tested before it takes traffic) make it current; False if that name:version exists."""
 
     @abc.abstractmethod
     def set_current_version(self, name: str, version: str) -> None: ...

@@ -326,7 +326,7 @@ class RedisConfigStore(ConfigStore):
     def remove_link(self, app: str, model_name: str) -> None:
         self._dbs[LINKS_DB].srem(app, model_name)
 
-    def add_model(self, model: ModelRecord) -> bool:
+    def add_model(self, model: ModelRecord, make_current: bool = True) -> bool:
         key = model_key(model.name, model.version)
         db = self._dbs[MODEL_DB]
         with db.pipeline(transaction=True) as p:
@@ -340,7 +340,8 @@ class RedisConfigStore(ConfigStore):
                 p.execute()
             except redis.WatchError:
                 return False  # someone created it between our check and our write
-        self.set_current_version(model.name, model.version)
+        if make_current:
+            self.set_current_version(model.name, model.version)
         return True
 
     def set_current_version(self, name: str, version: str) -> None:

@@ -293,7 +293,7 @@ class SqliteConfigStore(ConfigStore):
         with self._tx() as c:
             c.execute("DELETE FROM links WHERE app = ? AND model_name = ?", (app, model_name))
 
-    def add_model(self, model: ModelRecord) -> bool:
+    def add_model(self, model: ModelRecord, make_current: bool = True) -> bool:
         with self._tx() as c:
             if c.execute(
                 "SELECT 1 FROM models WHERE name = ? AND version = ?", (model.name, model.version)
@@ -312,7 +312,8 @@ class SqliteConfigStore(ConfigStore):
                     1 if model.valid else 0,
                 ),
             )
-            c.execute("INSERT OR REPLACE INTO current_versions VALUES (?, ?)", (model.name, model.version))
+            if make_current:
+                c.execute("INSERT OR REPLACE INTO current_versions VALUES (?, ?)", (model.name, model.version))
             return True
 
     def set_current_version(self, name: str, version: str) -> None:

@@ -254,8 +254,11 @@ class AdminHandlers:
             model_data_path=model_data_path,
             batch_size=batch_size,
         )
+        # the version becomes current, unless "make_current": false (a rollout's health check
+        # predicts on the version before it takes traffic)
+        make_current = jb.get_bool(d, "make_current") if isinstance(d, dict) and "make_current" in d else True
         try:
-            added = self.store.add_model(record)  # also makes it the current version
+            added = self.store.add_model(record, make_current)
         except Exception as e:
             raise StoreFailure(msg.model_add_failed(name, version)) from e
         if not added:

@@ -3,7 +3,8 @@
 It keeps the state a management frontend and a container manager would (apps, links, registered
 versions, the current version, running and connected replicas), refuses what the management API
 refuses with the same structured exceptions, records every call in :attr:`FakeCluster.calls` (for
-ordering assertions), and fails on demand (:meth:`FakeCluster.fail`, :attr:`FakeCluster.never_connect`).
+ordering assertions), and fails on demand (:meth:`FakeCluster.fail`, :attr:`FakeCluster.never_connect`,
+:attr:`FakeCluster.broken`).
 Replicas start and connect at once; a wait that cannot succeed fails at once instead of sleeping.
 """
 
@@ -44,6 +45,8 @@ class FakeCluster:
         self.replicas: dict[tuple[str, str], int] = {}  # running (and, unless never_connect, connected)
         self.unhealthy: dict[tuple[str, str], int] = {}
         self.never_connect: set[tuple[str, str]] = set()
+        self.broken: set[tuple[str, str]] = set()  # versions whose smoke prediction fails
+        self.smoked: list[tuple[str, str, list[int | float] | str]] = []
         self.built: list[ModelBuild] = []
         self.calls: list[tuple[str, ...]] = []
         self._failures: dict[str, BaseException] = {}
@@ -151,13 +154,29 @@ class FakeCluster:
             )
 
     def register_version(self, name: str, version: str, input_type: str, image: str, labels: Sequence[str],
-                         batch_size: int) -> None:  # fmt: skip
-        self._call("register_version", name, version)
+                         batch_size: int, make_current: bool = True) -> None:  # fmt: skip
+        self._call("register_version", name, version, *(() if make_current else ("not-current",)))
         self._require_running()
         if (name, version) in self.versions:
             raise AlreadyExists(f"model with name '{name}' and version '{version}' already exists")
         self.versions[(name, version)] = Version(input_type, image, tuple(labels), batch_size)
-        self.current[name] = version
+        if make_current:
+            self.current[name] = version
+
+    def smoke_predict(self, name: str, version: str, input_type: str, sample: list[int | float] | str,
+                      timeout_s: float) -> None:  # fmt: skip
+        """Answers when ``name:version`` is registered and has a healthy replica, unless
+        :attr:`broken` holds it (then it fails like a model whose predict raises)."""
+        self._call("smoke_predict", name, version)
+        self.smoked.append((name, version, sample))
+        if (name, version) not in self.versions:
+            raise ReconcilerError(f"Model {name}:{version}: health check: version not registered")
+        if self.replica_count(name, version, Readiness.HEALTHY) == 0:
+            raise ReconcilerError(f"Model {name}:{version}: health check: no healthy replica")
+        if (name, version) in self.broken:
+            raise ReconcilerError(
+                f"Model {name}:{version}: health check failed: ValueError: broken model\nlog tail: Traceback ..."
+            )
 
     def set_current_version(self, name: str, version: str) -> None:
         self._call("set_current_version", name, version)

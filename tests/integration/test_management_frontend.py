@@ -323,6 +323,15 @@ def test_add_model_sets_current_version_and_rejects_duplicates(fe):
     assert fe.post("get_model", {"model_name": "m", "model_version": "9"}).json() == {}
 
 
+def test_add_model_make_current_false_keeps_the_current_version(fe):
+    ok(fe.post("add_model", model_body(version="1")))
+    ok(fe.post("add_model", {**model_body(version="2"), "make_current": False}))
+    get = lambda v: fe.post("get_model", {"model_name": "m", "model_version": v}).json()  # noqa: E731
+    assert (get("1")["is_current_version"], get("2")["is_current_version"]) == (True, False)
+    r = fe.post("add_model", {**model_body(version="3"), "make_current": "no"})
+    assert r.status_code == 400 and "make_current" in r.text
+
+
 def test_add_model_validation(fe):
     schema = msg.ADD_MODEL_JSON_SCHEMA
     body = model_body()

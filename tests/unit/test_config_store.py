@@ -189,6 +189,14 @@ def test_models_and_current_version(store):
     assert sorted((m.name, m.version) for m in store.list_models()) == [("m", "1"), ("m", "2")]
 
 
+def test_a_version_added_without_making_it_current(store):
+    """The reconciler's health gate registers a version aside, predicts on it, then moves traffic."""
+    assert store.add_model(model(version="1"))
+    assert store.add_model(model(version="2"), make_current=False)
+    assert store.get_current_version("m") == "1" and sorted(store.list_model_versions("m")) == ["1", "2"]
+    assert store.snapshot().current_versions["m"] == "1"
+
+
 def test_versions_of_names_with_glob_characters(store):
     store.add_model(model(name="m*"))
     store.add_model(model(name="m[x]"))

@@ -19,13 +19,17 @@ from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Plan, make_plan
 from reconciler.port import ClusterPort, ModelBuild
 from schemas import ClusterSpec
+from schemas.model import HealthCheck
 from tests.fakes.cluster import FakeCluster
 
 OWNER = "team"
 
 
-def dm(name: str = "m", version: str = "v1", replicas: int = 1, input_type: str = "doubles") -> DesiredModel:
-    return DesiredModel(name, version, input_type, replicas, -1, f"hash-{version}", False)
+def dm(
+    name: str = "m", version: str = "v1", replicas: int = 1, input_type: str = "doubles", health: bool = False
+) -> DesiredModel:
+    check = HealthCheck(input=[1.0, 2.0], timeout_seconds=3) if health else None
+    return DesiredModel(name, version, input_type, replicas, -1, f"hash-{version}", False, health=check)
 
 
 def da(
@@ -181,6 +185,50 @@ CASES = {
         [("unregister_application", "a"), ("delete_model", "m")],
     ),
     "without --prune nothing is deleted": (Seed(SERVING, [("a", "m")]), state(), False, []),
+    "health check: the new version is registered aside, answers a smoke prediction, then takes traffic": (
+        Seed(SERVING, [("a", "m")]),
+        state([dm(version="v2", health=True)], [da()]),
+        False,
+        [
+            ("build_model", "m", "v2"),
+            ("start_replicas", "m", "v2", "1"),
+            ("wait_replicas", "m", "v2", "1"),
+            ("register_version", "m", "v2", "not-current"),
+            ("smoke_predict", "m", "v2"),
+            ("set_current_version", "m", "v2"),
+            ("stop_replicas", "m", "v1"),
+        ],
+    ),
+    "health check of a first version: no traffic to protect, registered current": (
+        Seed(),
+        state([dm(health=True)]),
+        False,
+        [
+            ("build_model", "m", "v1"),
+            ("start_replicas", "m", "v1", "1"),
+            ("wait_replicas", "m", "v1", "1"),
+            ("register_version", "m", "v1"),
+            ("smoke_predict", "m", "v1"),
+        ],
+    ),
+    "health check on a rollback to a registered version": (
+        Seed([("m", "v1", 0, False), ("m", "v2", 1, True)]),
+        state([dm(version="v1", health=True)]),
+        False,
+        [
+            ("start_replicas", "m", "v1", "1"),
+            ("wait_replicas", "m", "v1", "1"),
+            ("smoke_predict", "m", "v1"),
+            ("set_current_version", "m", "v1"),
+            ("stop_replicas", "m", "v2"),
+        ],
+    ),
+    "health check: scaling the serving version sends no smoke prediction": (
+        Seed(SERVING),
+        state([dm(replicas=2, health=True)]),
+        False,
+        [("scale_replicas", "m", "v1", "2"), ("wait_replicas", "m", "v1", "2")],
+    ),
 }
 
 
@@ -213,7 +261,7 @@ def test_rollout_records_and_labels_the_version(tmp_path: Path) -> None:
 def test_replicas_that_never_connect_stop_the_rollout(tmp_path: Path) -> None:
     w = world(tmp_path, Seed(SERVING, [("a", "m")]))
     w.cluster.never_connect.add(("m", "v2"))
-    with pytest.raises(ReconcilerError, match="0/1 replicas connected"):
+    with pytest.raises(ReconcilerError, match="0/1 replicas healthy"):
         w.run(state([dm(version="v2")], [da(default="x")]))
     assert w.cluster.calls == [
         ("build_model", "m", "v2"),
@@ -275,3 +323,36 @@ def test_the_app_is_recorded_before_it_is_registered(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         w.run(state([dm()], [da(model=None)]))
     assert w.registry.load()["a"].owner == OWNER
+
+
+def test_a_version_failing_its_health_check_never_takes_traffic(tmp_path: Path) -> None:
+    w = world(tmp_path, Seed(SERVING, [("a", "m")]))
+    w.cluster.broken.add(("m", "v2"))
+    with pytest.raises(ReconcilerError, match="health check failed: ValueError: broken model"):
+        w.run(state([dm(version="v2", health=True)], [da(default="x")]))
+    assert w.cluster.calls[-3:] == [
+        ("register_version", "m", "v2", "not-current"),
+        ("smoke_predict", "m", "v2"),
+        ("stop_replicas", "m", "v2"),  # the new replicas go; the previous version was never stopped
+    ]
+    assert w.cluster.serving("m") == ("v1", 1)
+    assert w.cluster.smoked == [("m", "v2", [1.0, 2.0])]
+    assert w.reporter.events == [("start", "Model/m", None), ("finish", "Model/m", "ReconcilerError")]
+    assert w.cluster.apps["a"].default_output == "None"  # the actions after it are not run
+    # the next apply tries the rollout again (and fails the same way while the model is broken)
+    again = w.plan(state([dm(version="v2", health=True)]))
+    assert [a.ref for a in again.changes] == ["Model/m"]
+    with pytest.raises(ReconcilerError, match="health check failed"):
+        w.run(state([dm(version="v2", health=True)]))
+    assert w.cluster.serving("m") == ("v1", 1)
+    # once it is fixed, it rolls out
+    w.cluster.broken.clear()
+    w.run(state([dm(version="v2", health=True)]))
+    assert w.cluster.serving("m") == ("v2", 1)
+
+
+def test_hung_replicas_do_not_count_as_ready(tmp_path: Path) -> None:
+    w = world(tmp_path, Seed(SERVING))
+    w.cluster.unhealthy[("m", "v1")] = 1  # the query frontend reports the only replica hung
+    with pytest.raises(ReconcilerError, match="1/2 replicas healthy"):
+        w.run(state([dm(replicas=2)]))
