@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S",
                    help="seconds to wait for a concurrent apply (0: fail at once)")  # fmt: skip
     p.add_argument("--output", choices=["text", "json"], default="text")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="after applying, wait until every object is converged and healthy (default: "
+                   "--wait; then 'clipper apply && clipper diff' holds)")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="with --wait: seconds to wait before failing with what has not converged")  # fmt: skip
 
     p = sub.add_parser("diff", help="show what apply would do; exit 0 no changes, 1 changes, 2 error")
     _manifest_args(p)

@@ -109,6 +109,15 @@ def _apply_once(t: Target, args: argparse.Namespace) -> Plan:
 def cmd_apply(args: argparse.Namespace) -> int:
     t = _target(args)
     plan = _apply_once(t, args)
+    if args.wait:
+        from reconciler.engine import pending, wait_converged
+
+        left = pending(wait_converged(t, _owner(args, t), args.prune, args.timeout))
+        if left:
+            raise ReconcilerError(
+                f"applied, but not converged after {args.timeout:g} s: {'; '.join(left)} "
+                "(clipper diff shows what is left; clipper apply again, or a longer --timeout)"
+            )
     if args.output == "json":
         _print_plan(plan, "json")
     else:

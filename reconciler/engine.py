@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,45 @@ def apply(
         except ClipperException as e:
             raise ReconcilerError(str(e)) from e
     return plan
+
+
+#: seconds between observations while :func:`wait_converged` waits
+CONVERGE_POLL_S = 0.25
+#: default of ``clipper apply --timeout``
+CONVERGE_TIMEOUT_S = 300.0
+
+
+def pending(plan: Plan) -> list[str]:
+    """What keeps ``plan`` from being converged, one phrase per object: its changes or conflict."""
+    out = []
+    for a in (*plan.changes, *plan.conflicts):
+        what = ", ".join(f"{c.field} {c.old} -> {c.new}" for c in a.changes) or a.reason or a.op.value
+        out.append(f"{a.ref} ({what})")
+    return out
+
+
+def wait_converged(
+    t: Target,
+    owner: str,
+    prune: bool,
+    timeout_s: float = CONVERGE_TIMEOUT_S,
+    poll_s: float = CONVERGE_POLL_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Plan:
+    """Re-observe until the plan is empty (no change, no conflict) or ``timeout_s`` has passed;
+    returns the last plan, so :func:`pending` says what did not converge.
+
+    An apply's last steps are not all synchronous: a stopped replica leaves the query frontend's
+    list a moment later, a replica killed meanwhile reconnects after a restart. Observed replicas are
+    the healthy ones (:mod:`reconciler.observed`), so an empty plan means every object is converged
+    and healthy: ``clipper apply && clipper diff`` then holds."""
+    deadline = clock() + timeout_s
+    while True:
+        plan, _ = plan_for(t, owner, prune)
+        if (not plan.has_changes and not plan.conflicts) or clock() >= deadline:
+            return plan
+        sleep(poll_s)
 
 
 def _forget_vanished_apps(t: Target, owner: str, obs: Observed) -> None:

@@ -145,7 +145,7 @@ def test_diff_exit_status_and_message(console, monkeypatch, actions, code, match
     console.truncate(0)
     console.seek(0)
     if code != 2:  # apply refuses conflicts before its summary
-        assert commands.cmd_apply(argparse.Namespace(output="text", files=[])) == 0
+        assert commands.cmd_apply(argparse.Namespace(output="text", files=[], wait=False)) == 0
         after = not any(a.op is Op.PRUNE for a in actions)  # once applied, only a pending prune differs
         assert ("matches the manifests" in console.getvalue()) is after, console.getvalue()
 
