@@ -95,6 +95,9 @@ class FrontendSettings:
     rpc_auth: Literal["curve", "none"] = "curve"
     rpc_keys_file: str | None = None
     limits: Limits = field(default_factory=Limits)
+    # the dashboard: the query frontend's /metrics URL it samples, and (local backend) the cluster dir
+    dashboard_metrics_url: str | None = None
+    cluster_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.admin_token == "file" and not self.admin_token_file:
@@ -139,6 +142,7 @@ def _opt(flag: str, value: object | None) -> list[str]:
 
 def management_frontend(s: FrontendSettings) -> Launch:
     args = ["--store", s.store, *_opt("--host", s.host), "--port", str(s.management_port)]
+    args += [*_opt("--metrics-url", s.dashboard_metrics_url), *_opt("--cluster-dir", s.cluster_dir)]
     env: dict[str, str] = {}
     secrets: dict[str, SecretKey] = {}
     if s.admin_token == "file":

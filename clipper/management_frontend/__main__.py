@@ -46,6 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("CLIPPER_ADMIN_TOKEN_FILE") or None,
         help="file holding the bearer token /admin/* requires (env CLIPPER_ADMIN_TOKEN_FILE)",
     )
+    p.add_argument(
+        "--metrics-url",
+        action="append",
+        default=[u for u in os.environ.get("CLIPPER_DASHBOARD_METRICS_URLS", "").split(",") if u],
+        help="a query frontend's /metrics URL the dashboard samples every 2 s (repeatable; "
+        "env CLIPPER_DASHBOARD_METRICS_URLS, comma-separated)",
+    )
+    p.add_argument(
+        "--cluster-dir",
+        default=os.environ.get("CLIPPER_DASHBOARD_CLUSTER_DIR") or None,
+        help="local backend: the cluster directory, whose logs/ and status.json the dashboard shows",
+    )
     p.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
     args = p.parse_args(argv)
     if args.store is None:
@@ -82,8 +94,15 @@ def open_store_retrying(url: str) -> ConfigStore:
 
 async def _main(args: argparse.Namespace) -> None:
     store = open_store_retrying(args.store)
-    app = ManagementApp(store, admin_token=args.admin_token)
+    app = ManagementApp(
+        store,
+        admin_token=args.admin_token,
+        store_url=args.store,
+        metrics_urls=args.metrics_url,
+        cluster_dir=args.cluster_dir,
+    )
     server = await serve(app, args.host, args.port)
+    app.dashboard.start()
     log.info(
         "management frontend listening on %s:%d (store %s%s)",
         args.host,
@@ -103,6 +122,7 @@ async def _main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    app.dashboard.stop()
     await server.close()
     store.close()
 

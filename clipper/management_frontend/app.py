@@ -9,6 +9,7 @@ import orjson
 
 from clipper.config_store.base import ConfigStore
 from clipper.http.server import Request, Response
+from clipper.management_frontend.dashboard.app import Dashboard
 from clipper.management_frontend.handlers import AdminHandlers
 
 UNAUTHENTICATED_PATHS = frozenset({"/admin/ping"})
@@ -25,9 +26,25 @@ def load_openapi() -> bytes:
 class ManagementApp:
     """``handler(req) -> Response`` for :func:`clipper.http.server.serve` (synchronous: store calls are fast)."""
 
-    def __init__(self, store: ConfigStore, admin_token: str | None = None) -> None:
+    def __init__(
+        self,
+        store: ConfigStore,
+        admin_token: str | None = None,
+        *,
+        store_url: str = "",
+        metrics_urls: list[str] | None = None,
+        cluster_dir: str | None = None,
+    ) -> None:
         self.handlers = AdminHandlers(store)
         self.routes = self.handlers.routes()
+        self.dashboard = Dashboard(
+            store,
+            self.handlers,
+            admin_token,
+            store_url=store_url,
+            metrics_urls=metrics_urls,
+            cluster_dir=cluster_dir,
+        )
         self._token = admin_token.encode() if admin_token else None
         self._openapi = load_openapi()
 
@@ -41,6 +58,8 @@ class ManagementApp:
     def __call__(self, req: Request) -> Response:
         path = req.path
         route = self.routes.get(path)
+        if route is None and (path == "/dashboard" or path.startswith("/dashboard/")):
+            return self.dashboard(req)
         if route is None:
             if path == "/health" or path == "/openapi.json":
                 if req.method not in ("GET", "HEAD"):

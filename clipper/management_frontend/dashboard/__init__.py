@@ -1,0 +1,1 @@
+"""The web dashboard served by the management frontend under ``/dashboard`` (see :mod:`.app`)."""

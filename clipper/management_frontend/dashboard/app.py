@@ -1,0 +1,326 @@
+"""``/dashboard``: the web dashboard of the management frontend (same listener, same admin token).
+
+Pages and static files are plain HTML/CSS/JS shipped in ``static/`` (no build step, nothing fetched
+from elsewhere). Data comes from ``/dashboard/api/*`` (JSON, polled by the page every 2 s), which
+reads the config store, the query frontends' ``/metrics`` (through :class:`MetricsPoller`) and, on
+the local backend, the cluster directory (replica logs and restart counts). Actions go through the
+management API's own handlers (same validation, same messages) and are recorded in an audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import clipper
+from clipper.config_store.base import ConfigStore
+from clipper.http.server import Request, Response
+from clipper.management_frontend.dashboard.auth import CSRF_HEADER, Session, Sessions
+from clipper.management_frontend.dashboard.metrics import MetricsPoller
+from clipper.management_frontend.handlers import AdminHandlers, Reply
+
+HTML = "text/html; charset=utf-8"
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".html": HTML}
+SECURITY_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+ACTIONS = {"set_model_version": "switch the current version of a model (roll back / forward)",
+           "set_app_traffic": "set an application's traffic weights"}  # fmt: skip
+LOG_LINES = 40
+AUDIT_KEEP = 500
+
+
+def _json(status: int, value: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, orjson.dumps(value), headers=SECURITY_HEADERS + headers)
+
+
+def _error(status: int, cause: str) -> Response:
+    return _json(status, {"error": cause})
+
+
+def _static(name: str) -> bytes:
+    return resources.files("clipper.management_frontend.dashboard").joinpath("static", name).read_bytes()
+
+
+def _redact_store(url: str) -> str:
+    """The store URL without credentials or query (a password in ``redis://:pw@host`` stays hidden)."""
+    p = urllib.parse.urlsplit(url.split("?")[0])
+    host = p.hostname or ""
+    netloc = f"{host}:{p.port}" if p.port else host
+    return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", ""))
+
+
+class Dashboard:
+    """Handles every path under ``/dashboard`` (the management app routes them here)."""
+
+    def __init__(
+        self,
+        store: ConfigStore,
+        handlers: AdminHandlers,
+        admin_token: str | None,
+        *,
+        store_url: str = "",
+        metrics_urls: list[str] | None = None,
+        cluster_dir: str | None = None,
+        poll_interval_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.admin = handlers.routes()
+        self.sessions = Sessions(admin_token)
+        self.store_url = _redact_store(store_url) if store_url else "unknown"
+        self.poller = MetricsPoller(list(metrics_urls or []), interval_s=poll_interval_s)
+        self.cluster_dir = Path(cluster_dir) if cluster_dir else None
+        self.audit: deque[dict[str, Any]] = deque(maxlen=AUDIT_KEEP)
+        self.started = time.time()
+        self._get: dict[str, Callable[[Request], Response]] = {
+            "/dashboard/api/session": self.api_session,
+            "/dashboard/api/overview": self.api_overview,
+            "/dashboard/api/metrics": self.api_metrics,
+            "/dashboard/api/logs": self.api_logs,
+            "/dashboard/api/history": self.api_history,
+        }
+
+    def start(self) -> None:
+        self.poller.start()
+
+    def stop(self) -> None:
+        self.poller.stop()
+
+    # -- routing -----------------------------------------------------------------------------------
+    def __call__(self, req: Request) -> Response:
+        path = req.path.rstrip("/") or "/"
+        get = req.method in ("GET", "HEAD")
+        if path.startswith("/dashboard/static/"):
+            return self.static(req, path[len("/dashboard/static/") :]) if get else self._405("GET")
+        if path == "/dashboard/login":
+            return self.login(req) if req.method == "POST" else self._405("POST")
+        if path == "/dashboard/logout":
+            return self.logout(req) if req.method == "POST" else self._405("POST")
+        session = self.sessions.lookup(req.headers.get("cookie", ""))
+        if path == "/dashboard":
+            if not get:
+                return self._405("GET")
+            page = "index.html" if session is not None else "login.html"
+            return Response(200, _static(page), HTML, SECURITY_HEADERS)
+        if session is None:
+            return _error(401, "log in at /dashboard with the admin token")
+        if path == "/dashboard/api/action":
+            return self.action(req, session) if req.method == "POST" else self._405("POST")
+        fn = self._get.get(path)
+        if fn is None:
+            return _error(404, f"no dashboard route {req.method} {req.path}")
+        return fn(req) if get else self._405("GET")
+
+    @staticmethod
+    def _405(allow: str) -> Response:
+        return _json(405, {"error": f"method not allowed: use {allow}"}, (("Allow", allow),))
+
+    def static(self, req: Request, name: str) -> Response:
+        suffix = Path(name).suffix
+        if "/" in name or name.startswith(".") or suffix not in (".js", ".css"):
+            return _error(404, f"no static file {name!r}")
+        try:
+            body = _static(name)
+        except (FileNotFoundError, IsADirectoryError):
+            return _error(404, f"no static file {name!r}")
+        return Response(200, body, STATIC_TYPES[suffix], SECURITY_HEADERS)
+
+    # -- login -------------------------------------------------------------------------------------
+    def login(self, req: Request) -> Response:
+        if not self.sessions.required:
+            return Response(303, b"", HTML, (("Location", "/dashboard"),))
+        ctype = req.headers.get("content-type", "")
+        token = ""
+        if ctype.startswith("application/json"):
+            try:
+                token = str(json.loads(req.body or b"{}").get("token", ""))
+            except (ValueError, AttributeError):
+                token = ""
+        else:
+            token = urllib.parse.parse_qs(req.body.decode("utf-8", "replace")).get("token", [""])[0]
+        session = self.sessions.login(token)
+        if session is None:
+            page = _static("login.html").replace(b"<!--error-->", b'<p class="error">Wrong token.</p>')
+            return Response(401, page, HTML, SECURITY_HEADERS)
+        cookie = self.sessions.set_cookie(session)
+        return Response(
+            303, b"", HTML, (("Location", "/dashboard"), ("Set-Cookie", cookie), *SECURITY_HEADERS)
+        )
+
+    def logout(self, req: Request) -> Response:
+        session = self.sessions.lookup(req.headers.get("cookie", ""))
+        if session is not None and self.sessions.required:
+            if not Sessions.csrf_ok(session, req.headers.get(CSRF_HEADER)):
+                return _error(403, "missing or wrong X-CSRF-Token")
+            self.sessions.logout(session.sid)
+        return _json(200, {"ok": True}, (("Set-Cookie", Sessions.clear_cookie()),))
+
+    # -- data --------------------------------------------------------------------------------------
+    def api_session(self, req: Request) -> Response:
+        session = self.sessions.lookup(req.headers.get("cookie", ""))
+        assert session is not None  # checked by the router
+        return _json(
+            200,
+            {"auth_required": self.sessions.required, "csrf": session.csrf, "actions": ACTIONS},
+        )
+
+    def _admin(self, route: str, body: dict[str, Any]) -> Reply:
+        return self.admin[f"/admin/{route}"][1](orjson.dumps(body))
+
+    def _process_status(self) -> dict[str, Any]:
+        if self.cluster_dir is None:
+            return {}
+        try:
+            status = json.loads((self.cluster_dir / "status.json").read_text())
+            procs = status.get("processes", {})
+            return procs if isinstance(procs, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def api_overview(self, req: Request) -> Response:
+        snap = self.store.snapshot()
+        procs = self._process_status()
+        models: dict[str, dict[str, Any]] = {}
+        for m in self.store.list_models():
+            if not m.valid:
+                continue
+            entry = models.setdefault(
+                m.name, {"name": m.name, "current": snap.current_versions.get(m.name), "versions": []}
+            )
+            entry["versions"].append(
+                {"version": m.version, "image": m.container_name, "input_type": m.input_type}
+            )
+        for entry in models.values():
+            versions = [v["version"] for v in entry["versions"]]
+            cur = entry["current"]
+            entry["previous"] = (
+                versions[versions.index(cur) - 1] if cur in versions and versions.index(cur) > 0 else None
+            )
+        replicas = []
+        for c in self.store.list_containers():
+            proc = procs.get(f"model/{c.model_name}/{c.model_version}/{c.replica_id}", {})
+            replicas.append(
+                {
+                    "model": c.model_name,
+                    "version": c.model_version,
+                    "replica": c.replica_id,
+                    "frontend": c.frontend_id,
+                    "state": "connected" if c.healthy else "hung",
+                    "healthy": c.healthy,
+                    "restarts": proc.get("restarts") if proc else None,
+                }
+            )
+        apps = []
+        for a in self.store.list_apps():
+            traffic = self._admin("get_app_traffic", {"name": a.name})
+            apps.append(
+                {
+                    "name": a.name,
+                    "input_type": a.input_type,
+                    "slo_ms": a.latency_slo_micros / 1000.0,
+                    "default_output": a.default_output,
+                    "links": self.store.get_links(a.name),
+                    "traffic": orjson.loads(traffic.body) if traffic.status == 200 else None,
+                }
+            )
+        frontends = [
+            {"metrics_url": u, "up": u not in self.poller.errors and bool(self.poller.samples),
+             "error": self.poller.errors.get(u)}
+            for u in self.poller.urls
+        ]  # fmt: skip
+        cluster = {
+            "version": clipper.__version__,
+            "store": self.store_url,
+            "backend": "local" if self.cluster_dir is not None else "not recorded",
+            "frontends": frontends,
+            "sync": "not recorded",  # the reconciler's history is not in this store (yet)
+            "uptime_s": time.time() - self.started,
+            "auth_required": self.sessions.required,
+            "logs": self.cluster_dir is not None,
+        }
+        return _json(200, {"cluster": cluster, "apps": apps, "models": sorted(models.values(), key=lambda m: m["name"]),
+                           "replicas": replicas})  # fmt: skip
+
+    def api_metrics(self, req: Request) -> Response:
+        q = urllib.parse.parse_qs(req.query or "")
+        try:
+            since = float(q.get("since", ["0"])[0])
+        except ValueError:
+            return _error(400, "since must be a number (seconds since the epoch)")
+        return _json(200, {"interval_s": self.poller.interval_s, "samples": self.poller.series(since)})
+
+    def api_logs(self, req: Request) -> Response:
+        q = urllib.parse.parse_qs(req.query or "")
+        name, version = q.get("model", [""])[0], q.get("version", [""])[0]
+        if self.cluster_dir is None:
+            return _json(
+                200, {"available": False, "reason": "replica logs are not available on this backend"}
+            )
+        if (
+            not name
+            or not version
+            or "/" in name + version
+            or name.startswith(".")
+            or version.startswith(".")
+        ):
+            return _error(400, "give model and version")
+        out = []
+        for path in sorted((self.cluster_dir / "logs").glob(f"model-{name}-{version}-*.log")):
+            if path.name[len(f"model-{name}-{version}-") : -4].isdigit():
+                out.append({"replica": path.name[len(f"model-{name}-{version}-") : -4], "lines": _tail(path)})
+        return _json(200, {"available": True, "replicas": out})
+
+    def api_history(self, req: Request) -> Response:
+        return _json(
+            200, {"entries": list(reversed(self.audit)), "apply_history": "not recorded in this store"}
+        )
+
+    # -- actions -----------------------------------------------------------------------------------
+    def action(self, req: Request, session: Session) -> Response:
+        if not Sessions.csrf_ok(session, req.headers.get(CSRF_HEADER)):
+            return _error(403, "missing or wrong X-CSRF-Token")
+        try:
+            d = json.loads(req.body or b"{}")
+        except ValueError:
+            return _error(400, "the body must be JSON")
+        if not isinstance(d, dict) or d.get("action") not in ACTIONS:
+            return _error(400, f"action must be one of {sorted(ACTIONS)}")
+        name = str(d["action"])
+        args = {k: v for k, v in d.items() if k != "action"}
+        reply = self._admin(name, args)
+        ok = reply.status == 200
+        entry = {
+            "kind": "dashboard",
+            "who": "admin token" if self.sessions.required else "anonymous (no admin token)",
+            "session": session.sid[:8],
+            "what": name,
+            "args": args,
+            "when": time.time(),
+            "ok": ok,
+            "result": reply.body.decode("utf-8", "replace")[:500],
+        }
+        self.audit.append(entry)
+        return _json(200 if ok else reply.status, entry)
+
+
+def _tail(path: Path, lines: int = LOG_LINES, max_bytes: int = 64 * 1024) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        text = f.read().decode("utf-8", "replace")
+    return text.splitlines()[-lines:]

@@ -1,0 +1,285 @@
+"use strict";
+// The Clipper dashboard: polls /dashboard/api/* every 2 s and draws the views (no libraries).
+(function () {
+  const POLL_MS = 2000, WINDOW_S = 600;
+  const COLORS = ["#5b9cff", "#3ecf8e", "#f5b942", "#b28cff", "#ff6b6b", "#4dd0e1"];
+  const state = { csrf: null, overview: null, samples: [], lastT: 0, view: "cluster", shapes: {}, actions: {} };
+  const $ = (sel, root) => (root || document).querySelector(sel);
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c.nodeType ? c : String(c));
+    return e;
+  }
+  const pill = (text, kind) => el("span", { class: "pill " + (kind || "") }, text);
+  const fmt = (x, d) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(d === undefined ? 1 : d));
+  const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %");
+  const ago = (t) => new Date(t * 1000).toLocaleTimeString();
+
+  async function api(path, opts) {
+    const r = await fetch("/dashboard/api/" + path, Object.assign({ credentials: "same-origin" }, opts || {}));
+    if (r.status === 401) { location.reload(); throw new Error("logged out"); }
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || body.result || r.statusText);
+    return body;
+  }
+
+  function toast(text, bad) {
+    const t = $("#toast");
+    t.textContent = text;
+    t.className = "toast show" + (bad ? " bad" : "");
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => (t.className = "toast"), 5000);
+  }
+
+  async function act(body) {
+    try {
+      const r = await api("action", { method: "POST", headers: { "Content-Type": "application/json",
+        "X-CSRF-Token": state.csrf }, body: JSON.stringify(body) });
+      toast("Done: " + r.what + " — " + r.result.slice(0, 200));
+      state.shapes = {};
+      await poll();
+    } catch (e) { toast("Failed: " + e.message, true); }
+  }
+
+  // -- charts: a canvas line chart with a time axis, y grid, legend and an optional threshold ----------
+  function drawChart(canvas, series, opts) {
+    const dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
+    canvas.width = w * dpr; canvas.height = h * dpr;
+    const g = canvas.getContext("2d");
+    g.scale(dpr, dpr);
+    g.clearRect(0, 0, w, h);
+    const L = 44, R = 8, T = 8, B = 20, now = Date.now() / 1000, t0 = now - (opts.window || 300);
+    let ymax = opts.threshold || 0;
+    for (const s of series) for (const [, y] of s.points) ymax = Math.max(ymax, y);
+    ymax = ymax <= 0 ? 1 : ymax * 1.15;
+    const X = (t) => L + ((t - t0) / (now - t0)) * (w - L - R), Y = (y) => T + (1 - y / ymax) * (h - T - B);
+    g.font = "11px system-ui, sans-serif"; g.fillStyle = "#8a96b0"; g.strokeStyle = "#2a3550"; g.lineWidth = 1;
+    for (let i = 0; i <= 4; i++) {
+      const y = (ymax * i) / 4, py = Y(y);
+      g.beginPath(); g.moveTo(L, py); g.lineTo(w - R, py); g.stroke();
+      g.fillText(y >= 100 ? y.toFixed(0) : y.toFixed(y >= 10 ? 1 : 2), 4, py + 4);
+    }
+    for (let m = 0; m <= (opts.window || 300) / 60; m += Math.max(1, Math.round((opts.window || 300) / 300))) {
+      const px = X(now - m * 60);
+      g.fillText(m === 0 ? "now" : "-" + m + "m", px - 10, h - 5);
+    }
+    if (opts.threshold) {
+      g.setLineDash([5, 4]); g.strokeStyle = "#ff6b6b";
+      g.beginPath(); g.moveTo(L, Y(opts.threshold)); g.lineTo(w - R, Y(opts.threshold)); g.stroke();
+      g.setLineDash([]); g.fillStyle = "#ff6b6b"; g.fillText(opts.thresholdLabel || "objective", w - R - 60, Y(opts.threshold) - 4);
+    }
+    series.forEach((s, i) => {
+      const pts = s.points.filter(([t]) => t >= t0);
+      g.strokeStyle = s.color || COLORS[i % COLORS.length]; g.lineWidth = 2; g.beginPath();
+      pts.forEach(([t, y], j) => (j ? g.lineTo(X(t), Y(y)) : g.moveTo(X(t), Y(y))));
+      g.stroke();
+    });
+    canvas.dataset.points = String(series.reduce((n, s) => n + s.points.length, 0));
+  }
+
+  function chartCard(id, title, legend) {
+    return el("div", { class: "card" },
+      el("div", { class: "chart-title" }, el("b", {}, title),
+        el("span", { class: "legend" }, legend.map(([name, c]) => el("span", {}, el("i", { style: "background:" + c }), name)))),
+      el("canvas", { class: "chart", id }));
+  }
+
+  const pointsOf = (kind, name, field) =>
+    state.samples.filter((s) => s[kind] && s[kind][name] && s[kind][name][field] !== undefined)
+      .map((s) => [s.t, s[kind][name][field]]);
+
+  // -- views -----------------------------------------------------------------------------------------
+  function renderCluster(o) {
+    const c = o.cluster, v = $("#view-cluster");
+    const up = c.frontends.filter((f) => f.up).length;
+    const stat = (label, value, extra) => el("div", { class: "card stat" }, el("div", { class: "label" }, label),
+      el("div", { class: "value" }, value), extra || null);
+    const healthy = o.replicas.filter((r) => r.healthy).length;
+    v.replaceChildren(
+      el("h2", {}, "Cluster"),
+      el("div", { class: "grid" },
+        stat("Clipper", c.version),
+        stat("Backend", c.backend),
+        stat("Store", el("code", {}, c.store)),
+        stat("Query frontends", c.frontends.length ? up + " / " + c.frontends.length + " up" : "not recorded"),
+        stat("Sync", c.sync),
+        stat("Applications", o.apps.length),
+        stat("Models", o.models.length),
+        stat("Replicas", healthy + " healthy / " + o.replicas.length),
+        stat("Admin token", c.auth_required ? "required" : "none (open)"),
+        stat("Management up", Math.round(c.uptime_s / 60) + " min")),
+      el("h2", {}, "Query frontends"),
+      el("div", { class: "card" }, el("table", {},
+        el("tr", {}, el("th", {}, "metrics"), el("th", {}, "state"), el("th", {}, "error")),
+        c.frontends.length ? c.frontends.map((f) => el("tr", {}, el("td", {}, el("code", {}, f.metrics_url)),
+          el("td", {}, f.up ? pill("up", "ok") : pill("down", "bad")), el("td", { class: "muted" }, f.error || "")))
+          : el("tr", {}, el("td", { class: "muted", colspan: 3 }, "no query frontend metrics address given (--metrics-url)")))),
+      el("h2", {}, "Throughput of every application"),
+      el("div", { class: "charts" }, chartCard("chart-cluster-qps", "requests / s",
+        o.apps.map((a, i) => [a.name, COLORS[i % COLORS.length]]))));
+    drawChart($("#chart-cluster-qps"), o.apps.map((a) => ({ points: pointsOf("apps", a.name, "qps") })), { window: 300 });
+  }
+
+  function trafficEditor(a) {
+    const tr = a.traffic;
+    if (!tr || !tr.targets.length) return el("p", { class: "muted" }, "no target: link a model to this application");
+    const total = tr.targets.reduce((n, t) => n + t.weight, 0) || 1;
+    const bar = el("div", { class: "bar" }, tr.targets.map((t, i) =>
+      el("span", { style: `width:${(100 * t.weight) / total}%;background:${COLORS[i % COLORS.length]}`,
+        title: `${t.model_name}:${t.model_version} ${t.weight}` })));
+    const inputs = tr.targets.map((t) => el("input", { class: "weight", type: "number", min: "0", step: "any",
+      value: String(t.weight), "data-target": t.model_name + ":" + t.model_version }));
+    const rows = tr.targets.map((t, i) => el("tr", {},
+      el("td", {}, el("i", { style: `display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;background:${COLORS[i % COLORS.length]}` }),
+        el("code", {}, t.model_name + ":" + t.model_version)),
+      el("td", {}, inputs[i]), el("td", {}, pct(t.weight / total)),
+      el("td", { class: "muted" }, t.stats ? `${t.stats.requests} req · ${t.stats.errors} err` : "")));
+    const apply = el("button", { class: "set-traffic", onclick: () => {
+      const targets = tr.targets.map((t, i) => ({ model_name: t.model_name, model_version: t.model_version,
+        weight: Number(inputs[i].value) }));
+      const body = { action: "set_app_traffic", name: a.name, targets };
+      if (tr.sticky_key) body.sticky_key = tr.sticky_key;
+      if (tr.shadow) body.shadow = { model_name: tr.shadow.model_name, model_version: tr.shadow.model_version, percent: tr.shadow.percent };
+      if (tr.selection) body.selection = { policy: tr.selection.policy, eta: tr.selection.eta, gamma: tr.selection.gamma };
+      act(body);
+    } }, "Set weights");
+    return el("div", {}, bar, el("table", {}, el("tr", {}, el("th", {}, "target"), el("th", {}, "weight"),
+      el("th", {}, "share"), el("th", {}, "since configured")), rows),
+      el("div", { class: "row", style: "margin-top:8px" }, apply,
+        tr.shadow ? el("span", { class: "muted" }, `shadow ${tr.shadow.model_name}:${tr.shadow.model_version} at ${tr.shadow.percent} %`) : null));
+  }
+
+  function renderApps(o) {
+    const v = $("#view-apps");
+    const shape = JSON.stringify(o.apps);
+    if (state.shapes.apps !== shape) {
+      state.shapes.apps = shape;
+      v.replaceChildren(el("h2", {}, "Applications"), o.apps.length ? null : el("p", { class: "muted" }, "no application"),
+        o.apps.map((a) => el("div", { class: "app card", id: "app-" + a.name },
+          el("div", { class: "app-head" }, el("span", { class: "name" }, a.name), pill(a.input_type),
+            pill("objective " + fmt(a.slo_ms, 1) + " ms"), el("span", { class: "muted" }, "default output " + JSON.stringify(a.default_output)),
+            el("span", { class: "muted" }, "models: " + (a.links.join(", ") || "none"))),
+          el("div", { class: "row", style: "align-items:flex-start;gap:24px" },
+            el("div", { style: "flex:1;min-width:320px" }, el("h3", {}, "Targets and weights"), trafficEditor(a))),
+          el("div", { class: "charts", style: "margin-top:12px" },
+            chartCard(`q-${a.name}`, "throughput (req/s)", [["req/s", COLORS[0]]]),
+            chartCard(`l-${a.name}`, "latency (ms)", [["p50", COLORS[1]], ["p99", COLORS[2]], ["objective", "#ff6b6b"]]),
+            chartCard(`d-${a.name}`, "default output rate", [["defaults", COLORS[4]]]),
+            chartCard(`c-${a.name}`, "cache hit rate", [["hits", COLORS[3]]]),
+            chartCard(`b-${a.name}`, "batch size", [["mean", COLORS[0]], ["p99", COLORS[5]]])))));
+    }
+    for (const a of o.apps) {
+      const targets = a.traffic ? a.traffic.targets.map((t) => t.model_name + ":" + t.model_version) : [];
+      const model = targets[0];
+      drawChart($(`#q-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "qps") }], { window: 300 });
+      drawChart($(`#l-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "p50_ms"), color: COLORS[1] },
+        { points: pointsOf("apps", a.name, "p99_ms"), color: COLORS[2] }], { window: 300, threshold: a.slo_ms });
+      drawChart($(`#d-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "default_ratio"), color: COLORS[4] }], { window: 300 });
+      drawChart($(`#c-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "cache_hit_ratio") : [], color: COLORS[3] }], { window: 300 });
+      drawChart($(`#b-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "batch_mean") : [] },
+        { points: model ? pointsOf("models", model, "batch_p99") : [], color: COLORS[5] }], { window: 300 });
+    }
+  }
+
+  async function showLogs(m, ver, box) {
+    try {
+      const r = await api(`logs?model=${encodeURIComponent(m)}&version=${encodeURIComponent(ver)}`);
+      if (!r.available) { box.replaceChildren(el("p", { class: "muted" }, r.reason)); return; }
+      box.replaceChildren(...(r.replicas.length ? r.replicas.map((x) => el("div", {}, el("h3", { style: "margin-top:10px" }, `${m}:${ver} replica ${x.replica}`),
+        el("pre", { class: "log" }, x.lines.join("\n") || "(empty)"))) : [el("p", { class: "muted" }, "no log file")]));
+    } catch (e) { box.replaceChildren(el("p", { class: "error" }, e.message)); }
+  }
+
+  function renderModels(o) {
+    const v = $("#view-models");
+    const shape = JSON.stringify([o.models, o.replicas]);
+    if (state.shapes.models === shape) return;
+    state.shapes.models = shape;
+    v.replaceChildren(el("h2", {}, "Models"), o.models.length ? null : el("p", { class: "muted" }, "no model"),
+      o.models.map((m) => {
+        const logBox = el("div", {});
+        return el("div", { class: "card app", id: "model-" + m.name },
+          el("div", { class: "app-head" }, el("span", { class: "name" }, m.name),
+            pill("current " + (m.current || "none"), "ok"), m.previous ? pill("previous " + m.previous) : null),
+          el("table", {}, el("tr", {}, el("th", {}, "version"), el("th", {}, "image"), el("th", {}, "replicas"), el("th", {}, "")),
+            m.versions.map((ver) => {
+              const reps = o.replicas.filter((r) => r.model === m.name && r.version === ver.version);
+              return el("tr", {},
+                el("td", {}, el("code", {}, ver.version), " ", ver.version === m.current ? pill("current", "ok") : ver.version === m.previous ? pill("previous") : null),
+                el("td", { class: "muted" }, el("code", {}, ver.image)),
+                el("td", {}, reps.length ? reps.map((r) => el("span", { style: "margin-right:6px" },
+                  pill(`#${r.replica} ${r.state}` + (r.restarts !== null && r.restarts !== undefined ? ` · ${r.restarts} restarts` : ""), r.healthy ? "ok" : "warn"))) : el("span", { class: "muted" }, "none connected")),
+                el("td", { class: "row" },
+                  ver.version !== m.current ? el("button", { class: "make-current", "data-model": m.name, "data-version": ver.version,
+                    onclick: () => { if (confirm(`Make ${m.name}:${ver.version} the current version?`)) act({ action: "set_model_version", model_name: m.name, model_version: ver.version }); } },
+                    ver.version === m.previous ? "Roll back" : "Make current") : null,
+                  el("button", { class: "ghost logs", onclick: () => showLogs(m.name, ver.version, logBox) }, "Logs")));
+            })),
+          logBox);
+      }));
+  }
+
+  async function renderHistory() {
+    const h = await api("history");
+    const v = $("#view-history");
+    v.replaceChildren(el("h2", {}, "History"),
+      el("p", { class: "muted" }, "Actions taken from this dashboard (kept by this management frontend). Apply history: " + h.apply_history + "."),
+      el("div", { class: "card" }, el("table", { id: "history" },
+        el("tr", {}, el("th", {}, "when"), el("th", {}, "kind"), el("th", {}, "who"), el("th", {}, "what"), el("th", {}, "result")),
+        h.entries.length ? h.entries.map((e) => el("tr", { class: "entry" }, el("td", {}, ago(e.when)), el("td", {}, pill(e.kind)),
+          el("td", { class: "muted" }, e.who), el("td", {}, el("code", {}, e.what + " " + JSON.stringify(e.args))),
+          el("td", {}, e.ok ? pill("ok", "ok") : pill("failed", "bad"), " ", el("span", { class: "muted" }, e.result.slice(0, 120)))))
+          : el("tr", {}, el("td", { class: "muted", colspan: 5 }, "nothing yet")))));
+  }
+
+  // -- loop ------------------------------------------------------------------------------------------
+  async function poll() {
+    try {
+      const [o, m] = await Promise.all([api("overview"), api("metrics?since=" + state.lastT)]);
+      state.overview = o;
+      for (const s of m.samples) { state.samples.push(s); state.lastT = Math.max(state.lastT, s.t); }
+      const cut = Date.now() / 1000 - WINDOW_S;
+      while (state.samples.length && state.samples[0].t < cut) state.samples.shift();
+      if (state.view === "cluster") renderCluster(o);
+      if (state.view === "apps") renderApps(o);
+      if (state.view === "models") renderModels(o);
+      if (state.view === "history") await renderHistory();
+      const live = $("#live");
+      live.textContent = "live · " + state.samples.length + " samples";
+      live.className = "pill ok";
+    } catch (e) {
+      const live = $("#live");
+      live.textContent = "disconnected"; live.className = "pill bad";
+    }
+  }
+
+  function route() {
+    state.view = (location.hash || "#cluster").slice(1);
+    if (!["cluster", "apps", "models", "history"].includes(state.view)) state.view = "cluster";
+    state.shapes = {};
+    document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + state.view));
+    document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === state.view));
+    if (state.overview) poll();
+  }
+
+  async function start() {
+    const s = await api("session");
+    state.csrf = s.csrf;
+    if (!s.auth_required) $("#logout").style.display = "none";
+    $("#logout").addEventListener("click", async () => {
+      await fetch("/dashboard/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf } });
+      location.reload();
+    });
+    window.addEventListener("hashchange", route);
+    route();
+    await poll();
+    setInterval(poll, POLL_MS);
+  }
+  start();
+})();
