@@ -251,6 +251,8 @@ class LocalContainerManager(ContainerManager):
             rpc_auth=rpc_auth,
             rpc_keys_file=str(self.rpc_keys_file) if rpc_auth == "curve" else None,
             limits=self.limits,
+            dashboard_metrics_url=f"http://{self.host}:{self.clipper_query_port}/metrics",
+            cluster_dir=str(self.dir.root),
         )
         with self.dir.edit_desired() as table:
             table.clear()
