@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("get", "list apps, models or replicas"),
-        ("status", "per-object state and live commit"),
+        ("status", "per-object sync and health; exit 0 only when all are Synced and Healthy"),
     ):
         p = sub.add_parser(name, help=text)
         if name == "get":
@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         _manifest_args(p, required=False)
         p.add_argument("--cluster", metavar="NAME", help="without -f: the local cluster (in CLIPPER_HOME) to "
                        "look at; default: the only one there")  # fmt: skip
-        p.add_argument("--output", choices=["text", "json"], default="text")
+        p.add_argument("--output", choices=["text", "json", "yaml"] if name == "status" else ["text", "json"],
+                       default="text")  # fmt: skip
+        if name == "status":
+            p.add_argument("--owner", help="with -f: the manifest set's name (default: the Cluster's name)")
 
     p = sub.add_parser("watch", help="apply on every manifest change and repair drift periodically")
     _manifest_args(p)

@@ -8,6 +8,7 @@ name such as ``a[/]b`` prints verbatim instead of raising ``MarkupError``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -136,7 +137,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     cluster whose store is corrupt (management API failing) is stopped all the same, and what could
     not be deleted individually is reported as a warning.
     """
-    from reconciler.engine import observe_target
+    from reconciler.engine import observe_target, shared_lease
     from reconciler.execute import Executor
     from reconciler.lock import apply_lock
     from reconciler.plan import Plan, make_delete_plan
@@ -144,7 +145,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     t = _target(args)
     owner = _owner(args, t)
     cluster = t.desired.cluster_name
-    with apply_lock(t.cluster_dir, args.lock_timeout):
+    with apply_lock(t.cluster_dir, args.lock_timeout), shared_lease(t, args.lock_timeout, best_effort=True):
         try:
             obs = observe_target(t)
         except Exception as e:
@@ -184,7 +185,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def _connected_target(args: argparse.Namespace) -> Target:
     from reconciler.desired import desired_state
-    from reconciler.engine import Target, target_for
+    from reconciler.engine import Target, connect, target_for
     from reconciler.loader import ManifestSet
     from reconciler.local_clusters import pick_cluster, unreachable_message
 
@@ -200,7 +201,7 @@ def _connected_target(args: argparse.Namespace) -> Target:
     from clipper_admin import ClipperException
 
     try:
-        t.cluster.connect()
+        connect(t)
     except (ClipperException, OSError, KeyError) as e:
         d = t.desired
         raise ReconcilerError(unreachable_message(d.cluster_name, d.cluster.backend, t.cluster_dir, e)) from e
@@ -255,31 +256,60 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from reconciler.labels import GIT_COMMIT, MANAGED_BY, label_value
-    from reconciler.observed import observe
+    """Sync and health per object (:mod:`reconciler.status`); exit 0 only when all are Synced (or no
+    manifests were given) and Healthy, 1 otherwise."""
+    from reconciler.engine import plan_for
+    from reconciler.gitinfo import git_commit
+    from reconciler.status import exit_code, status_json, statuses
 
     t = _connected_target(args)
     conn = t.conn
     assert conn is not None  # a connected target carries its connection
-    obs = observe(t.cluster, t.registry.load())
-    rows = []
-    for name in sorted(obs.models):
-        cur = obs.current(name)
-        labels = cur.labels if cur else ()
-        rows.append(["Model", name, cur.version if cur else "-", f"{cur.replicas if cur else 0} replicas",
-                     label_value(labels, MANAGED_BY) or "-", label_value(labels, GIT_COMMIT) or "-"])  # fmt: skip
-    for name in sorted(obs.apps):
-        a = obs.apps[name]
-        rec = obs.app_owners.get(name)
-        rows.append(["Application", name, ", ".join(a.linked) or "-", f"slo {a.slo_micros} us",
-                     rec.owner if rec else "-", (rec.git_commit if rec else None) or "-"])  # fmt: skip
+    if args.files:
+        plan, obs = plan_for(t, _owner(args, t), False)
+        revision = git_commit(t.files)
+        objects = statuses(t.desired, obs, plan, revision)
+    else:
+        from reconciler.observed import observe
+
+        obs = observe(t.cluster, t.registry.load(), t.registry.load_models())
+        revision = None
+        objects = statuses(None, obs, None)
+        objects[0] = dataclasses.replace(objects[0], name=t.desired.cluster_name)
+    if args.output in ("json", "yaml"):
+        doc = status_json(t.desired.cluster_name, objects, revision)
+        if args.output == "json":
+            print(json.dumps(doc, indent=2))
+        else:
+            from ruamel.yaml import YAML
+
+            y = YAML(typ="safe", pure=True)
+            y.default_flow_style = False
+            y.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep the documented key order
+            y.dump(doc, sys.stdout)
+        return exit_code(objects)
     out.print(f"Cluster [bold]{escape(t.desired.cluster_name)}[/bold]: running, query "
-              f"{escape(conn.cm.get_query_addr())}, admin {escape(conn.cm.get_admin_addr())}",
-              highlight=False)  # fmt: skip
-    _table(
-        "Objects", ["kind", "name", "version/model", "state", "managed-by", "git-commit"], rows, args.output
-    )
-    return EXIT_OK
+              f"{escape(conn.cm.get_query_addr())}, admin {escape(conn.cm.get_admin_addr())}"
+              + (f", manifests at {escape(revision)}" if revision else ""),
+              highlight=False, soft_wrap=True)  # fmt: skip
+    table = Table(title="Objects", title_justify="left")
+    for c in ["object", "sync", "health", "replicas", "version/model", "revision"]:
+        table.add_column(c, overflow="fold")  # wrap and fold, never cut with an ellipsis
+    for o in objects:
+        version = o.current_version or "-"
+        if o.previous_version:
+            version += f" (previous {o.previous_version})"
+        replicas = "" if o.actual_replicas is None else f"{o.actual_replicas}"
+        if o.desired_replicas is not None:
+            replicas += f"/{o.desired_replicas}"
+        cells = [f"{o.kind}/{o.name}", o.sync.value, o.health.value, replicas,
+                 version if o.kind == "Model" else (o.model or ""), o.revision or o.deployed_revision or ""]  # fmt: skip
+        table.add_row(*[Text(c) for c in cells])  # cells verbatim, never markup
+    out.print(table)
+    for o in objects:  # reasons below the table, wrapped at the terminal's width
+        if o.reason and not o.ok:
+            out.print(Text(f"{o.kind}/{o.name}: {o.reason}"))
+    return exit_code(objects)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

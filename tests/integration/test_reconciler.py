@@ -265,8 +265,10 @@ def test_markup_in_cluster_names_prints_verbatim_and_watch_survives(workspace, t
     assert "[red]-1" in apps
     got = clipper("get", "models", env=env, check=0).stdout  # no -f, no --cluster: the only local cluster
     assert all(f" {n} " in got for n in models) and " v[/]1 " in got and "team=[/]ops" in got, got
-    status = clipper("status", "-f", str(solo), env=env, check=0).stdout
-    assert all(f" {n} " in status for n in [*MARKUP_NAMES, *models]), status
+    # without -f, status lists every object of the cluster (with -f only the manifests' own); the
+    # models have no replicas: Degraded, exit 1
+    status = clipper("status", "--cluster", "rt", env=env, check=1).stdout
+    assert all(f"/{n} " in status for n in [*MARKUP_NAMES, *models]), status
     diff = clipper("diff", "-f", str(work), env=env)  # a conflict on Model/sum-model, quoting its label
     assert "'[/]x'" in diff.stdout + diff.stderr, diff
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -27,6 +28,10 @@ def test_a_model_whose_predict_raises_never_takes_traffic(workspace):  # noqa: F
     assert predict(ports[0])[1]["output"] == 3.0
     conn = conn_for(env, ports)
     serving = conn.get_current_model_version("sum-model")
+    ok = json.loads(clipper("status", "-f", f, "--output", "json", env=env, check=0).stdout)
+    assert ok["ok"] and {(o["sync"]["status"], o["health"]["status"]) for o in ok["objects"]} == {
+        ("Synced", "Healthy")
+    }
 
     (work / "models" / "sum_model.py").write_text(BROKEN_SRC)
     failures: list[object] = []
@@ -57,3 +62,12 @@ def test_a_model_whose_predict_raises_never_takes_traffic(workspace):  # noqa: F
     assert {r["model_version"] for r in conn.get_all_model_replicas(verbose=True)} == {serving}
     assert "clipper-health-sum-model" not in conn.get_all_apps()
     assert predict(ports[0])[1]["output"] == 3.0
+
+    # status: the model is Degraded (its new version does not serve) and OutOfSync; exit 1
+    proc = clipper("status", "-f", f, "--output", "json", env=env, check=1)
+    model = next(o for o in json.loads(proc.stdout)["objects"] if o["kind"] == "Model")
+    assert (model["sync"]["status"], model["health"]["status"]) == ("OutOfSync", "Degraded"), model
+    assert "does not serve" in model["health"]["reason"] and model["versions"]["current"] == serving
+    # the table fits a narrow terminal: cells wrap, nothing is cut with an ellipsis
+    table = clipper("status", "-f", f, env={**env, "COLUMNS": "70"}, check=1).stdout
+    assert "…" not in table and "Degraded" in table and max(map(len, table.splitlines())) <= 70, table
