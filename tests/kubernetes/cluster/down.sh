@@ -45,7 +45,7 @@ rm -f "$f"
 # Shims (and anything else) still attached to our containerd socket, found by pid.
 leftover=()
 for d in /proc/[0-9]*; do
-  if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$CONTAINERD_SOCK"; then leftover+=("${d#/proc/}"); fi
+  if tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF -- "$CONTAINERD_SOCK"; then leftover+=("${d#/proc/}"); fi
 done
 stop_pids "${leftover[@]}"
 # Container processes left in the kubelet's cgroups (a crashed run), then the cgroups themselves.

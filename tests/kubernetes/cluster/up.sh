@@ -37,7 +37,9 @@ T0=$(date +%s)
 PKI="$CLIPPER_K8S_STATE/pki"
 LOGS="$CLIPPER_K8S_STATE/logs"
 mkdir -p "$PKI" "$LOGS" "$CLIPPER_K8S_RUN" "$CLIPPER_K8S_STATE/cni/net.d" "$CLIPPER_K8S_STATE/cni/cache"
-trap 'log "failed; logs in $LOGS (tail below)"; for f in "$LOGS"/*.log; do echo "== $f"; tail -n 15 "$f"; done >&2' ERR
+show_logs() { log "failed; logs in $LOGS (tail below)"; for f in "$LOGS"/*.log; do echo "== $f"; tail -n 15 "$f"; done >&2; }
+trap show_logs ERR
+die() { log "ERROR: $*"; show_logs; exit 1; }
 
 # start NAME CMD...: run in its own session, output to $LOGS/NAME.log, pid in $CLIPPER_K8S_RUN/NAME.pid.
 start() {
@@ -109,6 +111,9 @@ state = "$CLIPPER_K8S_RUN/containerd"
   address = "$CONTAINERD_SOCK"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
+  # The kubelet asks for oom_score_adj -998 for sandboxes; lowering it below our own needs a
+  # capability root lacks in some VMs ("failed to update /proc/self/oom_score_adj: Permission denied").
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -128,13 +133,14 @@ mkdir -p "$PAUSE_CTX"
 cp "$K8S_BIN/pause" "$HERE/pause/Dockerfile" "$PAUSE_CTX/"
 docker build -q -t "$PAUSE_IMAGE" "$PAUSE_CTX" >/dev/null
 docker save "$PAUSE_IMAGE" | ctrk images import - >/dev/null
-log "importing images: ${CLIPPER_K8S_IMAGES}"
+images=()
 for pattern in $CLIPPER_K8S_IMAGES; do
-  for image in $(docker images --format '{{.Repository}}:{{.Tag}}' "$pattern" | grep -v '<none>'); do
-    log "  $image"
-    docker save "$image" | ctrk images import - >/dev/null
-  done
+  images+=($(docker images --format '{{.Repository}}:{{.Tag}}' "$pattern" | grep -v '<none>'))
 done
+if [ ${#images[@]} -gt 0 ]; then
+  log "importing ${#images[@]} images (${CLIPPER_K8S_IMAGES}) into the cluster's containerd"
+  docker save "${images[@]}" | ctrk images import - >/dev/null  # one stream: shared layers travel once
+fi
 
 # --- etcd, control plane ----------------------------------------------------------------------------
 log "etcd"

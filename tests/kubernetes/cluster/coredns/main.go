@@ -6,6 +6,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/health"
 	_ "github.com/coredns/coredns/plugin/kubernetes"
@@ -14,7 +15,7 @@ import (
 )
 
 func init() {
-	dnsserver.Directives = []string{"errors", "log", "health", "ready", "kubernetes"}
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "log", "kubernetes"}
 }
 
 func main() { coremain.Run() }
