@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -20,7 +20,7 @@ import requests
 
 from clipper_admin.exceptions import ClipperException
 from reconciler.errors import ReconcilerError
-from reconciler.observed import Observed, from_listings
+from reconciler.observed import Observed, RunningSettings, from_listings
 from reconciler.port import ModelBuild, Progress, Readiness
 
 if TYPE_CHECKING:
@@ -50,6 +50,26 @@ class ClipperCluster:
 
     def stop_cluster(self) -> None:
         self.conn.stop_all()  # type: ignore[no-untyped-call]  # the original's untyped signature
+
+    def cluster_settings(self) -> RunningSettings | None:
+        cm = self.conn.cm
+        read = getattr(cm, "running_settings", None)
+        if read is None:  # only the local backend reports its settings (see README)
+            return None
+        values = dict(read())
+        running = values.get("admin_token")
+        if values.get("admin_auth") == "token" and running and running != cm.admin_token:
+            cm.admin_token = running  # the plan reports the change; until it is made, this one works
+        return RunningSettings(values, frozenset(getattr(cm, "RECONFIGURABLE", ())))
+
+    def reconfigure_cluster(self, changes: Mapping[str, object]) -> None:
+        change = getattr(self.conn.cm, "apply_settings", None)
+        if change is None:
+            raise ReconcilerError(
+                f"the {type(self.conn.cm).__name__} cannot change a running cluster's settings: "
+                "delete the cluster and apply again"
+            )
+        change(dict(changes))
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self) -> Observed:

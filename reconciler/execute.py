@@ -66,15 +66,18 @@ class Executor:
     drain_s: float = DRAIN_SECONDS
 
     def run(self, plan: Plan) -> None:
-        """Execute the mutating actions of ``plan`` in order; the cluster's own action is the
-        engine's (:func:`reconciler.engine.apply`), so it is skipped here."""
+        """Execute the mutating actions of ``plan`` in order; starting the cluster (its ``create``)
+        is the engine's (:func:`reconciler.engine.apply`), so it is skipped here."""
         owners = self.registry.load()
         for action in plan.actions:
-            if not action.mutating or action.kind == "Cluster":
+            if not action.mutating or (action.kind == "Cluster" and action.op is not Op.UPDATE):
                 continue
             self.reporter.start(action)
             try:
-                if action.kind == "Model":
+                if action.kind == "Cluster":
+                    # restarts the affected frontends one at a time (the plan's reason says which)
+                    self.cluster.reconfigure_cluster(dict(action.settings))
+                elif action.kind == "Model":
                     self._model(action)
                 elif action.kind == "Application":
                     self._application(action, owners)

@@ -59,9 +59,22 @@ class ModelRecord:
     content_hash: str | None = None
 
 
+@dataclass(frozen=True)
+class RunningSettings:
+    """The ``Cluster`` settings a running cluster runs with (``ClusterSpec`` field names, Python
+    spelling; ``admin_token`` is the token itself) and those of them its backend can change in place
+    (:meth:`reconciler.port.ClusterPort.reconfigure_cluster`); any other difference is refused."""
+
+    values: dict[str, Any]
+    reconfigurable: frozenset[str] = frozenset()
+    reported: bool = True  # False: the backend cannot report them (nothing could be compared)
+
+
 @dataclass
 class Observed:
     running: bool
+    #: ``None``: not observed (an in-memory test's observation); :func:`observe` always sets it
+    settings: RunningSettings | None = None
     apps: dict[str, ObservedApp] = field(default_factory=dict)
     models: dict[str, dict[str, ObservedVersion]] = field(default_factory=dict)
     app_owners: dict[str, AppRecord] = field(default_factory=dict)
@@ -145,7 +158,9 @@ def observe(
     model_records: dict[str, dict[str, ModelRecord]] | None = None,
 ) -> Observed:
     """What the (connected) cluster reports, with this cluster's ownership records."""
+    settings = cluster.cluster_settings()  # first: a changed admin token is taken into account
     obs = cluster.observe()
+    obs.settings = settings if settings is not None else RunningSettings({}, reported=False)
     obs.app_owners = dict(app_owners)
     obs.model_records = dict(model_records or {})
     return obs

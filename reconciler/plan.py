@@ -23,8 +23,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 from reconciler.desired import DesiredApp, DesiredModel, DesiredState
-from reconciler.observed import Observed
+from reconciler.observed import Observed, RunningSettings
+from schemas.cluster import ClusterSpec
 
 
 class Op(enum.StrEnum):
@@ -59,6 +62,8 @@ class Action:
     unlink: tuple[str, ...] = ()  # link: models to unlink first
     link: str | None = None  # link: model to link
     image: str | None = None  # model update/replace to a registered version: the recorded image
+    #: cluster update: (ClusterSpec field, new value) to set; holds the admin token, so never shown
+    settings: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def ref(self) -> str:
@@ -253,6 +258,80 @@ def _plan_link(a: DesiredApp, linked: tuple[str, ...]) -> Action | None:
     return Action(op, "Link", a.name, (change,), unlink=tuple(linked), link=a.model)
 
 
+#: What changing a ``Cluster`` field of a running cluster takes, where its backend can do it.
+CLUSTER_RESTARTS: dict[str, str] = {
+    "cache_size_bytes": "restart of the query frontend",
+    "query_port": "restart of the query frontend on the new port",
+    "rpc_port": "restart of the query frontend on the new port and of every model replica (they "
+    "connect to it)",
+    "management_port": "restart of the management frontend on the new port",
+    "admin_token": "restart of the management frontend with the new token",
+    "admin_auth": "restart of the management frontend",
+}
+_HIDDEN = "(hidden)"
+
+
+def _setting_changes(spec: ClusterSpec, running: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(field, running, desired)`` for every field the cluster reports that differs from ``spec``.
+
+    ``adminToken`` absent from the manifest means "a generated one": any running token matches."""
+    out: list[tuple[str, Any, Any]] = []
+    for name in sorted(running):
+        want = getattr(spec, name)
+        have = running[name]
+        if name == "admin_token" and (want is None or spec.admin_auth == "none"):
+            continue  # adminAuth decides whether there is one; the value is the manifest's to give
+        if want != have:
+            out.append((name, have, want))
+    return out
+
+
+def plan_cluster(name: str, spec: ClusterSpec, settings: RunningSettings | None) -> tuple[Action, str | None]:
+    """The ``Cluster`` action for a running cluster, and a warning when its settings cannot be read.
+
+    Every field the backend reports is compared: a difference it can make in place is an update
+    (reason: what it restarts, :data:`CLUSTER_RESTARTS`), any other one a conflict that says why."""
+    if settings is None:  # not observed (in-memory observations of tests)
+        return Action(Op.NOOP, "Cluster", name), None
+    if not settings.reported:
+        return Action(Op.NOOP, "Cluster", name), (
+            f"Cluster/{name}: the {spec.backend} backend does not report a running cluster's settings, "
+            "so they are not compared with the manifest; to change them, delete the cluster and "
+            "apply again"
+        )
+    diffs = _setting_changes(spec, settings.values)
+    if not diffs:
+        return Action(Op.NOOP, "Cluster", name), None
+    changes = tuple(
+        Change(to_camel(f), _HIDDEN if f == "admin_token" and old else old, _HIDDEN if f == "admin_token" else new)
+        for f, old, new in diffs
+    )  # fmt: skip
+    refused = [f for f, _, _ in diffs if f not in settings.reconfigurable]
+    if refused:
+        fields = ", ".join(to_camel(f) for f in refused)
+        return Action(
+            Op.CONFLICT,
+            "Cluster",
+            name,
+            changes,
+            reason=f"{fields} cannot be changed on a running {spec.backend} cluster: delete the cluster "
+            "and apply again",
+        ), None
+    restarts = list(dict.fromkeys(CLUSTER_RESTARTS[f] for f, _, _ in diffs))
+    settings_new = tuple((f, new) for f, _, new in diffs)
+    # a new token replaces the running one together with adminAuth's change
+    if spec.admin_auth == "token" and spec.admin_token is not None and "admin_auth" in dict(settings_new):
+        settings_new = (*settings_new, ("admin_token", spec.admin_token))
+    return Action(
+        Op.UPDATE,
+        "Cluster",
+        name,
+        changes,
+        reason="; ".join(restarts),
+        settings=tuple(dict(settings_new).items()),
+    ), None
+
+
 def make_plan(desired: DesiredState, observed: Observed, owner: str, prune: bool = False) -> Plan:
     """Ordered actions that take ``observed`` to ``desired`` for the objects ``owner`` manages."""
     warnings: list[str] = []
@@ -267,7 +346,10 @@ def make_plan(desired: DesiredState, observed: Observed, owner: str, prune: bool
             )
         )
     else:
-        actions.append(Action(Op.NOOP, "Cluster", desired.cluster_name))
+        cluster_action, warning = plan_cluster(desired.cluster_name, desired.cluster, observed.settings)
+        actions.append(cluster_action)
+        if warning is not None:
+            warnings.append(warning)
     model_actions = [
         _plan_model(desired.models[n], observed, owner, warnings) for n in sorted(desired.models)
     ]

@@ -18,11 +18,11 @@ be reached), or :class:`reconciler.errors.ReconcilerError` (a wait gave up).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.observed import Observed
+from reconciler.observed import Observed, RunningSettings
 
 #: ``on_progress(done, wanted)`` while replicas come up.
 Progress = Callable[[int, int], None]
@@ -57,6 +57,15 @@ class ClusterPort(Protocol):
 
     def stop_cluster(self) -> None:
         """Stop the whole cluster, its model replicas included."""
+
+    def cluster_settings(self) -> RunningSettings | None:
+        """The settings the running cluster runs with; ``None`` when the backend cannot tell (Docker,
+        Kubernetes). Where the running admin token differs from the manifest's, the connection uses
+        the running one until :meth:`reconfigure_cluster` changes it."""
+
+    def reconfigure_cluster(self, changes: Mapping[str, object]) -> None:
+        """Change settings (keys: ``RunningSettings.reconfigurable``) of the running cluster,
+        restarting the affected frontends one at a time, each answering before the next."""
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self) -> Observed:

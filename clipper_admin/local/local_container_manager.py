@@ -29,6 +29,7 @@ from clipper.rpc.auth import RpcKeys
 from .. import launch
 from ..admin_auth import (
     OPT_OUT_WARNING,
+    TOKEN_FILE_ENV,
     check_token,
     private_dir,
     read_token_file,
@@ -415,6 +416,136 @@ class LocalContainerManager(ContainerManager):
         if not self.dir.supervisor_alive():
             self._restart_supervisor()
 
+    # -- settings of a running cluster -----------------------------------------------------------
+    #: ``ClusterSpec`` fields (Python names) :meth:`apply_settings` changes on a running cluster.
+    RECONFIGURABLE = frozenset(
+        {"cache_size_bytes", "query_port", "management_port", "rpc_port", "admin_auth", "admin_token"}
+    )
+
+    def running_settings(self) -> dict[str, Any]:
+        """The settings the running cluster runs with, keyed by ``ClusterSpec`` field (Python names):
+        read from ``cluster.json``, the supervisor's desired process table and the token file."""
+        info = self.dir.read_cluster()
+        if info is None:
+            raise ClipperException(f"Cluster {self.cluster_name} does not exist: no {self.dir.cluster_file}")
+        query_argv: list[str] = self.dir.read_desired().get(QUERY, {}).get("argv", [])
+        auth = info.get("admin_auth", "token")
+        return {
+            "backend": "local",
+            "query_port": info["query_port"],
+            "management_port": info["management_port"],
+            "rpc_port": info["rpc_port"],
+            "cache_size_bytes": int(_flag_value(query_argv, "--prediction-cache-size") or 33554432),
+            "frontend_replicas": 1,
+            "admin_auth": auth,
+            "admin_token": read_token_file(self.admin_token_file) if auth == "token" else None,
+            "allow_unauthenticated_replicas": info.get("rpc_auth", "none") == "none",
+        }
+
+    def apply_settings(self, changes: dict[str, Any]) -> None:
+        """Change settings of the running cluster (keys: :attr:`RECONFIGURABLE`), restarting only the
+        processes they concern, one at a time, each answering before the next: the query frontend
+        (cache size, query or RPC port), every model replica (RPC port: they connect to it), the
+        management frontend (its port, the admin token or ``admin_auth``)."""
+        unknown = sorted(set(changes) - self.RECONFIGURABLE)
+        if unknown:
+            raise ClipperException(
+                f"Cluster {self.cluster_name}: {', '.join(unknown)} cannot be changed on a running "
+                "local cluster: delete the cluster and start it again"
+            )
+        info = self.dir.read_cluster()
+        if info is None:
+            raise ClipperException(f"Cluster {self.cluster_name} does not exist: no {self.dir.cluster_file}")
+        for key in ("query_port", "management_port", "rpc_port"):
+            port = changes.get(key)
+            if port is not None and port != info[key] and port_in_use(port, self.host):
+                raise ClipperException(
+                    f"Cluster {self.cluster_name}: port {port} ({key}) is already in use on {self.host}"
+                )
+        query_changed = {"cache_size_bytes", "query_port", "rpc_port"} & set(changes)
+        mgmt_changed = {"management_port", "admin_auth", "admin_token"} & set(changes)
+        if "admin_auth" in changes or "admin_token" in changes:
+            token = None if changes.get("admin_auth", info.get("admin_auth")) == "none" else (
+                changes.get("admin_token") or read_token_file(self.admin_token_file) or resolve_token(None)
+            )  # fmt: skip
+            if token is None:
+                self.admin_token_file.unlink(missing_ok=True)
+            else:
+                write_token_file(self.admin_token_file, token)
+            info["admin_auth"] = "token" if token else "none"
+        for key in ("query_port", "management_port", "rpc_port"):
+            if key in changes:
+                info[key] = changes[key]
+        self.dir.write_cluster(info)
+        if query_changed:
+            with self.dir.edit_desired() as table:
+                argv = table[QUERY]["argv"]
+                for key, flag in (
+                    ("cache_size_bytes", "--prediction-cache-size"),
+                    ("query_port", "--port"),
+                    ("rpc_port", "--rpc-port"),
+                ):
+                    if key in changes:
+                        _set_flag(argv, flag, str(changes[key]))
+            self.clipper_query_port, self.clipper_rpc_port = info["query_port"], info["rpc_port"]
+            self._wait_restarted(QUERY, f"http://{self.get_query_addr()}/metrics")
+        if "rpc_port" in changes:
+            with self.dir.edit_desired() as table:
+                for proc_id in table:
+                    if parse_model_process_id(proc_id):
+                        table[proc_id]["env"]["CLIPPER_PORT"] = str(changes["rpc_port"])
+        if query_changed:
+            self._wait_replicas_reconnected()
+        if mgmt_changed:
+            with self.dir.edit_desired() as table:
+                spec = table[MANAGEMENT]
+                if "management_port" in changes:
+                    _set_flag(spec["argv"], "--port", str(changes["management_port"]))
+                spec["env"].pop(TOKEN_FILE_ENV, None)
+                if info["admin_auth"] == "token":
+                    spec["env"][TOKEN_FILE_ENV] = str(self.admin_token_file)
+                # the token is read at start: a new token in the same file needs a restart too
+                spec["restarted"] = time.time()
+            self.clipper_management_port = info["management_port"]
+            self.admin_token = read_token_file(self.admin_token_file)
+            self._wait_restarted(MANAGEMENT, f"http://{self.get_admin_addr()}/admin/ping")
+
+    def _wait_replicas_reconnected(self) -> None:
+        """After a query frontend restart: wait until every model replica has connected to it again."""
+        want = sum(1 for p in self.dir.read_desired() if parse_model_process_id(p))
+        client = AdminClient(self, timeout=5)
+        deadline = time.monotonic() + self.replica_timeout
+        connected = 0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ClipperException, requests.RequestException):
+                connected = len(client.post_json("get_all_containers", {"verbose": True}))
+                if connected >= want:
+                    return
+            time.sleep(POLL)
+        raise ClipperException(
+            f"Cluster {self.cluster_name}: {connected} of {want} model replicas reconnected to the "
+            f"restarted query frontend within {self.replica_timeout:.0f} s"
+        )
+
+    def _wait_restarted(self, proc_id: str, url: str) -> None:
+        """Wait until the supervisor runs ``proc_id``'s new command and it answers ``url``."""
+        from .supervisor import spec_hash
+
+        want = spec_hash(self.dir.read_desired()[proc_id])
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            self._raise_if_supervisor_exited(f"while restarting {proc_id}")
+            state = self.dir.read_status().get(proc_id, {})
+            if state.get("spec") == want and state.get("pid"):
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(url, headers=AdminClient(self).headers(), timeout=2).status_code == 200:
+                        return
+            time.sleep(POLL)
+        raise ClipperException(
+            f"Cluster {self.cluster_name}: {proc_id} did not answer at {url} within "
+            f"{self.start_timeout:.0f} s after its restart.\n" + self._log_tails([proc_id])
+        )
+
     # -- models ----------------------------------------------------------------------------------
     def build_model(
         self, name, version, model_data_path, base_image, container_registry=None, pkgs_to_install=None
@@ -614,6 +745,18 @@ class LocalContainerManager(ContainerManager):
     def get_metric_addr(self):
         """The query frontend: the local backend runs no Prometheus, the frontend serves the metrics."""
         return f"{self.host}:{self.clipper_query_port}"
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
+
+
+def _set_flag(argv: list[str], flag: str, value: str) -> None:
+    """Set ``flag``'s value in ``argv`` (a command :mod:`clipper_admin.launch` built) in place."""
+    if flag in argv[:-1]:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
 
 
 def _tail_file(path: Path, lines: int = 20) -> str:

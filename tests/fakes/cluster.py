@@ -10,12 +10,12 @@ Replicas start and connect at once; a wait that cannot succeed fails at once ins
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clipper_admin.exceptions import AlreadyExists, ClipperException, ClipperHTTPError, NotFound
 from reconciler.errors import ReconcilerError
-from reconciler.observed import Observed, ObservedApp, ObservedVersion
+from reconciler.observed import Observed, ObservedApp, ObservedVersion, RunningSettings
 from reconciler.port import ModelBuild, Progress, Readiness
 
 
@@ -50,6 +50,9 @@ class FakeCluster:
         self.built: list[ModelBuild] = []
         self.calls: list[tuple[str, ...]] = []
         self._failures: dict[str, BaseException] = {}
+        #: the running settings (``None``: not reported, like Docker/Kubernetes) and what can change
+        self.settings: dict[str, object] | None = None
+        self.reconfigurable: frozenset[str] = frozenset()
 
     # -- test helpers ----------------------------------------------------------------------------
     def fail(self, call: str, error: BaseException) -> None:
@@ -99,6 +102,17 @@ class FakeCluster:
         self.versions.clear()
         self.current.clear()
         self.replicas.clear()
+
+    def cluster_settings(self) -> RunningSettings | None:
+        self._require_running()
+        return None if self.settings is None else RunningSettings(dict(self.settings), self.reconfigurable)
+
+    def reconfigure_cluster(self, changes: Mapping[str, object]) -> None:
+        self._require_running()
+        self._call("reconfigure_cluster", *sorted(changes))
+        if self.settings is None or set(changes) - self.reconfigurable:
+            raise ReconcilerError(f"cannot change {sorted(changes)} (fake)")
+        self.settings.update(changes)
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self) -> Observed:

@@ -37,17 +37,34 @@ def predict(port: int, x: tuple[float, ...] = (1.0, 2.0)) -> Answer:
 
 
 @contextmanager
-def load(port: int, threads: int = 2) -> Iterator[list[Answer]]:
-    """Predictions posted continuously from ``threads`` threads; yields every answer (so far)."""
+def load(
+    port: int, threads: int = 2, retry_s: float = 0.0, gaps: list[float] | None = None
+) -> Iterator[list[Answer]]:
+    """Predictions posted continuously from ``threads`` threads; yields every answer (so far).
+
+    ``retry_s`` > 0: a refused connection is retried (every 50 ms, up to ``retry_s``) as a client
+    riding over a frontend's restart would; each retried stretch's length goes to ``gaps``."""
     answers: list[Answer] = []
     stop = threading.Event()
 
     def hammer() -> None:
         while not stop.is_set():
-            try:
-                answers.append(predict(port))
-            except requests.RequestException as e:  # a refused connection is a failed request too
-                answers.append((0, {"error": str(e)}))
+            first_failure: float | None = None
+            while True:
+                try:
+                    answers.append(predict(port))
+                except requests.ConnectionError as e:
+                    now = time.monotonic()
+                    first_failure = first_failure or now
+                    if now - first_failure < retry_s and not stop.is_set():
+                        time.sleep(0.05)
+                        continue
+                    answers.append((0, {"error": str(e)}))
+                except requests.RequestException as e:  # a failed request
+                    answers.append((0, {"error": str(e)}))
+                if first_failure is not None and gaps is not None:
+                    gaps.append(time.monotonic() - first_failure)
+                break
 
     workers = [threading.Thread(target=hammer, daemon=True) for _ in range(threads)]
     for w in workers:

@@ -356,3 +356,24 @@ def test_hung_replicas_do_not_count_as_ready(tmp_path: Path) -> None:
     w.cluster.unhealthy[("m", "v1")] = 1  # the query frontend reports the only replica hung
     with pytest.raises(ReconcilerError, match="1/2 replicas healthy"):
         w.run(state([dm(replicas=2)]))
+
+
+def test_a_cluster_settings_change_is_executed_through_the_port(tmp_path: Path) -> None:
+    w = world(tmp_path, Seed())
+    w.cluster.settings = {"cache_size_bytes": 33554432, "admin_auth": "token", "admin_token": "old"}
+    w.cluster.reconfigurable = frozenset({"cache_size_bytes", "admin_auth", "admin_token"})
+    spec = ClusterSpec(cache_size_bytes=1024, admin_token="new-token")
+    plan = w.run(DesiredState("c", spec, {}, {}))
+    assert "restart of the query frontend" in plan.cluster_action.reason
+    assert w.cluster.calls == [("reconfigure_cluster", "admin_token", "cache_size_bytes")]
+    assert w.cluster.settings == {"cache_size_bytes": 1024, "admin_auth": "token", "admin_token": "new-token"}
+    assert ("finish", "Cluster/c", None) in w.reporter.events
+    assert not w.plan(DesiredState("c", spec, {}, {})).has_changes  # converged
+
+
+def test_a_refused_cluster_setting_is_a_conflict_and_nothing_runs(tmp_path: Path) -> None:
+    w = world(tmp_path, Seed())
+    w.cluster.settings = {"allow_unauthenticated_replicas": False}
+    plan = w.plan(DesiredState("c", ClusterSpec(allow_unauthenticated_replicas=True), {}, {}))
+    assert [a.ref for a in plan.conflicts] == ["Cluster/c"]
+    assert "delete the cluster and apply again" in plan.conflicts[0].reason

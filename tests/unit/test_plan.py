@@ -6,7 +6,14 @@ import pytest
 
 from reconciler.desired import DesiredApp, DesiredModel, DesiredState
 from reconciler.labels import CONTENT_HASH, MANAGED_BY
-from reconciler.observed import AppRecord, ModelRecord, Observed, ObservedApp, ObservedVersion
+from reconciler.observed import (
+    AppRecord,
+    ModelRecord,
+    Observed,
+    ObservedApp,
+    ObservedVersion,
+    RunningSettings,
+)
 from reconciler.plan import Action, Op, Plan, make_delete_plan, make_plan
 from schemas import ClusterSpec
 
@@ -278,3 +285,70 @@ def test_the_cluster_action_is_found_by_kind():
     assert replaced.actions[-1].reason == "started" and replaced.actions[:-1] == reordered.actions[:-1]
     with pytest.raises(ValueError, match="has 0"):
         _ = Plan(plan.actions[1:]).cluster_action
+
+
+# -- the Cluster action of a running cluster: every reported setting compared ----------------------
+LOCAL_RECONFIGURABLE = frozenset(
+    {"cache_size_bytes", "query_port", "management_port", "rpc_port", "admin_auth", "admin_token"}
+)
+RUNNING = {
+    "backend": "local", "query_port": 1337, "management_port": 1338, "rpc_port": 7000,
+    "cache_size_bytes": 33554432, "frontend_replicas": 1, "admin_auth": "token",
+    "admin_token": "generated-token", "allow_unauthenticated_replicas": False,
+}  # fmt: skip
+
+
+def cluster_plan(spec: ClusterSpec, running: dict | None = None, reported: bool = True) -> Plan:
+    obs = Observed(running=True)
+    obs.settings = RunningSettings({**RUNNING, **(running or {})}, LOCAL_RECONFIGURABLE, reported)
+    return make_plan(DesiredState("c", spec, {}, {}), obs, OWNER)
+
+
+CLUSTER_CASES = {
+    # spec, running overrides -> op, changed fields (camelCase), words the reason holds
+    "same settings": (ClusterSpec(), {}, Op.NOOP, [], ""),
+    "a generated token matches any running token": (ClusterSpec(), {"admin_token": "x" * 64}, Op.NOOP, [], ""),
+    "cache size": (ClusterSpec(cache_size_bytes=1024), {}, Op.UPDATE, ["cacheSizeBytes"], "query frontend"),
+    "query port": (ClusterSpec(query_port=1400), {}, Op.UPDATE, ["queryPort"], "new port"),
+    "rpc port restarts the replicas": (ClusterSpec(rpc_port=7100), {}, Op.UPDATE, ["rpcPort"], "every model replica"),
+    "management port": (ClusterSpec(management_port=1400), {}, Op.UPDATE, ["managementPort"], "management frontend"),
+    "a token added to an open cluster": (
+        ClusterSpec(admin_token="s3cret"), {"admin_auth": "none", "admin_token": None},
+        Op.UPDATE, ["adminAuth", "adminToken"], "new token",
+    ),
+    "a different token": (ClusterSpec(admin_token="s3cret"), {}, Op.UPDATE, ["adminToken"], "new token"),
+    "the token removed": (ClusterSpec(admin_auth="none"), {}, Op.UPDATE, ["adminAuth"], "management frontend"),
+    "unauthenticated replicas refused": (
+        ClusterSpec(allow_unauthenticated_replicas=True), {}, Op.CONFLICT, ["allowUnauthenticatedReplicas"],
+        "delete the cluster and apply again",
+    ),
+    "another backend refused": (ClusterSpec(), {"backend": "docker"}, Op.CONFLICT, ["backend"], "delete the cluster"),
+    "a refused field refuses the whole change": (
+        ClusterSpec(cache_size_bytes=1, allow_unauthenticated_replicas=True), {}, Op.CONFLICT,
+        ["allowUnauthenticatedReplicas", "cacheSizeBytes"], "allowUnauthenticatedReplicas cannot be changed",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CLUSTER_CASES)
+def test_cluster_settings_are_compared(case):
+    spec, running, op, fields, reason = CLUSTER_CASES[case]
+    action = cluster_plan(spec, running).cluster_action
+    assert action.op is op
+    assert sorted(c.field for c in action.changes) == sorted(fields)
+    assert reason in action.reason
+    assert "s3cret" not in repr(action) and all("s3cret" != c.new for c in action.changes)
+
+
+def test_cluster_update_carries_the_new_values_to_set():
+    action = cluster_plan(
+        ClusterSpec(admin_token="s3cret", cache_size_bytes=1024), {"admin_auth": "none"}
+    ).cluster_action
+    assert dict(action.settings) == {"admin_auth": "token", "admin_token": "s3cret", "cache_size_bytes": 1024}
+    assert cluster_plan(ClusterSpec(admin_token="s3cret"), {"admin_auth": "none"}).has_changes
+
+
+def test_settings_a_backend_cannot_report_are_a_warning_not_a_silent_noop():
+    plan = cluster_plan(ClusterSpec(cache_size_bytes=1), reported=False)
+    assert plan.cluster_action.op is Op.NOOP
+    assert any("not compared" in w and "delete the cluster" in w for w in plan.warnings)
