@@ -264,3 +264,30 @@ class ClipperCluster:
 
     def unlink(self, app: str, model: str) -> None:
         self.conn.unlink_model_from_app(app, model)
+
+    # -- the reconciler's own state in the cluster (lease and records) ----------------------------
+    def shared_state(self) -> bool:
+        admin = self.conn._admin
+        try:  # no Authorization header: a protected management API answers 401
+            r = requests.post(admin.url("get_record"), data=b"{}", timeout=admin.timeout)
+        except requests.exceptions.RequestException:
+            return False
+        return r.status_code == 401
+
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> str:
+        body = {"name": name, "holder": holder, "ttl_ms": max(1, int(ttl_s * 1000))}
+        return str(self.conn._admin.post_json("acquire_lease", body)["holder"])
+
+    def renew_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        body = {"name": name, "holder": holder, "ttl_ms": max(1, int(ttl_s * 1000))}
+        return bool(self.conn._admin.post_json("renew_lease", body)["renewed"])
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        return bool(self.conn._admin.post_json("release_lease", {"name": name, "holder": holder})["released"])
+
+    def get_record(self, namespace: str, key: str) -> str | None:
+        value = self.conn._admin.post_json("get_record", {"namespace": namespace, "key": key})["value"]
+        return None if value is None else str(value)
+
+    def put_record(self, namespace: str, key: str, value: str | None) -> None:
+        self.conn._admin.post("put_record", {"namespace": namespace, "key": key, "value": value})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -13,7 +14,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.execute import Executor, NullReporter, Reporter
 from reconciler.gitinfo import git_commit
 from reconciler.loader import ManifestSet, load_manifests
-from reconciler.lock import apply_lock
+from reconciler.lock import apply_lock, cluster_lease
 from reconciler.observed import Observed, observe
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Plan, make_plan
@@ -33,10 +34,48 @@ class Target:
     files: list[Path]
     #: the raw admin connection, for the CLI's read-only listings (``clipper get``/``status``) only
     conn: ClipperConnection | None = None
+    #: set by :func:`connect`: the running cluster keeps the reconciler's lease and records (its admin
+    #: API requires the token); otherwise they stay in ``cluster_dir`` on this machine
+    shared: bool = False
 
     @property
     def registry(self) -> OwnershipRegistry:
-        return OwnershipRegistry(self.cluster_dir)
+        return OwnershipRegistry(self.cluster_dir, self.cluster if self.shared else None)
+
+
+def connect(t: Target) -> None:
+    """Connect to the running cluster (raises when there is none) and note whether it keeps the
+    reconciler's lease and records (:mod:`reconciler.lock`, :mod:`reconciler.ownership`)."""
+    t.cluster.connect()
+    t.shared = t.cluster.shared_state()
+
+
+@contextlib.contextmanager
+def shared_lease(
+    t: Target,
+    timeout: float,
+    on_wait: Callable[[Path | str], None] | None = None,
+    best_effort: bool = False,
+) -> Iterator[None]:
+    """Hold the cluster's apply lease when the cluster runs and keeps the reconciler's state; a
+    cluster that is not running (yet) has no lease to hold: the machine-local lock covers it.
+    ``best_effort``: a cluster whose management API fails is not an error (``delete --cluster``
+    stops a broken cluster all the same)."""
+    from clipper_admin import ClipperException
+
+    with contextlib.ExitStack() as held:
+        try:
+            connect(t)
+        except (ClipperException, OSError, KeyError):
+            pass
+        else:
+            if t.shared:
+                try:
+                    held.enter_context(cluster_lease(t.cluster, timeout, on_wait))
+                except (ClipperException, OSError) as e:
+                    if not best_effort:
+                        raise ReconcilerError(f"cannot take the cluster's apply lease: {e}") from e
+        yield
 
 
 def target_for(manifests: ManifestSet) -> Target:
@@ -57,7 +96,7 @@ def observe_target(t: Target) -> Observed:
     from clipper_admin import ClipperException
 
     try:
-        t.cluster.connect()
+        connect(t)
     except (ClipperException, OSError, KeyError):
         return Observed(running=False)
     try:
@@ -100,13 +139,14 @@ def apply(
     prune: bool = False,
     lock_timeout: float = 60.0,
     reporter: Reporter | None = None,
-    on_lock_wait: Callable[[Path], None] | None = None,
+    on_lock_wait: Callable[[Path | str], None] | None = None,
 ) -> Plan:
     """Converge the cluster to the manifests; returns the plan that was executed."""
     from clipper_admin import ClipperException
 
     reporter = reporter or NullReporter()
-    with apply_lock(t.cluster_dir, lock_timeout, on_lock_wait):
+    with apply_lock(t.cluster_dir, lock_timeout, on_lock_wait), contextlib.ExitStack() as held:
+        held.enter_context(shared_lease(t, lock_timeout, on_lock_wait))
         plan, obs = plan_for(t, owner, prune)
         if plan.conflicts:
             raise ReconcilerError(
@@ -115,6 +155,7 @@ def apply(
         try:
             if not obs.running:
                 plan, obs = _start_cluster(t, plan, owner, prune, reporter)
+                held.enter_context(shared_lease(t, lock_timeout, on_lock_wait))
             Executor(t.cluster, t.desired, owner, t.registry, git_commit(t.files), reporter).run(plan)
             _forget_vanished_apps(t, owner, obs)
         except ClipperException as e:

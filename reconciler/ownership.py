@@ -2,14 +2,25 @@
 
 Clipper applications have no labels, and model labels prove nothing (anyone who can reach the
 management API can register a version with any labels), so what a manifest set created is recorded
-in ``<cluster dir>/reconciler/apps.json`` (``$CLIPPER_HOME/<cluster>/``; for docker and kubernetes
-clusters the same path on the machine that runs ``clipper``), readable and writable by its owner
-only (file 0600, directory 0700). For a model version the record holds the image (model directory)
-the reconciler deployed and the content hash of its source: only a registered version whose image
+by the reconciler itself. For a model version the record holds the image (model directory) the
+reconciler deployed and the content hash of its source: only a registered version whose image
 matches its record counts as the reconciler's, so only such a version is ever scaled or started
 again. The registry is consulted only to decide *ownership* (may this object be updated or
 pruned?); the state of every object is always observed from the management API. An app that is in
 the registry but gone from the cluster is recreated.
+
+Where the records live:
+
+* in the cluster's own config store (record ``reconciler/ownership``, through the token-protected
+  management API) when the cluster runs and its admin API requires the token: every machine that
+  applies to the cluster sees the same records. Only token holders can write them, and a token
+  holder can register any model version anyway.
+* otherwise in ``<cluster dir>/reconciler/apps.json`` (``$CLIPPER_HOME/<cluster>/``) on the machine
+  that runs ``clipper``, readable and writable by its owner only (file 0600, directory 0700): a
+  cluster started with ``adminAuth: none`` lets anybody write its store, and a record anybody can
+  forge would let a forged version be started by ``clipper apply``.
+
+A local ``apps.json`` left from before is read once and moved into the cluster's store.
 """
 
 from __future__ import annotations
@@ -17,16 +28,52 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.observed import AppRecord, ModelRecord
 
+NAMESPACE = "reconciler"
+KEY = "ownership"
+
+
+class RecordStore(Protocol):
+    """The record operations of :class:`reconciler.port.ClusterPort`."""
+
+    def get_record(self, namespace: str, key: str) -> str | None: ...
+
+    def put_record(self, namespace: str, key: str, value: str | None) -> None: ...
+
 
 class OwnershipRegistry:
-    def __init__(self, cluster_dir: Path):
+    """The records in ``store`` (the cluster's) when given, else in the owner-only local file."""
+
+    def __init__(self, cluster_dir: Path, store: RecordStore | None = None):
         self.path = cluster_dir / "reconciler" / "apps.json"
+        self.store = store
 
     def _read(self) -> dict[str, Any]:
+        if self.store is None:
+            return self._read_file()
+        text = self.store.get_record(NAMESPACE, KEY)
+        if text is None:
+            return self._migrate()
+        try:
+            body = json.loads(text)
+        except ValueError as e:
+            raise OSError(f"cannot read the cluster's ownership records: {e}") from e
+        if not isinstance(body, dict):
+            raise OSError("cannot read the cluster's ownership records: not a JSON object")
+        return body
+
+    def _migrate(self) -> dict[str, Any]:
+        """Move a local ``apps.json`` (written before the records lived in the cluster) into it."""
+        body = self._read_file()
+        if body and self.store is not None:
+            self.store.put_record(NAMESPACE, KEY, json.dumps(body, sort_keys=True))
+            self.path.unlink(missing_ok=True)
+        return body
+
+    def _read_file(self) -> dict[str, Any]:
         try:
             body = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -38,6 +85,9 @@ class OwnershipRegistry:
         return body
 
     def _write(self, body: dict[str, Any]) -> None:
+        if self.store is not None:
+            self.store.put_record(NAMESPACE, KEY, json.dumps(body, sort_keys=True))
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path.parent, 0o700)
         tmp = self.path.with_suffix(".tmp")
@@ -72,4 +122,10 @@ class OwnershipRegistry:
         self._write(body)
 
     def remove(self) -> None:
+        """Forget every record (the cluster was deleted)."""
+        if self.store is not None:
+            try:
+                self.store.put_record(NAMESPACE, KEY, None)
+            except Exception:  # a stopped cluster's store went with it
+                pass
         self.path.unlink(missing_ok=True)

@@ -153,3 +153,23 @@ class ClusterPort(Protocol):
     def link(self, app: str, model: str) -> None: ...
 
     def unlink(self, app: str, model: str) -> None: ...
+
+    # -- the reconciler's own state in the cluster (lease and records) ----------------------------
+    def shared_state(self) -> bool:
+        """Whether the connected cluster may keep the reconciler's lock and records: its management
+        API refuses callers without the admin token. (With ``adminAuth: none`` anybody could write
+        them, so the records stay on the machine running ``clipper``.)"""
+
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> str:
+        """Take the lease ``name`` for ``ttl_s`` unless another holder's is unexpired; returns who
+        holds it now (``holder`` when taken)."""
+
+    def renew_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Extend ``holder``'s lease; False when it no longer holds it."""
+
+    def release_lease(self, name: str, holder: str) -> bool: ...
+
+    def get_record(self, namespace: str, key: str) -> str | None: ...
+
+    def put_record(self, namespace: str, key: str, value: str | None) -> None:
+        """Set (``None``: delete) one of the reconciler's records."""

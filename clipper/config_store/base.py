@@ -187,6 +187,29 @@ class ConfigStore(abc.ABC):
     def list_traffic_stats(self, app: str) -> list[str]:
         """Every frontend's statistics row of ``app``."""
 
+    # -- reconciler state: leases and records (added; not configuration, no notification) -------
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> str:
+        """Atomically take lease ``name`` for ``holder`` for ``ttl_s`` seconds unless another holder's
+        lease is unexpired (the same holder's is renewed). Returns the holder after the call: ``holder``
+        when taken, the other holder otherwise. A holder that dies stops renewing: its lease expires."""
+
+    @abc.abstractmethod
+    def renew_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Extend ``holder``'s lease by ``ttl_s`` from now; False if it no longer holds it."""
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, holder: str) -> bool:
+        """Drop ``holder``'s lease (compare-and-delete); False if it did not hold it."""
+
+    @abc.abstractmethod
+    def get_record(self, namespace: str, key: str) -> str | None:
+        """A small value the reconciler keeps in the cluster (ownership, history); None if absent."""
+
+    @abc.abstractmethod
+    def put_record(self, namespace: str, key: str, value: str | None) -> None:
+        """Set (``None``: delete) a record."""
+
     # -- change notification -----------------------------------------------------------------
     @abc.abstractmethod
     def subscribe(self, on_change: Callable[[], None]) -> Subscription:

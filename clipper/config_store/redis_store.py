@@ -17,7 +17,8 @@ DB     key                                     value
 
 Added (keys the original never reads): DB 6 ``TRAFFIC:<app>`` (the app's traffic configuration, JSON;
 watched like the rest of DB 6), DB 4 ``selection:<app>`` (hash target -> log weight, HINCRBYFLOAT) and
-``traffic_stats:<app>`` (hash frontend id -> statistics JSON); DB 4 is not watched, so the frequent
+``traffic_stats:<app>`` (hash frontend id -> statistics JSON), ``lease:<name>`` (the reconciler's
+apply lease: holder, PX expiry) and ``records:<namespace>`` (hash: the reconciler's records); DB 4 is not watched, so the frequent
 state and statistics writes of query frontends notify nobody.
 
 One client per DB (the original's shared connection with ``SELECT`` before each command could land a
@@ -70,6 +71,16 @@ _HSET_IF_ABSENT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
+"""
+
+# leases: renew / release only by the holder (compare-and-renew, compare-and-delete)
+_RENEW_IF_HOLDER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_DELETE_IF_HOLDER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 _HSET_IF_PRESENT = """
@@ -169,6 +180,8 @@ class RedisConfigStore(ConfigStore):
         self._dbs = {db: self._client(db) for db in (STATE_DB, RESOURCE_DB, *WATCHED_DBS)}
         self._add_app_script = self._dbs[APPLICATION_DB].register_script(_HSET_IF_ABSENT)
         self._update_app_script = self._dbs[APPLICATION_DB].register_script(_HSET_IF_PRESENT)
+        self._renew_script = self._dbs[RESOURCE_DB].register_script(_RENEW_IF_HOLDER)
+        self._release_script = self._dbs[RESOURCE_DB].register_script(_DELETE_IF_HOLDER)
         self._subs: list[Subscription] = []
 
     @classmethod
@@ -434,6 +447,35 @@ class RedisConfigStore(ConfigStore):
     def list_traffic_stats(self, app: str) -> list[str]:
         h = self._dbs[RESOURCE_DB].hgetall(f"traffic_stats:{app}")
         return [str(h[k]) for k in sorted(h)]
+
+    # -- reconciler state (DB 4, not watched: no configuration reload) ---------------------------
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> str:
+        key, ms = f"lease:{name}", max(1, int(ttl_s * 1000))
+        db = self._dbs[RESOURCE_DB]
+        if db.set(key, holder, nx=True, px=ms):
+            return holder
+        if self._renew_script(keys=[key], args=[holder, ms]):
+            return holder
+        current = db.get(key)
+        if current is None:  # expired between the two calls: try once more
+            return holder if db.set(key, holder, nx=True, px=ms) else str(db.get(key) or "")
+        return str(current)
+
+    def renew_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        return bool(self._renew_script(keys=[f"lease:{name}"], args=[holder, max(1, int(ttl_s * 1000))]))
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        return bool(self._release_script(keys=[f"lease:{name}"], args=[holder]))
+
+    def get_record(self, namespace: str, key: str) -> str | None:
+        value = self._dbs[RESOURCE_DB].hget(f"records:{namespace}", key)
+        return None if value is None else str(value)
+
+    def put_record(self, namespace: str, key: str, value: str | None) -> None:
+        if value is None:
+            self._dbs[RESOURCE_DB].hdel(f"records:{namespace}", key)
+        else:
+            self._dbs[RESOURCE_DB].hset(f"records:{namespace}", key, value)
 
     # -- change notification -----------------------------------------------------------------
     def subscribe(self, on_change: Callable[[], None]) -> Subscription:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,9 @@ CREATE TABLE IF NOT EXISTS selection_weights (
     app TEXT NOT NULL, target TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (app, target));
 CREATE TABLE IF NOT EXISTS traffic_stats (
     app TEXT NOT NULL, frontend_id TEXT NOT NULL, stats TEXT NOT NULL, PRIMARY KEY (app, frontend_id));
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (namespace, key));
 """
 _CONTAINER_COLUMNS = (
     "model_name, model_version, replica_id, input_type, frontend_id, zmq_connection_id, healthy"
@@ -416,6 +420,44 @@ class SqliteConfigStore(ConfigStore):
                 "SELECT stats FROM traffic_stats WHERE app = ? ORDER BY frontend_id", (app,)
             ).fetchall()
         return [str(r[0]) for r in rows]
+
+    # -- reconciler state (in the state file: no configuration reload) -------------------------
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> str:
+        now = time.time()
+        with self._tx(self._state_conn) as c:
+            row = c.execute("SELECT holder, expires FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] != holder and float(row[1]) > now:
+                return str(row[0])
+            c.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, holder, now + ttl_s))
+        return holder
+
+    def renew_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._tx(self._state_conn) as c:
+            cur = c.execute(
+                "UPDATE leases SET expires = ? WHERE name = ? AND holder = ? AND expires > ?",
+                (now + ttl_s, name, holder, now),
+            )
+            return cur.rowcount > 0
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        with self._tx(self._state_conn) as c:
+            cur = c.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+            return cur.rowcount > 0
+
+    def get_record(self, namespace: str, key: str) -> str | None:
+        with self._lock:
+            row = self._state_conn.execute(
+                "SELECT value FROM records WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_record(self, namespace: str, key: str, value: str | None) -> None:
+        with self._tx(self._state_conn) as c:
+            if value is None:
+                c.execute("DELETE FROM records WHERE namespace = ? AND key = ?", (namespace, key))
+            else:
+                c.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", (namespace, key, value))
 
     # -- change notification -----------------------------------------------------------------
     def subscribe(self, on_change: Callable[[], None]) -> Subscription:

@@ -17,6 +17,7 @@ from clipper.config_store.base import AppRecord, ConfigStore, ContainerRecord, M
 from clipper.datatypes import parse_input_type
 from clipper.management_frontend import jsonbody as jb
 from clipper.management_frontend import messages as msg
+from clipper.management_frontend import reconciler_state as rs
 from clipper.management_frontend import traffic as tr
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,12 @@ class AdminHandlers:
             "set_app_traffic": (self.set_app_traffic, tr.SET_APP_TRAFFIC_SCHEMA),
             "get_app_traffic": (self.get_app_traffic, tr.GET_APP_TRAFFIC_SCHEMA),
             "clear_app_traffic": (self.clear_app_traffic, tr.GET_APP_TRAFFIC_SCHEMA),
+            # added: the reconciler's apply lease and records (clipper.management_frontend.reconciler_state)
+            "acquire_lease": (self.acquire_lease, rs.ACQUIRE_LEASE_SCHEMA),
+            "renew_lease": (self.renew_lease, rs.ACQUIRE_LEASE_SCHEMA),
+            "release_lease": (self.release_lease, rs.RELEASE_LEASE_SCHEMA),
+            "get_record": (self.get_record, rs.GET_RECORD_SCHEMA),
+            "put_record": (self.put_record, rs.PUT_RECORD_SCHEMA),
         }
         table: dict[str, tuple[str, Callable[[bytes], Reply]]] = {
             "/admin/ping": ("GET", lambda _body: _text(msg.PONG)),
@@ -395,6 +402,49 @@ class AdminHandlers:
         except Exception as e:
             raise StoreFailure(f"Error clearing the traffic of application {name} in the config store") from e
         return _json(tr.traffic_report(self.store, name))
+
+    # -- the reconciler's lease and records (added) ---------------------------------------------
+    def acquire_lease(self, d: Any) -> Reply:
+        """``{"acquired": bool, "holder": <who holds it now>}``."""
+        name, holder, ttl_s = self._lease_args(d)
+        now_held_by = self.store.acquire_lease(name, holder, ttl_s)
+        return _json({"acquired": now_held_by == holder, "holder": now_held_by})
+
+    def renew_lease(self, d: Any) -> Reply:
+        name, holder, ttl_s = self._lease_args(d)
+        return _json({"renewed": self.store.renew_lease(name, holder, ttl_s)})
+
+    def release_lease(self, d: Any) -> Reply:
+        name, holder = self._state_args(d, "name", "holder")
+        return _json({"released": self.store.release_lease(name, holder)})
+
+    def get_record(self, d: Any) -> Reply:
+        namespace, key = self._state_args(d, "namespace", "key")
+        return _json({"value": self.store.get_record(namespace, key)})
+
+    def put_record(self, d: Any) -> Reply:
+        namespace, key = self._state_args(d, "namespace", "key")
+        try:
+            value = rs.value_arg(d)
+        except rs.StateError as e:
+            raise OperationError(str(e)) from None
+        self.store.put_record(namespace, key, value)
+        return _json({"stored": value is not None})
+
+    @staticmethod
+    def _state_args(d: Any, *keys: str) -> list[str]:
+        try:
+            return [rs.name_arg(d, k) for k in keys]
+        except rs.StateError as e:
+            raise OperationError(str(e)) from None
+
+    @classmethod
+    def _lease_args(cls, d: Any) -> tuple[str, str, float]:
+        name, holder = cls._state_args(d, "name", "holder")
+        try:
+            return name, holder, rs.ttl_s_arg(d)
+        except rs.StateError as e:
+            raise OperationError(str(e)) from None
 
 
 def _guarded(name: str, fn: Callable[[Any], Reply], schema: str) -> Callable[[bytes], Reply]:

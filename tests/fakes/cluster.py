@@ -10,6 +10,7 @@ Replicas start and connect at once; a wait that cannot succeed fails at once ins
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -53,6 +54,11 @@ class FakeCluster:
         #: the running settings (``None``: not reported, like Docker/Kubernetes) and what can change
         self.settings: dict[str, object] | None = None
         self.reconfigurable: frozenset[str] = frozenset()
+        #: the reconciler's lease and records (not in :attr:`calls`); ``protected``: the admin API needs the token
+        self.protected = True
+        self.leases: dict[str, tuple[str, float]] = {}  # name -> (holder, expiry on :attr:`clock`)
+        self.records: dict[tuple[str, str], str] = {}
+        self.clock = time.monotonic
 
     # -- test helpers ----------------------------------------------------------------------------
     def fail(self, call: str, error: BaseException) -> None:
@@ -243,3 +249,41 @@ class FakeCluster:
         if app not in self.apps or model not in self.apps[app].linked:
             raise ClipperHTTPError(f"Model '{model}' is not linked to app '{app}'", 400)
         self.apps[app].linked.remove(model)
+
+    # -- the reconciler's lease and records --------------------------------------------------------
+    def shared_state(self) -> bool:
+        self._require_running()
+        return self.protected
+
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> str:
+        self._require_running()
+        now = self.clock()
+        current = self.leases.get(name)
+        if current is not None and current[0] != holder and current[1] > now:
+            return current[0]
+        self.leases[name] = (holder, now + ttl_s)
+        return holder
+
+    def renew_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        current = self.leases.get(name)
+        if current is None or current[0] != holder or current[1] <= self.clock():
+            return False
+        self.leases[name] = (holder, self.clock() + ttl_s)
+        return True
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        if self.leases.get(name, ("", 0.0))[0] != holder:
+            return False
+        del self.leases[name]
+        return True
+
+    def get_record(self, namespace: str, key: str) -> str | None:
+        self._require_running()
+        return self.records.get((namespace, key))
+
+    def put_record(self, namespace: str, key: str, value: str | None) -> None:
+        self._require_running()
+        if value is None:
+            self.records.pop((namespace, key), None)
+        else:
+            self.records[(namespace, key)] = value

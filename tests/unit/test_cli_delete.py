@@ -15,6 +15,12 @@ from reconciler.observed import AppRecord, Observed, ObservedApp
 class FakeCluster:
     stopped = False
 
+    def connect(self) -> None:
+        pass
+
+    def shared_state(self) -> bool:  # an adminAuth: none cluster: no cluster lease
+        return False
+
     def stop_cluster(self) -> None:
         self.stopped = True
 
