@@ -107,6 +107,23 @@ def test_cache_size_token_and_port_changes_are_planned_and_applied(workspace):  
     assert (r.status_code, r.json()["output"]) == (200, 3.0)
     assert clipper("diff", "-f", str(f), env=env).returncode == 0
 
+    # a new RPC port: the query frontend listens there and the model replica, restarted, connects to it
+    new_rpc = free_port()
+    moved = (new_query, ports[1], new_rpc)
+    f.write_text(with_spec(moved, "cacheSizeBytes: 1048576, adminToken: tok-abc123"))
+    diff = clipper("diff", "-f", str(f), env=env)
+    assert diff.returncode == 1 and "rpcPort" in diff.stdout and "every model replica" in diff.stdout, (
+        diff.stdout
+    )
+    clipper("apply", "-f", str(f), env=env, check=0)
+    r = requests.post(f"http://127.0.0.1:{new_query}/hello/predict", json={"input": [1.0, 2.0]}, timeout=10)
+    assert (r.status_code, r.json()["output"], r.json()["default"]) == (200, 3.0, False)
+    table = json.loads((home / "rt" / "desired.json").read_text())["processes"]
+    assert [p["env"]["CLIPPER_PORT"] for k, p in table.items() if k.startswith("model")] == [str(new_rpc)], (
+        table
+    )
+    assert clipper("diff", "-f", str(f), env=env).returncode == 0
+
     # a field that cannot change in place: refused with the reason, nothing changes
     f.write_text(
         with_spec(
