@@ -16,6 +16,8 @@
     for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c.nodeType ? c : String(c));
     return e;
   }
+  // replaceChildren does not flatten arrays nor drop nulls: this does
+  const put = (parent, ...children) => parent.replaceChildren(...children.flat(2).filter((c) => c !== null && c !== undefined));
   const pill = (text, kind) => el("span", { class: "pill " + (kind || "") }, text);
   const fmt = (x, d) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(d === undefined ? 1 : d));
   const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %");
@@ -65,9 +67,10 @@
       g.beginPath(); g.moveTo(L, py); g.lineTo(w - R, py); g.stroke();
       g.fillText(y >= 100 ? y.toFixed(0) : y.toFixed(y >= 10 ? 1 : 2), 4, py + 4);
     }
-    for (let m = 0; m <= (opts.window || 300) / 60; m += Math.max(1, Math.round((opts.window || 300) / 300))) {
-      const px = X(now - m * 60);
-      g.fillText(m === 0 ? "now" : "-" + m + "m", px - 10, h - 5);
+    const span = now - t0, step = span <= 120 ? 30 : span <= 300 ? 60 : 120;
+    for (let k = 0; k * step <= span; k++) {
+      const px = X(now - k * step), label = k === 0 ? "now" : step < 60 ? "-" + k * step + "s" : "-" + (k * step) / 60 + "m";
+      g.fillText(label, Math.min(px - 10, w - R - 22), h - 5);
     }
     if (opts.threshold) {
       g.setLineDash([5, 4]); g.strokeStyle = "#ff6b6b";
@@ -82,6 +85,9 @@
     });
     canvas.dataset.points = String(series.reduce((n, s) => n + s.points.length, 0));
   }
+
+  // the charts show what has been sampled since the page opened, between 1 and 10 minutes
+  const windowS = () => Math.min(WINDOW_S, Math.max(60, state.samples.length ? Date.now() / 1000 - state.samples[0].t : 60));
 
   function chartCard(id, title, legend) {
     return el("div", { class: "card" },
@@ -101,12 +107,12 @@
     const stat = (label, value, extra) => el("div", { class: "card stat" }, el("div", { class: "label" }, label),
       el("div", { class: "value" }, value), extra || null);
     const healthy = o.replicas.filter((r) => r.healthy).length;
-    v.replaceChildren(
+    put(v, 
       el("h2", {}, "Cluster"),
       el("div", { class: "grid" },
         stat("Clipper", c.version),
         stat("Backend", c.backend),
-        stat("Store", el("code", {}, c.store)),
+        stat("Store", el("code", { class: "small" }, c.store)),
         stat("Query frontends", c.frontends.length ? up + " / " + c.frontends.length + " up" : "not recorded"),
         stat("Sync", c.sync),
         stat("Applications", o.apps.length),
@@ -121,9 +127,9 @@
           el("td", {}, f.up ? pill("up", "ok") : pill("down", "bad")), el("td", { class: "muted" }, f.error || "")))
           : el("tr", {}, el("td", { class: "muted", colspan: 3 }, "no query frontend metrics address given (--metrics-url)")))),
       el("h2", {}, "Throughput of every application"),
-      el("div", { class: "charts" }, chartCard("chart-cluster-qps", "requests / s",
+      el("div", { class: "charts wide" }, chartCard("chart-cluster-qps", "requests / s",
         o.apps.map((a, i) => [a.name, COLORS[i % COLORS.length]]))));
-    drawChart($("#chart-cluster-qps"), o.apps.map((a) => ({ points: pointsOf("apps", a.name, "qps") })), { window: 300 });
+    drawChart($("#chart-cluster-qps"), o.apps.map((a) => ({ points: pointsOf("apps", a.name, "qps") })), { window: windowS() });
   }
 
   function trafficEditor(a) {
@@ -160,7 +166,7 @@
     const shape = JSON.stringify(o.apps);
     if (state.shapes.apps !== shape) {
       state.shapes.apps = shape;
-      v.replaceChildren(el("h2", {}, "Applications"), o.apps.length ? null : el("p", { class: "muted" }, "no application"),
+      put(v, el("h2", {}, "Applications"), o.apps.length ? null : el("p", { class: "muted" }, "no application"),
         o.apps.map((a) => el("div", { class: "app card", id: "app-" + a.name },
           el("div", { class: "app-head" }, el("span", { class: "name" }, a.name), pill(a.input_type),
             pill("objective " + fmt(a.slo_ms, 1) + " ms"), el("span", { class: "muted" }, "default output " + JSON.stringify(a.default_output)),
@@ -177,23 +183,23 @@
     for (const a of o.apps) {
       const targets = a.traffic ? a.traffic.targets.map((t) => t.model_name + ":" + t.model_version) : [];
       const model = targets[0];
-      drawChart($(`#q-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "qps") }], { window: 300 });
+      drawChart($(`#q-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "qps") }], { window: windowS() });
       drawChart($(`#l-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "p50_ms"), color: COLORS[1] },
-        { points: pointsOf("apps", a.name, "p99_ms"), color: COLORS[2] }], { window: 300, threshold: a.slo_ms });
-      drawChart($(`#d-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "default_ratio"), color: COLORS[4] }], { window: 300 });
-      drawChart($(`#c-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "cache_hit_ratio") : [], color: COLORS[3] }], { window: 300 });
+        { points: pointsOf("apps", a.name, "p99_ms"), color: COLORS[2] }], { window: windowS(), threshold: a.slo_ms });
+      drawChart($(`#d-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "default_ratio"), color: COLORS[4] }], { window: windowS() });
+      drawChart($(`#c-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "cache_hit_ratio") : [], color: COLORS[3] }], { window: windowS() });
       drawChart($(`#b-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "batch_mean") : [] },
-        { points: model ? pointsOf("models", model, "batch_p99") : [], color: COLORS[5] }], { window: 300 });
+        { points: model ? pointsOf("models", model, "batch_p99") : [], color: COLORS[5] }], { window: windowS() });
     }
   }
 
   async function showLogs(m, ver, box) {
     try {
       const r = await api(`logs?model=${encodeURIComponent(m)}&version=${encodeURIComponent(ver)}`);
-      if (!r.available) { box.replaceChildren(el("p", { class: "muted" }, r.reason)); return; }
-      box.replaceChildren(...(r.replicas.length ? r.replicas.map((x) => el("div", {}, el("h3", { style: "margin-top:10px" }, `${m}:${ver} replica ${x.replica}`),
+      if (!r.available) { put(box, el("p", { class: "muted" }, r.reason)); return; }
+      put(box, ...(r.replicas.length ? r.replicas.map((x) => el("div", {}, el("h3", { style: "margin-top:10px" }, `${m}:${ver} replica ${x.replica}`),
         el("pre", { class: "log" }, x.lines.join("\n") || "(empty)"))) : [el("p", { class: "muted" }, "no log file")]));
-    } catch (e) { box.replaceChildren(el("p", { class: "error" }, e.message)); }
+    } catch (e) { put(box, el("p", { class: "error" }, e.message)); }
   }
 
   function renderModels(o) {
@@ -201,7 +207,7 @@
     const shape = JSON.stringify([o.models, o.replicas]);
     if (state.shapes.models === shape) return;
     state.shapes.models = shape;
-    v.replaceChildren(el("h2", {}, "Models"), o.models.length ? null : el("p", { class: "muted" }, "no model"),
+    put(v, el("h2", {}, "Models"), o.models.length ? null : el("p", { class: "muted" }, "no model"),
       o.models.map((m) => {
         const logBox = el("div", {});
         return el("div", { class: "card app", id: "model-" + m.name },
@@ -228,7 +234,7 @@
   async function renderHistory() {
     const h = await api("history");
     const v = $("#view-history");
-    v.replaceChildren(el("h2", {}, "History"),
+    put(v, el("h2", {}, "History"),
       el("p", { class: "muted" }, "Actions taken from this dashboard (kept by this management frontend). Apply history: " + h.apply_history + "."),
       el("div", { class: "card" }, el("table", { id: "history" },
         el("tr", {}, el("th", {}, "when"), el("th", {}, "kind"), el("th", {}, "who"), el("th", {}, "what"), el("th", {}, "result")),

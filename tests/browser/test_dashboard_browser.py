@@ -1,0 +1,196 @@
+"""The dashboard in a real browser (Debian's headless Chromium through its chromedriver; nothing is
+downloaded) against a live local cluster under light load: the login page refuses a wrong token, the
+views render, the charts gain points as the frontend's metrics are sampled, a rollback from the
+Models view switches the serving version and shows in History. Each view is saved as a screenshot
+under docs/screenshots/ (the README shows them)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from clipper_admin import ClipperConnection
+from clipper_admin.deployers import python as python_deployer
+from tests.integration.admin_local_fixtures import clipper_home, predict, start_cluster
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def score(xs):
+    return [str(sum(x)) for x in xs]
+
+
+def score_v2(xs):
+    return [str(2 * sum(x)) for x in xs]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipperConnection]:
+    with clipper_home(tmp_path_factory.mktemp("clipper_home")):
+        conn = start_cluster("dash", None)
+        try:
+            conn.register_application("demo", "doubles", "-1.0", 50000)
+            python_deployer.deploy_python_closure(
+                conn, name="scorer", version=1, input_type="doubles", func=score
+            )
+            python_deployer.deploy_python_closure(
+                conn, name="scorer", version=2, input_type="doubles", func=score_v2
+            )
+            conn.link_model_to_app("demo", "scorer")
+            predict(conn, "demo", {"input": [1.0, 2.0]})
+            yield conn
+        finally:
+            conn.stop_all()
+
+
+@pytest.fixture(scope="module")
+def load(cluster: ClipperConnection) -> Iterator[None]:
+    """Light, steady load (about 30 requests a second) for the charts."""
+    stop = threading.Event()
+    url = f"http://{cluster.get_query_addr()}/demo/predict"
+
+    def run() -> None:
+        with requests.Session() as s:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    s.post(url, json={"input": [float(i % 7), 1.0]}, timeout=5)
+                except requests.RequestException:
+                    pass
+                stop.wait(0.03)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    yield
+    stop.set()
+    t.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
+        "the browser tests need Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"
+    )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1440,1100", "--force-device-scale-factor=1"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver: WebDriver, cond, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(lambda d: cond(d), message=what)
+
+
+def text(driver: WebDriver, css: str) -> str:
+    """innerText read in one script (the views re-render every poll: no stale element in between)."""
+    return str(
+        driver.execute_script(f"const e=document.querySelector({css!r}); return e ? e.textContent : ''")
+    )
+
+
+def points(driver: WebDriver, canvas_id: str) -> int:
+    v = driver.execute_script(
+        f"const c=document.getElementById({canvas_id!r}); return c ? c.dataset.points : null"
+    )
+    return int(v or 0)
+
+
+def shoot(driver: WebDriver, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1440, max(900, min(int(height) + 40, 2400)))
+    time.sleep(0.3)
+    assert driver.save_screenshot(str(SCREENSHOTS / f"dashboard-{name}.png"))
+    driver.set_window_size(1440, 1100)
+
+
+def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser: WebDriver) -> None:
+    base = f"http://{cluster.cm.get_admin_addr()}/dashboard"
+    token = cluster.cm.admin_token
+    assert token, "the local cluster has an admin token by default"
+
+    # the login page, and a wrong token refused
+    browser.get(base)
+    assert browser.find_element(By.ID, "token")
+    browser.find_element(By.ID, "token").send_keys("not-the-token")
+    browser.find_element(By.ID, "login").click()
+    wait(browser, lambda d: "Wrong token" in text(d, ".login"), what="the wrong-token message")
+    assert not browser.find_elements(By.ID, "view-cluster")
+    shoot(browser, "login")
+    # the data endpoints are closed to this browser until it logs in
+    browser.get(base + "/api/overview")
+    assert "log in" in browser.page_source
+
+    browser.get(base)
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "login").click()
+    wait(browser, lambda d: d.find_elements(By.ID, "view-cluster"), what="the dashboard")
+    cookie = browser.get_cookie("clipper_dashboard")
+    assert cookie is not None and cookie["httpOnly"] and cookie.get("sameSite") == "Strict"
+
+    # cluster: frontends up, the throughput chart fills
+    wait(browser, lambda d: "1 / 1 up" in text(d, "#view-cluster"), what="the query frontend up")
+    assert "Applications" in text(browser, "#view-cluster")
+    wait(browser, lambda d: points(d, "chart-cluster-qps") >= 4, what="cluster chart points")
+    shoot(browser, "cluster")
+
+    # applications: targets, weights, and charts that move
+    browser.get(base + "#apps")
+    wait(browser, lambda d: "scorer:2" in text(d, "#app-demo"), what="the app's target")
+    assert "objective 50.0 ms" in text(browser, "#app-demo")
+    first = wait(browser, lambda d: points(d, "q-demo") or None, what="throughput points")
+    wait(browser, lambda d: points(d, "q-demo") > first, what="the throughput chart to move")
+    wait(browser, lambda d: points(d, "l-demo") >= 20, timeout=90, what="some latency history")
+    qps = browser.execute_script("return document.getElementById('q-demo').dataset.points")
+    assert int(qps) > first
+    shoot(browser, "apps")
+
+    # models: versions, replicas, logs; roll back to version 1
+    browser.get(base + "#models")
+    wait(browser, lambda d: "current 2" in text(d, "#model-scorer"), what="the model view")
+    wait(browser, lambda d: "connected" in text(d, "#model-scorer"), what="a connected replica")
+    browser.find_element(By.CSS_SELECTOR, "#model-scorer button.logs").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model-scorer pre.log"), what="the replica log")
+    button = browser.find_element(By.CSS_SELECTOR, "#model-scorer button.make-current[data-version='1']")
+    assert button.text == "Roll back"
+    button.click()
+    browser.switch_to.alert.accept()
+    wait(browser, lambda d: "current 1" in text(d, "#model-scorer"), what="the rollback in the view")
+    assert cluster.get_current_model_version("scorer") == "1"
+    deadline = time.monotonic() + 30
+    while float(predict(cluster, "demo", {"input": [1.0, 2.0]})["output"]) != 3.0:
+        assert time.monotonic() < deadline, "version 1 never served after the rollback"
+        time.sleep(0.1)
+    browser.find_element(By.CSS_SELECTOR, "#model-scorer button.logs").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model-scorer pre.log"), what="the replica log")
+    shoot(browser, "models")
+
+    # history: the action, as done from the dashboard
+    browser.get(base + "#history")
+    wait(browser, lambda d: "set_model_version" in text(d, "#history"), what="the audit entry")
+    row = text(browser, "#history tr.entry")
+    assert "dashboard" in row and '"model_version":"1"' in row and "ok" in row
+    shoot(browser, "history")
