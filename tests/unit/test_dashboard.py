@@ -219,3 +219,23 @@ def test_the_poller_turns_a_frontends_metrics_into_series() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_audit_and_apply_history_live_in_the_store(store: ConfigStore) -> None:
+    """A second management frontend on the same store sees the first one's dashboard actions, and
+    the reconciler's apply history (its record, without the desired state) is shown with the sync."""
+    history = [
+        {"number": 1, "time": "2026-12-01T06:00:00Z", "revision": "abc123", "who": "ops@host",
+         "changes": ["create Model/m"], "result": "succeeded", "desired": {"models": {}}},
+    ]  # fmt: skip
+    store.put_record("reconciler", "history", orjson.dumps(history).decode())
+    first = ManagementApp(store, admin_token=None)
+    csrf = orjson.loads(call(first, "GET", "/dashboard/api/session").body)["csrf"]
+    body = orjson.dumps({"action": "set_model_version", "model_name": "m", "model_version": "1"})
+    assert call(first, "POST", "/dashboard/api/action", body, x_csrf_token=csrf).status == 200
+    second = ManagementApp(store, admin_token=None)
+    h = orjson.loads(call(second, "GET", "/dashboard/api/history").body)
+    assert [(e["kind"], e["what"]) for e in h["entries"]] == [("dashboard", "set_model_version")]
+    assert h["applies"] == [{k: v for k, v in history[0].items() if k != "desired"}]
+    sync = orjson.loads(call(second, "GET", "/dashboard/api/overview").body)["cluster"]["sync"]
+    assert sync.startswith("#1 succeeded · abc123")

@@ -41,7 +41,10 @@ SECURITY_HEADERS = (
 ACTIONS = {"set_model_version": "switch the current version of a model (roll back / forward)",
            "set_app_traffic": "set an application's traffic weights"}  # fmt: skip
 LOG_LINES = 40
-AUDIT_KEEP = 500
+AUDIT_KEEP = 200
+# where the reconciler keeps its apply history in the store (reconciler.history: NAMESPACE, KEY)
+APPLY_HISTORY = ("reconciler", "history")
+AUDIT = ("dashboard", "audit")
 
 
 def _json(status: int, value: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -247,7 +250,7 @@ class Dashboard:
             "store": self.store_url,
             "backend": "local" if self.cluster_dir is not None else "not recorded",
             "frontends": frontends,
-            "sync": "not recorded",  # the reconciler's history is not in this store (yet)
+            "sync": _sync(self._apply_history()),
             "uptime_s": time.time() - self.started,
             "auth_required": self.sessions.required,
             "logs": self.cluster_dir is not None,
@@ -284,10 +287,43 @@ class Dashboard:
                 out.append({"replica": path.name[len(f"model-{name}-{version}-") : -4], "lines": _tail(path)})
         return _json(200, {"available": True, "replicas": out})
 
+    # -- records: the audit log and the reconciler's apply history, in the store when it keeps records
+    def _get_record(self, namespace: str, key: str) -> list[dict[str, Any]] | None:
+        """The JSON list under ``namespace/key``; ``None`` when this store keeps no records."""
+        get = getattr(self.store, "get_record", None)
+        if get is None:
+            return None
+        try:
+            body = json.loads(get(namespace, key) or "[]")
+        except ValueError:
+            return []
+        return [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.audit.append(entry)
+        entries = self._get_record(*AUDIT)
+        if entries is not None:
+            entries.append(entry)
+            self.store.put_record(*AUDIT, json.dumps(entries[-AUDIT_KEEP:]))  # type: ignore[attr-defined,unused-ignore]
+
+    def _audit_entries(self) -> list[dict[str, Any]]:
+        stored = self._get_record(*AUDIT)
+        return list(reversed(stored if stored is not None else list(self.audit)))
+
+    def _apply_history(self) -> list[dict[str, Any]] | None:
+        entries = self._get_record(*APPLY_HISTORY)
+        if entries is None:
+            return None
+        return [{k: v for k, v in e.items() if k != "desired"} for e in reversed(entries)]
+
     def api_history(self, req: Request) -> Response:
-        return _json(
-            200, {"entries": list(reversed(self.audit)), "apply_history": "not recorded in this store"}
-        )
+        applies = self._apply_history()
+        body = {
+            "entries": self._audit_entries(),
+            "applies": applies or [],
+            "apply_history": "recorded" if applies else "not recorded in this store",
+        }
+        return _json(200, body)
 
     # -- actions -----------------------------------------------------------------------------------
     def action(self, req: Request, session: Session) -> Response:
@@ -313,8 +349,17 @@ class Dashboard:
             "ok": ok,
             "result": reply.body.decode("utf-8", "replace")[:500],
         }
-        self.audit.append(entry)
+        self._record(entry)
         return _json(200 if ok else reply.status, entry)
+
+
+def _sync(applies: list[dict[str, Any]] | None) -> str:
+    """The last apply the reconciler recorded in this store, in a few words."""
+    if not applies:
+        return "not recorded"
+    last = applies[0]
+    rev = str(last.get("revision") or "no revision")[:12]
+    return f"#{last.get('number')} {last.get('result', '?')} · {rev} · {last.get('time', '')}"
 
 
 def _tail(path: Path, lines: int = LOG_LINES, max_bytes: int = 64 * 1024) -> list[str]:

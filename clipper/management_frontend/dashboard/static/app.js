@@ -234,14 +234,21 @@
   async function renderHistory() {
     const h = await api("history");
     const v = $("#view-history");
-    put(v, el("h2", {}, "History"),
-      el("p", { class: "muted" }, "Actions taken from this dashboard (kept by this management frontend). Apply history: " + h.apply_history + "."),
+    put(v, el("h2", {}, "Dashboard actions"),
+      el("p", { class: "muted" }, "Every action taken from this dashboard, kept in the cluster's store."),
       el("div", { class: "card" }, el("table", { id: "history" },
         el("tr", {}, el("th", {}, "when"), el("th", {}, "kind"), el("th", {}, "who"), el("th", {}, "what"), el("th", {}, "result")),
         h.entries.length ? h.entries.map((e) => el("tr", { class: "entry" }, el("td", {}, ago(e.when)), el("td", {}, pill(e.kind)),
           el("td", { class: "muted" }, e.who), el("td", {}, el("code", {}, e.what + " " + JSON.stringify(e.args))),
           el("td", {}, e.ok ? pill("ok", "ok") : pill("failed", "bad"), " ", el("span", { class: "muted" }, e.result.slice(0, 120)))))
-          : el("tr", {}, el("td", { class: "muted", colspan: 5 }, "nothing yet")))));
+          : el("tr", {}, el("td", { class: "muted", colspan: 5 }, "nothing yet")))),
+      el("h2", {}, "Applies (clipper apply / rollback)"),
+      el("div", { class: "card" }, h.applies.length ? el("table", { id: "applies" },
+        el("tr", {}, el("th", {}, "#"), el("th", {}, "when"), el("th", {}, "revision"), el("th", {}, "who"), el("th", {}, "plan"), el("th", {}, "result")),
+        h.applies.map((a) => el("tr", {}, el("td", {}, a.number), el("td", {}, a.time), el("td", {}, el("code", {}, a.revision || "–")),
+          el("td", { class: "muted" }, a.who), el("td", {}, (a.changes || []).map((c) => el("div", {}, el("code", {}, c)))),
+          el("td", {}, String(a.result).startsWith("succeeded") ? pill(a.result, "ok") : pill(a.result, "bad")))))
+        : el("p", { class: "muted" }, "Apply history: " + h.apply_history + " (a cluster whose admin API needs no token keeps it on the applying machine).")));
   }
 
   // -- loop ------------------------------------------------------------------------------------------
