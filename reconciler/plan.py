@@ -274,13 +274,16 @@ _HIDDEN = "(hidden)"
 def _setting_changes(spec: ClusterSpec, running: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(field, running, desired)`` for every field the cluster reports that differs from ``spec``.
 
-    ``adminToken`` absent from the manifest means "a generated one": any running token matches."""
+    ``adminToken`` absent from the manifest means "a generated one": any running token matches; a
+    port 0, "any free port", matches the port the cluster got."""
     out: list[tuple[str, Any, Any]] = []
     for name in sorted(running):
         want = getattr(spec, name)
         have = running[name]
         if name == "admin_token" and (want is None or spec.admin_auth == "none"):
             continue  # adminAuth decides whether there is one; the value is the manifest's to give
+        if name.endswith("_port") and want == 0:
+            continue  # "any free port": whichever the cluster got
         if want != have:
             out.append((name, have, want))
     return out

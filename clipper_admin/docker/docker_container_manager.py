@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import docker
 import docker.errors
@@ -444,16 +445,46 @@ class DockerContainerManager(ContainerManager):
             self.prometheus_port = int(labels[ports["metric"]])
             self.prom_config_path = labels.get(CLIPPER_METRIC_CONFIG_LABEL)
         if not isinstance(self._admin_token_arg, str):
-            self.admin_token = None
-            for container in self._containers(CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL):
-                for item in container.attrs["Config"].get("Env") or []:
-                    if item.startswith("CLIPPER_ADMIN_TOKEN="):
-                        self.admin_token = item.split("=", 1)[1] or None
+            self.admin_token = self._running_token()
         for container in self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL):
             args = container.attrs.get("Args") or []
             if "--store" in args:
                 store = args[args.index("--store") + 1]
                 self.redis_ip = store.removeprefix("redis://").rsplit(":", 1)[0]
+
+    def _running_token(self) -> str | None:
+        """The token the running management frontend requires (its container environment)."""
+        token = None
+        for container in self._containers(CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL):
+            for item in container.attrs["Config"].get("Env") or []:
+                if item.startswith("CLIPPER_ADMIN_TOKEN="):
+                    token = item.split("=", 1)[1] or None
+        return token
+
+    #: ``ClusterSpec`` fields a running Docker cluster can change in place: none yet (a change of a
+    #: reported setting is refused with its reason; see ``running_settings``).
+    RECONFIGURABLE: frozenset[str] = frozenset()
+
+    def running_settings(self) -> dict[str, Any]:
+        """The settings the running cluster runs with, keyed by ``ClusterSpec`` field (Python names):
+        the published ports from the containers' labels, the query frontend's arguments, the
+        management frontend's token from its environment. Call after :meth:`connect`."""
+        args: list[str] = []
+        for container in self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL):
+            args = list(container.attrs.get("Args") or [])
+        token = self._running_token()
+        settings: dict[str, Any] = {
+            "backend": "docker",
+            "query_port": self.clipper_query_port,
+            "management_port": self.clipper_management_port,
+            "rpc_port": self.clipper_rpc_port,
+            "admin_auth": "token" if token else "none",
+            "admin_token": token,
+            "allow_unauthenticated_replicas": _arg(args, "--rpc-auth") == "none",
+        }
+        if (cache := _arg(args, "--prediction-cache-size")) is not None:
+            settings["cache_size_bytes"] = int(cache)
+        return settings
 
     # -- models --------------------------------------------------------------------------------
     def build_model(
@@ -667,3 +698,8 @@ class DockerContainerManager(ContainerManager):
 
     def get_metric_addr(self):
         return f"{self.public_hostname}:{self.prometheus_port}"
+
+
+def _arg(args: list[str], flag: str) -> str | None:
+    """The value following ``flag`` in a container's arguments, if any."""
+    return args[args.index(flag) + 1] if flag in args[:-1] else None

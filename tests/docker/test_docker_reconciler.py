@@ -51,6 +51,15 @@ def test_apply_docker_example_twice(tmp_path, test_network):
         assert second.returncode == 0, second.stdout + second.stderr
         diff = _clipper("diff", "-f", str(tmp_path / "docker.yaml"), env=env)
         assert diff.returncode == 0, diff.stdout + diff.stderr  # converged: nothing left to do
+        # a Cluster setting the running Docker cluster cannot change in place: refused, with the reason
+        (tmp_path / "changed.yaml").write_text(
+            text.replace("backend: docker", "backend: docker\n  cacheSizeBytes: 1024")
+        )
+        refused = _clipper("diff", "-f", str(tmp_path / "changed.yaml"), env=env)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (
+            "cacheSizeBytes" in refused.stdout and "delete the cluster and apply again" in refused.stdout
+        ), refused.stdout
         cm = DockerContainerManager(cluster_name=cluster, docker_network=test_network)
         cm.connect()
         version = _current_version(cm)

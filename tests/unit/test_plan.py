@@ -308,6 +308,7 @@ CLUSTER_CASES = {
     # spec, running overrides -> op, changed fields (camelCase), words the reason holds
     "same settings": (ClusterSpec(), {}, Op.NOOP, [], ""),
     "a generated token matches any running token": (ClusterSpec(), {"admin_token": "x" * 64}, Op.NOOP, [], ""),
+    "port 0 matches the port the cluster got": (ClusterSpec(query_port=0), {}, Op.NOOP, [], ""),
     "cache size": (ClusterSpec(cache_size_bytes=1024), {}, Op.UPDATE, ["cacheSizeBytes"], "query frontend"),
     "query port": (ClusterSpec(query_port=1400), {}, Op.UPDATE, ["queryPort"], "new port"),
     "rpc port restarts the replicas": (ClusterSpec(rpc_port=7100), {}, Op.UPDATE, ["rpcPort"], "every model replica"),
