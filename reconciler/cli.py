@@ -1,4 +1,4 @@
-"""The ``clipper`` command line: apply, diff, delete, get, status, watch, schema.
+"""The ``clipper`` command line: apply, diff, delete, get, status, history, rollback, watch, schema.
 
 Only argparse is imported at module level so that ``clipper --help`` stays fast; every command
 imports what it needs when it runs.
@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
     p.add_argument("--max-backoff", type=float, default=300.0, metavar="S",
                    help="after failed applies, retry after --interval doubled per failure, at most this")  # fmt: skip
+
+    p = sub.add_parser("history", help="the cluster's applies: time, revision, who, changes, result")
+    _manifest_args(p, required=False)
+    p.add_argument("--cluster", metavar="NAME", help="without -f: the local cluster (in CLIPPER_HOME) to "
+                   "look at; default: the only one there")  # fmt: skip
+    p.add_argument("--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("rollback", help="apply an earlier apply's desired state again (default: the "
+                       "previous successful one; N: its # in clipper history)")  # fmt: skip
+    p.add_argument("number", nargs="?", type=int, metavar="N")
+    _manifest_args(p)
+    _owner_args(p)
+    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for a concurrent apply (0: fail at once)")  # fmt: skip
+    p.add_argument("--output", choices=["text", "json"], default="text")
 
     p = sub.add_parser(
         "schema", help="write the JSON Schemas (clipper.schema.json: any manifest; one per kind)"

@@ -368,3 +368,70 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sys.stdout.flush()
         time.sleep(0)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """The cluster's applies, oldest first (``clipper rollback N`` takes the ``#`` shown)."""
+    entries = _connected_target(args).history.entries()
+    if args.output == "json":
+        print(json.dumps([e.summary() for e in entries], indent=2))
+        return EXIT_OK
+    rows = [[str(e.number), e.time, e.revision or "-", e.who, "; ".join(e.changes), e.result] for e in entries]
+    table = Table("#", "time", "revision", "who", "changes", "result", title="Apply history")
+    for row in rows:
+        table.add_row(*(Text(c) for c in row))
+    out.print(table if rows else "No applies recorded.")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Apply a previous entry's desired state again (its model versions, replicas and apps)."""
+    from reconciler.engine import Target, apply, connect, observe_target
+    from reconciler.history import desired_apps, desired_models
+
+    t = _target(args)
+    from clipper_admin import ClipperException
+
+    try:
+        connect(t)
+    except (ClipperException, OSError, KeyError) as e:
+        raise ReconcilerError(f"cluster {t.desired.cluster_name} is not running: nothing to roll back ({e})") from e
+    entries = t.history.entries()
+    if args.number is None:
+        earlier = [e for e in entries[:-1] if e.result == "succeeded"]
+        if not earlier:
+            raise ReconcilerError("no earlier successful apply in the history (clipper history lists them)")
+        entry = earlier[-1]
+    else:
+        found = [e for e in entries if e.number == args.number]
+        if not found:
+            numbers = ", ".join(str(e.number) for e in entries) or "none"
+            raise ReconcilerError(f"no apply #{args.number} in the history (kept: {numbers}; clipper history)")
+        entry = found[0]
+    desired = dataclasses.replace(
+        t.desired, models=desired_models(entry.desired), apps=desired_apps(entry.desired)
+    )
+    obs = observe_target(t)
+    gone = [f"Model/{m.name} version {m.version}" for m in desired.models.values()
+            if m.version not in obs.models.get(m.name, {})]  # fmt: skip
+    if gone:
+        raise ReconcilerError(
+            f"cannot roll back to #{entry.number} ({entry.revision or 'no revision'}): "
+            f"{', '.join(gone)} was removed from the cluster (no longer registered), and a rollback "
+            f"does not rebuild it. Check out revision {entry.revision or '?'} and clipper apply it."
+        )
+    back = Target(desired, t.cluster, t.cluster_dir, t.files, t.conn, shared=t.shared)
+    with _progress() as progress:
+        plan = apply(
+            back, _owner(args, t), args.prune, args.lock_timeout, RichReporter(progress),
+            on_lock_wait=lambda p: err.print(f"waiting for another apply ({p}) ...", markup=False),
+            revision=f"rollback to #{entry.number} ({entry.revision or '-'})",
+        )  # fmt: skip
+    if args.output == "json":
+        _print_plan(plan, "json")
+    else:
+        from reconciler.render import summary_line
+
+        out.print(f"Rolled back to #{entry.number} ({entry.revision or 'no revision'}).", markup=False)
+        out.print(summary_line(plan, applied=len(plan.changes)), highlight=False, soft_wrap=True)
+    return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from reconciler.desired import DesiredState, desired_state
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Executor, NullReporter, Reporter
 from reconciler.gitinfo import git_commit
+from reconciler.history import History
 from reconciler.loader import ManifestSet, load_manifests
 from reconciler.lock import apply_lock, cluster_lease
 from reconciler.observed import Observed, observe
@@ -22,6 +24,8 @@ from reconciler.port import ClusterPort
 
 if TYPE_CHECKING:
     from clipper_admin import ClipperConnection
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +45,11 @@ class Target:
     @property
     def registry(self) -> OwnershipRegistry:
         return OwnershipRegistry(self.cluster_dir, self.cluster if self.shared else None)
+
+    @property
+    def history(self) -> History:
+        """Kept where the ownership records are (:mod:`reconciler.history`)."""
+        return History(self.cluster_dir, self.cluster if self.shared else None)
 
 
 def connect(t: Target) -> None:
@@ -140,8 +149,11 @@ def apply(
     lock_timeout: float = 60.0,
     reporter: Reporter | None = None,
     on_lock_wait: Callable[[Path | str], None] | None = None,
+    revision: str | None = None,
 ) -> Plan:
-    """Converge the cluster to the manifests; returns the plan that was executed."""
+    """Converge the cluster to the manifests; returns the plan that was executed. An apply that
+    changes something is recorded in the cluster's history (``revision``: what to call it there;
+    default: the manifests' git commit)."""
     from clipper_admin import ClipperException
 
     reporter = reporter or NullReporter()
@@ -152,15 +164,37 @@ def apply(
             raise ReconcilerError(
                 "refusing to apply: " + "; ".join(f"{a.ref} {a.reason}" for a in plan.conflicts)
             )
+        commit = git_commit(t.files)
+        error: BaseException | None = None
         try:
             if not obs.running:
                 plan, obs = _start_cluster(t, plan, owner, prune, reporter)
                 held.enter_context(shared_lease(t, lock_timeout, on_lock_wait))
-            Executor(t.cluster, t.desired, owner, t.registry, git_commit(t.files), reporter).run(plan)
+            Executor(t.cluster, t.desired, owner, t.registry, commit, reporter).run(plan)
             _forget_vanished_apps(t, owner, obs)
         except ClipperException as e:
+            error = e
             raise ReconcilerError(str(e)) from e
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            if plan.changes:
+                _record(t, plan, revision or commit, error)
     return plan
+
+
+def _record(t: Target, plan: Plan, revision: str | None, error: BaseException | None) -> None:
+    """Append the apply to the cluster's history; a failure to record never fails the apply."""
+    from reconciler.history import desired_doc
+    from reconciler.lock import who
+
+    result = "succeeded" if error is None else f"failed: {error}"
+    try:
+        t.history.append(revision, who(), [f"{a.op.value} {p}" for a, p in zip(plan.changes, pending(plan),
+                         strict=False)], result, desired_doc(t.desired))  # fmt: skip
+    except Exception as e:
+        log.warning("could not record the apply in the cluster's history: %s", e)
 
 
 #: seconds between observations while :func:`wait_converged` waits

@@ -36,6 +36,18 @@ NAMESPACE = "reconciler"
 KEY = "ownership"
 
 
+def write_owner_only(path: Path, text: str) -> None:
+    """Replace ``path`` atomically by a file only its owner can read, in a directory only it can enter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 class RecordStore(Protocol):
     """The record operations of :class:`reconciler.port.ClusterPort`."""
 
@@ -88,14 +100,7 @@ class OwnershipRegistry:
         if self.store is not None:
             self.store.put_record(NAMESPACE, KEY, json.dumps(body, sort_keys=True))
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path.parent, 0o700)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(body, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        write_owner_only(self.path, json.dumps(body, indent=2, sort_keys=True) + "\n")
 
     def load(self) -> dict[str, AppRecord]:
         return {name: AppRecord(**rec) for name, rec in self._read().get("apps", {}).items()}
