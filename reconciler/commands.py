@@ -376,7 +376,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps([e.summary() for e in entries], indent=2))
         return EXIT_OK
-    rows = [[str(e.number), e.time, e.revision or "-", e.who, "; ".join(e.changes), e.result] for e in entries]
+    rows = [
+        [str(e.number), e.time, e.revision or "-", e.who, "; ".join(e.changes), e.result] for e in entries
+    ]
     table = Table("#", "time", "revision", "who", "changes", "result", title="Apply history")
     for row in rows:
         table.add_row(*(Text(c) for c in row))
@@ -395,7 +397,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         connect(t)
     except (ClipperException, OSError, KeyError) as e:
-        raise ReconcilerError(f"cluster {t.desired.cluster_name} is not running: nothing to roll back ({e})") from e
+        raise ReconcilerError(
+            f"cluster {t.desired.cluster_name} is not running: nothing to roll back ({e})"
+        ) from e
     entries = t.history.entries()
     if args.number is None:
         earlier = [e for e in entries[:-1] if e.result == "succeeded"]
@@ -406,7 +410,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         found = [e for e in entries if e.number == args.number]
         if not found:
             numbers = ", ".join(str(e.number) for e in entries) or "none"
-            raise ReconcilerError(f"no apply #{args.number} in the history (kept: {numbers}; clipper history)")
+            raise ReconcilerError(
+                f"no apply #{args.number} in the history (kept: {numbers}; clipper history)"
+            )
         entry = found[0]
     desired = dataclasses.replace(
         t.desired, models=desired_models(entry.desired), apps=desired_apps(entry.desired)
