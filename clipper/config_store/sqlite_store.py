@@ -317,7 +317,9 @@ class SqliteConfigStore(ConfigStore):
                 ),
             )
             if make_current:
-                c.execute("INSERT OR REPLACE INTO current_versions VALUES (?, ?)", (model.name, model.version))
+                c.execute(
+                    "INSERT OR REPLACE INTO current_versions VALUES (?, ?)", (model.name, model.version)
+                )
             return True
 
     def set_current_version(self, name: str, version: str) -> None:
