@@ -59,13 +59,15 @@
     const L = 44, R = 8, T = 8, B = 20, now = Date.now() / 1000, t0 = now - (opts.window || 300);
     let ymax = opts.threshold || 0;
     for (const s of series) for (const [, y] of s.points) ymax = Math.max(ymax, y);
-    ymax = ymax <= 0 ? 1 : ymax * 1.15;
+    ymax = opts.max || (ymax <= 0 ? 1 : ymax * 1.15);
     const X = (t) => L + ((t - t0) / (now - t0)) * (w - L - R), Y = (y) => T + (1 - y / ymax) * (h - T - B);
     g.font = "11px system-ui, sans-serif"; g.fillStyle = "#8a96b0"; g.strokeStyle = "#2a3550"; g.lineWidth = 1;
     for (let i = 0; i <= 4; i++) {
       const y = (ymax * i) / 4, py = Y(y);
       g.beginPath(); g.moveTo(L, py); g.lineTo(w - R, py); g.stroke();
-      g.fillText(y >= 100 ? y.toFixed(0) : y.toFixed(y >= 10 ? 1 : 2), 4, py + 4);
+      const label = opts.percent ? (100 * y).toFixed(ymax < 0.05 ? 2 : ymax < 0.5 ? 1 : 0) + "%"
+        : y >= 100 || ymax >= 400 ? y.toFixed(0) : y.toFixed(ymax >= 40 ? 1 : ymax >= 0.4 ? 2 : 3);
+      g.fillText(label, 4, py + 4);
     }
     const span = now - t0, step = span <= 120 ? 30 : span <= 300 ? 60 : 120;
     for (let k = 0; k * step <= span; k++) {
@@ -186,8 +188,8 @@
       drawChart($(`#q-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "qps") }], { window: windowS() });
       drawChart($(`#l-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "p50_ms"), color: COLORS[1] },
         { points: pointsOf("apps", a.name, "p99_ms"), color: COLORS[2] }], { window: windowS(), threshold: a.slo_ms });
-      drawChart($(`#d-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "default_ratio"), color: COLORS[4] }], { window: windowS() });
-      drawChart($(`#c-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "cache_hit_ratio") : [], color: COLORS[3] }], { window: windowS() });
+      drawChart($(`#d-${CSS.escape(a.name)}`), [{ points: pointsOf("apps", a.name, "default_ratio"), color: COLORS[4] }], { window: windowS(), percent: true });
+      drawChart($(`#c-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "cache_hit_ratio") : [], color: COLORS[3] }], { window: windowS(), percent: true, max: 1 });
       drawChart($(`#b-${CSS.escape(a.name)}`), [{ points: model ? pointsOf("models", model, "batch_mean") : [] },
         { points: model ? pointsOf("models", model, "batch_p99") : [], color: COLORS[5] }], { window: windowS() });
     }
