@@ -239,3 +239,26 @@ def test_audit_and_apply_history_live_in_the_store(store: ConfigStore) -> None:
     assert h["applies"] == [{k: v for k, v in history[0].items() if k != "desired"}]
     sync = orjson.loads(call(second, "GET", "/dashboard/api/overview").body)["cluster"]["sync"]
     assert sync.startswith("#1 succeeded · abc123")
+
+
+def test_traffic_weights_set_from_the_dashboard(store: ConfigStore) -> None:
+    app = ManagementApp(store, admin_token=TOKEN)
+    cookie, csrf = session_cookie(app)
+    targets = [
+        {"model_name": "m", "model_version": "1", "weight": 1.0},
+        {"model_name": "m", "model_version": "2", "weight": 3.0},
+    ]
+    body = orjson.dumps({"action": "set_app_traffic", "name": "app", "targets": targets})
+    ok = call(app, "POST", "/dashboard/api/action", body, cookie=cookie, x_csrf_token=csrf)
+    assert ok.status == 200, ok.body
+    cfg = store.get_app_traffic("app")
+    assert cfg is not None and [t.weight for t in cfg.targets] == [1.0, 3.0]
+    o = orjson.loads(call(app, "GET", "/dashboard/api/overview", cookie=cookie).body)
+    assert [t["weight"] for t in o["apps"][0]["traffic"]["targets"]] == [1.0, 3.0]
+    # a weight the API refuses is refused here too, with its message, and the config is unchanged
+    bad = orjson.dumps(
+        {"action": "set_app_traffic", "name": "app", "targets": [{**targets[0], "weight": -1}]}
+    )
+    refused = call(app, "POST", "/dashboard/api/action", bad, cookie=cookie, x_csrf_token=csrf)
+    assert refused.status == 400 and orjson.loads(refused.body)["ok"] is False
+    assert [t.weight for t in (store.get_app_traffic("app") or cfg).targets] == [1.0, 3.0]
