@@ -23,6 +23,7 @@ COMMON_FIELDS: frozenset[str] = frozenset(
         "admin_token",
         "admin_auth",
         "allow_unauthenticated_replicas",
+        "keep_versions",  # the reconciler's, not the cluster's
     }
 )
 _PORTS = frozenset({"query_port", "management_port", "rpc_port"})

@@ -265,6 +265,21 @@ class ClipperCluster:
     def unlink(self, app: str, model: str) -> None:
         self.conn.unlink_model_from_app(app, model)
 
+    def remove_versions(self, name: str, versions: Sequence[str]) -> None:
+        images = {
+            str(m["model_version"]): str(m.get("container_name", ""))
+            for m in self.conn.get_all_models(verbose=True)
+            if m["model_name"] == name and str(m["model_version"]) in versions and not m["is_current_version"]
+        }
+        if not images:
+            return
+        self.conn.stop_versioned_models({name: sorted(images)})
+        remove = getattr(self.conn.cm, "remove_model_image", None)
+        if remove is not None:
+            for image in images.values():
+                if image:
+                    remove(image)
+
     # -- the reconciler's own state in the cluster (lease and records) ----------------------------
     def shared_state(self) -> bool:
         admin = self.conn._admin

@@ -181,7 +181,44 @@ def apply(
         finally:
             if plan.changes:
                 _record(t, plan, revision or commit, error)
+        if plan.changes:
+            _drop_old_versions(t, owner)
     return plan
+
+
+def old_versions(t: Target, owner: str, obs: Observed) -> dict[str, list[str]]:
+    """Per desired model, this owner's registered versions beyond ``Cluster.spec.keepVersions``.
+
+    Versions are ranked by their last appearance in the apply history (newest first), the current
+    one first; versions the history does not know are older than those it does. Nothing is dropped
+    for a model whose previous version the history does not name (rollback needs it)."""
+    keep = t.desired.cluster.keep_versions
+    entries = t.history.entries()
+    out: dict[str, list[str]] = {}
+    for name in t.desired.models:
+        cur = obs.current(name)
+        owned = [v for v in obs.models.get(name, {}) if (r := obs.recorded(name, v)) and r.owner == owner]
+        if cur is None or len(owned) <= keep:
+            continue
+        ranked = [cur.version]
+        for e in reversed(entries):
+            v = e.desired.get("models", {}).get(name, {}).get("version")
+            if v in owned and v not in ranked:
+                ranked.append(v)
+        if len(ranked) < 2:
+            continue
+        ranked += sorted(v for v in owned if v not in ranked)
+        out[name] = ranked[keep:]
+    return {n: vs for n, vs in out.items() if vs}
+
+
+def _drop_old_versions(t: Target, owner: str) -> None:
+    """Unregister the versions beyond ``keepVersions`` and remove their images (never fails the apply)."""
+    try:
+        for name, versions in old_versions(t, owner, observe_target(t)).items():
+            t.cluster.remove_versions(name, versions)
+    except Exception as e:
+        log.warning("could not remove old model versions (keepVersions): %s", e)
 
 
 def _record(t: Target, plan: Plan, revision: str | None, error: BaseException | None) -> None:

@@ -136,6 +136,10 @@ class ClusterPort(Protocol):
         """Stop the replicas of ``versions`` (they stay registered: rollback), then wait (bounded, not
         an error when exceeded) until the query frontend(s) let go of them."""
 
+    def remove_versions(self, name: str, versions: Sequence[str]) -> None:
+        """Stop and unregister ``versions`` of ``name`` (never its current one), then delete their
+        images or model directories where the backend keeps them (local, Docker)."""
+
     def delete_model(self, name: str) -> None:
         """Stop every replica of every version of ``name`` and unregister those versions."""
 

@@ -113,6 +113,13 @@ class ClusterSpec(Strict):
         "process that reaches the RPC port may register as a replica of any model and receive its "
         "queries; needed for original-protocol model containers you start yourself.",
     )
+    keep_versions: int = Field(
+        default=3,
+        ge=2,
+        description="Model versions clipper apply keeps registered per model (the current one and the "
+        "most recent before it, for rollback, always among them); older versions it deployed are "
+        "unregistered and their model directories (local) or images (docker) removed.",
+    )
     redis: RedisSettings = Field(
         default_factory=RedisSettings, description="Config-store Redis (docker, kubernetes)."
     )

@@ -487,6 +487,14 @@ class DockerContainerManager(ContainerManager):
         return settings
 
     # -- models --------------------------------------------------------------------------------
+    def remove_model_image(self, image: str) -> None:
+        """Delete a model image from the local Docker daemon (best effort: one still in use by a
+        container, or pushed to a registry, stays)."""
+        try:
+            self.docker_client.images.remove(image, noprune=False)
+        except docker.errors.DockerException as e:
+            self.logger.info(f"model image {image} not removed: {e}")
+
     def build_model(
         self,
         name,

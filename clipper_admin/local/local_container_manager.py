@@ -677,6 +677,15 @@ class LocalContainerManager(ContainerManager):
     def stop_all_model_containers(self):
         self._remove_models(lambda parsed: False)
 
+    def remove_model_image(self, image: str) -> None:
+        """Delete a model directory this cluster built (``local:<path>`` under its models); one that is
+        not this cluster's (:func:`build.model_dir_of` refuses it) is left alone."""
+        try:
+            model_dir = build.model_dir_of(image, self.dir.models)
+        except ClipperException:
+            return
+        shutil.rmtree(model_dir, ignore_errors=True)
+
     def stop_all(self, graceful=True):
         """Stop the supervisor and every process it started, and forget the cluster's state.
 

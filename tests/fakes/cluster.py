@@ -250,6 +250,14 @@ class FakeCluster:
             raise ClipperHTTPError(f"Model '{model}' is not linked to app '{app}'", 400)
         self.apps[app].linked.remove(model)
 
+    def remove_versions(self, name: str, versions: Sequence[str]) -> None:
+        self._call("remove_versions", name, *versions)
+        for v in versions:
+            if self.current.get(name) == v:
+                raise ClipperHTTPError(f"{name}:{v} is the current version", 400)
+            self.versions.pop((name, v), None)
+            self.replicas.pop((name, v), None)
+
     # -- the reconciler's lease and records --------------------------------------------------------
     def shared_state(self) -> bool:
         self._require_running()

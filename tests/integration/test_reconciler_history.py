@@ -79,3 +79,23 @@ def test_history_then_rollback(workspace):  # noqa: F811
     assert predict(ports[0])[1]["output"] == 30.0
     missing = clipper("rollback", "99", "-f", f, env=env)
     assert missing.returncode == 2 and "no apply #99 in the history" in missing.stdout + missing.stderr
+
+
+def test_keep_versions_unregisters_old_versions_and_removes_their_model_directories(workspace):  # noqa: F811
+    work, env, ports = workspace
+    f = str(work / "all.yaml")
+    (work / "all.yaml").write_text(manifests(ports).replace("rpcPort: ", "keepVersions: 2, rpcPort: ", 1))
+    models_dir = work.parent / "home" / "rt" / "models" / "sum-model"
+    seen: list[str] = []
+    for factor in (1, 10, 100):
+        (work / "models" / "sum_model.py").write_text(MODEL_SRC.format(factor=factor))
+        clipper("apply", "-f", f, env=env, check=0)
+        conn = conn_for(env, ports)
+        seen.append(
+            next(m["model_version"] for m in conn.get_all_models(verbose=True) if m["is_current_version"])
+        )
+    registered = {m["model_version"] for m in conn_for(env, ports).get_all_models(verbose=True)}
+    assert registered == set(seen[1:])  # the oldest is gone, the current and the previous stay
+    assert not (models_dir / seen[0]).exists()
+    assert (models_dir / seen[1]).is_dir() and (models_dir / seen[2]).is_dir()
+    assert predict(ports[0])[1]["output"] == 300.0
