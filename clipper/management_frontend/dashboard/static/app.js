@@ -134,6 +134,8 @@
     drawChart($("#chart-cluster-qps"), o.apps.map((a) => ({ points: pointsOf("apps", a.name, "qps") })), { window: windowS() });
   }
 
+  const statsText = (t) => (t.stats ? `${t.stats.requests} req · ${t.stats.errors} err` : "");
+
   function trafficEditor(a) {
     const tr = a.traffic;
     if (!tr || !tr.targets.length) return el("p", { class: "muted" }, "no target: link a model to this application");
@@ -147,7 +149,7 @@
       el("td", {}, el("i", { style: `display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;background:${COLORS[i % COLORS.length]}` }),
         el("code", {}, t.model_name + ":" + t.model_version)),
       el("td", {}, inputs[i]), el("td", {}, pct(t.weight / total)),
-      el("td", { class: "muted" }, t.stats ? `${t.stats.requests} req · ${t.stats.errors} err` : "")));
+      el("td", { class: "muted stats", "data-app": a.name, "data-index": String(i) }, statsText(t))));
     const apply = el("button", { class: "set-traffic", onclick: () => {
       const targets = tr.targets.map((t, i) => ({ model_name: t.model_name, model_version: t.model_version,
         weight: Number(inputs[i].value) }));
@@ -165,7 +167,8 @@
 
   function renderApps(o) {
     const v = $("#view-apps");
-    const shape = JSON.stringify(o.apps);
+    // re-rendered only when the configuration changes (a weight being edited survives the polls)
+    const shape = JSON.stringify(o.apps, (k, v) => (k === "stats" ? undefined : v));
     if (state.shapes.apps !== shape) {
       state.shapes.apps = shape;
       put(v, el("h2", {}, "Applications"), o.apps.length ? null : el("p", { class: "muted" }, "no application"),
@@ -181,6 +184,10 @@
             chartCard(`d-${a.name}`, "default output rate", [["defaults", COLORS[4]]]),
             chartCard(`c-${a.name}`, "cache hit rate", [["hits", COLORS[3]]]),
             chartCard(`b-${a.name}`, "batch size", [["mean", COLORS[0]], ["p99", COLORS[5]]])))));
+    }
+    for (const td of v.querySelectorAll("td.stats")) {
+      const a = o.apps.find((x) => x.name === td.dataset.app), t = a && a.traffic && a.traffic.targets[Number(td.dataset.index)];
+      if (t) td.textContent = statsText(t);
     }
     for (const a of o.apps) {
       const targets = a.traffic ? a.traffic.targets.map((t) => t.model_name + ":" + t.model_version) : [];
