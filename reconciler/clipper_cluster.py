@@ -42,6 +42,7 @@ class ClipperCluster:
     # -- lifecycle -------------------------------------------------------------------------------
     def connect(self) -> None:
         self.conn.connect()  # type: ignore[no-untyped-call]  # the original's untyped signature
+        self.cluster_settings()  # a manifest's new admin token: the running one until it is changed
 
     def start_cluster(self, cache_size_bytes: int, frontend_replicas: int) -> None:
         self.conn.start_clipper(  # type: ignore[no-untyped-call]  # the original's untyped signature

@@ -50,7 +50,9 @@ class ModelBuild:
 class ClusterPort(Protocol):
     # -- lifecycle -------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Connect to the running cluster; raises (``ClipperException``/``OSError``) when there is none."""
+        """Connect to the running cluster; raises (``ClipperException``/``OSError``) when there is none.
+        Where the manifest's admin token differs from the running one, the connection uses the running
+        one (see :meth:`cluster_settings`): the plan reports the change, the connection never hides it."""
 
     def start_cluster(self, cache_size_bytes: int, frontend_replicas: int) -> None:
         """Start the cluster (frontends, store) and connect to it."""

@@ -96,6 +96,14 @@ def test_cache_size_token_and_port_changes_are_planned_and_applied(workspace):  
     assert admin_status(ports[1], "tok-abc123") == 200
     assert clipper("diff", "-f", str(f), env=env).returncode == 0
 
+    # another token: the running one is used until the management frontend has restarted with it
+    f.write_text(with_spec(ports, "cacheSizeBytes: 1048576, adminToken: tok-xyz789"))
+    assert clipper("diff", "-f", str(f), env=env).returncode == 1
+    clipper("apply", "-f", str(f), env=env, check=0)
+    assert (admin_status(ports[1], "tok-abc123"), admin_status(ports[1], "tok-xyz789")) == (401, 200)
+    f.write_text(with_spec(ports, "cacheSizeBytes: 1048576, adminToken: tok-abc123"))
+    clipper("apply", "-f", str(f), env=env, check=0)
+
     # a new query port: the frontend answers there
     new_query = free_port()
     moved = (new_query, ports[1], ports[2])
