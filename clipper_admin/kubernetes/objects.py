@@ -216,7 +216,9 @@ def redis_deployment(s: ObjectSettings, image: str) -> Obj:
         s,
         "redis",
         command=["redis-server"],
-        args=["--port", str(n.REDIS_PORT), "--dir", "/data", "--appendonly", "yes"],
+        # protected mode (on by default without a password) refuses every client not on loopback,
+        # i.e. the frontends in other pods: seen on a real cluster, invisible to the API double.
+        args=["--port", str(n.REDIS_PORT), "--dir", "/data", "--appendonly", "yes", "--protected-mode", "no"],
         ports=[{"name": "redis", "containerPort": n.REDIS_PORT}],
         readinessProbe={"tcpSocket": {"port": n.REDIS_PORT}, "periodSeconds": 3},
         livenessProbe={"tcpSocket": {"port": n.REDIS_PORT}, "initialDelaySeconds": 10, "periodSeconds": 10},
