@@ -582,6 +582,12 @@ ALL_POST_ROUTES = [
     "clear_app_traffic",
     # added: in-place application update
     "update_app",
+    # added: the reconciler's apply lease and records (tests/integration/test_reconciler_state_routes.py)
+    "acquire_lease",
+    "renew_lease",
+    "release_lease",
+    "get_record",
+    "put_record",
 ]
 
 
