@@ -1,5 +1,13 @@
 """End-to-end on a real cluster (kind or any kubeconfig). Skipped, with the reason, when none is reachable.
 
+On this project's offline test cluster (docs/kubernetes-test-cluster.md)::
+
+    sudo tests/kubernetes/cluster/up.sh
+    KUBECONFIG=/var/lib/clipper-k8s/admin.kubeconfig CLIPPER_K8S_E2E=1 CLIPPER_K8S_CONTEXT=clipper-k8s \
+    CLIPPER_K8S_IMAGE_LOADER=containerd:/run/clipper-k8s/containerd.sock pytest -m kubernetes tests/kubernetes -v
+
+Elsewhere:
+
     [CLIPPER_K8S_E2E=1] [KUBECONFIG=...] [CLIPPER_K8S_CONTEXT=kind-clipper] \
     CLIPPER_REGISTRY=<registry the nodes pull from> pytest -m kubernetes tests/kubernetes -v
 
@@ -60,6 +68,9 @@ def cluster():
         redis_storage=None,
         wait_timeout_s=300,
         service_types={"management": "ClusterIP", "query": "ClusterIP", "metric": "ClusterIP"},
+        # An offline cluster cannot pull the default prom/prometheus, and the project's
+        # clipper/prometheus rejects the manager's kubernetes_sd_configs: no metrics pod here.
+        prometheus_image=None,
     )
     images = (
         f"{__registry__}/query_frontend:{__version__}",
@@ -83,7 +94,8 @@ def test_frontends_answer_through_the_managers_port_forward(cluster):
 def test_reapply_and_scale(cluster):
     from clipper_admin import __registry__, __version__
 
-    image = f"{__registry__}/python311-closure-container:{__version__}"
+    # a model container that needs no model files (the bare closure image exits: no /model/func.pkl)
+    image = f"{__registry__}/noop-container:{__version__}"
     cluster.deploy_model("e2e-model", "1", "doubles", image, num_replicas=1)
     cluster.deploy_model("e2e-model", "1", "doubles", image, num_replicas=1)
     cluster.set_num_replicas("e2e-model", "1", "doubles", image, 2)
