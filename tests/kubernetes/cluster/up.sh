@@ -196,6 +196,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 runtimeRequestTimeout: 10m
+podLogsDir: $CLIPPER_K8S_STATE/pod-logs
 EOF
 # Pods resolve cluster names only: the machine has no upstream DNS worth forwarding to.
 : >"$CLIPPER_K8S_STATE/resolv.conf"
