@@ -136,12 +136,24 @@ class Launch:
         return [python, "-m", self.module]
 
 
+#: Flags a backend reads back from a running frontend's arguments (see :func:`flag_value`).
+STORE_FLAG = "--store"
+CACHE_SIZE_FLAG = "--prediction-cache-size"
+RPC_AUTH_FLAG = "--rpc-auth"
+
+
+def flag_value(args: list[str] | tuple[str, ...], flag: str) -> str | None:
+    """The value following ``flag`` in a launched program's arguments, if any."""
+    args = list(args)
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+
 def _opt(flag: str, value: object | None) -> list[str]:
     return [] if value is None else [flag, str(value)]
 
 
 def management_frontend(s: FrontendSettings) -> Launch:
-    args = ["--store", s.store, *_opt("--host", s.host), "--port", str(s.management_port)]
+    args = [STORE_FLAG, s.store, *_opt("--host", s.host), "--port", str(s.management_port)]
     args += [*_opt("--metrics-url", s.dashboard_metrics_url), *_opt("--cluster-dir", s.cluster_dir)]
     env: dict[str, str] = {}
     secrets: dict[str, SecretKey] = {}
@@ -156,9 +168,9 @@ def management_frontend(s: FrontendSettings) -> Launch:
 def query_frontend(s: FrontendSettings) -> Launch:
     lim = s.limits
     args = [
-        "--store", s.store, *_opt("--host", s.host), "--port", str(s.query_port),
+        STORE_FLAG, s.store, *_opt("--host", s.host), "--port", str(s.query_port),
         *_opt("--rpc-host", s.rpc_host), "--rpc-port", str(s.rpc_port),
-        "--prediction-cache-size", str(s.cache_size_bytes), *_opt("--frontend-id", s.frontend_id),
+        CACHE_SIZE_FLAG, str(s.cache_size_bytes), *_opt("--frontend-id", s.frontend_id),
         "--thread_pool_size", str(s.thread_pool_size),
         "--timeout_request", str(s.timeout_request),
         "--timeout_content", str(s.timeout_content),
@@ -166,7 +178,7 @@ def query_frontend(s: FrontendSettings) -> Launch:
         *_opt("--max-connections", lim.max_connections),
         *_opt("--rpc-max-message-bytes", lim.rpc_max_message_bytes),
         *_opt("--batch-timeout", lim.batch_timeout_s),
-        "--rpc-auth", s.rpc_auth,
+        RPC_AUTH_FLAG, s.rpc_auth,
     ]  # fmt: skip
     secrets: dict[str, SecretKey] = {}
     if s.rpc_auth == "curve":

@@ -55,7 +55,7 @@ class ClipperCluster:
     def cluster_settings(self) -> RunningSettings | None:
         cm = self.conn.cm
         read = getattr(cm, "running_settings", None)
-        if read is None:  # only the local backend reports its settings (see README)
+        if read is None:  # a manager that cannot report its settings (see README)
             return None
         values = dict(read())
         running = values.get("admin_token")

@@ -20,6 +20,7 @@ registered and linked, no request is lost.
 from __future__ import annotations
 
 import enum
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,6 +272,27 @@ CLUSTER_RESTARTS: dict[str, str] = {
 _HIDDEN = "(hidden)"
 
 
+def _spec_value(spec: ClusterSpec, name: str) -> Any:
+    """The manifest's value of setting ``name``; a dotted name (``redis.host``,
+    ``kubernetes.service_types.query``) walks the nested settings, an absent section read as its
+    defaults."""
+    value: Any = spec
+    *sections, last = name.split(".")
+    for part in sections:
+        nested = getattr(value, part)
+        if nested is None:
+            annotation = type(value).model_fields[part].annotation
+            nested = next(t for t in typing.get_args(annotation) if t is not type(None))()
+        value = nested
+    return getattr(value, last)
+
+
+def _label(name: str) -> str:
+    """A setting's manifest spelling: ``kubernetes.service_types.query_rpc`` ->
+    ``kubernetes.serviceTypes.queryRpc``."""
+    return ".".join(to_camel(part) for part in name.split("."))
+
+
 def _setting_changes(spec: ClusterSpec, running: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(field, running, desired)`` for every field the cluster reports that differs from ``spec``.
 
@@ -278,7 +300,7 @@ def _setting_changes(spec: ClusterSpec, running: dict[str, Any]) -> list[tuple[s
     port 0, "any free port", matches the port the cluster got."""
     out: list[tuple[str, Any, Any]] = []
     for name in sorted(running):
-        want = getattr(spec, name)
+        want = _spec_value(spec, name)
         have = running[name]
         if name == "admin_token" and (want is None or spec.admin_auth == "none"):
             continue  # adminAuth decides whether there is one; the value is the manifest's to give
@@ -306,12 +328,12 @@ def plan_cluster(name: str, spec: ClusterSpec, settings: RunningSettings | None)
     if not diffs:
         return Action(Op.NOOP, "Cluster", name), None
     changes = tuple(
-        Change(to_camel(f), _HIDDEN if f == "admin_token" and old else old, _HIDDEN if f == "admin_token" else new)
+        Change(_label(f), _HIDDEN if f == "admin_token" and old else old, _HIDDEN if f == "admin_token" else new)
         for f, old, new in diffs
     )  # fmt: skip
     refused = [f for f, _, _ in diffs if f not in settings.reconfigurable]
     if refused:
-        fields = ", ".join(to_camel(f) for f in refused)
+        fields = ", ".join(_label(f) for f in refused)
         return Action(
             Op.CONFLICT,
             "Cluster",

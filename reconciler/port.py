@@ -61,8 +61,9 @@ class ClusterPort(Protocol):
         """Stop the whole cluster, its model replicas included."""
 
     def cluster_settings(self) -> RunningSettings | None:
-        """The settings the running cluster runs with; ``None`` when the backend cannot tell (Docker,
-        Kubernetes). Where the running admin token differs from the manifest's, the connection uses
+        """The settings the running cluster runs with; ``None`` when the backend cannot tell (every
+        backend here reports them). Keys are ``ClusterSpec`` fields, dotted for nested settings
+        (``redis.host``). Where the running admin token differs from the manifest's, the connection uses
         the running one until :meth:`reconfigure_cluster` changes it."""
 
     def reconfigure_cluster(self, changes: Mapping[str, object]) -> None:

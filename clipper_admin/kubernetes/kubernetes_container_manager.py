@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from clipper.rpc.auth import RpcKeys
+from clipper_admin import launch
 from clipper_admin.admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from clipper_admin.container_manager import ClusterAdapter, ContainerManager
 from clipper_admin.exceptions import ClipperException
@@ -458,6 +459,61 @@ class KubernetesContainerManager(ContainerManager):
         self._addresses.clear()
         self.get_admin_addr()
         self.get_query_addr()
+
+    # --- running settings ------------------------------------------------------------------------
+
+    #: ``ClusterSpec`` fields a running Kubernetes cluster can change in place: none yet (a change of a
+    #: reported setting is refused with its reason; see ``running_settings``).
+    RECONFIGURABLE: frozenset[str] = frozenset()
+
+    def running_settings(self) -> dict[str, Any]:
+        """The settings the running cluster runs with, keyed by ``ClusterSpec`` field (Python names;
+        dotted for nested settings): the query frontend Deployments (how many, their arguments), the
+        management frontend's store and token (the admin-token Secret, when its environment reads
+        one) and the management/query Services' types. Call after :meth:`connect`."""
+        s = self.settings
+        action = "Could not read the running cluster's settings"
+
+        def frontends(role: str) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = self._call(
+                action, self.api.list, "Deployment", self.namespace,
+                n.cluster_selector(s.cluster, **{n.NAME_LABEL: role}),
+            )  # fmt: skip
+            return found
+
+        def container(dep: dict[str, Any]) -> dict[str, Any]:
+            first: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][0]
+            return first
+
+        query = [container(d) for d in frontends("query-frontend")]
+        mgmt = [container(d) for d in frontends("mgmt-frontend")]
+        env = {e["name"] for c in mgmt for e in c.get("env") or []}
+        token = self._admin_secret(action) if launch.ADMIN_TOKEN_ENV in env else None
+        settings: dict[str, Any] = {
+            "backend": "kubernetes",
+            "frontend_replicas": len(query),
+            "admin_auth": "token" if token else "none",
+            "admin_token": token,
+            "allow_unauthenticated_replicas": any(
+                launch.flag_value(c.get("args") or [], launch.RPC_AUTH_FLAG) == "none" for c in query
+            ),
+        }
+        caches = {launch.flag_value(c.get("args") or [], launch.CACHE_SIZE_FLAG) for c in query} - {None}
+        if len(caches) == 1:
+            settings["cache_size_bytes"] = int(caches.pop() or 0)
+        elif caches:  # frontends started with different sizes: matches no manifest
+            settings["cache_size_bytes"] = sorted(int(c or 0) for c in caches)
+        store = next((launch.flag_value(c.get("args") or [], launch.STORE_FLAG) for c in mgmt), None)
+        if store is not None:
+            host, _, port = store.removeprefix("redis://").rpartition(":")
+            settings["redis.host"] = None if host == n.redis(s.cluster) else host
+            settings["redis.port"] = int(port)
+        # the schema's and this manager's defaults agree for these two (see settings.py)
+        for key, role in (("management", "management"), ("query", "query")):
+            svc = self._call(action, self.api.get, "Service", ROLES[role][0](s.cluster), self.namespace)
+            if svc is not None:
+                settings[f"kubernetes.service_types.{key}"] = svc["spec"].get("type", "ClusterIP")
+        return settings
 
     # --- addresses -------------------------------------------------------------------------------
 

@@ -93,3 +93,52 @@ def test_deploy_times_out_with_the_original_message_after_the_replica_timeout(ap
         ClipperException, match=r"Could not create a Kubernetes deployment. Model: m-1.*after 0 s"
     ):
         cm.deploy_model("m", "1", "doubles", "reg.example.com/m:1")
+
+
+def test_running_settings_are_read_back_and_a_change_is_refused(api):
+    from reconciler.observed import RunningSettings
+    from reconciler.plan import Op, plan_cluster
+    from schemas.cluster import ClusterSpec
+
+    cm = manager(api, prometheus_image=None)
+    start(cm, replicas=2)
+    running = cm.running_settings()
+    assert running == {
+        "backend": "kubernetes",
+        "frontend_replicas": 2,
+        "admin_auth": "token",
+        "admin_token": cm.admin_token,
+        "allow_unauthenticated_replicas": False,
+        "cache_size_bytes": 1024,
+        "redis.host": None,
+        "redis.port": 6379,
+        "kubernetes.service_types.management": "NodePort",
+        "kubernetes.service_types.query": "NodePort",
+    }
+    settings = RunningSettings(running, cm.RECONFIGURABLE)
+
+    def plan(**fields):
+        return plan_cluster("c1", ClusterSpec(backend="kubernetes", **fields), settings)[0]
+
+    same = plan(cache_size_bytes=1024, frontend_replicas=2)
+    assert same.op == Op.NOOP, same
+    for fields, label in [
+        ({"cache_size_bytes": 2048, "frontend_replicas": 2}, "cacheSizeBytes"),
+        ({"cache_size_bytes": 1024, "frontend_replicas": 1}, "frontendReplicas"),
+        ({"cache_size_bytes": 1024, "frontend_replicas": 2, "admin_auth": "none"}, "adminAuth"),
+        ({"cache_size_bytes": 1024, "frontend_replicas": 2, "redis": {"host": "r.example"}}, "redis.host"),
+        (
+            {
+                "cache_size_bytes": 1024,
+                "frontend_replicas": 2,
+                "kubernetes": {"serviceTypes": {"query": "LoadBalancer"}},
+            },
+            "kubernetes.serviceTypes.query",
+        ),
+    ]:
+        action = plan(**fields)
+        assert action.op == Op.CONFLICT, (fields, action)
+        assert [c.field for c in action.changes] == [label]
+        assert action.reason == (
+            f"{label} cannot be changed on a running kubernetes cluster: delete the cluster and apply again"
+        )

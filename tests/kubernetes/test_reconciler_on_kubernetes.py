@@ -240,6 +240,7 @@ def test_apply_and_diff_on_kubernetes(world, tmp_path):
     same = world.cli("diff")
     assert same.returncode == 0, same.stdout + same.stderr
     assert "No changes" in same.stdout
+    assert "not compared" not in same.stdout + same.stderr  # the running settings were read back
 
     # --- replicas 1 -> 2: an in-place update that patches spec.replicas of the model only --------
     world.write(manifests(replicas=2))
@@ -267,3 +268,15 @@ def test_apply_and_diff_on_kubernetes(world, tmp_path):
     assert world.connected(version) == 2
     final = world.cli("diff")
     assert final.returncode == 0, final.stdout + final.stderr
+
+    # --- a Cluster setting changed: read back from the Deployments, refused with the reason --------
+    world.write(manifests().replace("  registry:", "  cacheSizeBytes: 1024\n  registry:"))
+    since = len(fake.requests)
+    for command in ("diff", "apply"):
+        refused = world.cli(command)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (
+            "cacheSizeBytes cannot be changed on a running kubernetes cluster: delete the cluster and "
+            "apply again" in refused.stdout + refused.stderr
+        ), refused.stdout + refused.stderr
+    assert world.writes(since) == []
