@@ -19,7 +19,7 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import urllib3
@@ -33,6 +33,7 @@ from clipper_admin import launch
 from clipper_admin.admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from clipper_admin.container_manager import ClusterAdapter, ContainerManager
 from clipper_admin.exceptions import ClipperException
+from clipper_admin.health import wait_for_frontends
 from clipper_admin.launch import Limits, Timeouts
 from clipper_admin.version import __registry__, __version__
 
@@ -76,6 +77,9 @@ def _rpc_auth_none(deployment: dict[str, Any]) -> bool:
 
 
 class KubernetesContainerManager(ContainerManager):
+    #: ``start_clipper`` returns once both frontends answer through the addresses clients use.
+    waits_for_frontends = True
+
     def __init__(
         self,
         cluster_name: str = "default-cluster",
@@ -188,6 +192,8 @@ class KubernetesContainerManager(ContainerManager):
         self._create_namespace = create_namespace_if_not_exists
         self._namespace_checked = False
         self._namespace_missing = False
+        #: how readiness is checked at the clients' addresses (tests without frontends replace it)
+        self._wait_for_frontends: Callable[[str, str, dict[str, str], float], None] = wait_for_frontends
 
     # --- configuration (loaded on first use) -----------------------------------------------------
 
@@ -409,10 +415,17 @@ class KubernetesContainerManager(ContainerManager):
                 objects.prometheus_deployment(s, self.prometheus_image),
                 objects.prometheus_service(s),
             )
+        # one wait, one deadline: the Deployments available, then both frontends answering through
+        # the addresses clients use (ClipperConnection.start_clipper does not wait again)
+        deadline = time.monotonic() + self.timeouts.frontend_start_s
         self._wait_available(
             [n.mgmt(s.cluster), *query_deployments], None, "Clipper frontends did not become available"
         )
         self.connect()
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+        self._wait_for_frontends(
+            self.get_query_addr(), self.get_admin_addr(), headers, max(1.0, deadline - time.monotonic())
+        )
 
     def _remove_extra_frontends(self) -> None:
         """Delete query frontends (and their models' deployments) with an id >= the wanted count."""

@@ -18,6 +18,15 @@ def api_client_for(url: str) -> ApiClient:
     return ApiClient(cfg)
 
 
+def record_readiness_checks(cm: KubernetesContainerManager) -> list[tuple[str, str, dict, float]]:
+    """Replace ``cm``'s HTTP readiness check (no frontend runs behind these doubles' pods) by one
+    that records its arguments in ``cm.readiness_checks`` and returns them."""
+    checks: list[tuple[str, str, dict, float]] = []
+    cm._wait_for_frontends = lambda *args: checks.append(args)
+    cm.readiness_checks = checks  # type: ignore[attr-defined]
+    return checks
+
+
 @pytest.fixture(params=SCHEMA_VERSIONS)
 def fake_k8s(request):
     fake = FakeKubernetes(schema_version=request.param)
@@ -30,7 +39,9 @@ def make_manager(fake_k8s, tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPPER_HOME", str(tmp_path))
     made = []
 
-    def make(**kwargs):
+    def make(*, answering: bool = False, **kwargs):
+        """``answering``: the frontends' pods are stood in for (``port_targets``), so the manager's
+        readiness check runs for real; otherwise it records the addresses it would poll."""
         kwargs.setdefault("cluster_name", "c1")
         kwargs.setdefault("namespace", "clipper-test")
         kwargs.setdefault("create_namespace_if_not_exists", True)
@@ -38,6 +49,8 @@ def make_manager(fake_k8s, tmp_path, monkeypatch):
         kwargs.setdefault("wait_timeout_s", 30)
         kwargs.setdefault("api_client", api_client_for(fake_k8s.url))
         cm = KubernetesContainerManager(**kwargs)
+        if not answering:
+            record_readiness_checks(cm)
         made.append(cm)
         return cm
 

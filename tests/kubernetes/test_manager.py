@@ -343,3 +343,19 @@ def test_bad_constructor_arguments():
         )
     with pytest.raises(ClipperException, match="access"):
         KubernetesContainerManager("c1", access="ssh")
+
+
+def test_start_clipper_returns_once_the_frontends_answer_through_the_forward(
+    make_manager, fake_k8s, pong_server
+):
+    """The readiness check runs for real, through the port-forwards clients use (no second wait)."""
+    fake = fake_k8s.fake
+    cm = make_manager(answering=True, wait_timeout_s=5)
+    with pytest.raises(ClipperException, match="still initializing after"):
+        start(cm)  # nothing answers behind the pods yet
+    fake.port_targets[("mgmt-frontend-at-c1-", 1338)] = ("127.0.0.1", pong_server)
+    fake.port_targets[("query-frontend-0-at-c1-", 1337)] = ("127.0.0.1", pong_server)
+    cm = make_manager(answering=True)
+    start(cm)
+    forwarded = " ".join(r.path for r in fake.requests if r.path.endswith("/portforward"))
+    assert "/pods/mgmt-frontend-at-c1-" in forwarded and "/pods/query-frontend-0-at-c1-" in forwarded

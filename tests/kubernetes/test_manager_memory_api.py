@@ -12,6 +12,7 @@ from clipper_admin.exceptions import ClipperException
 from clipper_admin.kubernetes import KubernetesContainerManager
 from clipper_admin.launch import Timeouts
 
+from .conftest import record_readiness_checks
 from .memory_api import MemoryKubeApi
 
 NS = "clipper-test"
@@ -31,7 +32,9 @@ def manager(api, **kwargs):
     kwargs.setdefault("useInternalIP", True)
     kwargs.setdefault("poll_interval_s", 0.01)
     kwargs.setdefault("local_cluster", False)
-    return KubernetesContainerManager("c1", api=api, **kwargs)
+    cm = KubernetesContainerManager("c1", api=api, **kwargs)
+    record_readiness_checks(cm)
+    return cm
 
 
 def start(cm, replicas=1):
@@ -142,3 +145,18 @@ def test_running_settings_are_read_back_and_a_change_is_refused(api):
         assert action.reason == (
             f"{label} cannot be changed on a running kubernetes cluster: delete the cluster and apply again"
         )
+
+
+def test_frontends_are_waited_for_once_at_the_clients_addresses(api):
+    """The manager checks readiness where the client will talk to the frontends, within its start
+    timeout; ``ClipperConnection.start_clipper`` then does not wait a second time."""
+    from clipper_admin import ClipperConnection
+
+    cm = manager(api, timeouts=Timeouts(45.0, 60.0))
+    conn = ClipperConnection(cm)
+    conn.start_clipper(IMAGES[0], IMAGES[1], None, 1024, 1, 5, 300, 1)
+    assert conn.connected
+    [(query_addr, admin_addr, headers, timeout)] = cm.readiness_checks
+    assert (query_addr, admin_addr) == (cm.get_query_addr(), cm.get_admin_addr())
+    assert headers == {"Authorization": f"Bearer {cm.admin_token}"} and cm.admin_token
+    assert 1.0 <= timeout <= 45.0
