@@ -129,10 +129,17 @@ def ok(*values: float) -> Callable[[int, Any], bool]:
 
 def test_the_git_workflow_end_to_end(workspace):  # noqa: F811
     work, env, ports = workspace
+    run_workflow(work, env, ports[0], lambda **kw: docs(ports, **kw), lambda: conn_for(env, ports))
+
+
+def run_workflow(
+    work: Path, env: dict[str, str], port: int, docs: Callable[..., str], connect: Callable[[], Any]
+) -> None:
+    """The workflow on any backend: ``docs(replicas=, with_model=)`` renders the manifests,
+    ``connect()`` returns a connected ``ClipperConnection`` to the cluster they describe."""
     f = str(work / "all.yaml")
-    port = ports[0]
     (work / ".gitignore").write_text("__pycache__/\n")
-    (work / "all.yaml").write_text(docs(ports))
+    (work / "all.yaml").write_text(docs())
     git(work, "init", "-q")
 
     # commit -> apply -> status: Synced/Healthy at the commit
@@ -167,7 +174,7 @@ def test_the_git_workflow_end_to_end(workspace):  # noqa: F811
 
         # scale to 2 -> apply waits, so diff holds right after
         lo.step = "scale"
-        (work / "all.yaml").write_text(docs(ports, replicas=2))
+        (work / "all.yaml").write_text(docs(replicas=2))
         c4 = commit(work, "scale to 2")
         clipper("apply", "-f", f, env=env, check=0)
         clipper("diff", "-f", f, env=env, check=0)
@@ -177,7 +184,7 @@ def test_the_git_workflow_end_to_end(workspace):  # noqa: F811
 
         # remove the app and the model: without --prune nothing goes (diff: "would prune", exit 1)
         lo.step = "unlisted"
-        (work / "all.yaml").write_text(docs(ports, with_model=False))
+        (work / "all.yaml").write_text(docs(with_model=False))
         commit(work, "remove the model and the app")
         clipper("apply", "-f", f, env=env, check=0)
         proc = clipper("diff", "-f", f, env=env, check=1)
@@ -191,7 +198,7 @@ def test_the_git_workflow_end_to_end(workspace):  # noqa: F811
         # --prune: gone (from here on the app legitimately does not exist)
         lo.step = "prune"
         clipper("apply", "-f", f, "--prune", env=env, check=0)
-        conn = conn_for(env, ports)
+        conn = connect()
         assert "hello" not in conn.get_all_apps() and conn.get_all_models() == []
         clipper("diff", "-f", f, env=env, check=0)
         lo.step = "pruned"
@@ -229,7 +236,7 @@ def test_the_git_workflow_end_to_end(workspace):  # noqa: F811
 
     try:
         assert wait_for(lambda: output(port) == 3.0, 180), lines
-        conn = conn_for(env, ports)
+        conn = connect()
         assert wait_for(lambda: len(conn.get_all_model_replicas()) == 2, 120)
         assert_synced_healthy(status(f, env), c6)
         serving = conn.get_current_model_version("sum-model")
