@@ -251,8 +251,9 @@ def run_workflow(
             lo.step = "broken"
             (work / "models" / "sum_model.py").write_text(BROKEN_SRC)
             commit(work, "broken model")
-            assert wait_for(lambda: said("this model is broken"), 180), lines
-            assert said("apply failed") and said("health check failed"), lines
+            # the model's error and the failed apply may reach watch's output in either order
+            broken_said = ("this model is broken", "apply failed", "health check failed")
+            assert wait_for(lambda: all(said(t) for t in broken_said), 180), "".join(lines)
             assert conn.get_current_model_version("sum-model") == serving
             assert output(port) == 3.0
         st = status(f, env, check=1)
