@@ -25,6 +25,8 @@ import os
 import statistics
 import sys
 import tempfile
+import time
+import urllib.error
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,9 +76,21 @@ def configure(stack: Stack) -> None:
         },
     )
     url = f"http://127.0.0.1:{stack.http_port}"
+
+    def answers(app: str) -> bool:
+        try:
+            return all(
+                b'"default":false' in post(f"{url}/{app}/predict", {"input": [0.5]}) for _ in range(20)
+            )
+        except urllib.error.HTTPError as e:
+            if e.code != 404:  # 404: the new app has not reached the query frontend yet
+                raise
+            time.sleep(0.05)
+            return False
+
     for app in APPS:  # until each app is routed and both replicas answer
         for _ in range(300):
-            if all(b'"default":false' in post(f"{url}/{app}/predict", {"input": [0.5]}) for _ in range(20)):
+            if answers(app):
                 break
         else:
             raise RuntimeError(f"{app} does not answer with model outputs")
@@ -85,7 +99,6 @@ def configure(stack: Stack) -> None:
 def micro() -> dict[str, float]:
     """Microseconds per request object, created and answered in-process (one input, the model's
     answer arriving at once): the part of a request's frontend CPU that routing changes."""
-    import time
     import timeit
 
     from clipper.config_store.base import AppRecord
