@@ -50,11 +50,11 @@ from ..container_manager import (
     parse_model_container_label,
 )
 from ..exceptions import ClipperException
+from ..image_builder import build_model_image, push_image
 from ..launch import FrontendSettings, Limits, ReplicaSettings, Timeouts
 from ..version import __registry__, __version__
 from . import prometheus
 from .containers import healthy_if_checked, http_ok, redis_pong, run_container, wait_until
-from .image_builder import build_model_image, push_image
 from .ports import find_unbound_port
 
 logger = logging.getLogger(__name__)

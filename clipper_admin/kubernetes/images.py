@@ -1,5 +1,7 @@
 """Getting a model image to where the cluster's nodes can pull it.
 
+The image itself is built by ``clipper_admin.image_builder`` (shared with the Docker backend).
+
 A node pulls from a registry; an image that exists only in the local Docker daemon is invisible
 to it unless the cluster is a local one (kind, minikube, k3d...) that can side-load images, or an
 image loader is configured: ``containerd:<socket>`` imports the image into the containerd that
@@ -9,12 +11,10 @@ as for a single-node cluster whose kubelet runs on this machine (tests/kubernete
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
 import subprocess
-import tarfile
 
 from clipper_admin.exceptions import ClipperException
 
@@ -103,44 +103,3 @@ def side_load(image: str, context: str) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise ClipperException(f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-2000:]}")
-
-
-def dockerfile(base_image: str, pkgs_to_install: list[str] | None, has_requirements: bool) -> str:
-    lines = [f"FROM {base_image}", "COPY model /model/"]
-    if has_requirements:
-        lines.append("RUN pip install --no-cache-dir -r /model/requirements.txt")
-    if pkgs_to_install:
-        lines.append("RUN pip install --no-cache-dir " + " ".join(pkgs_to_install))
-    return "\n".join(lines) + "\n"
-
-
-def build_and_push(
-    tag: str, model_data_path: str, base_image: str, pkgs_to_install: list[str] | None, push: bool
-) -> str:
-    """Build ``FROM base_image`` with the model directory at ``/model``; push when asked.
-
-    Push errors reported inside the push stream (e.g. "denied") raise, unlike the original.
-    """
-    import docker  # imported here: only building needs a Docker daemon
-
-    if not os.path.isdir(model_data_path):
-        raise ClipperException(f"Model directory {model_data_path} does not exist")
-    has_requirements = os.path.exists(os.path.join(model_data_path, "requirements.txt"))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(model_data_path, arcname="model")
-        text = dockerfile(base_image, pkgs_to_install, has_requirements).encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(text)
-        tar.addfile(info, io.BytesIO(text))
-    buf.seek(0)
-    try:
-        client = docker.from_env()
-        client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True)
-        if push:
-            for line in client.images.push(tag, stream=True, decode=True):
-                if "error" in line:
-                    raise ClipperException(f"Pushing {tag} failed: {line['error']}")
-    except docker.errors.DockerException as e:
-        raise ClipperException(f"Building image {tag} failed: {e}") from e
-    return tag

@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from clipper.rpc.auth import RpcKeys
-from clipper_admin import launch
+from clipper_admin import image_builder, launch
 from clipper_admin.admin_auth import OPT_OUT_WARNING, check_token, resolve_token
 from clipper_admin.container_manager import ClusterAdapter, ContainerManager
 from clipper_admin.exceptions import ClipperException
@@ -686,10 +686,23 @@ class KubernetesContainerManager(ContainerManager):
             )
         repo = f"{self.cluster_identifier}-{name}:{version}"
         tag = f"{registry}/{repo}" if registry else repo
-        images.build_and_push(tag, model_data_path, base_image, pkgs_to_install, push=registry is not None)
-        if registry is None and self._image_loader:
+        if not os.path.isdir(model_data_path):
+            raise ClipperException(f"Model directory {model_data_path} does not exist")
+        # the Docker backend's offline builder: wheels fetched here, installed with --no-index
+        docker_client = image_builder.docker_client()
+        labels = {
+            n.CLUSTER_LABEL: self.cluster_name,
+            "ai.clipper.model.name": name,
+            "ai.clipper.model.version": str(version),
+        }
+        image_builder.build_model_image(
+            docker_client, tag, model_data_path, base_image, pkgs_to_install, labels
+        )
+        if registry is not None:
+            image_builder.push_image(docker_client, tag)
+        elif self._image_loader:
             images.load_into_containerd(tag, self._image_loader)
-        elif registry is None and self.context:
+        elif self.context:
             images.side_load(tag, self.context)
         return tag
 

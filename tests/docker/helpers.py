@@ -62,3 +62,30 @@ def wait_for_output(query_addr: str, app: str, payload: dict, expected: str, tim
         return wait_for(check, timeout, f"{app} to answer {expected}")
     except AssertionError as e:
         raise AssertionError(f"{e}; last answer {seen}") from None
+
+
+def write_local_wheel(directory, name: str, version: str, module_source: str) -> str:
+    """A pure-Python wheel ``<name>-<version>`` holding module ``<name>`` (``module_source``), written
+    into ``directory``: a package pip finds with ``--find-links`` and no index (tests stay offline)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": module_source,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: clipper-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}-{version}-py3-none-any.whl")
+    with zipfile.ZipFile(path, "w") as whl:
+        for member, text in files.items():
+            whl.writestr(member, text)
+    return path

@@ -1,7 +1,8 @@
 """The ``containerd:<socket>`` image loader: locally built model images reach a cluster without a registry.
 
-The import test runs a private containerd (own root, state and socket under tmp_path) and checks the
-image lands in its ``k8s.io`` namespace, where the kubelet's CRI looks for it.
+The import tests run a private containerd (own root, state and socket under tmp_path) and check the
+image lands in its ``k8s.io`` namespace, where the kubelet's CRI looks for it; one builds the image
+with the manager's ``build_model`` (the shared offline builder) first.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import uuid
 import pytest
 
 from clipper_admin.exceptions import ClipperException
-from clipper_admin.kubernetes import images
+from clipper_admin.kubernetes import KubernetesContainerManager, images
+from clipper_admin.version import __registry__, __version__
 
+from ..docker.helpers import write_local_wheel
+from .memory_api import MemoryKubeApi
 from .test_manager import start
 
 
@@ -42,19 +46,11 @@ def test_manager_with_a_loader_accepts_locally_built_images(make_manager, monkey
         images.load_into_containerd("busybox:1", "/run/nowhere.sock")
 
 
-@pytest.mark.docker
-def test_load_into_containerd_imports_into_the_cri_namespace(tmp_path):
+@pytest.fixture
+def private_containerd(tmp_path):
+    """A containerd of this test only (own root, state and socket under tmp_path, no CRI); its socket."""
     if os.geteuid() != 0 or not shutil.which("containerd") or not shutil.which("ctr"):
         pytest.fail("needs root and containerd/ctr (apt-get install containerd), as the cluster does")
-    import docker
-
-    tag = f"clipper-loader-test-{uuid.uuid4().hex[:8]}:1"
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "hello.txt").write_text("hello\n")
-    (context / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
-    client = docker.from_env()
-    client.images.build(path=str(context), tag=tag, rm=True)
     socket = str(tmp_path / "containerd.sock")
     config = tmp_path / "containerd.toml"
     config.write_text(
@@ -64,21 +60,81 @@ def test_load_into_containerd_imports_into_the_cri_namespace(tmp_path):
     log = open(tmp_path / "containerd.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not os.path.exists(socket) and time.monotonic() < deadline:
             time.sleep(0.1)
-        images.load_into_containerd(tag, socket)
-        listed = subprocess.run(
-            ["ctr", "--address", socket, "-n", "k8s.io", "images", "ls", "-q"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        assert f"docker.io/library/{tag}" in listed
-        with pytest.raises(ClipperException, match="docker save"):
-            images.load_into_containerd("clipper-loader-test-absent:0", socket)
+        yield socket
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def _cri_images(socket: str) -> list[str]:
+    return subprocess.run(
+        ["ctr", "--address", socket, "-n", "k8s.io", "images", "ls", "-q"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
+@pytest.mark.docker
+def test_load_into_containerd_imports_into_the_cri_namespace(tmp_path, private_containerd):
+    import docker
+
+    tag = f"clipper-loader-test-{uuid.uuid4().hex[:8]}:1"
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "hello.txt").write_text("hello\n")
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
+    client = docker.from_env()
+    client.images.build(path=str(context), tag=tag, rm=True)
+    try:
+        images.load_into_containerd(tag, private_containerd)
+        assert f"docker.io/library/{tag}" in _cri_images(private_containerd)
+        with pytest.raises(ClipperException, match="docker save"):
+            images.load_into_containerd("clipper-loader-test-absent:0", private_containerd)
+    finally:
+        client.images.remove(tag, force=True)
+
+
+@pytest.mark.docker
+def test_build_model_builds_offline_and_imports_into_the_nodes_containerd(
+    tmp_path, monkeypatch, private_containerd
+):
+    """What ``deploy_python_closure`` does on Kubernetes without a registry: the Docker backend's
+    offline builder (requirements as wheels fetched on this machine, ``pip install --no-index`` in
+    the build), then the image loader. The requirement exists only as a local wheel, so a build
+    that asked a package index from inside ``docker build`` fails."""
+    import docker
+
+    wheels = tmp_path / "wheels"
+    write_local_wheel(wheels, "clipper_probe_pkg", "1.0", "VALUE = 'probe-1.0'\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.delenv(images.IMAGE_LOADER_ENV, raising=False)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "requirements.txt").write_text("clipper_probe_pkg==1.0\n")
+    (model / "func.txt").write_text("f\n")
+    cluster = f"loader-{uuid.uuid4().hex[:6]}"
+    cm = KubernetesContainerManager(
+        cluster_name=cluster, api=MemoryKubeApi(), image_loader=f"containerd:{private_containerd}"
+    )
+    client = docker.from_env()
+    tag = cm.build_model("m", "1", str(model), f"{__registry__}/python311-closure-container:{__version__}")
+    try:
+        assert tag == f"default-{cluster}-m:1"  # no registry: the local tag, as on the Docker backend
+        assert f"docker.io/library/{tag}" in _cri_images(private_containerd)
+        image = client.images.get(tag)
+        assert image.labels["ai.clipper.model.name"] == "m"
+        out = client.containers.run(
+            tag,
+            entrypoint=["python", "-c", "import clipper_probe_pkg; print(clipper_probe_pkg.VALUE)"],
+            network_mode="none",
+            remove=True,
+        ).decode()
+        assert "probe-1.0" in out
+    finally:
         client.images.remove(tag, force=True)

@@ -1,9 +1,15 @@
 """Model images: a model directory at ``/model`` on top of a model-container base image.
 
-Built offline with the docker SDK: requirements (the model directory's ``requirements.txt`` and
-``pkgs_to_install``) are turned into wheels on this machine with ``pip wheel`` and installed in the
-image with ``pip install --no-index``, so the build itself needs no network. Layers are reused: the
-base image is untouched and the model image only adds its directory and its own requirements.
+Shared by the Docker and the Kubernetes backends (the Kubernetes manager then pushes the image to
+its registry or imports it into the nodes' containerd). Built with the docker SDK and offline:
+requirements (the model directory's ``requirements.txt`` and ``pkgs_to_install``) are turned into
+wheels on this machine with ``pip wheel`` and installed in the image with ``pip install --no-index``,
+so the build itself needs no network (a ``RUN pip install -r requirements.txt`` inside the build
+would need the package index from inside the build container).
+
+Layers: the base image is untouched; the model image adds its requirements first and its directory
+last, so a new version of the same function with the same requirements rebuilds only the last
+layer (the wheels' layers come from the build cache; Docker checksums copied files by content).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import docker
 import docker.errors
 from rich.console import Console
 
-from ..exceptions import ClipperException
+from .exceptions import ClipperException
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +69,8 @@ def _download_wheels(reqs: list[str], dest: str) -> None:
 
 
 def render_dockerfile(base_image: str, with_wheels: bool, user: str) -> str:
-    lines = [f"FROM {base_image}", "COPY model/ /model/"]
+    """The model image's Dockerfile: requirements (rarely changed) before the model directory."""
+    lines = [f"FROM {base_image}"]
     if with_wheels:
         lines += [
             "USER root",
@@ -72,7 +79,18 @@ def render_dockerfile(base_image: str, with_wheels: bool, user: str) -> str:
             "-r /tmp/wheels/requirements.txt && rm -rf /tmp/wheels",
             f"USER {user}",
         ]
+    lines.append("COPY model/ /model/")
     return "\n".join(lines) + "\n"
+
+
+def docker_client() -> docker.DockerClient:
+    """A client of the local Docker engine (``$DOCKER_HOST`` or the default socket), which builds."""
+    try:
+        return docker.from_env()
+    except docker.errors.DockerException as e:
+        raise ClipperException(
+            f"Cannot reach the Docker engine that builds model images: {e}. Start it, or set DOCKER_HOST."
+        ) from e
 
 
 def _image_user(client: docker.DockerClient, base_image: str) -> str:
