@@ -124,6 +124,9 @@ class Response:
 
     def encode(self, close: bool, head_only: bool = False) -> bytes:
         """The response bytes; ``head_only`` (a HEAD request) keeps the Content-Length, drops the body."""
+        if not (close or head_only or self.headers):  # the common case: one format of bytes
+            body = self.body
+            return b"%b%d\r\n\r\n%b" % (_head(self.status, self.content_type), len(body), body)
         head = _head(self.status, self.content_type) + b"%d\r\n" % len(self.body)
         for name, value in self.headers:
             head += f"{name}: {value}\r\n".encode("latin-1")
@@ -133,6 +136,7 @@ class Response:
 
 
 _HEADS: dict[tuple[int, str], bytes] = {}
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
 def _head(status: int, content_type: str) -> bytes:
@@ -391,7 +395,10 @@ class _Connection(asyncio.Protocol):
             path = unquote(path)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         keep_alive = parser.should_keep_alive()
-        request = Request(parser.get_method().decode(), path, query, self._headers, body, keep_alive)
+        method = parser.get_method()
+        request = Request(
+            _METHODS.get(method) or method.decode(), path, query, self._headers, body, keep_alive
+        )
         self._state = _HANDLING
         self.deadline = 0.0  # the handler bounds its own time (e.g. the application's SLO)
         if parser.should_upgrade():
@@ -510,7 +517,7 @@ class _Connection(asyncio.Protocol):
             if self._closing:
                 pending.clear()
                 return
-        if len(pending) < self._limits.max_pipelined:
+        if self._reading_paused and len(pending) < self._limits.max_pipelined:
             self._resume_reading()
 
     def _write(self, response: Response, close: bool, head_only: bool = False) -> None:

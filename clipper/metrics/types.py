@@ -279,6 +279,22 @@ class Histogram(Metric):
         self.n = n + 1
         self.sum += value
 
+    def insert_n(self, value: int, count: int) -> None:
+        """``count`` inserts of one ``value`` (a batch's latency, once per query), in one call."""
+        n = self.n
+        size = self.size
+        reservoir = self.reservoir
+        fill = min(count, size - n) if n < size else 0
+        if fill > 0:
+            reservoir.extend([value] * fill)
+        rand = self._rand
+        for m in range(n + fill, n + count):
+            j = int(rand() * (m + 1))
+            if j < size:
+                reservoir[j] = value
+        self.n = n + count
+        self.sum += value * count
+
     def stats(self) -> dict[str, float]:
         """size, min, max, mean, std_dev (population), p50, p95, p99 of the reservoir (zeros if empty)."""
         s = sorted(self.reservoir)

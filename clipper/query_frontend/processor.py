@@ -102,8 +102,9 @@ class PendingRequest(Deferred):
 
     def finish(self) -> None:
         self.finished = True
-        self.app.record(self, len(self.parts))
-        self.resolve(Response(200, self.body()))
+        parts = self.parts
+        self.app.record(self, len(parts))
+        self.resolve(Response(200, R.batch_body(parts) if self.batch else parts[0]))  # type: ignore[arg-type]
 
 
 class TargetRequest(PendingRequest):
@@ -304,12 +305,14 @@ class QueryProcessor:
         n = len(inputs)
         if n == 0:
             return Response(200, R.EMPTY_BATCH)
+        t0 = perf_counter()
         if n == 1 and model is not None and not model.purged and self.cache.capacity > 0:
-            t0 = perf_counter()
             hit = self.cache.get((model.name, model.version, inputs[0]))
             if hit is not None:  # the cache-hit fast path: no request object at all
                 return self._hit(app, model, hit, t0)
-        return self.run(PendingRequest(app, n, self.take_query_ids(n), perf_counter(), batch), inputs, model)
+        qid = self.next_query_id
+        self.next_query_id = qid + n
+        return self.run(PendingRequest(app, n, qid, t0, batch), inputs, model)
 
     def run(
         self, req: PendingRequest, inputs: list[bytes], model: ModelState | None
@@ -328,7 +331,8 @@ class QueryProcessor:
         model.cache_hit_ratio.increment(hits, n)
         if queued == 0:
             return Response(200, req.body())
-        self._expiry(app).add(deadline, req)
+        expiry = self._expiries.get(app.slo_s)
+        (expiry or self._expiry(app)).add(deadline, req)
         self.dispatcher.kick(model)
         return req
 

@@ -352,10 +352,7 @@ class Dispatcher:
         model.throughput.mark(n)
         model.num_predictions.increment(n)
         model.batch_size.insert(n)
-        micros = int(latency * 1e6)
-        lat = model.latency
-        for _ in range(n):
-            lat.insert(micros)
+        model.latency.insert_n(int(latency * 1e6), n)
         if len(outputs) != n:
             text = orjson.dumps(
                 f"Model {model.name}:{model.version} returned {len(outputs)} outputs for a batch of {n} inputs"

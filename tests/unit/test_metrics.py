@@ -254,3 +254,19 @@ def test_prometheus_native_series_share_the_exposition():
     assert json.loads(reg.to_json()) == {
         "counters": [{"app:a:num_predictions": {"count": "2"}}, {"queue_depth": {"count": "99"}}]
     }
+
+
+@pytest.mark.parametrize("before,count", [(0, 5), (3, 5), (8, 5), (20, 40)])
+def test_histogram_insert_n_is_count_inserts(before, count):
+    """insert_n(v, k) leaves the histogram as k inserts of v would (same random draws)."""
+    import random
+
+    one, many = Histogram("a", reservoir_size=10), Histogram("b", reservoir_size=10)
+    one._rand, many._rand = random.Random(7).random, random.Random(7).random
+    for v in range(before):
+        one.insert(v)
+        many.insert(v)
+    for _ in range(count):
+        one.insert(999)
+    many.insert_n(999, count)
+    assert (many.reservoir, many.n, many.sum) == (one.reservoir, one.n, one.sum)

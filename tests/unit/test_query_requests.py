@@ -169,3 +169,13 @@ def test_a_large_batch_is_admitted_a_chunk_per_event_loop_turn():
     assert turns >= 9  # ten chunks, the loop ran in between
     body = result._early.body  # no model: every input got the default, resolved at once
     assert body.count(b'"default":true') == 10_000
+
+
+@pytest.mark.parametrize("n", [1, 4, 64, 65, 1000])
+def test_doubles_of_any_length_pack_as_little_endian_doubles(n):
+    """Short inputs take a cached struct, long ones an array: the bytes are the same."""
+    values = [i + 0.5 for i in range(n)]
+    body = b'{"input": [%b]}' % b", ".join(repr(v).encode() for v in values)
+    assert parse_predict(body, D).inputs == [struct.pack(f"<{n}d", *values)]
+    with pytest.raises(JsonSemanticError, match="Array input of type Number is not of type double"):
+        parse_predict(body[: body.rindex(b".5]")] + b"]}", D)  # the last element an integer
