@@ -9,6 +9,7 @@ Behaviour follows the original's KubernetesContainerManager where it was sound; 
   port when a node address is usable, or through a port-forward the manager opens itself.
   ``kubernetes_proxy_addr`` still works as in the original (API server and service-proxy addresses).
 * Prometheus gets a namespaced Role (not a ClusterRole) and its Service selects only this cluster;
+  its targets come from a sidecar's file, not ``kubernetes_sd`` (``prometheus_targets.py``);
   ``get_logs`` collects only this cluster's pods; scaling to 0 works.
 * Redis and the RPC services default to ClusterIP (Redis has no authentication).
 """
@@ -45,7 +46,9 @@ from .settings import ObjectSettings, determine_resources, determine_service_typ
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROMETHEUS_IMAGE = "prom/prometheus:v2.53.0"
+#: The project's Prometheus (images/prometheus, built offline). It has no Kubernetes service
+#: discovery: a sidecar keeps its targets in a file (``prometheus_targets.py``).
+DEFAULT_PROMETHEUS_IMAGE = f"{__registry__}/prometheus:{__version__}"
 ACCESS_MODES = ("auto", "service", "port-forward", "proxy")
 
 # role -> (Service name function, service port, service_types key)
@@ -122,7 +125,9 @@ class KubernetesContainerManager(ContainerManager):
           port-forward), ``port-forward`` (always), ``proxy`` (the API server's service proxy).
         * ``resources``: per role (``redis``, ``management``, ``query``, ``model``, ``metrics``)
           ``{"requests": {...}, "limits": {...}}``.
-        * ``prometheus_image=None`` runs no Prometheus.
+        * ``prometheus_image``: default ``<CLIPPER_REGISTRY or clipper>/prometheus:<version>``
+          (images/build.sh); any Prometheus image works, the pod's sidecar (the management frontend's
+          image) writes its scrape targets to a file. ``None`` runs no Prometheus.
         * ``admin_token``: the bearer token the management API requires. By default
           ``start_clipper()`` generates one and keeps it in a Secret the management frontend reads
           through ``valueFrom.secretKeyRef``; ``connect()`` reads it from that Secret. ``False``:
@@ -412,7 +417,7 @@ class KubernetesContainerManager(ContainerManager):
         if self.prometheus_image:
             self._apply(
                 objects.prometheus_configmap(s),
-                objects.prometheus_deployment(s, self.prometheus_image),
+                objects.prometheus_deployment(s, self.prometheus_image, mgmt_frontend_image),
                 objects.prometheus_service(s),
             )
         # one wait, one deadline: the Deployments available, then both frontends answering through

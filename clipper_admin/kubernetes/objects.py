@@ -20,6 +20,7 @@ from clipper.rpc.auth import RpcKeys
 from clipper_admin import launch
 
 from . import names as n
+from . import prometheus_targets
 from .settings import ObjectSettings
 
 Obj = dict[str, Any]
@@ -421,52 +422,22 @@ def model_deployment(
 # --- Prometheus ---------------------------------------------------------------------------------
 
 
-def prometheus_config_text(cluster: str, namespace_name: str) -> str:
-    """Scrape pods of this cluster only that are annotated ``prometheus.io/scrape``."""
-    label = "__meta_kubernetes_pod_label_ai_clipper_container_label"
+def prometheus_config_text() -> str:
+    """Scrape the targets the sidecar (``prometheus_targets.py``) keeps in a ``file_sd`` file.
+
+    No ``kubernetes_sd_configs``: the project's Prometheus image (Debian's build) has no Kubernetes
+    discovery. The sidecar lists only this cluster's pods, in this namespace."""
     config = {
         "global": {"evaluation_interval": "5s", "scrape_interval": "5s"},
         "scrape_configs": [
             {
                 "job_name": "Clipper Metrics",
-                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace_name]}}],
-                "relabel_configs": [
+                "file_sd_configs": [
                     {
-                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
-                        "action": "keep",
-                        "regex": "true",
-                    },
-                    {"source_labels": [label], "action": "keep", "regex": cluster},
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
-                        "action": "replace",
-                        "target_label": "__metrics_path__",
-                        "regex": "(.+)",
-                    },
-                    {
-                        "source_labels": [
-                            "__address__",
-                            "__meta_kubernetes_pod_annotation_prometheus_io_port",
-                        ],
-                        "action": "replace",
-                        "regex": r"([^:]+)(?::\d+)?;(\d+)",
-                        "replacement": "$1:$2",
-                        "target_label": "__address__",
-                    },
-                    {
-                        "action": "labelmap",
-                        "regex": "__meta_kubernetes_pod_label_ai_clipper_(metric|model_container)_label",
-                    },
-                    {
-                        "source_labels": ["__meta_kubernetes_namespace"],
-                        "action": "replace",
-                        "target_label": "kubernetes_namespace",
-                    },
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_name"],
-                        "action": "replace",
-                        "target_label": "kubernetes_pod_name",
-                    },
+                        "files": [f"{prometheus_targets.TARGETS_DIR}/{prometheus_targets.TARGETS_FILE}"],
+                        # the file is replaced atomically and watched; the re-read is a fallback
+                        "refresh_interval": "30s",
+                    }
                 ],
             }
         ],
@@ -484,7 +455,7 @@ def prometheus_configmap(s: ObjectSettings) -> Obj:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(n.prometheus_config(s.cluster), s, "metrics"),
-        "data": {"prometheus.yml": prometheus_config_text(s.cluster, s.namespace)},
+        "data": {"prometheus.yml": prometheus_config_text()},
     }
 
 
@@ -498,18 +469,12 @@ def prometheus_service_account(s: ObjectSettings) -> Obj:
 
 
 def prometheus_role(s: ObjectSettings) -> Obj:
-    """Namespace-scoped read access for pod discovery (the original used a ClusterRole)."""
+    """Namespace-scoped read access to pods, for the targets sidecar (the original used a ClusterRole)."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": _meta(n.prometheus_rbac(s.cluster), s, "prom-role"),
-        "rules": [
-            {
-                "apiGroups": [""],
-                "resources": ["pods", "services", "endpoints"],
-                "verbs": ["get", "list", "watch"],
-            }
-        ],
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
     }
 
 
@@ -524,7 +489,14 @@ def prometheus_role_binding(s: ObjectSettings) -> Obj:
     }
 
 
-def prometheus_deployment(s: ObjectSettings, image: str) -> Obj:
+#: The targets sidecar is small: one pod list every few seconds.
+TARGETS_SIDECAR_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def prometheus_deployment(s: ObjectSettings, image: str, targets_image: str) -> Obj:
+    """Prometheus, and the sidecar keeping its scrape targets (``targets_image``: an image with the
+    ``clipper_admin`` package, the management frontend's) in a volume both mount."""
+    targets_mount = {"name": "targets", "mountPath": prometheus_targets.TARGETS_DIR}
     container = _container(
         "metrics",
         image,
@@ -540,20 +512,41 @@ def prometheus_deployment(s: ObjectSettings, image: str) -> Obj:
         volumeMounts=[
             {"name": "config", "mountPath": "/etc/prometheus", "readOnly": True},
             {"name": "data", "mountPath": "/prometheus"},
+            {**targets_mount, "readOnly": True},
         ],
         **http_probes(n.PROMETHEUS_PORT, "/-/ready"),
     )
+    sidecar = _container(
+        "targets",
+        targets_image,
+        s,
+        "metrics",
+        command=[
+            "python",
+            "-m",
+            prometheus_targets.__name__,
+            "--namespace",
+            s.namespace,
+            "--cluster",
+            s.cluster,
+            "--output",
+            f"{prometheus_targets.TARGETS_DIR}/{prometheus_targets.TARGETS_FILE}",
+        ],
+        volumeMounts=[targets_mount],
+    )
+    sidecar["resources"] = TARGETS_SIDECAR_RESOURCES
     return _deployment(
         n.metrics(s.cluster),
         s,
         "metrics",
-        [container],
+        [container, sidecar],
         volumes=[
             {"name": "config", "configMap": {"name": n.prometheus_config(s.cluster)}},
             {"name": "data", "emptyDir": {}},
+            {"name": "targets", "emptyDir": {}},
         ],
         service_account=n.prometheus_rbac(s.cluster),
-        run_as_user=65534,  # the prom/prometheus image's "nobody"
+        run_as_user=65534,  # "nobody": Prometheus needs no user of its image (prom/prometheus's own)
     )
 
 

@@ -295,6 +295,7 @@ class FakeKubernetes:
                     "name": pod_name,
                     "namespace": ns,
                     "labels": {**tmpl["metadata"].get("labels", {}), "pod-template-hash": pod_hash},
+                    "annotations": copy.deepcopy(tmpl["metadata"].get("annotations", {})),
                     "ownerReferences": [
                         {
                             "apiVersion": "apps/v1",

@@ -44,7 +44,7 @@ def all_objects(s: ObjectSettings) -> list[dict]:
         o.prometheus_role(s),
         o.prometheus_role_binding(s),
         o.prometheus_configmap(s),
-        o.prometheus_deployment(s, "prom/prometheus:v2.53.0"),
+        o.prometheus_deployment(s, "reg/prometheus:1", "reg/management_frontend:1"),
         o.prometheus_service(s),
     ]
 
@@ -120,16 +120,29 @@ def test_original_names_and_labels():
     assert o.prometheus_service(s)["spec"]["selector"][n.CLUSTER_LABEL] == "c1"
 
 
-def test_prometheus_config_is_yaml_scoped_to_cluster():
-    cm = o.prometheus_configmap(SETTINGS[0])
-    cfg = yaml.safe_load(cm["data"]["prometheus.yml"])
-    job = cfg["scrape_configs"][0]
-    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["ns1"]
-    assert {
-        "source_labels": ["__meta_kubernetes_pod_label_ai_clipper_container_label"],
-        "action": "keep",
-        "regex": "c1",
-    } in job["relabel_configs"]
+def test_prometheus_reads_the_sidecars_targets_file_not_kubernetes_sd():
+    """The project's Prometheus (Debian's build) rejects ``kubernetes_sd_configs``: the config uses
+    file discovery only, and the sidecar writing that file lists this cluster's pods in its namespace."""
+    s = SETTINGS[0]
+    cfg = yaml.safe_load(o.prometheus_configmap(s)["data"]["prometheus.yml"])
+    (job,) = cfg["scrape_configs"]
+    assert set(job) == {"job_name", "file_sd_configs"}
+    assert job["file_sd_configs"][0]["files"] == ["/prometheus-targets/pods.json"]
+    dep = o.prometheus_deployment(s, "reg/prometheus:1", "reg/management_frontend:1")
+    pod = dep["spec"]["template"]["spec"]
+    prom, sidecar = pod["containers"]
+    assert prom["image"] == "reg/prometheus:1" and sidecar["image"] == "reg/management_frontend:1"
+    assert sidecar["command"][:3] == ["python", "-m", "clipper_admin.kubernetes.prometheus_targets"]
+    flags = sidecar["command"][3:]
+    assert flags[flags.index("--namespace") + 1] == "ns1" and flags[flags.index("--cluster") + 1] == "c1"
+    mounts = {c["name"]: {m["name"]: m for m in c["volumeMounts"]} for c in (prom, sidecar)}
+    assert mounts["metrics"]["targets"]["readOnly"] and not mounts["targets"]["targets"].get("readOnly")
+    assert {"name": "targets", "emptyDir": {}} in pod["volumes"]
+    assert pod["serviceAccountName"] == n.prometheus_rbac("c1") and pod["automountServiceAccountToken"]
+    # least privilege: reading pods is all the sidecar does
+    assert o.prometheus_role(s)["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
 
 
 @pytest.mark.parametrize(
