@@ -12,6 +12,7 @@ command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v git >/dev/null || need_apt+=(git)
+command -v gpg >/dev/null || need_apt+=(gnupg)  # clipper sync --verify-signatures and its tests
 command -v chromium >/dev/null || need_apt+=(chromium)  # tests/browser: the dashboard in a real browser
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v python3 >/dev/null || need_apt+=(python3)

@@ -1,4 +1,4 @@
-"""The ``clipper`` command line: apply, diff, delete, get, status, history, rollback, watch, schema.
+"""The ``clipper`` command line: apply, diff, delete, get, status, history, rollback, watch, sync, schema.
 
 Only argparse is imported at module level so that ``clipper --help`` stays fast; every command
 imports what it needs when it runs.
@@ -86,6 +86,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-backoff", type=float, default=300.0, metavar="S",
                    help="after failed applies, retry after --interval doubled per failure, at most this")  # fmt: skip
 
+    p = sub.add_parser("sync", help="pull manifests from a git repository; apply them on every new commit "
+                       "and every --interval (exit status with --once: 0 synced, 2 failed)")  # fmt: skip
+    p.add_argument("--repo", required=True, metavar="URL", help="a local path, file://, https://, ssh://, "
+                   "git:// or user@host:path (credentials never in the URL: see --token-file, --ssh-key)")  # fmt: skip
+    p.add_argument("--ref", default="HEAD", metavar="REF", help="branch, tag or commit id (default: the "
+                   "repository's HEAD)")  # fmt: skip
+    p.add_argument("--path", default=".", metavar="DIR", help="the manifests' directory in the repository")
+    _owner_args(p)
+    p.add_argument("--interval", type=_seconds, default=60.0, metavar="DURATION",
+                   help="look for new commits and repair drift this often (60, 60s, 5m; default 60 s)")  # fmt: skip
+    p.add_argument("--once", action="store_true", help="one sync, then exit (CI): 0 synced, 2 failed")
+    p.add_argument("--max-backoff", type=_seconds, default=300.0, metavar="DURATION",
+                   help="after failures, retry after --interval doubled per failure, at most this")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="seconds an apply may take to converge before the sync counts as failed")  # fmt: skip
+    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
+    p.add_argument("--state-dir", metavar="DIR", help="where the clone and work trees live (0700; default: "
+                   "$CLIPPER_HOME/sync/<repo>-<hash>)")  # fmt: skip
+    p.add_argument("--name", help="this sync's name in notifications (default: the state directory's)")
+    p.add_argument("--git-timeout", type=float, default=120.0, metavar="S", help="seconds per git command")
+    p.add_argument("--token-file", metavar="FILE", help="https: a file whose first line is the token")
+    p.add_argument("--token-env", metavar="VAR", help="https: an environment variable holding the token")
+    p.add_argument("--username", default="git", help="https: the user name sent with the token (default git)")
+    p.add_argument("--ssh-key", metavar="FILE", help="ssh: the private key file")
+    p.add_argument("--known-hosts", metavar="FILE", help="ssh: accept only the host keys in this file")
+    p.add_argument("--verify-signatures", action="store_true",
+                   help="refuse revisions not signed by a key in --gpg-keyring (the last good one stays)")  # fmt: skip
+    p.add_argument("--gpg-keyring", action="append", metavar="FILE|DIR",
+                   help="trusted OpenPGP public keys (a file, or a directory of key files); repeatable")  # fmt: skip
+    p.add_argument("--notify", metavar="URL", help="POST a JSON event here on every change of sync or health")
+    p.add_argument("--notify-timeout", type=float, default=5.0, metavar="S")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics of the loop")
+    p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR", help="default 127.0.0.1")
+
     p = sub.add_parser("history", help="the cluster's applies: time, revision, who, changes, result")
     _manifest_args(p, required=False)
     p.add_argument("--cluster", metavar="NAME", help="without -f: the local cluster (in CLIPPER_HOME) to "
@@ -109,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "(an installed clipper needs DIR)")  # fmt: skip
     p.add_argument("--out", dest="out", metavar="DIR", help="same as DIR")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A duration: ``90``, ``90s``, ``500ms``, ``5m``, ``1h`` (seconds when no unit), above 0."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    unit = next((u for u in units if t.endswith(u)), "")
+    try:
+        value = float(t[: len(t) - len(unit)]) * units.get(unit, 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 60, 60s, 5m or 1h)") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a duration above 0 is needed, not {text!r}")
+    return value
 
 
 class _Version(argparse.Action):

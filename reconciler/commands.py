@@ -318,6 +318,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return watch(args, apply_reporting_lines(err), err)
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    from reconciler.sync import run_sync
+
+    return run_sync(args, err)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from pathlib import Path
 

@@ -1,0 +1,114 @@
+"""``clipper sync``'s command line: what a user can get wrong is a clear message and exit status 2,
+and an attempt that fails before any cluster is involved (a bad ref, invalid manifests) is reported
+in the status file and to the webhook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import build_parser, main
+from reconciler.errors import ReconcilerError
+from reconciler.sync import state_lock
+from tests.unit.test_sync_git import commit, git
+from tests.unit.test_sync_notify import Receiver
+
+
+def run(capsys, *args: str) -> tuple[int, str]:
+    code = main(["--no-color", "sync", *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "home"))
+    work = tmp_path / "repo"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    return work
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--repo", "ext::sh -c id"], "'<transport>::' address"),
+        (["--repo", "https://u:pw@example.com/r.git"], "contains credentials"),
+        (["--repo", "REPO", "--ref", "--upload-pack=touch x"], "would be read as an option"),
+        (["--repo", "REPO", "--path", "../outside"], "without '..'"),
+        (["--repo", "REPO", "--token-file", "t", "--token-env", "T"], "not both"),
+        (["--repo", "REPO", "--verify-signatures"], "needs the trusted keys"),
+        (["--repo", "REPO", "--notify", "ftp://x/y"], "http:// or https://"),
+    ],
+)
+def test_mistakes_are_clear_errors(repo, capsys, args, message):
+    args = [str(repo) if a == "REPO" else a for a in args]
+    code, out = run(capsys, *args, "--once")
+    assert code == 2 and message in " ".join(out.split()), out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    "value, seconds", [("90", 90.0), ("60s", 60.0), ("500ms", 0.5), ("5m", 300.0), ("1h", 3600.0)]
+)
+def test_durations(value, seconds):
+    args = build_parser().parse_args(["sync", "--repo", "r", "--interval", value])
+    assert args.interval == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-5s", "soon", "inf"])
+def test_bad_durations_are_refused(value, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["sync", "--repo", "r", f"--interval={value}"])
+    assert e.value.code == 2 and "duration" in capsys.readouterr().err
+
+
+def test_a_missing_ref_and_invalid_manifests_fail_once_with_the_reason_in_status_and_webhook(
+    repo, capsys, tmp_path
+):
+    receiver = Receiver()
+    events, hook = receiver.bodies, receiver.url
+    state = tmp_path / "state"
+    try:
+        commit(repo, {"deploy/all.yaml": "apiVersion: clipper.ai/v1\nkind: Cluster\nmetadata: {name: c}\n"
+                      "spec: {backend: local, queryPort: -4}\n"}, "bad")  # fmt: skip
+        code, out = run(capsys, "--repo", str(repo), "--ref", "nope", "--state-dir", str(state), "--once",
+                        "--notify", hook)  # fmt: skip
+        assert code == 2 and "cannot fetch 'nope'" in out, out
+        doc = json.loads((state / "status.json").read_text())
+        assert (doc["sync"], doc["revision"], doc["targetRevision"]) == ("Unknown", None, None)
+
+        code, out = run(capsys, "--repo", str(repo), "--ref", "main", "--path", "deploy", "--state-dir",
+                        str(state), "--once", "--notify", hook, "--name", "demo")  # fmt: skip
+        head = git(repo, "rev-parse", "HEAD")
+        assert (
+            code == 2 and f"revision {head[:12]} not applied: invalid manifests: deploy/all.yaml:4:" in out
+        ), out
+        assert str(state) + "/trees" not in out.split("state in")[-1]  # located in the repository
+        doc = json.loads((state / "status.json").read_text())
+        assert (doc["sync"], doc["revision"], doc["targetRevision"]) == ("OutOfSync", None, head)
+        assert "spec.queryPort" in doc["message"]
+        assert [(e["object"], e["sync"], e["targetRevision"]) for e in events][-1] == (
+            "Sync/demo",
+            "OutOfSync",
+            head[:12],
+        )
+        assert "spec.queryPort" in events[-1]["message"]
+    finally:
+        receiver.close()
+
+
+def test_one_sync_per_state_directory(tmp_path):
+    with state_lock(tmp_path):
+        with pytest.raises(
+            ReconcilerError, match=f"another clipper sync \\(pid {os.getpid()}\\) uses {tmp_path}"
+        ):
+            with state_lock(tmp_path):
+                pass
+    with state_lock(tmp_path):  # released
+        pass
+    assert Path(tmp_path / "sync.lock").exists()
