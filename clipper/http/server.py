@@ -200,6 +200,33 @@ class Limits:
     max_pipelined: int = 128  # requests queued on one connection before we stop reading it
 
 
+_URLS: dict[bytes, tuple[str, str]] = {}  # recent short request targets, split and decoded
+_URLS_MAX = 1024
+_URL_MEMO_BYTES = 256  # longer targets are split every time (the memo stays small)
+
+
+def _split_url(url: bytes) -> tuple[str, str]:
+    """A request target -> (percent-decoded path, query string); memoized, since clients repeat them."""
+    split = _URLS.get(url)
+    if split is not None:
+        return split
+    query = ""
+    raw = url
+    q = url.find(b"?")
+    if q >= 0:
+        query = url[q + 1 :].decode("latin-1")
+        raw = url[:q]
+    path = raw.decode("utf-8", "replace")
+    if "%" in path:
+        path = unquote(path)
+    split = (path, query)
+    if len(url) <= _URL_MEMO_BYTES:
+        if len(_URLS) >= _URLS_MAX:
+            _URLS.clear()
+        _URLS[url] = split
+    return split
+
+
 _IDLE, _HEADERS, _BODY, _HANDLING = range(4)
 _LINGER_BYTES = 1024 * 1024  # input read and dropped after an error response before closing anyway
 _DISCARD = -1  # _Connection._raw_left: ignore all further input (CONNECT was answered, closing)
@@ -384,15 +411,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         parser = self._parser
-        url = self._url
-        query = ""
-        q = url.find(b"?")
-        if q >= 0:
-            query = url[q + 1 :].decode("latin-1")
-            url = url[:q]
-        path = url.decode("utf-8", "replace")
-        if "%" in path:
-            path = unquote(path)
+        path, query = _split_url(self._url)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         keep_alive = parser.should_keep_alive()
         method = parser.get_method()

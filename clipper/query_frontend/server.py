@@ -455,7 +455,7 @@ class QueryFrontend:
             return Response(413, R.error_body("Payload Too Large", str(e)))
         if pr.unparsed is not None:
             return self._predict_large(app, pr)
-        target = self._target(app, pr.version)
+        target = app.target if pr.version is None else self._target(app, pr.version)
         if isinstance(target, Response):
             return target
         model = self.models.get(target) if target is not None else None

@@ -368,7 +368,7 @@ class Dispatcher:
         name, version = model.name, model.version
         memo = self._embedded
         for i, (t, out) in enumerate(zip(batch, outputs, strict=True)):
-            if errors is not None and i in errors:
+            if errors and i in errors:
                 t.request.default(t.index, orjson.dumps(errors[i]))
                 continue
             embedded = memo.get(out)

@@ -447,3 +447,18 @@ def test_many_pipelined_upgrade_requests_in_one_chunk(server: ServerThread) -> N
     out = raw(server.port, one * 1500 + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     statuses = {r.split(b"\r\n", 1)[0] for r in _responses(out)}
     assert len(_responses(out)) == 1501 and statuses == {b"HTTP/1.1 200 OK"}
+
+
+def test_request_targets_are_split_alike_whether_memoized_or_not():
+    """The memo of short request targets: same (path, query) as a fresh split; bounded in size."""
+    from clipper.http import server as S
+
+    S._URLS.clear()
+    for _ in range(2):  # the second time from the memo
+        assert S._split_url(b"/a%20b/predict?x=1&y=%41") == ("/a b/predict", "x=1&y=%41")
+        assert S._split_url(b"/plain") == ("/plain", "")
+    long = b"/" + b"p" * S._URL_MEMO_BYTES + b"?q"
+    assert S._split_url(long) == (long[:-2].decode(), "q") and long not in S._URLS
+    for i in range(S._URLS_MAX + 10):
+        S._split_url(b"/u%d" % i)
+    assert len(S._URLS) <= S._URLS_MAX
