@@ -75,6 +75,106 @@ class HealthCheck(Strict):
     )
 
 
+class CanaryStep(Strict):
+    weight: float = Field(
+        gt=0,
+        le=100,
+        description="Percent of each affected application's traffic (of the share that went to the "
+        "model's current version) sent to the new version during this step.",
+    )
+    pause: float = Field(
+        default=0,
+        ge=0,
+        description="Seconds the step lasts at least before its analysis may pass (it also needs the "
+        "analysis' minRequests); a failing analysis rolls back at once, without waiting for the pause.",
+    )
+
+
+class RolloutAnalysis(Strict):
+    """Thresholds on the new version's statistics of one step (its requests since the step began)."""
+
+    max_default_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Largest share of the new version's requests answered with the default output "
+        "(model errors, missed objectives, no replica) before the rollout rolls back.",
+    )
+    max_error_rate: float | None = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Largest share of the new version's requests that raised a model error before the "
+        "rollout rolls back (default 0.05).",
+    )
+    max_p99_latency_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        description="Largest p99 latency of the new version, as a multiple of the application's "
+        "latencySloMicros (the p99 is a histogram bucket's upper bound: 0.5 ms ... 5 s).",
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        description="Requests the new version must have answered in a step before its analysis counts "
+        "(a step passes only with at least this many, and a failure needs them too).",
+    )
+    step_timeout_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="A step that has not seen minRequests after this many seconds rolls back "
+        "(no traffic is no evidence).",
+    )
+
+
+#: strategies of ``Model.spec.rollout``
+RolloutStrategy = Literal["immediate", "canary", "blueGreen"]
+
+
+class Rollout(Strict):
+    strategy: RolloutStrategy = Field(
+        default="immediate",
+        description="How a new version takes traffic. immediate: all at once as soon as its replicas "
+        "are ready (and its health check passes). canary: the applications' traffic moves to it "
+        "through 'steps', each analysed; a failing analysis rolls back. blueGreen: all traffic at "
+        "once after the health gate, the previous version's replicas kept until one analysed step "
+        "passes (steps: at most one, of weight 100; its pause is the observation window).",
+    )
+    steps: list[CanaryStep] = Field(
+        default_factory=list,
+        description="canary: the steps, weights strictly increasing (e.g. 10, 50, 100). After the "
+        "last step passes the version becomes current (100 %).",
+    )
+    analysis: RolloutAnalysis = Field(
+        default_factory=RolloutAnalysis,
+        description="Thresholds checked during every step (canary, blueGreen).",
+    )
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> Rollout:
+        weights = [s.weight for s in self.steps]
+        if self.strategy == "immediate" and self.steps:
+            raise ValueError("steps apply only to the canary and blueGreen strategies")
+        if self.strategy == "canary":
+            if not weights:
+                raise ValueError(
+                    "a canary rollout needs at least one step (e.g. steps: [{weight: 10, pause: 60}])"
+                )
+            for a, b in zip(weights, weights[1:], strict=False):
+                if not b > a:
+                    raise ValueError(f"canary step weights must increase strictly, got {a:g} then {b:g}")
+        if self.strategy == "blueGreen" and (len(weights) > 1 or any(w != 100 for w in weights)):
+            raise ValueError("a blueGreen rollout has at most one step, of weight 100 (its pause: how long "
+                             "the previous version is kept while the new one is analysed)")  # fmt: skip
+        return self
+
+    def effective_steps(self) -> list[CanaryStep]:
+        """The steps the rollout walks: blueGreen without steps is one step of weight 100, no pause."""
+        if self.strategy == "blueGreen" and not self.steps:
+            return [CanaryStep(weight=100)]
+        return list(self.steps)
+
+
 class ModelSpec(Strict):
     input_type: InputType
     version: str | None = Field(
@@ -107,6 +207,11 @@ class ModelSpec(Strict):
         description="Health gate of a rollout: a smoke prediction on a sample input that must answer "
         "without error before the new version takes traffic. Absent: a new version takes traffic once its "
         "replicas are connected and not reported hung (no prediction is sent).",
+    )
+    rollout: Rollout = Field(
+        default_factory=Rollout,
+        description="How a new version takes traffic from the current one: immediate (default), "
+        "canary (weighted steps with analysis and automatic rollback) or blueGreen.",
     )
 
     @field_validator("batch_size")
