@@ -135,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for a concurrent apply (0: fail at once)")  # fmt: skip
     p.add_argument("--output", choices=["text", "json"], default="text")
 
+    p = sub.add_parser("rollout", help="a model's canary/blueGreen rollout: status, promote (to 100%% now), "
+                       "abort (roll back now), retry (forget a rolled-back version)")  # fmt: skip
+    p.add_argument("action", choices=["status", "promote", "abort", "retry"])
+    p.add_argument("model", metavar="MODEL")
+    _manifest_args(p, required=False)
+    p.add_argument("--cluster", metavar="NAME", help="without -f: the local cluster (in CLIPPER_HOME) to "
+                   "look at; default: the only one there")  # fmt: skip
+    p.add_argument("--output", choices=["text", "json"], default="text")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="promote/abort while an apply drives the rollout: seconds to wait for it to act")  # fmt: skip
+
     p = sub.add_parser(
         "schema", help="write the JSON Schemas (clipper.schema.json: any manifest; one per kind)"
     )

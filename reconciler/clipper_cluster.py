@@ -20,7 +20,7 @@ import requests
 
 from clipper_admin.exceptions import ClipperException
 from reconciler.errors import ReconcilerError
-from reconciler.observed import Observed, RunningSettings, from_listings
+from reconciler.observed import Observed, RunningSettings, TrafficReport, TrafficSetting, from_listings
 from reconciler.port import ModelBuild, Progress, Readiness
 
 if TYPE_CHECKING:
@@ -74,10 +74,13 @@ class ClipperCluster:
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self) -> Observed:
+        apps = self.conn.get_all_apps(verbose=True)
+        traffic = {a["name"]: self.get_app_traffic(a["name"]).setting for a in apps}
         return from_listings(
-            self.conn.get_all_apps(verbose=True),
+            apps,
             self.conn.get_all_models(verbose=True),
             self.conn.get_all_model_replicas(verbose=True),
+            traffic=traffic,
         )
 
     def replica_count(self, name: str, version: str, readiness: Readiness) -> int:
@@ -265,6 +268,15 @@ class ClipperCluster:
 
     def unlink(self, app: str, model: str) -> None:
         self.conn.unlink_model_from_app(app, model)
+
+    def set_app_traffic(self, app: str, setting: TrafficSetting | None) -> None:
+        if setting is None:
+            self.conn.clear_app_traffic(app)
+            return
+        self.conn._admin.post_json("set_app_traffic", {"name": app, **setting.to_dict()})
+
+    def get_app_traffic(self, app: str) -> TrafficReport:
+        return TrafficReport.from_report(self.conn.get_app_traffic(app))
 
     def remove_versions(self, name: str, versions: Sequence[str]) -> None:
         images = {

@@ -103,6 +103,7 @@ def _apply_once(t: Target, args: argparse.Namespace) -> Plan:
         plan = apply(
             t, _owner(args, t), args.prune, args.lock_timeout, RichReporter(progress),
             on_lock_wait=lambda p: err.print(f"waiting for another apply ({p}) ...", markup=False),
+            note=lambda line: progress.console.print(line, markup=False, highlight=False, soft_wrap=True),
         )  # fmt: skip
     return plan
 
@@ -447,3 +448,107 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         out.print(f"Rolled back to #{entry.number} ({entry.revision or 'no revision'}).", markup=False)
         out.print(summary_line(plan, applied=len(plan.changes)), highlight=False, soft_wrap=True)
     return EXIT_OK
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """``clipper rollout status|promote|abort|retry MODEL`` (:mod:`reconciler.rollout`).
+
+    promote/abort act on the cluster themselves when no apply holds the apply lock (an interrupted
+    rollout); otherwise they leave a command in the cluster's records that the apply driving the
+    rollout carries out at its next poll, and wait (``--timeout``) until it did."""
+    from reconciler.rollout import ABORT, PROMOTE, finish
+
+    t = _connected_target(args)
+    store = t.rollouts
+    record = store.get(args.model)
+    if args.action == "status":
+        if record is None:
+            raise ReconcilerError(f"no canary or blueGreen rollout of model {args.model!r} is recorded")
+        _rollout_status(record, args.output)
+        return EXIT_OK
+    if args.action == "retry":
+        if record is not None and record.active:
+            raise ReconcilerError(f"the rollout of {args.model} is in progress: promote or abort it")
+        store.forget(args.model)
+        out.print(f"Model/{args.model}: rollout record forgotten; the next apply rolls the manifests' "
+                  "version out again.", markup=False)  # fmt: skip
+        return EXIT_OK
+    if record is None or not record.active:
+        state = "none is recorded" if record is None else f"the last one {record.phase}"
+        raise ReconcilerError(f"no rollout of model {args.model!r} is in progress ({state})")
+    from reconciler.lock import apply_lock, cluster_lease, who
+
+    command = PROMOTE if args.action == "promote" else ABORT
+    requested = False
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:  # no apply holds the lock (none runs, or the one that did died): act here
+            with apply_lock(t.cluster_dir, 0), cluster_lease(t.cluster, 0) if t.shared else _nothing():
+                record = store.get(args.model)  # as it is now that no apply can change it
+                if record is not None and record.active:
+                    store.take_command(args.model)
+                    out.print(finish(t.cluster, store, record, command, who()), markup=False, soft_wrap=True)
+                    return EXIT_OK
+        except ReconcilerError as e:
+            if "holds" not in str(e):
+                raise
+            if not requested:  # an apply (or watch) drives the rollout: ask it
+                store.request(args.model, command, who())
+                requested = True
+                out.print(f"Model/{args.model}: {command} requested; waiting for the apply driving the "
+                          "rollout ...", markup=False)  # fmt: skip
+        record = store.get(args.model)
+        if record is None or not record.active:
+            phase = "forgotten" if record is None else record.phase
+            out.print(f"Model/{args.model}: {phase}" + (f" ({record.reason})" if record and record.reason else ""),
+                      markup=False, soft_wrap=True)  # fmt: skip
+            return EXIT_OK
+        if time.monotonic() >= deadline:
+            raise ReconcilerError(
+                f"the {command} of {args.model} is requested, but the rollout had not ended after "
+                f"{args.timeout:g} s; the apply driving it (or the next clipper apply/watch, which resumes "
+                "it) carries it out"
+            )
+        time.sleep(0.5)
+
+
+def _nothing() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _rollout_status(record: Any, output: str) -> None:
+    if output == "json":
+        print(json.dumps(record.summary(), indent=2))
+        return
+    n = record.numbers or {}
+    a = record.analysis
+
+    def rate(x: Any) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    def limit(x: Any, pct: bool = True) -> str:
+        return "none" if x is None else (f"{100 * x:g}%" if pct else f"{x:g}")
+
+    steps = ", ".join(f"{s['weight']:g}%/{s['pause']:g}s" for s in record.steps)
+    table = Table(title=f"Rollout of {record.model}", title_justify="left", show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("strategy", record.strategy),
+        ("versions", f"{record.from_version} -> {record.to_version}"),
+        ("phase", record.phase + (f": {record.reason}" if record.reason else "")),
+        ("step", f"{min(record.step + 1, len(record.steps))}/{len(record.steps)} ({steps})"),
+        ("weights", f"{record.to_version} {record.weight:g}%, {record.from_version} {100 - record.weight:g}%"),
+        ("applications", ", ".join(s.app for s in record.apps) or "none"),
+        ("requests", f"{n.get('requests', 0)} (min {a.get('min_requests')}) in {n.get('elapsedSeconds', 0)} s"),
+        ("error rate", f"{rate(n.get('errorRate'))} (max {limit(a.get('max_error_rate'))})"),
+        ("default rate", f"{rate(n.get('defaultRate'))} (max {limit(a.get('max_default_rate'))})"),
+        ("p99 / objective", f"{'-' if n.get('p99LatencyRatio') is None else format(n['p99LatencyRatio'], '.3g')} "
+                            f"(max {limit(a.get('max_p99_latency_ratio'), pct=False)})"),
+        ("started", f"{record.started} by {record.who or '?'}; updated {record.updated}"),
+    ]  # fmt: skip
+    for k, v in rows:
+        table.add_row(Text(k), Text(str(v)))
+    out.print(table)

@@ -17,7 +17,8 @@ from reconciler.errors import ReconcilerError
 from reconciler.loader import Loaded, ManifestSet
 from reconciler.sources import model_source_files
 from schemas import Cluster, ClusterSpec
-from schemas.model import HealthCheck, ModelSpec
+from schemas.application import ApplicationSpec
+from schemas.model import HealthCheck, ModelSpec, Rollout
 
 HASH_LENGTH = 10
 
@@ -35,7 +36,55 @@ class DesiredModel:
     source_kind: str = "python"
     # the rollout's smoke prediction (Model.spec.health); None: connected and not hung is enough
     health: HealthCheck | None = field(default=None, compare=False)
+    # how a new version takes traffic (Model.spec.rollout): immediate, canary or blueGreen
+    rollout: Rollout = field(default_factory=Rollout, compare=False)
     loaded: Loaded | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DesiredTraffic:
+    """How an application routes beyond its one linked model (``Application.spec``: models, stickyKey,
+    shadow, selection). Versions are not named: each model's current version is meant."""
+
+    models: tuple[tuple[str, float], ...]  # (model, weight); the first is the linked one
+    sticky_key: str | None = None
+    shadow: tuple[str, str | None, float] | None = None  # (model, version or None: current, percent)
+    selection: tuple[str, float, float] | None = None  # (policy, eta, gamma)
+
+    @property
+    def plain(self) -> bool:
+        """One model, no shadow, no policy: the original app (no traffic configuration; a sticky key
+        only matters while a canary splits it)."""
+        return len(self.models) == 1 and self.shadow is None and self.selection is None
+
+    @staticmethod
+    def from_spec(spec: ApplicationSpec) -> DesiredTraffic | None:
+        models = [(spec.model, 1.0)] if spec.model else [(m.name, m.weight) for m in spec.models or ()]
+        if not models:
+            return None
+        sh = spec.shadow
+        sel = spec.selection
+        return DesiredTraffic(
+            tuple(models),
+            spec.sticky_key,
+            (sh.model, sh.version, sh.percent) if sh else None,
+            (sel.policy, sel.eta, sel.gamma) if sel else None,
+        )
+
+    @staticmethod
+    def from_dict(d: dict[str, object] | None) -> DesiredTraffic | None:
+        """The inverse of ``dataclasses.asdict`` (a stored history entry)."""
+        if not d:
+            return None
+        models = tuple((str(m), float(w)) for m, w in d["models"])  # type: ignore[attr-defined]
+        sh = d.get("shadow")
+        sel = d.get("selection")
+        return DesiredTraffic(
+            models,
+            d.get("sticky_key"),  # type: ignore[arg-type]
+            (str(sh[0]), None if sh[1] is None else str(sh[1]), float(sh[2])) if sh else None,  # type: ignore[index]
+            (str(sel[0]), float(sel[1]), float(sel[2])) if sel else None,  # type: ignore[index]
+        )
 
 
 @dataclass(frozen=True)
@@ -44,7 +93,8 @@ class DesiredApp:
     input_type: str
     default_output: str
     slo_micros: int
-    model: str | None
+    model: str | None  # the linked model (the first of spec.models)
+    traffic: DesiredTraffic | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +188,7 @@ def desired_state(manifests: ManifestSet, default_cluster: str = "default") -> D
             labels=tuple(f"{k}={v}" for k, v in sorted(loaded.obj.metadata.labels.items())),
             source_kind=spec.source.kind,
             health=spec.health,
+            rollout=spec.rollout,
             loaded=loaded,
         )
     apps = {
@@ -146,7 +197,8 @@ def desired_state(manifests: ManifestSet, default_cluster: str = "default") -> D
             input_type=app.obj.spec.input_type,
             default_output=app.obj.spec.default_output,
             slo_micros=app.obj.spec.latency_slo_micros,
-            model=app.obj.spec.model,
+            model=app.obj.spec.model_names()[0] if app.obj.spec.model_names() else None,
+            traffic=DesiredTraffic.from_spec(app.obj.spec),
         )
         for name, app in manifests.apps.items()
     }

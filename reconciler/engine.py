@@ -21,6 +21,7 @@ from reconciler.observed import Observed, observe
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Plan, make_plan
 from reconciler.port import ClusterPort
+from reconciler.rollout import RolloutStore
 
 if TYPE_CHECKING:
     from clipper_admin import ClipperConnection
@@ -50,6 +51,11 @@ class Target:
     def history(self) -> History:
         """Kept where the ownership records are (:mod:`reconciler.history`)."""
         return History(self.cluster_dir, self.cluster if self.shared else None)
+
+    @property
+    def rollouts(self) -> RolloutStore:
+        """Canary/blueGreen rollout records, kept where the ownership records are (:mod:`reconciler.rollout`)."""
+        return RolloutStore(self.cluster_dir, self.cluster if self.shared else None)
 
 
 def connect(t: Target) -> None:
@@ -109,7 +115,9 @@ def observe_target(t: Target) -> Observed:
     except (ClipperException, OSError, KeyError):
         return Observed(running=False)
     try:
-        return observe(t.cluster, t.registry.load(), t.registry.load_models())
+        obs = observe(t.cluster, t.registry.load(), t.registry.load_models())
+        obs.rollouts = t.rollouts.all(sorted(set(t.desired.models) | set(obs.models)))
+        return obs
     except (ClipperException, OSError) as e:
         raise ReconcilerError(f"cannot observe cluster {t.desired.cluster_name}: {e}") from e
 
@@ -150,10 +158,12 @@ def apply(
     reporter: Reporter | None = None,
     on_lock_wait: Callable[[Path | str], None] | None = None,
     revision: str | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> Plan:
     """Converge the cluster to the manifests; returns the plan that was executed. An apply that
     changes something is recorded in the cluster's history (``revision``: what to call it there;
-    default: the manifests' git commit)."""
+    default: the manifests' git commit). A canary or blueGreen rollout runs to its end within the
+    apply (``note`` gets a line per step and analysis)."""
     from clipper_admin import ClipperException
 
     reporter = reporter or NullReporter()
@@ -170,7 +180,8 @@ def apply(
             if not obs.running:
                 plan, obs = _start_cluster(t, plan, owner, prune, reporter)
                 held.enter_context(shared_lease(t, lock_timeout, on_lock_wait))
-            Executor(t.cluster, t.desired, owner, t.registry, commit, reporter).run(plan)
+            Executor(t.cluster, t.desired, owner, t.registry, commit, reporter, rollouts=t.rollouts,
+                     note=note).run(plan)  # fmt: skip
             _forget_vanished_apps(t, owner, obs)
         except ClipperException as e:
             error = e

@@ -25,6 +25,7 @@ from reconciler.observed import AppRecord, ModelRecord
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
 from reconciler.port import ClusterPort, Readiness
+from reconciler.rollout import POLL_S, AppSplit, Driver, RolloutStore, new_record, promoted, routes_to
 
 CONNECT_TIMEOUT = 120.0  # seconds for new replicas to connect
 STOP_TIMEOUT = 30.0  # seconds for stopped replicas to disconnect (not an error when exceeded)
@@ -64,6 +65,13 @@ class Executor:
     connect_timeout_s: float = CONNECT_TIMEOUT
     stop_timeout_s: float = STOP_TIMEOUT
     drain_s: float = DRAIN_SECONDS
+    #: where canary/blueGreen rollouts keep their state (default: the cluster's records)
+    rollouts: RolloutStore | None = None
+    #: lines about a rollout's steps and analyses (``clipper apply`` prints them)
+    note: Callable[[str], None] | None = None
+    rollout_poll_s: float = POLL_S
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
     def run(self, plan: Plan) -> None:
         """Execute the mutating actions of ``plan`` in order; starting the cluster (its ``create``)
@@ -83,6 +91,8 @@ class Executor:
                     self._application(action, owners)
                 elif action.kind == "Link":
                     self._link(action)
+                elif action.kind == "Traffic":
+                    self.cluster.set_app_traffic(action.name, action.traffic)
                 else:
                     raise ReconcilerError(f"{action.ref}: unknown kind of action")
             except BaseException as e:
@@ -126,18 +136,68 @@ class Executor:
                 m.name, m.version, ModelRecord(self.owner, artifact.image, m.content_hash)
             )
             labels = model_labels(self.owner, m.content_hash, self.git_commit, m.labels)
-            # with a health check and a version serving, register without moving the traffic,
-            # smoke-test, then make it current; a model's first version has no traffic to protect
-            gated = m.health is not None and m.replicas > 0 and action.previous_version is not None
+            # with a health check or a progressive rollout and a version serving, register without
+            # moving the traffic, smoke-test, then move it; a model's first version has no traffic
+            progressive = self._progressive(action, m)
+            gated = progressive or (
+                m.health is not None and m.replicas > 0 and action.previous_version is not None
+            )
             self.cluster.register_version(
                 m.name, m.version, m.input_type, artifact.image, labels, m.batch_size, not gated
             )
             self._smoke(m)
-            if gated:
+            if progressive:
+                assert action.previous_version is not None
+                self._drive(action, m, action.previous_version)
+            elif gated:
                 self.cluster.set_current_version(m.name, m.version)
+            if not progressive and action.previous_version:
+                self._follow(m.name, action.previous_version, m.version)
         except BaseException as e:
             self._stop_after_failure(m, e)
             raise
+
+    def _progressive(self, action: Action, m: DesiredModel) -> bool:
+        return m.rollout.strategy != "immediate" and m.replicas > 0 and action.previous_version is not None
+
+    def _store(self) -> RolloutStore:
+        return self.rollouts if self.rollouts is not None else RolloutStore(None, self.cluster)
+
+    def _drive(self, action: Action, m: DesiredModel, previous: str, resume: bool = False) -> None:
+        """A canary or blueGreen rollout of the registered (not current) ``m.version``
+        (:mod:`reconciler.rollout`): new, or resumed from its record."""
+        from reconciler.lock import who
+
+        store = self._store()
+        record = store.get(m.name) if resume else None
+        if record is None:
+            splits = []
+            for app, setting, slo in routes_to(self.cluster.observe(), m.name, previous):
+                d = self.desired.apps.get(app)
+                sticky = d.traffic.sticky_key if d is not None and d.traffic is not None else None
+                splits.append(AppSplit(app, None if setting is None else setting.to_dict(), slo, sticky))
+            record = new_record(m.name, previous, m.version, m.rollout, splits, who())
+            store.take_command(m.name)  # a command left for an earlier rollout does not apply
+        else:
+            self._note(
+                f"{m.name}: resuming the {record.strategy} rollout of {m.version} at step {record.step + 1}"
+            )
+        Driver(
+            self.cluster, store, record, self._note,
+            lambda weight: self.reporter.progress(action, int(weight), 100),
+            self.clock, self.sleep, self.rollout_poll_s,
+        ).run()  # fmt: skip
+
+    def _note(self, line: str) -> None:
+        if self.note is not None:
+            self.note(line)
+
+    def _follow(self, name: str, old: str, new: str) -> None:
+        """After ``name``'s current version changed from ``old`` to ``new``: apps whose traffic
+        configuration names ``old`` get ``new`` in its place (before ``old``'s replicas stop)."""
+        for app, setting, _ in routes_to(self.cluster.observe(), name, old):
+            if setting is not None:
+                self.cluster.set_app_traffic(app, promoted(setting, name, old, new))
 
     def _stop_after_failure(self, m: DesiredModel, error: BaseException) -> None:
         """Stop the replicas a failed rollout started (their version is not registered)."""
@@ -173,13 +233,27 @@ class Executor:
             self._roll_out(action, m)
         elif action.op is Op.REPLACE:
             if action.version_registered:
+                record = self._store().get(m.name) if self._progressive(action, m) else None
+                resume = (
+                    record is not None and record.active and record.to_version == m.version
+                    and record.from_version == action.previous_version
+                )  # fmt: skip
+                # back to the version the last rollout replaced (it served everything): at once
+                back = record is not None and not record.active and record.from_version == m.version
+                progressive = self._progressive(action, m) and not back
                 try:
                     self._scale(action, m)
                     self._smoke(m)
+                    if progressive:
+                        assert action.previous_version is not None
+                        self._drive(action, m, action.previous_version, resume=resume)
                 except BaseException as e:
                     self._stop_after_failure(m, e)
                     raise
-                self.cluster.set_current_version(m.name, m.version)
+                if not progressive:
+                    self.cluster.set_current_version(m.name, m.version)
+                    if action.previous_version:
+                        self._follow(m.name, action.previous_version, m.version)
             else:
                 self._roll_out(action, m)
             old = tuple(v for v in (action.previous_version, *action.stop_versions) if v and v != m.version)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.desired import DesiredApp, DesiredModel, DesiredState
+from reconciler.desired import DesiredApp, DesiredModel, DesiredState, DesiredTraffic
 from reconciler.ownership import RecordStore, write_owner_only
 
 NAMESPACE = "reconciler"
@@ -65,12 +65,18 @@ def desired_models(doc: dict[str, Any]) -> dict[str, DesiredModel]:
             name=name, version=m["version"], input_type=spec.input_type, replicas=spec.replicas,
             batch_size=spec.batch_size, content_hash=m["content_hash"], explicit_version=True,
             labels=tuple(m.get("labels", ())), source_kind=spec.source.kind, health=spec.health,
+            rollout=spec.rollout,
         )  # fmt: skip
     return out
 
 
 def desired_apps(doc: dict[str, Any]) -> dict[str, DesiredApp]:
-    return {name: DesiredApp(**a) for name, a in doc.get("apps", {}).items()}
+    out = {}
+    for name, a in doc.get("apps", {}).items():
+        fields = dict(a)
+        traffic = DesiredTraffic.from_dict(fields.pop("traffic", None))
+        out[name] = DesiredApp(**fields, traffic=traffic)
+    return out
 
 
 def now() -> str:

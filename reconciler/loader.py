@@ -351,37 +351,44 @@ def _cross_check(
             result.apps[it.obj.metadata.name] = it
     for app in result.apps.values():
         spec = app.obj.spec
-        if spec.model is None:
-            continue
         doc = app.node
-        if spec.model not in result.models:
-            if ("Model", spec.model) in failed:
-                continue  # the model itself is invalid and already reported
-            line, col = _position(doc, ("spec", "model"), (app.line - 1, app.column - 1))
-            problems.append(
-                ManifestProblem(
-                    app.file,
-                    line + 1,
-                    col + 1,
-                    f"linked model {spec.model!r} is not defined in the manifests",
-                    app.ref,
-                    "spec.model",
+        refs: list[tuple[tuple[str | int, ...], str]] = []
+        if spec.model is not None:
+            refs.append((("spec", "model"), spec.model))
+        refs += [(("spec", "models", i, "name"), m.name) for i, m in enumerate(spec.models or ())]
+        if spec.shadow is not None:
+            refs.append((("spec", "shadow", "model"), spec.shadow.model))
+        for path, name in refs:
+            where = _loc_text(path)
+            if name not in result.models:
+                if ("Model", name) in failed:
+                    continue  # the model itself is invalid and already reported
+                line, col = _position(doc, path, (app.line - 1, app.column - 1))
+                problems.append(
+                    ManifestProblem(
+                        app.file,
+                        line + 1,
+                        col + 1,
+                        f"{'linked' if path == ('spec', 'model') else 'referenced'} model {name!r} is not "
+                        "defined in the manifests",
+                        app.ref,
+                        where,
+                    )
                 )
-            )
-            continue
-        model = result.models[spec.model].obj
-        if model.spec.input_type != spec.input_type:
-            line, col = _position(doc, ("spec", "inputType"), (app.line - 1, app.column - 1))
-            problems.append(
-                ManifestProblem(
-                    app.file,
-                    line + 1,
-                    col + 1,
-                    f"input type {spec.input_type!r} does not match Model/{spec.model} ({model.spec.input_type!r})",
-                    app.ref,
-                    "spec.inputType",
+                continue
+            model = result.models[name].obj
+            if model.spec.input_type != spec.input_type:
+                line, col = _position(doc, ("spec", "inputType"), (app.line - 1, app.column - 1))
+                problems.append(
+                    ManifestProblem(
+                        app.file,
+                        line + 1,
+                        col + 1,
+                        f"input type {spec.input_type!r} does not match Model/{name} ({model.spec.input_type!r})",
+                        app.ref,
+                        "spec.inputType",
+                    )
                 )
-            )
     return result
 
 

@@ -34,12 +34,99 @@ class ObservedVersion:
 
 
 @dataclass(frozen=True)
+class TrafficSetting:
+    """An application's traffic configuration as the management API takes and reports it
+    (``/admin/set_app_traffic``): weighted ``(model, version, weight)`` targets, a sticky key, a shadow
+    ``(model, version, percent)`` and a selection policy ``(policy, eta, gamma)``."""
+
+    targets: tuple[tuple[str, str, float], ...]
+    sticky_key: str | None = None
+    shadow: tuple[str, str, float] | None = None
+    selection: tuple[str, float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The management API's JSON form (without the app's name)."""
+        d: dict[str, Any] = {
+            "targets": [{"model_name": m, "model_version": v, "weight": w} for m, v, w in self.targets]
+        }
+        if self.sticky_key is not None:
+            d["sticky_key"] = self.sticky_key
+        if self.shadow is not None:
+            m, v, pct = self.shadow
+            d["shadow"] = {"model_name": m, "model_version": v, "percent": pct}
+        if self.selection is not None:
+            policy, eta, gamma = self.selection
+            d["selection"] = {"policy": policy, "eta": eta, "gamma": gamma}
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TrafficSetting:
+        sh, sel = d.get("shadow"), d.get("selection")
+        return TrafficSetting(
+            tuple((str(t["model_name"]), str(t["model_version"]), float(t["weight"])) for t in d["targets"]),
+            d.get("sticky_key") or None,
+            (str(sh["model_name"]), str(sh["model_version"]), float(sh["percent"])) if sh else None,
+            (str(sel["policy"]), float(sel["eta"]), float(sel["gamma"])) if sel else None,
+        )
+
+    def normalised(self) -> TrafficSetting:
+        """Weights summing to 1 (rounded), so that equal splits compare equal whatever their scale."""
+        total = sum(w for _, _, w in self.targets) or 1.0
+        return TrafficSetting(
+            tuple((m, v, round(w / total, 6)) for m, v, w in self.targets),
+            self.sticky_key,
+            self.shadow,
+            self.selection,
+        )
+
+
+@dataclass(frozen=True)
+class TargetStats:
+    """One target's counts since its app's traffic configuration took effect (``get_app_traffic``)."""
+
+    requests: int = 0
+    defaults: int = 0
+    errors: int = 0
+    p99_latency_micros: float | None = None
+
+    @staticmethod
+    def from_report(d: dict[str, Any]) -> TargetStats:
+        p99 = d.get("p99_latency_micros")
+        return TargetStats(
+            int(d.get("requests") or 0),
+            int(d.get("defaults") or 0),
+            int(d.get("errors") or 0),
+            None if p99 is None else float(p99),
+        )
+
+
+@dataclass(frozen=True)
+class TrafficReport:
+    """``get_app_traffic``: the configuration (``None``: a plain app) and per-target statistics by
+    ``model:version`` (the configured targets only)."""
+
+    setting: TrafficSetting | None
+    stats: dict[str, TargetStats] = field(default_factory=dict)
+
+    @staticmethod
+    def from_report(d: dict[str, Any]) -> TrafficReport:
+        if not d.get("configured"):
+            return TrafficReport(None)
+        stats = {
+            f"{t['model_name']}:{t['model_version']}": TargetStats.from_report(t.get("stats") or {})
+            for t in d.get("targets") or ()
+        }
+        return TrafficReport(TrafficSetting.from_dict(d), stats)
+
+
+@dataclass(frozen=True)
 class ObservedApp:
     name: str
     input_type: str
     default_output: str
     slo_micros: int
     linked: tuple[str, ...]
+    traffic: TrafficSetting | None = None  # None: a plain app (its linked model's current version)
 
 
 @dataclass(frozen=True)
@@ -79,6 +166,8 @@ class Observed:
     models: dict[str, dict[str, ObservedVersion]] = field(default_factory=dict)
     app_owners: dict[str, AppRecord] = field(default_factory=dict)
     model_records: dict[str, dict[str, ModelRecord]] = field(default_factory=dict)
+    #: progressive rollouts by model (:mod:`reconciler.rollout`), read from the reconciler's records
+    rollouts: dict[str, Any] = field(default_factory=dict)
 
     def recorded(self, model: str, version: str) -> ModelRecord | None:
         """The registry's record of ``model:version`` if the registered version is still the one the
@@ -124,6 +213,7 @@ def from_listings(
     replicas: list[dict[str, Any]],
     app_owners: dict[str, AppRecord] | None = None,
     model_records: dict[str, dict[str, ModelRecord]] | None = None,
+    traffic: dict[str, TrafficSetting | None] | None = None,
 ) -> Observed:
     """Build :class:`Observed` from verbose ``get_all_apps``/``get_all_models``/``get_all_model_replicas``."""
     # A replica the query frontend reports hung ("healthy": false) does not count: `clipper diff`
@@ -137,6 +227,7 @@ def from_listings(
             default_output=a["default_output"],
             slo_micros=int(a["latency_slo_micros"]),
             linked=tuple(a.get("linked_models") or ()),
+            traffic=(traffic or {}).get(a["name"]),
         )
     for m in models:
         name, version = m["model_name"], str(m["model_version"])

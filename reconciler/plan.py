@@ -26,8 +26,9 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from reconciler.desired import DesiredApp, DesiredModel, DesiredState
-from reconciler.observed import Observed, RunningSettings
+from reconciler.desired import DesiredApp, DesiredModel, DesiredState, DesiredTraffic
+from reconciler.observed import Observed, RunningSettings, TrafficSetting
+from reconciler.rollout import ABORTED, ROLLED_BACK
 from schemas.cluster import ClusterSpec
 
 
@@ -51,7 +52,7 @@ class Change:
 @dataclass(frozen=True)
 class Action:
     op: Op
-    kind: str  # Cluster | Model | Application | Link
+    kind: str  # Cluster | Model | Application | Link | Traffic
     name: str
     changes: tuple[Change, ...] = ()
     reason: str = ""
@@ -65,6 +66,8 @@ class Action:
     image: str | None = None  # model update/replace to a registered version: the recorded image
     #: cluster update: (ClusterSpec field, new value) to set; holds the admin token, so never shown
     settings: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+    #: traffic: the app's configuration to set (``None``: clear it, a plain app)
+    traffic: TrafficSetting | None = None
 
     @property
     def ref(self) -> str:
@@ -131,6 +134,21 @@ def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str])
         return Action(Op.CONFLICT, "Model", m.name, reason=f"exists and is {why}; left untouched", model=m)
     cur = obs.current(m.name)
     stale = tuple(sorted(v.version for v in versions.values() if v.version != m.version and v.replicas > 0))
+    rollout = obs.rollouts.get(m.name)
+    if (
+        cur is not None
+        and cur.version != m.version
+        and rollout is not None
+        and rollout.phase in (ROLLED_BACK, ABORTED)
+        and rollout.to_version == m.version
+        and rollout.from_version == cur.version
+    ):
+        warnings.append(
+            f"Model/{m.name}: version {m.version} was {'aborted' if rollout.phase == ABORTED else 'rolled back'} "
+            f"({rollout.reason}); it is not tried again: change the model (a new version), or "
+            f"`clipper rollout retry {m.name}`"
+        )
+        return Action(Op.NOOP, "Model", m.name, model=m, reason=f"version {m.version} {rollout.phase}")
     if cur is None or cur.version != m.version:
         target = versions.get(m.version)
         changes = [Change("version", cur.version if cur else None, m.version)]
@@ -149,6 +167,17 @@ def _plan_model(m: DesiredModel, obs: Observed, owner: str, warnings: list[str])
         if cur is not None and cur.replicas != m.replicas:
             changes.append(Change("replicas", cur.replicas, m.replicas))
         reason = "rollback/forward to a registered version" if target is not None else "new version"
+        progressive = m.rollout.strategy != "immediate" and cur is not None
+        if rollout is not None and rollout.active and rollout.to_version == m.version and cur is not None \
+                and rollout.from_version == cur.version:  # fmt: skip
+            reason = f"resume the {m.rollout.strategy} rollout at step {rollout.step + 1}"
+        elif progressive and not (
+            rollout is not None and not rollout.active and rollout.from_version == m.version
+        ):
+            weights = [f"{step.weight:g}%" for step in m.rollout.effective_steps()]
+            if weights[-1] != "100%":
+                weights.append("100%")
+            reason = f"{reason}, {m.rollout.strategy} {' -> '.join(weights)}"
         return Action(
             Op.REPLACE,
             "Model",
@@ -413,6 +442,7 @@ def make_plan(desired: DesiredState, observed: Observed, owner: str, prune: bool
         link = _plan_link(desired.apps[act.name], linked)
         if link is not None:
             actions.append(link)
+    actions += _plan_traffic(desired, observed, model_actions, app_actions)
     # deletions, reverse order: applications (their links go with them), then models
     gone = Op.DELETE if prune else Op.PRUNE
     for name in sorted(observed.apps):
@@ -453,6 +483,67 @@ def make_delete_plan(desired: DesiredState, observed: Observed, owner: str) -> P
         if name in observed.models and observed.model_owner(name) == owner
     ]
     return Plan(tuple(actions))
+
+
+def _after_models(desired: DesiredState, observed: Observed, model_actions: list[Action]) -> dict[str, str]:
+    """The current version of each model once the model actions are done."""
+    out = {name: v.version for name in observed.models if (v := observed.current(name)) is not None}
+    for a in model_actions:
+        if a.op in (Op.CREATE, Op.REPLACE) and a.model is not None:
+            out[a.name] = a.model.version
+    return out
+
+
+def resolve_traffic(t: DesiredTraffic | None, versions: dict[str, str]) -> TrafficSetting | None:
+    """The configuration an app's manifest asks for, each model at its current version (``versions``);
+    ``None`` for a plain app (one model, no shadow, no selection). A model without a version yet is left
+    out (its creation failed or comes later)."""
+    if t is None or t.plain:
+        return None
+    targets = tuple((m, versions[m], w) for m, w in t.models if m in versions)
+    shadow = None
+    if t.shadow is not None:
+        model, version, pct = t.shadow
+        v = version or versions.get(model)
+        shadow = (model, v, pct) if v else None
+    return TrafficSetting(targets, t.sticky_key, shadow, t.selection) if targets else None
+
+
+def describe_traffic(s: TrafficSetting | None) -> str | None:
+    """``a:v1 90%, b:v2 10%; sticky user; shadow c:v3 5%; exp3``; ``None`` for a plain app."""
+    if s is None:
+        return None
+    total = sum(w for _, _, w in s.targets) or 1.0
+    parts = [", ".join(f"{m}:{v} {100 * w / total:.4g}%" for m, v, w in s.targets)]
+    if s.sticky_key:
+        parts.append(f"sticky {s.sticky_key}")
+    if s.shadow:
+        parts.append(f"shadow {s.shadow[0]}:{s.shadow[1]} {s.shadow[2]:g}%")
+    if s.selection:
+        parts.append(s.selection[0])
+    return "; ".join(parts)
+
+
+def _plan_traffic(
+    desired: DesiredState, observed: Observed, model_actions: list[Action], app_actions: list[Action]
+) -> list[Action]:
+    """A ``Traffic`` action per managed app whose traffic configuration (A/B/N weights, sticky key,
+    shadow, selection) differs from its manifest's. Apps a rollout is splitting are left to it."""
+    versions = _after_models(desired, observed, model_actions)
+    splitting = {a.app for r in observed.rollouts.values() if r.active for a in r.apps}
+    out = []
+    for act in app_actions:
+        if act.op is Op.CONFLICT or act.name in splitting:
+            continue
+        want = resolve_traffic(desired.apps[act.name].traffic, versions)
+        existing = observed.apps.get(act.name)
+        have = None if act.op in (Op.CREATE, Op.REPLACE) or existing is None else existing.traffic
+        if (want.normalised() if want else None) == (have.normalised() if have else None):
+            continue
+        op = Op.CREATE if have is None else Op.DELETE if want is None else Op.UPDATE
+        change = Change("traffic", describe_traffic(have), describe_traffic(want))
+        out.append(Action(op, "Traffic", act.name, (change,), traffic=want))
+    return out
 
 
 def _owns_app(observed: Observed, name: str, owner: str) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.observed import Observed, RunningSettings
+from reconciler.observed import Observed, RunningSettings, TrafficReport, TrafficSetting
 
 #: ``on_progress(done, wanted)`` while replicas come up.
 Progress = Callable[[int, int], None]
@@ -72,7 +72,8 @@ class ClusterPort(Protocol):
 
     # -- observation -----------------------------------------------------------------------------
     def observe(self) -> Observed:
-        """Apps, model versions and their healthy replica counts (no ownership: that is the registry's)."""
+        """Apps (with their traffic configurations), model versions and their healthy replica counts
+        (no ownership: that is the registry's)."""
 
     def replica_count(self, name: str, version: str, readiness: Readiness) -> int:
         """Replicas of ``name:version`` the query frontend(s) report, at least ``readiness``."""
@@ -160,6 +161,15 @@ class ClusterPort(Protocol):
     def link(self, app: str, model: str) -> None: ...
 
     def unlink(self, app: str, model: str) -> None: ...
+
+    # -- traffic of applications (splits, shadow, selection; canary steps) -------------------------
+    def set_app_traffic(self, app: str, setting: TrafficSetting | None) -> None:
+        """Route ``app`` by ``setting`` (its targets must be registered versions); ``None`` clears it:
+        the app routes to its linked model's current version again, as in the original."""
+
+    def get_app_traffic(self, app: str) -> TrafficReport:
+        """The app's traffic configuration and the per-target statistics counted since it took effect
+        (summed over the query frontends, which report them about once a second)."""
 
     # -- the reconciler's own state in the cluster (lease and records) ----------------------------
     def shared_state(self) -> bool:

@@ -146,6 +146,41 @@ def _model_health(
     return Health.HEALTHY, "", have, cur.version
 
 
+def rollout_line(r: Any) -> str:
+    """``canary sum-model 1 -> 2: step 2/3, 50% (120 requests, error rate 0.0%)``."""
+    n = r.numbers or {}
+    rate = n.get("errorRate")
+    numbers = (
+        f" ({n.get('requests', 0)} requests, error rate {'-' if rate is None else f'{100 * rate:.1f}%'})"
+    )
+    return (f"{r.strategy} {r.from_version} -> {r.to_version}: step {min(r.step + 1, len(r.steps))}/{len(r.steps)}, "
+            f"{r.weight:g}% to {r.to_version}" + (numbers if n else ""))  # fmt: skip
+
+
+def _rollout_health(
+    observed: Observed, name: str, desired_version: str | None, health: Health, why: str
+) -> tuple[Health, str]:
+    """A canary/blueGreen rollout in progress, or one that rolled back the desired version."""
+    from reconciler.rollout import ABORTED, ROLLED_BACK
+
+    r = observed.rollouts.get(name)
+    if r is None or (desired_version is not None and r.to_version != desired_version):
+        return health, why
+    if r.active:
+        return Health.PROGRESSING, rollout_line(r)
+    if (
+        r.phase in (ROLLED_BACK, ABORTED)
+        and (cur := observed.current(name)) is not None
+        and cur.version != r.to_version
+    ):
+        word = "aborted" if r.phase == ABORTED else "rolled back"
+        return (
+            Health.DEGRADED,
+            f"the {r.strategy} rollout of {r.to_version} was {word}: {r.reason}; {cur.version} serves",
+        )
+    return health, why
+
+
 def statuses(
     desired: DesiredState | None, observed: Observed, plan: Plan | None, revision: str | None = None
 ) -> list[ObjectStatus]:
@@ -154,7 +189,7 @@ def statuses(
     known = desired is not None and plan is not None
     by_ref: dict[tuple[str, str], list[Action]] = {}
     for a in plan.actions if plan is not None else ():
-        kind = "Application" if a.kind == "Link" else a.kind
+        kind = "Application" if a.kind in ("Link", "Traffic") else a.kind
         by_ref.setdefault((kind, a.name), []).append(a)
     out: list[ObjectStatus] = []
 
@@ -172,6 +207,7 @@ def statuses(
         health, hwhy, have, cur = _model_health(
             observed, name, dm.version if dm else None, dm.replicas if dm else None
         )
+        health, hwhy = _rollout_health(observed, name, dm.version if dm else None, health, hwhy)
         cur_v = observed.current(name)
         out.append(ObjectStatus(
             "Model", name, sync, health, "; ".join(x for x in (why, hwhy) if x),

@@ -114,6 +114,8 @@ def apply_reporting_lines(console: Console) -> Callable[[Target, argparse.Namesp
         return apply(
             t, args.owner or t.desired.cluster_name, args.prune, args.lock_timeout, LineReporter(console),
             on_lock_wait=lambda p: console.print(f"waiting for another apply ({p}) ...", markup=False),
+            note=lambda line: console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False,
+                                            highlight=False, soft_wrap=True),
         )  # fmt: skip
 
     return apply_once

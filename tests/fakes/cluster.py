@@ -11,12 +11,20 @@ Replicas start and connect at once; a wait that cannot succeed fails at once ins
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clipper_admin.exceptions import AlreadyExists, ClipperException, ClipperHTTPError, NotFound
 from reconciler.errors import ReconcilerError
-from reconciler.observed import Observed, ObservedApp, ObservedVersion, RunningSettings
+from reconciler.observed import (
+    Observed,
+    ObservedApp,
+    ObservedVersion,
+    RunningSettings,
+    TargetStats,
+    TrafficReport,
+    TrafficSetting,
+)
 from reconciler.port import ModelBuild, Progress, Readiness
 
 
@@ -59,6 +67,11 @@ class FakeCluster:
         self.leases: dict[str, tuple[str, float]] = {}  # name -> (holder, expiry on :attr:`clock`)
         self.records: dict[tuple[str, str], str] = {}
         self.clock = time.monotonic
+        #: traffic configurations by app, and the statistics :meth:`get_app_traffic` reports:
+        #: ``stats(app, setting) -> {"model:version": TargetStats}`` (default: none counted)
+        self.traffic: dict[str, TrafficSetting] = {}
+        self.stats: Callable[[str, TrafficSetting], dict[str, TargetStats]] = lambda app, setting: {}
+        self.traffic_history: list[tuple[str, TrafficSetting | None]] = []
 
     # -- test helpers ----------------------------------------------------------------------------
     def fail(self, call: str, error: BaseException) -> None:
@@ -125,7 +138,9 @@ class FakeCluster:
         self._require_running()
         obs = Observed(running=True)
         for name, a in self.apps.items():
-            obs.apps[name] = ObservedApp(name, a.input_type, a.default_output, a.slo_micros, tuple(a.linked))
+            obs.apps[name] = ObservedApp(
+                name, a.input_type, a.default_output, a.slo_micros, tuple(a.linked), self.traffic.get(name)
+            )
         for (name, version), v in self.versions.items():
             obs.models.setdefault(name, {})[version] = ObservedVersion(
                 name, version, v.input_type, v.labels, v.image, self.current.get(name) == version,
@@ -235,6 +250,7 @@ class FakeCluster:
         if name not in self.apps:
             raise ClipperHTTPError(f"Application '{name}' does not exist", 400)
         del self.apps[name]
+        self.traffic.pop(name, None)
 
     def link(self, app: str, model: str) -> None:
         self._call("link", app, model)
@@ -249,6 +265,28 @@ class FakeCluster:
         if app not in self.apps or model not in self.apps[app].linked:
             raise ClipperHTTPError(f"Model '{model}' is not linked to app '{app}'", 400)
         self.apps[app].linked.remove(model)
+
+    def set_app_traffic(self, app: str, setting: TrafficSetting | None) -> None:
+        self._call(
+            "set_app_traffic", app, *(f"{m}:{v}={w:g}" for m, v, w in (setting.targets if setting else ()))
+        )
+        if app not in self.apps:
+            raise ClipperHTTPError(f"application {app!r} does not exist; register it first", 400)
+        if setting is not None:
+            for m, v, _ in (*setting.targets, *((setting.shadow,) if setting.shadow else ())):
+                if (m, v) not in self.versions:
+                    raise ClipperHTTPError(f"model {m!r} has no version {v!r}", 400)
+            self.traffic[app] = setting
+        else:
+            self.traffic.pop(app, None)
+        self.traffic_history.append((app, setting))
+
+    def get_app_traffic(self, app: str) -> TrafficReport:
+        self._require_running()
+        if app not in self.apps:
+            raise ClipperHTTPError(f"application {app!r} does not exist", 400)
+        setting = self.traffic.get(app)
+        return TrafficReport(setting, dict(self.stats(app, setting)) if setting else {})
 
     def remove_versions(self, name: str, versions: Sequence[str]) -> None:
         self._call("remove_versions", name, *versions)
