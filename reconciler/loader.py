@@ -245,7 +245,8 @@ def _read_stream(
     yaml = YAML(typ="rt")
     out: list[Loaded] = []
     try:
-        bomb = _alias_problem(yaml, text)
+        # an alias is written "*name": a stream without "*" has none, and is parsed once, not twice
+        bomb = _alias_problem(yaml, text) if "*" in text else None
         if bomb is not None:
             problems.append(ManifestProblem(file, *bomb))
             return out

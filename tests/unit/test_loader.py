@@ -209,3 +209,20 @@ def test_local_modules_the_model_imports_are_compiled_too(tree, monkeypatch):
     assert [str(p).split(" (")[0] for p in e.value.problems] == [
         "helpers/scale.py:3:5 SyntaxError: '(' was never closed"
     ]
+
+
+def test_a_stream_without_aliases_is_parsed_once(tree, monkeypatch):
+    """The alias check's extra pass over the parse events runs only where an alias can be ("*")."""
+    import reconciler.loader as loader
+
+    checked: list[str] = []
+    real = loader._alias_problem
+    monkeypatch.setattr(loader, "_alias_problem", lambda yaml, text: checked.append(text) or real(yaml, text))
+    (tree / "m.yaml").write_text(MODEL.format(replicas=2))
+    plain = load_manifests([str(tree)])
+    assert plain.models and checked == []
+    f = tree / "anchored.yaml"
+    f.write_text("apiVersion: clipper.ai/v1\nkind: Model\nmetadata: &m {name: m9}\nspec: {x: *m}\n")
+    with pytest.raises(ManifestErrors):
+        load_manifests([str(f)])
+    assert len(checked) == 1 and "*m" in checked[0]
