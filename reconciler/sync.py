@@ -408,10 +408,11 @@ def run_sync(args: argparse.Namespace, console: Console, stop: threading.Event |
                       markup=False, highlight=False, soft_wrap=True)  # fmt: skip
         if on_ready is not None:
             on_ready(syncer)
+        if args.once:  # Ctrl-C is 130, as for every command
+            return syncer.run()
         try:
             code = syncer.run()
         except KeyboardInterrupt:
             code = EXIT_OK
-        if not args.once:
-            console.print("sync stopped", markup=False)
+        console.print("sync stopped", markup=False)
         return code

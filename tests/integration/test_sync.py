@@ -145,7 +145,7 @@ def test_sync_once_then_the_loop_through_good_bad_force_pushed_and_reverted_comm
         assert wait_for(
             lambda: told(object="Sync/demo", sync="Synced", revision=c2[:12], health="Healthy"), 60
         )
-        assert told(object="Model/sum-model", sync="Synced")
+        assert wait_for(lambda: told(object="Model/sum-model", sync="Synced", health="Healthy"), 60)
 
         # a broken model: the health gate fails it, c2 keeps serving, status and webhook say why
         (work / "models" / "sum_model.py").write_text(BROKEN_SRC)

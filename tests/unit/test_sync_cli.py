@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,34 @@ def test_one_sync_per_state_directory(tmp_path):
     with state_lock(tmp_path):  # released
         pass
     assert Path(tmp_path / "sync.lock").exists()
+
+
+def test_the_loop_backs_off_exponentially_up_to_the_cap_and_stops_cleanly(repo, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from reconciler.sync import run_sync
+    from tests.integration.test_gitops_workflow import wait_for
+
+    commit(repo, {"all.yaml": "kind: Nothing\n"}, "invalid")
+    args = build_parser().parse_args(["sync", "--repo", str(repo), "--ref", "main", "--state-dir", str(tmp_path / "s"),
+                                      "--interval", "200ms", "--max-backoff", "800ms"])  # fmt: skip
+    buf = io.StringIO()
+    stop = threading.Event()
+    result: list[int] = []
+    loop = threading.Thread(target=lambda: result.append(run_sync(args, Console(file=buf, width=400), stop)))
+    loop.start()
+    try:
+        assert wait_for(lambda: buf.getvalue().count("sync failed") >= 5, 60), buf.getvalue()
+    finally:
+        stop.set()
+        loop.join(timeout=60)
+    delays = [
+        line.split("retrying in ")[1].split()[0]
+        for line in buf.getvalue().splitlines()
+        if "retrying in" in line
+    ]
+    assert delays[:5] == ["0.2", "0.4", "0.8", "0.8", "0.8"], buf.getvalue()
+    assert "5 failure(s) in a row" in buf.getvalue()
+    assert result == [0] and buf.getvalue().rstrip().endswith("sync stopped")
