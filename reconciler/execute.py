@@ -25,7 +25,16 @@ from reconciler.observed import AppRecord, ModelRecord
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
 from reconciler.port import ClusterPort, Readiness
-from reconciler.rollout import POLL_S, AppSplit, Driver, RolloutStore, new_record, promoted, routes_to
+from reconciler.rollout import (
+    POLL_S,
+    AppSplit,
+    Driver,
+    Interrupted,
+    RolloutStore,
+    new_record,
+    promoted,
+    routes_to,
+)
 
 CONNECT_TIMEOUT = 120.0  # seconds for new replicas to connect
 STOP_TIMEOUT = 30.0  # seconds for stopped replicas to disconnect (not an error when exceeded)
@@ -72,6 +81,7 @@ class Executor:
     rollout_poll_s: float = POLL_S
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    _in_rollout: bool = False
 
     def run(self, plan: Plan) -> None:
         """Execute the mutating actions of ``plan`` in order; starting the cluster (its ``create``)
@@ -182,11 +192,13 @@ class Executor:
             self._note(
                 f"{m.name}: resuming the {record.strategy} rollout of {m.version} at step {record.step + 1}"
             )
+        self._in_rollout = True  # from here on, an interruption leaves the rollout in progress
         Driver(
             self.cluster, store, record, self._note,
             lambda weight: self.reporter.progress(action, int(weight), 100),
             self.clock, self.sleep, self.rollout_poll_s,
         ).run()  # fmt: skip
+        self._in_rollout = False
 
     def _note(self, line: str) -> None:
         if self.note is not None:
@@ -200,7 +212,10 @@ class Executor:
                 self.cluster.set_app_traffic(app, promoted(setting, name, old, new))
 
     def _stop_after_failure(self, m: DesiredModel, error: BaseException) -> None:
-        """Stop the replicas a failed rollout started (their version is not registered)."""
+        """Stop the replicas a failed rollout started (their version is not registered, or not
+        current); not those of a canary left in progress (traffic still goes to them)."""
+        if isinstance(error, Interrupted) or (isinstance(error, KeyboardInterrupt) and self._in_rollout):
+            return
         try:
             self.cluster.stop_replicas(m.name, (m.version,), self.stop_timeout_s)
         except Exception as e:  # the rollout's own error is the one to report

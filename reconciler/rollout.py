@@ -311,6 +311,10 @@ class RolledBack(ReconcilerError):
     """The rollout rolled back (analysis) or was aborted; the message says why."""
 
 
+class Interrupted(ReconcilerError):
+    """The rollout stopped halfway and is left in progress (split traffic, both versions running)."""
+
+
 @dataclass
 class Driver:
     cluster: ClusterPort
@@ -330,7 +334,35 @@ class Driver:
             )
 
     def run(self) -> None:
-        """Walk the steps from the record's; promote, or roll back and raise :class:`RolledBack`."""
+        """Walk the steps from the record's; promote, or roll back and raise :class:`RolledBack`.
+
+        An error of the cluster on the way (say, the management API restarting) rolls back too; when
+        even that fails, or on Ctrl-C, the rollout is left as it is (its record ``Progressing``, the
+        split in place, both versions running) and :class:`Interrupted` is raised: the next
+        ``clipper apply``/``watch`` resumes it, ``clipper rollout abort`` rolls it back."""
+        try:
+            self._walk()
+        except RolledBack:
+            raise
+        except Exception as e:
+            try:
+                self.roll_back(ROLLED_BACK, f"the rollout failed: {e}")
+            except RolledBack:
+                raise
+            except Exception as again:
+                raise Interrupted(
+                    f"Model/{self.record.model}: the rollout of {self.record.to_version} failed ({e}) and "
+                    f"could not be rolled back ({again}); it is left in progress: clipper apply resumes "
+                    "it, clipper rollout abort rolls it back"
+                ) from e
+        except KeyboardInterrupt:
+            self.note(
+                f"{self.record.model}: the rollout of {self.record.to_version} is left in progress: clipper "
+                "apply (or watch) resumes it, clipper rollout abort rolls it back"
+            )
+            raise
+
+    def _walk(self) -> None:
         r = self.record
         analysis = RolloutAnalysis.model_validate(r.analysis)
         steps = [CanaryStep.model_validate(s) for s in r.steps]

@@ -267,6 +267,7 @@ class FakeCluster:
         self.apps[app].linked.remove(model)
 
     def set_app_traffic(self, app: str, setting: TrafficSetting | None) -> None:
+        self._require_running()
         self._call(
             "set_app_traffic", app, *(f"{m}:{v}={w:g}" for m, v, w in (setting.targets if setting else ()))
         )

@@ -5,6 +5,7 @@ applications from manifests."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -261,3 +262,33 @@ def test_ab_and_shadow_applications_from_manifests(workspace):  # noqa: F811
     clipper("apply", "-f", f, env=env, check=0)
     assert not conn.get_app_traffic("ab")["configured"] and not conn.get_app_traffic("shadowed")["configured"]
     assert {float(ask("ab")["output"]) for _ in range(20)} == {3.0}
+
+
+def test_watch_resumes_a_rollout_whose_apply_was_killed(workspace):  # noqa: F811
+    env, ports, f, conn, old = deployed(
+        workspace, "[{weight: 30, pause: 4}, {weight: 60, pause: 4}]", GOOD_SRC
+    )
+    with Hammer(ports[0]) as h:
+        proc = background_apply(f, env)
+        wait_for(lambda: (s := rollout_status(f, env)) and s["phase"] == "Progressing", 120, "the rollout")
+        proc.kill()  # SIGKILL: no cleanup at all
+        proc.communicate(timeout=30)
+        record = rollout_status(f, env)
+        assert record is not None and record["phase"] == "Progressing"
+        assert conn.get_app_traffic("hello")["configured"]  # the split stays; both versions serve
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", f, "--interval", "5"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(
+                lambda: (s := rollout_status(f, env)) and s["phase"] == "Succeeded",
+                240,
+                "the resumed rollout",
+            )
+        finally:
+            watch.send_signal(signal.SIGINT)
+            out, _ = watch.communicate(timeout=60)
+    assert "resuming the canary rollout" in out, out
+    assert conn.get_current_model_version("sum-model") not in (old, None)
+    assert h.failed == 0 and h.defaults == 0, vars(h)

@@ -26,6 +26,7 @@ from reconciler.rollout import (
     ROLLED_BACK,
     SUCCEEDED,
     AppSplit,
+    Interrupted,
     RolledBack,
     RolloutStore,
     analyse,
@@ -513,3 +514,48 @@ def test_a_canary_example_manifest_is_valid() -> None:
     if not example.exists():
         pytest.skip("no example yet")
     load_manifests([str(example)])
+
+
+def test_a_cluster_error_during_a_step_rolls_back_and_when_that_fails_too_the_rollout_stays_in_progress(
+    tmp_path: Path,
+) -> None:
+    from clipper_admin.exceptions import ClipperConnectionError
+
+    w = World(tmp_path)
+    w.cluster.fail("set_app_traffic a m:v1=0.5", ClipperConnectionError("management frontend restarting"))
+    with pytest.raises(RolledBack, match="the rollout failed: management frontend restarting"):
+        w.run(w.state(canary_model()))
+    assert w.cluster.serving("m") == ("v1", 1) and "a" not in w.cluster.traffic
+    assert ("m", "v2") not in w.cluster.replicas
+
+    w = World(tmp_path / "2")
+
+    def down(app: str, setting: TrafficSetting) -> dict[str, TargetStats]:
+        w.cluster.connected = False  # every later call fails: nothing can be rolled back
+        raise ClipperConnectionError("management frontend down")
+
+    w.cluster.stats = down
+    with pytest.raises(Interrupted, match="left in progress"):
+        w.run(w.state(canary_model()))
+    w.cluster.connected = True
+    rec = w.store.get("m")
+    assert rec is not None and rec.phase == PROGRESSING and rec.step == 0
+    assert w.cluster.replicas[("m", "v2")] == 1  # the split still sends requests to them
+    # the next apply resumes it
+    w.cluster.stats = World(tmp_path / "3").cluster.stats
+    w.run(w.state(canary_model()))
+    assert w.cluster.serving("m") == ("v2", 1)
+
+
+def test_ctrl_c_during_a_step_leaves_the_rollout_in_progress(tmp_path: Path) -> None:
+    w = World(tmp_path)
+
+    def interrupt(app: str, setting: TrafficSetting) -> dict[str, TargetStats]:
+        raise KeyboardInterrupt
+
+    w.cluster.stats = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        w.run(w.state(canary_model()))
+    assert w.store.get("m").phase == PROGRESSING  # type: ignore[union-attr]
+    assert w.cluster.replicas[("m", "v2")] == 1 and w.cluster.traffic["a"].targets[1] == ("m", "v2", 0.1)
+    assert any("left in progress" in n for n in w.notes)
