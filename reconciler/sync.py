@@ -115,7 +115,7 @@ class Syncer:
         self.backoff = Backoff(args.interval, getattr(args, "max_backoff", DEFAULT_MAX_BACKOFF))
         self._targets: dict[str, Target] = {}  # loaded manifests per commit (the tip's, the last good)
         self._notified: dict[str, tuple[Any, ...]] = {}
-        self._printed: tuple[Any, ...] = ()
+        self._verified: set[str] = set()  # commits whose signature this process checked
 
     # -- one attempt -----------------------------------------------------------------------------
 
@@ -149,12 +149,10 @@ class Syncer:
             self._say(f"{self.source.ref} is at {short(head)}")
         st.target_revision = head
         try:
-            if self.keys:
-                signer = self.source.verify(head, self.keys)
-                log.info("revision %s is signed by %s", short(head), signer)
+            self._verify(head)
             target = self._load(head)
             self._forget(keep={head})
-        except ReconcilerError as e:
+        except Exception as e:  # not loadable: ReconcilerError (ManifestErrors, GitSourceError), OSError ...
             keeping = f"keeping {short(st.revision)}" if st.revision else "nothing synced yet"
             self._fail(f"revision {short(head)} not applied: {_one_line(e)} ({keeping})")
             self._repair_last_good()
@@ -179,6 +177,13 @@ class Syncer:
             self._say(st.message + (f" after {failures} failure(s) in a row" if failures else ""))
         self._report(target)
         return True
+
+    def _verify(self, sha: str) -> None:
+        """With ``--verify-signatures``: refuse ``sha`` unless signed by a trusted key (once per commit)."""
+        if self.keys and sha not in self._verified:
+            signer = self.source.verify(sha, self.keys)
+            log.info("revision %s is signed by %s", short(sha), signer)
+            self._verified.add(sha)
 
     def _load(self, sha: str) -> Target:
         from reconciler.engine import load_target
@@ -207,7 +212,8 @@ class Syncer:
         if sha is None:
             return None
         if sha not in self._targets:
-            try:
+            try:  # an earlier run's (status.json), verified as any revision when signatures are checked
+                self._verify(sha)
                 return self._load(sha)
             except ReconcilerError as e:
                 log.warning("sync: cannot load the last good revision %s: %s", short(sha), e)

@@ -144,3 +144,38 @@ def test_the_loop_backs_off_exponentially_up_to_the_cap_and_stops_cleanly(repo, 
     assert delays[:5] == ["0.2", "0.4", "0.8", "0.8", "0.8"], buf.getvalue()
     assert "5 failure(s) in a row" in buf.getvalue()
     assert result == [0] and buf.getvalue().rstrip().endswith("sync stopped")
+
+
+def test_a_last_good_revision_left_by_an_earlier_run_is_verified_before_drift_repair_applies_it(
+    repo, tmp_path
+):
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from reconciler.sync import Syncer, source_for
+    from tests.unit.test_sync_git import gpg_key
+
+    head = commit(repo, {"all.yaml": "apiVersion: clipper.ai/v1\nkind: Cluster\nmetadata: {name: c}\n"
+                         "spec: {backend: local}\n"}, "valid but unsigned")  # fmt: skip
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    # an earlier run without --verify-signatures synced it
+    (state / "status.json").write_text(json.dumps({"repo": str(repo.resolve()), "ref": "main", "path": ".",
+                                                   "revision": head}))  # fmt: skip
+    env, fingerprint = gpg_key(tmp_path, "resume")
+    try:
+        keyring = tmp_path / "trusted.asc"
+        keyring.write_text(subprocess.run(["gpg", "--armor", "--export", fingerprint], env=env, check=True,
+                                          capture_output=True, text=True).stdout)  # fmt: skip
+        base = ["sync", "--repo", str(repo), "--ref", "main", "--state-dir", str(state)]
+        for extra, loads in (([], True), (["--verify-signatures", "--gpg-keyring", str(keyring)], False)):
+            args = build_parser().parse_args(base + extra)
+            syncer = Syncer(args, source_for(args), Console(file=io.StringIO()))
+            syncer.resume()
+            assert syncer.state.revision == head and syncer.source.fetch() == head
+            assert (syncer._last_good() is not None) is loads
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True)
+        shutil.rmtree(env["GNUPGHOME"], ignore_errors=True)
