@@ -216,9 +216,8 @@ def test_symbolic_links_cannot_lead_outside_the_work_tree(origin, tmp_path):
 
 
 class _AskForPassword(BaseHTTPRequestHandler):
-    """An https stand-in (plain http is refused with a token, so the test calls the handler through a
-    URL that git is told is https only in name: see test_token_*). Answers 401 until it gets a
-    password, noting what it got and every process command line seen meanwhile."""
+    """A git server that asks for a password: answers 401 to everything, noting the credentials it
+    got and the command line of every process on the machine while git waits for its answers."""
 
     seen: list[str] = []
     command_lines: list[str] = []
@@ -241,11 +240,16 @@ class _AskForPassword(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_token_never_appears_in_messages_or_command_lines(tmp_path, monkeypatch):
-    token = "tok-" + "s3cr3t" * 4
-    token_file = tmp_path / "token"
-    token_file.write_text(token + "\n")
-    creds = Credentials(token_file=token_file, username="robot")
+@pytest.mark.parametrize("given", ["file", "env"])
+def test_the_token_never_appears_in_messages_or_command_lines(tmp_path, monkeypatch, given):
+    token = f"tok-{given}-" + "s3cr3t" * 4
+    if given == "file":
+        token_file = tmp_path / "token"
+        token_file.write_text(token + "\n")
+        creds = Credentials(token_file=token_file, username="robot")
+    else:
+        monkeypatch.setenv("DEPLOY_TOKEN", token)
+        creds = Credentials(token_env="DEPLOY_TOKEN", username="robot")
 
     # nothing listens on the port: the error names the failure, never the token
     port = free_port()
@@ -273,6 +277,21 @@ def test_the_token_never_appears_in_messages_or_command_lines(tmp_path, monkeypa
     assert f"robot:{token}" in _AskForPassword.seen
     assert _AskForPassword.command_lines and not [c for c in _AskForPassword.command_lines if token in c]
     assert token not in str(e.value)
+
+
+def test_ssh_takes_the_key_by_path_and_never_prompts(tmp_path):
+    key, hosts = tmp_path / "id_ed25519", tmp_path / "known_hosts"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+    hosts.write_text("")
+    s = GitSource(
+        "git@127.0.0.1:org/r.git", "main", ".", tmp_path / "s", Credentials(ssh_key=key, known_hosts=hosts)
+    )
+    command = s._env()["GIT_SSH_COMMAND"]
+    assert f"-i {key}" in command and "BatchMode=yes" in command and "IdentitiesOnly=yes" in command
+    assert f"UserKnownHostsFile={hosts}" in command and "StrictHostKeyChecking=yes" in command
+    assert "secret" not in command
+    with pytest.raises(GitSourceError, match="ssh key .* does not exist"):
+        GitSource("git@h:r.git", "main", ".", tmp_path / "s", Credentials(ssh_key=tmp_path / "missing"))
 
 
 def test_a_token_is_never_sent_over_plain_http(tmp_path):
