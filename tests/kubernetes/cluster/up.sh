@@ -134,8 +134,9 @@ cp "$K8S_BIN/pause" "$HERE/pause/Dockerfile" "$PAUSE_CTX/"
 docker build -q -t "$PAUSE_IMAGE" "$PAUSE_CTX" >/dev/null
 docker save "$PAUSE_IMAGE" | ctrk images import - >/dev/null
 images=()
-for pattern in $CLIPPER_K8S_IMAGES; do
-  images+=($(docker images --format '{{.Repository}}:{{.Tag}}' "$pattern" | grep -v '<none>'))
+read -ra patterns <<<"$CLIPPER_K8S_IMAGES"  # word-split, never glob-expanded (./clipper/* exists in the repository)
+for pattern in "${patterns[@]}"; do
+  images+=($(docker images --format '{{.Repository}}:{{.Tag}}' "$pattern" | grep -v '<none>' || true))
 done
 if [ ${#images[@]} -gt 0 ]; then
   log "importing ${#images[@]} images (${CLIPPER_K8S_IMAGES}) into the cluster's containerd"
