@@ -39,17 +39,20 @@ class RichReporter:
     def __init__(self, bar: Progress):
         self.bar = bar
         self.tasks: dict[str, Any] = {}
+        self.labels: dict[str, tuple[str, float]] = {}  # ref -> (its line, when it started)
 
     def start(self, action: Action) -> None:
         from reconciler.render import SYMBOL
 
         sym, style, word = SYMBOL[action.op]
-        self.tasks[action.ref] = self.bar.add_task(
-            f"[{style}]{sym:>3} {escape(action.ref)}[/{style}] {word}", total=None
-        )
+        label = f"[{style}]{sym:>3} {escape(action.ref)}[/{style}] {word}"
+        self.tasks[action.ref] = self.bar.add_task(label, total=None)
+        self.labels[action.ref] = (label, time.monotonic())
 
     def progress(self, action: Action, done: int, total: int) -> None:
-        self.bar.update(self.tasks[action.ref], completed=done, total=max(total, 1))
+        task = self.tasks.get(action.ref)
+        if task is not None:
+            self.bar.update(task, completed=done, total=max(total, 1))
 
     def finish(self, action: Action, error: BaseException | None) -> None:
         task = self.tasks.get(action.ref)
@@ -57,6 +60,15 @@ class RichReporter:
             self.bar.update(task, completed=1, total=1)
             if error is not None:
                 self.bar.update(task, description=f"[bold red]  x {escape(action.ref)} failed")
+            else:
+                # A done action leaves the live display as a printed line: the display redraws every
+                # task on each refresh, so keeping hundreds of done ones made a large apply quadratic.
+                label, t0 = self.labels.pop(action.ref)
+                self.bar.console.print(
+                    f"{label} [dim]done in {time.monotonic() - t0:.1f} s[/dim]", highlight=False
+                )
+                self.bar.remove_task(task)
+                del self.tasks[action.ref]
 
 
 def _progress() -> Progress:

@@ -63,6 +63,28 @@ def test_plan_and_progress_show_refs_verbatim(console):
     assert "x Application/[/] failed" in text
 
 
+def test_done_actions_leave_the_live_display_as_lines(console):
+    """The live display holds only the actions in progress (each refresh redraws all it holds, so a
+    500-model apply was quadratic); a done action is printed once, a failed one stays."""
+    actions = [Action(Op.CREATE, "Model", f"m{i}") for i in range(300)] + [
+        Action(Op.CREATE, "Model", NASTY[0])
+    ]
+    with commands._progress() as progress:
+        reporter = commands.RichReporter(progress)
+        for a in actions[:-1]:
+            reporter.start(a)
+            reporter.finish(a, None)
+            assert len(progress.tasks) == 0
+        reporter.start(actions[-1])
+        assert len(progress.tasks) == 1
+        reporter.finish(actions[-1], RuntimeError("no"))
+        assert len(progress.tasks) == 1  # a failure stays in view
+    text = console.getvalue()
+    for a in actions[:-1]:
+        assert text.count(f"+ Model/{a.name} create done in ") == 1, text[-500:]
+    assert f"x Model/{NASTY[0]} failed" in text
+
+
 def test_errors_are_verbatim(console):
     from reconciler.errors import ReconcilerError
 
