@@ -511,9 +511,9 @@ def test_history_round_trips_an_app_with_traffic() -> None:
 
 def test_a_canary_example_manifest_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "manifests" / "canary.yaml"
-    if not example.exists():
-        pytest.skip("no example yet")
-    load_manifests([str(example)])
+    loaded = load_manifests([str(example)])
+    assert loaded.models["sum-model"].obj.spec.rollout.strategy == "canary"
+    assert loaded.apps["hello-ab"].obj.spec.models is not None
 
 
 def test_a_cluster_error_during_a_step_rolls_back_and_when_that_fails_too_the_rollout_stays_in_progress(
