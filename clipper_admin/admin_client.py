@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -30,6 +31,15 @@ class AdminClient:
     def __init__(self, container_manager: ContainerManager, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.cm = container_manager
         self.timeout = timeout
+        # one keep-alive session per thread (a reconciler renews its lease from a second thread):
+        # a call then costs one request on an open connection, not a new session and connection
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-type": "application/json"}
@@ -48,7 +58,7 @@ class AdminClient:
             raise ClipperException(f"Invalid argument for /admin/{endpoint}: {e}") from None
         url = self.url(endpoint)
         try:
-            r = requests.post(url, headers=self.headers(), data=data, timeout=self.timeout)
+            r = self._session().post(url, headers=self.headers(), data=data, timeout=self.timeout)
         except requests.exceptions.RequestException as e:
             raise ClipperConnectionError(
                 f"Could not reach the Clipper management frontend at {url}: {e}. "
