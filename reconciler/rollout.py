@@ -118,7 +118,14 @@ class RolloutRecord:
 
 class RolloutStore:
     """Rollout records (``rollout/<model>``) and commands (``rollout-command/<model>``) in ``store``
-    (the cluster's, when it keeps the reconciler's records) else in ``<cluster dir>/reconciler/``."""
+    (the cluster's, when it keeps the reconciler's records) else in ``<cluster dir>/reconciler/``.
+
+    The management frontend's dashboard (``clipper/management_frontend/dashboard/app.py``,
+    ``ROLLOUTS_NAMESPACE``) reads these records and writes the same command records for its promote
+    and abort buttons without importing this module (layering): a change to the keys, to
+    :class:`RolloutRecord`'s fields or to the command's JSON must be made there too
+    (``tests/unit/test_dashboard.py`` writes records with this module and reads them through the
+    dashboard)."""
 
     def __init__(self, cluster_dir: Path | None, store: RecordStore | None) -> None:
         self.dir = None if cluster_dir is None else cluster_dir / "reconciler"

@@ -262,3 +262,140 @@ def test_traffic_weights_set_from_the_dashboard(store: ConfigStore) -> None:
     refused = call(app, "POST", "/dashboard/api/action", bad, cookie=cookie, x_csrf_token=csrf)
     assert refused.status == 400 and orjson.loads(refused.body)["ok"] is False
     assert [t.weight for t in (store.get_app_traffic("app") or cfg).targets] == [1.0, 3.0]
+
+
+# -- rollouts: the reconciler's records, read by the dashboard; promote / abort as command records ----
+def _rollout(store: ConfigStore | None, cluster_dir: Path | None = None, phase: str = "Progressing") -> None:
+    """A canary of m (1 -> 2) at its second step, recorded by the reconciler's own code (the format the
+    dashboard reads is the reconciler's: this fails if the two drift apart)."""
+    from reconciler.rollout import AppSplit, RolloutRecord, RolloutStore
+
+    record = RolloutRecord(
+        model="m", from_version="1", to_version="2", strategy="canary",
+        steps=[{"weight": 10.0, "pause": 30.0}, {"weight": 50.0, "pause": 60.0}],
+        analysis={"max_error_rate": 0.05, "max_default_rate": None, "max_p99_latency_ratio": 1.5,
+                  "min_requests": 20, "step_timeout_seconds": 300.0},
+        apps=[AppSplit("app", None, 100000)], phase=phase, step=1, weight=50.0,
+        reason=None if phase == "Progressing" else "step 2 (50%): error rate 0.2 > maxErrorRate 0.05",
+        numbers={"requests": 42, "errors": 1, "defaults": 0, "errorRate": 1 / 42, "defaultRate": 0.0,
+                 "p99LatencyRatio": 0.4, "elapsedSeconds": 12.0}, who="ops@host",
+    )  # fmt: skip
+    RolloutStore(cluster_dir, store).put(record)
+
+
+def _act(app: ManagementApp, body: dict[str, object], cookie: str = "", csrf: str | None = None) -> Response:
+    headers = {"cookie": cookie} if cookie else {}
+    if csrf is not None:
+        headers["x_csrf_token"] = csrf
+    return call(app, "POST", "/dashboard/api/action", orjson.dumps(body), **headers)
+
+
+def test_the_rollout_view_reads_the_reconcilers_record_from_the_store(store: ConfigStore) -> None:
+    app = ManagementApp(store, admin_token=TOKEN)
+    assert call(app, "GET", "/dashboard/api/rollouts").status == 401  # a session is needed
+    cookie, _ = session_cookie(app)
+    empty = orjson.loads(call(app, "GET", "/dashboard/api/rollouts", cookie=cookie).body)
+    assert empty == {"available": True, "source": "store", "actions": True, "rollouts": []}
+    _rollout(store)
+    body = orjson.loads(call(app, "GET", "/dashboard/api/rollouts", cookie=cookie).body)
+    (r,) = body["rollouts"]
+    assert (r["model"], r["from_version"], r["to_version"], r["phase"], r["step"]) == (
+        "m",
+        "1",
+        "2",
+        "Progressing",
+        1,
+    )
+    assert [s["weight"] for s in r["steps"]] == [10.0, 50.0] and r["weight"] == 50.0
+    assert r["numbers"]["requests"] == 42 and r["analysis"]["max_error_rate"] == 0.05
+    assert r["apps"] == ["app"] and r["pending"] is None and r["who"] == "ops@host"
+
+
+def test_rollout_promote_and_abort_leave_the_command_the_driving_apply_takes(store: ConfigStore) -> None:
+    from reconciler.rollout import RolloutStore
+
+    app = ManagementApp(store, admin_token=TOKEN)
+    cookie, csrf = session_cookie(app)
+    _rollout(store)
+    promote = {"action": "rollout_promote", "model": "m"}
+    assert _act(app, promote).status == 401  # no session
+    assert _act(app, promote, cookie).status == 403  # no CSRF token
+    assert _act(app, promote, cookie, "wrong").status == 403
+    assert store.get_record("reconciler", "rollout-command/m") is None
+    ok = _act(app, promote, cookie, csrf)
+    assert ok.status == 200, ok.body
+    assert "next poll" in orjson.loads(ok.body)["result"]
+    # the dashboard shows the pending request until the apply takes it
+    (r,) = orjson.loads(call(app, "GET", "/dashboard/api/rollouts", cookie=cookie).body)["rollouts"]
+    assert r["pending"]["command"] == "promote" and r["pending"]["who"].startswith("the dashboard (session ")
+    # ... which the reconciler's own code reads as clipper rollout promote's request
+    taken = RolloutStore(None, store).take_command("m")
+    assert taken is not None and taken[0] == "promote" and taken[1].startswith("the dashboard")
+    abort = _act(app, {"action": "rollout_abort", "model": "m"}, cookie, csrf)
+    assert abort.status == 200 and RolloutStore(None, store).take_command("m") == ("abort", taken[1])
+    hist = orjson.loads(call(app, "GET", "/dashboard/api/history", cookie=cookie).body)["entries"]
+    assert [(e["kind"], e["what"], e["args"], e["ok"], e["who"]) for e in hist] == [
+        ("dashboard", "rollout_abort", {"model": "m"}, True, "admin token"),
+        ("dashboard", "rollout_promote", {"model": "m"}, True, "admin token"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"action": "rollout_promote"}, "give the model"),
+        ({"action": "rollout_promote", "model": 3}, "give the model"),
+        ({"action": "rollout_abort", "model": "m", "force": True}, "give the model"),
+        (
+            {"action": "rollout_abort", "model": "nope"},
+            "no rollout of model 'nope' is in progress (none is recorded)",
+        ),
+        (
+            {"action": "rollout_promote", "model": "m"},
+            "no rollout of model 'm' is in progress (the last one RolledBack)",
+        ),
+    ],
+)
+def test_rollout_actions_refuse_bad_input_with_a_clear_400(
+    store: ConfigStore, body: dict[str, object], message: str
+) -> None:
+    app = ManagementApp(store, admin_token=TOKEN)
+    cookie, csrf = session_cookie(app)
+    _rollout(store, phase="RolledBack")
+    resp = _act(app, body, cookie, csrf)
+    assert resp.status == 400, resp.body
+    entry = orjson.loads(resp.body)
+    assert message in entry["result"] and entry["ok"] is False
+    assert store.get_record("reconciler", "rollout-command/m") is None
+    assert store.get_record("reconciler", "rollout-command/nope") is None
+    # the rolled-back rollout shows with its reason
+    (r,) = orjson.loads(call(app, "GET", "/dashboard/api/rollouts", cookie=cookie).body)["rollouts"]
+    assert r["phase"] == "RolledBack" and "error rate 0.2 > maxErrorRate" in r["reason"]
+
+
+def test_without_a_token_rollouts_are_read_from_the_cluster_dir_and_not_acted_on(
+    store: ConfigStore, tmp_path: Path
+) -> None:
+    _rollout(None, tmp_path)  # where the reconciler keeps them when the admin API has no token
+    app = ManagementApp(store, admin_token=None, cluster_dir=str(tmp_path))
+    body = orjson.loads(call(app, "GET", "/dashboard/api/rollouts").body)
+    assert body["source"] == "cluster directory" and body["actions"] is False
+    assert [r["model"] for r in body["rollouts"]] == ["m"]
+    csrf = orjson.loads(call(app, "GET", "/dashboard/api/session").body)["csrf"]
+    refused = _act(app, {"action": "rollout_abort", "model": "m"}, csrf=csrf)
+    assert refused.status == 403 and "only with an admin token" in orjson.loads(refused.body)["result"]
+    assert not (tmp_path / "reconciler" / "rollout-command-m.json").exists()
+    # neither token nor cluster directory: the view says where to look instead
+    blind = orjson.loads(call(ManagementApp(store), "GET", "/dashboard/api/rollouts").body)
+    assert blind["available"] is False and "clipper rollout status" in blind["reason"]
+
+
+def test_scaling_is_refused_with_the_reason_and_the_way_that_works(store: ConfigStore) -> None:
+    app = ManagementApp(store, admin_token=TOKEN)
+    cookie, csrf = session_cookie(app)
+    session = orjson.loads(call(app, "GET", "/dashboard/api/session", cookie=cookie).body)
+    assert "set_num_replicas" in session["unavailable"] and "set_num_replicas" not in session["actions"]
+    resp = _act(app, {"action": "set_num_replicas", "name": "m", "num_replicas": 3}, cookie, csrf)
+    assert resp.status == 400
+    error = orjson.loads(resp.body)["error"]
+    assert "container manager" in error and "spec.replicas" in error and "set_num_replicas(" in error

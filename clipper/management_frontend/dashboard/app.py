@@ -39,12 +39,35 @@ SECURITY_HEADERS = (
     ("Cache-Control", "no-store"),
 )
 ACTIONS = {"set_model_version": "switch the current version of a model (roll back / forward)",
-           "set_app_traffic": "set an application's traffic weights"}  # fmt: skip
+           "set_app_traffic": "set an application's traffic weights",
+           "rollout_promote": "ask the apply driving a model's rollout to promote it (100 % now)",
+           "rollout_abort": "ask the apply driving a model's rollout to abort it (roll back)"}  # fmt: skip
+#: actions the dashboard does not offer, with the reason (the UI shows it; the API answers it with 400)
+UNAVAILABLE = {
+    "set_num_replicas": "scaling starts or stops replica processes, which the container manager does "
+    "(on the local backend: the cluster's supervisor, from its process table; Docker: containers; "
+    "Kubernetes: the Deployment), not the management frontend, which only sees the replicas that "
+    "connect. Set spec.replicas in the Model manifest and run clipper apply (a manifest-managed model "
+    "scaled any other way is scaled back by the next apply), or call "
+    "ClipperConnection.set_num_replicas(name, num_replicas, version)."
+}
 LOG_LINES = 40
 AUDIT_KEEP = 200
 # where the reconciler keeps its apply history in the store (reconciler.history: NAMESPACE, KEY)
 APPLY_HISTORY = ("reconciler", "history")
 AUDIT = ("dashboard", "audit")
+# The reconciler's canary/blueGreen rollouts (reconciler/rollout.py, RolloutStore): one JSON record per
+# model under ROLLOUTS_NAMESPACE/"rollout/<model>" (a RolloutRecord: model, from_version, to_version,
+# strategy, steps [{weight, pause}], analysis (snake_case thresholds), apps [{app, ...}], phase, step,
+# weight, reason, started, updated, step_started, numbers, who), and a pending command under
+# "rollout-command/<model>" ({"command": "promote" | "abort", "who", "time"}) that the apply driving the
+# rollout takes at its next poll (an apply or watch that resumes the rollout takes it too). This package
+# may not import the reconciler (layering), so the format is repeated here: keep both in step.
+# The reconciler keeps them in the cluster's store when its admin API requires the token, else in
+# <cluster dir>/reconciler/<key with "/" as "-">.json on the applying machine.
+ROLLOUTS_NAMESPACE = "reconciler"
+ROLLOUT_PROGRESSING = "Progressing"
+ROLLOUT_COMMANDS = {"rollout_promote": "promote", "rollout_abort": "abort"}
 
 
 def _json(status: int, value: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -95,6 +118,7 @@ class Dashboard:
             "/dashboard/api/metrics": self.api_metrics,
             "/dashboard/api/logs": self.api_logs,
             "/dashboard/api/history": self.api_history,
+            "/dashboard/api/rollouts": self.api_rollouts,
         }
 
     def start(self) -> None:
@@ -178,8 +202,9 @@ class Dashboard:
         assert session is not None  # checked by the router
         return _json(
             200,
-            {"auth_required": self.sessions.required, "csrf": session.csrf, "actions": ACTIONS},
-        )
+            {"auth_required": self.sessions.required, "csrf": session.csrf, "actions": ACTIONS,
+             "unavailable": UNAVAILABLE},
+        )  # fmt: skip
 
     def _admin(self, route: str, body: dict[str, Any]) -> Reply:
         return self.admin[f"/admin/{route}"][1](orjson.dumps(body))
@@ -325,6 +350,75 @@ class Dashboard:
         }
         return _json(200, body)
 
+    # -- rollouts: the reconciler's records (see ROLLOUTS_NAMESPACE), read-only except for a command
+    def _rollout_text(self, key: str) -> str | None:
+        if self.sessions.required:
+            return self.store.get_record(ROLLOUTS_NAMESPACE, key)
+        assert self.cluster_dir is not None
+        try:
+            return (self.cluster_dir / "reconciler" / (key.replace("/", "-") + ".json")).read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _rollout_json(self, key: str) -> dict[str, Any] | None:
+        text = self._rollout_text(key)
+        try:
+            value = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _rollouts_where(self) -> str | None:
+        """Where the rollout records are read from; ``None``: this dashboard cannot see them."""
+        if self.sessions.required:
+            return "store"
+        return "cluster directory" if self.cluster_dir is not None else None
+
+    def api_rollouts(self, req: Request) -> Response:
+        where = self._rollouts_where()
+        if where is None:
+            return _json(200, {"available": False, "actions": False, "rollouts": [], "reason":
+                "this management API needs no admin token, so the reconciler keeps its rollout records "
+                "on the machine that applies: clipper rollout status MODEL shows them there"})  # fmt: skip
+        out = []
+        for name in sorted({m.name for m in self.store.list_models()}):
+            rec = self._rollout_json(f"rollout/{name}")
+            if rec is None or not isinstance(rec.get("steps"), list):
+                continue
+            rec["apps"] = [a.get("app") for a in rec.get("apps") or [] if isinstance(a, dict)]
+            rec["pending"] = self._rollout_json(f"rollout-command/{name}")
+            out.append(rec)
+        out.sort(key=lambda r: str(r.get("updated", "")), reverse=True)  # the latest first,
+        out.sort(key=lambda r: r.get("phase") != ROLLOUT_PROGRESSING)  # those in progress before all
+        return _json(200, {"available": True, "source": where, "actions": where == "store", "rollouts": out})
+
+    def _rollout_command(self, action: str, args: dict[str, Any], session: Session) -> Reply:
+        """Leave the command record ``clipper rollout promote|abort`` leaves for the apply driving the
+        rollout (the dashboard has no cluster port to act by itself: it asks the running apply)."""
+        model = args.get("model")
+        if not isinstance(model, str) or not model or set(args) != {"model"}:
+            return Reply(400, b"give the model (its name) and nothing else")
+        if self._rollouts_where() != "store":
+            return Reply(403, b"rollouts are promoted or aborted from the dashboard only with an admin token "
+                         b"(without one the reconciler keeps their records on the applying machine: "
+                         b"run clipper rollout promote|abort there)")  # fmt: skip
+        rec = self._rollout_json(f"rollout/{model}")
+        if rec is None or rec.get("phase") != ROLLOUT_PROGRESSING:
+            state = "none is recorded" if rec is None else f"the last one {rec.get('phase')}"
+            return Reply(400, f"no rollout of model {model!r} is in progress ({state})".encode())
+        command = ROLLOUT_COMMANDS[action]
+        who = f"the dashboard (session {session.sid[:8]})"
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.store.put_record(
+            ROLLOUTS_NAMESPACE,
+            f"rollout-command/{model}",
+            json.dumps({"command": command, "who": who, "time": when}),
+        )
+        return Reply(200, (f"{command} of the rollout of {model} ({rec.get('from_version')} -> "
+                           f"{rec.get('to_version')}) requested: the apply or watch driving it carries it "
+                           "out at its next poll (about a second); if none runs, the next clipper apply or "
+                           "watch does when it resumes the rollout").encode())  # fmt: skip
+
     # -- actions -----------------------------------------------------------------------------------
     def action(self, req: Request, session: Session) -> Response:
         if not Sessions.csrf_ok(session, req.headers.get(CSRF_HEADER)):
@@ -333,11 +427,18 @@ class Dashboard:
             d = json.loads(req.body or b"{}")
         except ValueError:
             return _error(400, "the body must be JSON")
+        if isinstance(d, dict) and d.get("action") in UNAVAILABLE:
+            return _error(
+                400, f"{d['action']} is not available from the dashboard: {UNAVAILABLE[d['action']]}"
+            )
         if not isinstance(d, dict) or d.get("action") not in ACTIONS:
             return _error(400, f"action must be one of {sorted(ACTIONS)}")
         name = str(d["action"])
         args = {k: v for k, v in d.items() if k != "action"}
-        reply = self._admin(name, args)
+        if name in ROLLOUT_COMMANDS:
+            reply = self._rollout_command(name, args, session)
+        else:
+            reply = self._admin(name, args)
         ok = reply.status == 200
         entry = {
             "kind": "dashboard",

@@ -3,7 +3,7 @@
 (function () {
   const POLL_MS = 2000, WINDOW_S = 600;
   const COLORS = ["#5b9cff", "#3ecf8e", "#f5b942", "#b28cff", "#ff6b6b", "#4dd0e1"];
-  const state = { csrf: null, overview: null, samples: [], lastT: 0, view: "cluster", shapes: {}, actions: {} };
+  const state = { csrf: null, overview: null, samples: [], lastT: 0, view: "cluster", shapes: {}, actions: {}, unavailable: {} };
   const $ = (sel, root) => (root || document).querySelector(sel);
 
   function el(tag, attrs, ...children) {
@@ -236,8 +236,79 @@
                     ver.version === m.previous ? "Roll back" : "Make current") : null,
                   el("button", { class: "ghost logs", onclick: () => showLogs(m.name, ver.version, logBox) }, "Logs")));
             })),
+          state.unavailable.set_num_replicas ? el("p", { class: "hint scale" }, "Scale (replicas): not from the dashboard: " + state.unavailable.set_num_replicas) : null,
           logBox);
       }));
+  }
+
+  // -- rollouts: the reconciler's canary / blueGreen records (read from the cluster's store) ---------
+  const PHASES = { Progressing: "warn", Succeeded: "ok", RolledBack: "bad", Aborted: "bad" };
+  const limit = (x, percent) => (x === null || x === undefined ? "none" : percent ? (100 * x).toFixed(1) + " %" : fmt(x, 2));
+
+  function rolloutCard(r, o, canAct) {
+    const done = r.phase !== "Progressing", a = r.analysis || {}, n = r.numbers || {};
+    const current = done ? (r.phase === "Succeeded" ? r.steps.length : -1) : r.step;
+    const steps = el("div", { class: "steps" }, r.steps.map((s, i) => el("div", {
+      class: "step" + (i === current ? " current" : "") + (i < current || r.phase === "Succeeded" ? " passed" : ""),
+      "data-step": String(i) },
+      el("div", { class: "label" }, "step " + (i + 1)), el("div", { class: "value" }, fmt(s.weight, 0) + " %"),
+      el("div", { class: "muted" }, s.pause ? "pause " + fmt(s.pause, 0) + " s" : "no pause"))));
+    const check = (label, value, max, percent, bad) => el("tr", {}, el("td", {}, label),
+      el("td", { class: bad ? "bad-text" : "" }, value), el("td", { class: "muted" }, "max " + limit(max, percent)));
+    const over = (x, max) => x !== null && x !== undefined && max !== null && max !== undefined && x > max;
+    const numbers = el("table", { class: "analysis" },
+      el("tr", {}, el("th", {}, "analysis of step " + Math.min(r.step + 1, r.steps.length)), el("th", {}, "now"), el("th", {}, "threshold")),
+      el("tr", {}, el("td", {}, "requests to " + r.to_version), el("td", {}, String(n.requests === undefined ? "–" : n.requests)),
+        el("td", { class: "muted" }, "min " + a.min_requests + " · in " + fmt(n.elapsedSeconds, 0) + " s of " + fmt(a.step_timeout_seconds, 0) + " s")),
+      check("error rate", pct(n.errorRate), a.max_error_rate, true, over(n.errorRate, a.max_error_rate)),
+      check("default rate", pct(n.defaultRate), a.max_default_rate, true, over(n.defaultRate, a.max_default_rate)),
+      check("p99 latency / objective", fmt(n.p99LatencyRatio, 2), a.max_p99_latency_ratio, false, over(n.p99LatencyRatio, a.max_p99_latency_ratio)));
+    const model = o.models.find((m) => m.name === r.model);
+    const fromReplicas = o.replicas.filter((x) => x.model === r.model && x.version === r.from_version).length;
+    let actions;
+    if (!done && canAct) {
+      actions = el("div", {}, el("div", { class: "row" },
+        el("button", { class: "promote", "data-model": r.model, onclick: () => {
+          if (confirm(`Promote ${r.model}:${r.to_version} to 100 % now?`)) act({ action: "rollout_promote", model: r.model }); } }, "Promote"),
+        el("button", { class: "abort danger", "data-model": r.model, onclick: () => {
+          if (confirm(`Abort the rollout and send all traffic back to ${r.model}:${r.from_version}?`)) act({ action: "rollout_abort", model: r.model }); } }, "Abort (roll back)")),
+        el("p", { class: "hint" }, "Promote and abort are requests left in the cluster's store: the clipper apply or watch driving this rollout carries them out at its next poll (about a second); if none runs, they take effect when the next apply or watch resumes the rollout (clipper rollout promote|abort acts at once when no apply runs)."));
+    } else if (!done) {
+      actions = el("p", { class: "hint" }, "Promote or abort with clipper rollout promote|abort " + r.model + " on the applying machine (this management API has no admin token, so the dashboard does not act on rollouts).");
+    } else if (r.phase === "Succeeded" && model && model.current === r.to_version) {
+      actions = fromReplicas && canAct
+        ? el("div", { class: "row" }, el("button", { class: "rollback", "data-model": r.model, onclick: () => {
+          if (confirm(`Make ${r.model}:${r.from_version} the current version again?`)) act({ action: "set_model_version", model_name: r.model, model_version: r.from_version }); } }, "Roll back to " + r.from_version))
+        : el("p", { class: "hint" }, `Roll back: ${r.from_version} has no replica running (the apply stopped them after the promotion), so switching to it here would only send defaults; use clipper rollback, or the manifests, which start its replicas.`);
+    }
+    return el("div", { class: "card app rollout", id: "rollout-" + r.model, "data-phase": r.phase },
+      el("div", { class: "app-head" }, el("span", { class: "name" }, r.model), pill(r.strategy), pill(r.phase, PHASES[r.phase] || ""),
+        el("span", {}, el("code", {}, r.from_version), " → ", el("code", {}, r.to_version)),
+        el("span", { class: "muted" }, "applications: " + (r.apps.join(", ") || "none"))),
+      r.reason ? el("p", { class: "reason " + (r.phase === "Succeeded" ? "" : "error") }, r.reason) : null,
+      el("div", { class: "bar" }, el("span", { style: `width:${100 - r.weight}%;background:${COLORS[0]}`, title: r.from_version }),
+        el("span", { style: `width:${r.weight}%;background:${COLORS[1]}`, title: r.to_version })),
+      el("div", { class: "muted weights" }, `${r.from_version} ${fmt(100 - r.weight, 0)} % · ${r.to_version} ${fmt(r.weight, 0)} %`),
+      steps,
+      el("div", { class: "row", style: "align-items:flex-start;gap:24px;margin-top:10px" },
+        el("div", { style: "flex:1;min-width:360px" }, numbers),
+        el("div", { style: "flex:1;min-width:300px" },
+          el("p", { class: "muted" }, `started ${r.started} by ${r.who || "?"} · updated ${r.updated}` + (r.step_started && !done ? ` · step since ${r.step_started}` : "")),
+          r.pending ? el("p", { class: "pending" }, pill(`${r.pending.command} requested`, "warn"), ` by ${r.pending.who} at ${r.pending.time}: waiting for the apply or watch driving the rollout`) : null,
+          actions || null)));
+  }
+
+  async function renderRollouts(o) {
+    const r = await api("rollouts");
+    const v = $("#view-rollouts");
+    const shape = JSON.stringify([r, o.models, o.replicas.map((x) => [x.model, x.version])]);
+    if (state.shapes.rollouts === shape) return;
+    state.shapes.rollouts = shape;
+    put(v, el("h2", {}, "Rollouts"),
+      el("p", { class: "muted" }, "Canary and blueGreen rollouts driven by clipper apply / watch, as the reconciler records them in the cluster."),
+      !r.available ? el("p", { class: "muted" }, r.reason)
+        : r.rollouts.length ? r.rollouts.map((x) => rolloutCard(x, o, r.actions))
+          : el("p", { class: "muted" }, "no rollout recorded (a Model with spec.rollout canary or blueGreen records one when a new version rolls out)"));
   }
 
   async function renderHistory() {
@@ -271,6 +342,7 @@
       if (state.view === "cluster") renderCluster(o);
       if (state.view === "apps") renderApps(o);
       if (state.view === "models") renderModels(o);
+      if (state.view === "rollouts") await renderRollouts(o);
       if (state.view === "history") await renderHistory();
       const live = $("#live");
       live.textContent = "live · " + state.samples.length + " samples";
@@ -283,7 +355,7 @@
 
   function route() {
     state.view = (location.hash || "#cluster").slice(1);
-    if (!["cluster", "apps", "models", "history"].includes(state.view)) state.view = "cluster";
+    if (!["cluster", "apps", "models", "rollouts", "history"].includes(state.view)) state.view = "cluster";
     state.shapes = {};
     document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + state.view));
     document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === state.view));
@@ -293,6 +365,7 @@
   async function start() {
     const s = await api("session");
     state.csrf = s.csrf;
+    state.unavailable = s.unavailable || {};
     if (!s.auth_required) $("#logout").style.display = "none";
     $("#logout").addEventListener("click", async () => {
       await fetch("/dashboard/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf } });
