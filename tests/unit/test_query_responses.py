@@ -63,3 +63,21 @@ def test_error_texts():
     assert R.update_error_text("x").startswith(
         'Error parsing JSON: x. Expected JSON schema: \n  {\n   "uid" := string,'
     )
+
+
+def test_embedded_outputs_take_their_size_in_memory():
+    """Embedded outputs are kept by the prediction cache: each must cost about its length, not
+    orjson's whole write buffer (4 KiB each, which made a 32 MiB cache hold ~500 MiB)."""
+    import tracemalloc
+
+    from clipper.query_frontend.responses import embed_output
+
+    raws = [b"%d.5" % i for i in range(1000)] + [b"not json %d" % i for i in range(1000)]
+    tracemalloc.start()
+    try:
+        kept = [embed_output(r) for r in raws]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept[3] == b"3.5" and kept[1003] == b'"not json 3"'
+    assert held < 200 * len(raws), held  # ~50 to 70 bytes each, plus the list
