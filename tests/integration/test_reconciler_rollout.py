@@ -74,6 +74,23 @@ class Hammer:
         self.thread.join(timeout=30)
 
 
+def apply_rolled_back_under_load(
+    port: int, f: str, env, timeout: float = 400
+) -> tuple[subprocess.CompletedProcess[str], tuple[int, int], Hammer]:
+    """`clipper apply` of a version that raises on 30 % of its inputs while a :class:`Hammer` posts
+    requests; asserts that it rolled back within its first step (20 %). Returns the process, the
+    (requests, defaults) counted during the apply, and the hammer."""
+    with Hammer(port) as h:
+        wait_for(lambda: h.total > 20, 120, "the first answers")
+        start = (h.total, h.defaults)
+        proc = clipper("apply", "-f", f, env=env, timeout=timeout)
+        during = (h.total - start[0], h.defaults - start[1])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "rolled back: step 1 (20%): error rate" in out and "maxErrorRate 0.05" in out, out
+    return proc, during, h
+
+
 def background_apply(f: str, env) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "apply", "-f", f], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -133,14 +150,7 @@ def test_a_canary_that_raises_on_30_percent_of_inputs_is_rolled_back_within_its_
     env, ports, f, conn, old = deployed(
         workspace, "[{weight: 20, pause: 30}, {weight: 100, pause: 30}]", BAD_SRC
     )
-    with Hammer(ports[0]) as h:
-        wait_for(lambda: h.total > 20, 60, "the first answers")
-        start = (h.total, h.defaults)
-        proc = clipper("apply", "-f", f, env=env, timeout=400)
-        during = (h.total - start[0], h.defaults - start[1])
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
-    assert "rolled back: step 1 (20%): error rate" in out and "maxErrorRate 0.05" in out, out
+    proc, during, h = apply_rolled_back_under_load(ports[0], f, env)
     # the previous version serves alone again; the bad one stays registered, without replicas
     assert conn.get_current_model_version("sum-model") == old
     assert {r["model_version"] for r in conn.get_all_model_replicas(verbose=True)} == {old}
