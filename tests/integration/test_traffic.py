@@ -219,6 +219,34 @@ def test_shadow_never_changes_answers_and_reports_agreement(cluster):
     assert r["shadow"]["stats"]["agreement_rate"] == 1.0
 
 
+def test_a_failing_shadow_never_changes_answers(cluster):
+    cluster.add_app("shadowfail", "doubles", 5_000_000)
+    traffic(
+        cluster,
+        {
+            "name": "shadowfail",
+            "targets": targets(("e", "good", 1)),
+            "shadow": {"model_name": "e", "model_version": "raise", "percent": 100},
+        },
+    )
+    wait_for(lambda: report(cluster, "shadowfail")["configured"], 5, "configured")
+    wait_for(lambda: cluster.predict("shadowfail", {"input": [0.5]}).json()["output"] == 0.5, 10, "routed")
+    for i in range(40):  # every request is also sent to e:raise, which fails on every input
+        r = cluster.predict("shadowfail", {"input": [float(i)]})
+        assert r.status_code == 200 and r.json()["default"] is False and r.json()["output"] == float(i), (
+            r.text
+        )
+    batch = cluster.predict("shadowfail", {"input_batch": [[1.0], [2.0]]}).json()
+    assert [(o["output"], o["default"]) for o in batch["batch_predictions"]] == [(1.0, False), (2.0, False)]
+    r = wait_for(
+        lambda: (x := report(cluster, "shadowfail"))["shadow"]["stats"]["errors"] >= 42 and x, 10, "errors"
+    )
+    shadow, primary = r["shadow"]["stats"], r["targets"][0]["stats"]
+    # the shadow's failures are its own: counted on it, never compared, never on the primary
+    assert shadow["errors"] == shadow["requests"] and shadow["compared"] == 0 and shadow["agreed"] == 0
+    assert primary["requests"] >= 42 and primary["errors"] == 0 and primary["defaults"] == 0
+
+
 def test_weights_change_under_load_without_a_failed_request(cluster):
     cluster.add_app("live", "doubles", 5_000_000)
     traffic(cluster, {"name": "live", "targets": targets(("k", "1", 1))})
