@@ -1,8 +1,10 @@
 """The dashboard in a real browser (Debian's headless Chromium through its chromedriver; nothing is
 downloaded) against a live local cluster under light load: the login page refuses a wrong token, the
 views render, the charts gain points as the frontend's metrics are sampled, a rollback from the
-Models view switches the serving version and shows in History. Each view is saved as a screenshot
-under docs/screenshots/ (the README shows them)."""
+Models view switches the serving version and shows in History; during a real canary rollout (clipper
+apply, under load) the Rollouts view shows its steps and analysis, and a promotion from the dashboard is
+carried out by the apply driving it and shows in History. Each view is saved as a screenshot under
+docs/screenshots/ (the README shows them)."""
 
 from __future__ import annotations
 
@@ -15,14 +17,25 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from clipper_admin import ClipperConnection
 from clipper_admin.deployers import python as python_deployer
 from tests.integration.admin_local_fixtures import clipper_home, predict, start_cluster
+from tests.integration.cluster_fixtures import wait_for
+from tests.integration.test_reconciler import workspace  # noqa: F401 (a fixture)
+from tests.integration.test_reconciler_rollout import (
+    GOOD_SRC,
+    Hammer,
+    background_apply,
+    deployed,
+    rollout_status,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -194,3 +207,87 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
     row = text(browser, "#history tr.entry")
     assert "dashboard" in row and '"model_version":"1"' in row and "ok" in row
     shoot(browser, "history")
+
+
+# -- the Rollouts view during a real canary rollout (clipper apply on a local cluster, under load) -----
+
+
+def cell(driver: WebDriver, css: str, row: int, col: int) -> str:
+    return text(driver, f"{css} tr:nth-child({row}) td:nth-child({col})")
+
+
+def click_and_confirm(driver: WebDriver, css: str) -> None:
+    """Click a button that asks for confirmation, and confirm (a view re-rendered between finding the
+    button and clicking it is tried again)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            break
+        except StaleElementReferenceException:
+            assert time.monotonic() < deadline, f"{css} kept being re-rendered"
+    WebDriverWait(driver, 30).until(expected_conditions.alert_is_present()).accept()
+
+
+def count(value: str) -> int:
+    return int(value) if value.isdigit() else 0
+
+
+def test_rollout_view_during_a_canary_and_promote_from_the_dashboard(workspace, browser: WebDriver) -> None:  # noqa: F811
+    env, ports, f, conn, old = deployed(
+        workspace, "[{weight: 30, pause: 600}, {weight: 60, pause: 600}]", GOOD_SRC
+    )
+    base = f"http://{conn.cm.get_admin_addr()}/dashboard"
+    card = "#rollout-sum-model"
+    with Hammer(ports[0]) as h:
+        wait_for(lambda: h.total > 20, 60, "the first answers")
+        proc = background_apply(f, env)  # rolls the new version out: 30 %, then 60 %, 10 min each
+        try:
+            wait_for(
+                lambda: (s := rollout_status(f, env)) and s["phase"] == "Progressing", 180, "the rollout"
+            )
+            new = (rollout_status(f, env) or {})["to_version"]
+            browser.delete_all_cookies()
+            browser.get(base)
+            browser.find_element(By.ID, "token").send_keys(conn.cm.admin_token)
+            browser.find_element(By.ID, "login").click()
+            wait(browser, lambda d: d.find_elements(By.ID, "view-cluster"), what="the dashboard")
+            browser.get(base + "#rollouts")
+            wait(browser, lambda d: "Progressing" in text(d, card), what="the rollout in the view")
+            view = text(browser, card)
+            assert "canary" in view and old in view and new in view and "hello" in view, view
+            # the steps, the current one marked, the split, the analysis numbers as they come in
+            assert text(browser, f"{card} .step.current") == "step 130 %pause 600 s"
+            assert "60 %" in text(browser, f"{card} .step:not(.current)")
+            assert f"{old} 70 % · {new} 30 %" in text(browser, f"{card} .weights")
+            wait(browser, lambda d: count(cell(d, f"{card} table.analysis", 2, 2)) >= 15, timeout=120,
+                 what="the new version's requests counted by the analysis")  # fmt: skip
+            assert "min 15" in cell(browser, f"{card} table.analysis", 2, 3)
+            assert cell(browser, f"{card} table.analysis", 3, 2) == "0.0 %"  # error rate
+            assert "max 5.0 %" in cell(browser, f"{card} table.analysis", 3, 3)
+            assert "p99 latency / objective" in text(browser, f"{card} table.analysis")
+            shoot(browser, "rollouts")
+
+            # promote from the dashboard: the apply driving the rollout takes the request
+            click_and_confirm(browser, f"{card} button.promote")
+            wait(
+                browser, lambda d: "Succeeded" in text(d, card), timeout=120, what="the promotion in the view"
+            )
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "promoted by the dashboard (session" in out, out
+    assert conn.get_current_model_version("sum-model") == new
+    assert h.failed == 0 and h.defaults == 0, vars(h)
+    final = rollout_status(f, env)
+    assert final is not None and final["phase"] == "Succeeded" and final["weight"] == 100
+    # the rollback offered after the promotion says why it is not a button here (old's replicas stopped)
+    wait(browser, lambda d: "no replica running" in text(d, card), what="the rollback hint")
+    # the action, in History, as done from the dashboard
+    browser.get(base + "#history")
+    wait(browser, lambda d: "rollout_promote" in text(d, "#history"), what="the audit entry")
+    row = text(browser, "#history tr.entry")
+    assert "dashboard" in row and '"model":"sum-model"' in row and "ok" in row and "requested" in row, row

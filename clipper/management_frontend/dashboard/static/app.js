@@ -245,24 +245,33 @@
   const PHASES = { Progressing: "warn", Succeeded: "ok", RolledBack: "bad", Aborted: "bad" };
   const limit = (x, percent) => (x === null || x === undefined ? "none" : percent ? (100 * x).toFixed(1) + " %" : fmt(x, 2));
 
+  // the analysis numbers and the record's times change at every poll of the driving apply: they are
+  // redrawn in place, the rest of the card (and its buttons, perhaps being clicked) only on a change
+  function analysisTable(r) {
+    const a = r.analysis || {}, n = r.numbers || {};
+    const check = (label, value, max, percent, bad) => el("tr", {}, el("td", {}, label),
+      el("td", { class: bad ? "bad-text" : "" }, value), el("td", { class: "muted" }, "max " + limit(max, percent)));
+    const over = (x, max) => x !== null && x !== undefined && max !== null && max !== undefined && x > max;
+    return el("table", { class: "analysis" },
+      el("tr", {}, el("th", {}, "analysis of step " + Math.min(r.step + 1, r.steps.length)), el("th", {}, "now"), el("th", {}, "threshold")),
+      el("tr", {}, el("td", {}, "requests to " + r.to_version), el("td", {}, String(n.requests === undefined ? "–" : n.requests)),
+        el("td", { class: "muted" }, "min " + a.min_requests + " · " + fmt(n.elapsedSeconds, 0) + " s into the step (without them, rolled back after " + fmt(a.step_timeout_seconds, 0) + " s)")),
+      check("error rate", pct(n.errorRate), a.max_error_rate, true, over(n.errorRate, a.max_error_rate)),
+      check("default rate", pct(n.defaultRate), a.max_default_rate, true, over(n.defaultRate, a.max_default_rate)),
+      check("p99 latency / objective", n.p99LatencyRatio === null || n.p99LatencyRatio === undefined ? "–" : Number(n.p99LatencyRatio).toPrecision(2), a.max_p99_latency_ratio, false, over(n.p99LatencyRatio, a.max_p99_latency_ratio)));
+  }
+
+  const rolloutMeta = (r) => el("p", { class: "muted meta" }, `started ${r.started} by ${r.who || "?"} · updated ${r.updated}` +
+    (r.step_started && r.phase === "Progressing" ? ` · step since ${r.step_started}` : ""));
+
   function rolloutCard(r, o, canAct) {
-    const done = r.phase !== "Progressing", a = r.analysis || {}, n = r.numbers || {};
+    const done = r.phase !== "Progressing";
     const current = done ? (r.phase === "Succeeded" ? r.steps.length : -1) : r.step;
     const steps = el("div", { class: "steps" }, r.steps.map((s, i) => el("div", {
       class: "step" + (i === current ? " current" : "") + (i < current || r.phase === "Succeeded" ? " passed" : ""),
       "data-step": String(i) },
       el("div", { class: "label" }, "step " + (i + 1)), el("div", { class: "value" }, fmt(s.weight, 0) + " %"),
       el("div", { class: "muted" }, s.pause ? "pause " + fmt(s.pause, 0) + " s" : "no pause"))));
-    const check = (label, value, max, percent, bad) => el("tr", {}, el("td", {}, label),
-      el("td", { class: bad ? "bad-text" : "" }, value), el("td", { class: "muted" }, "max " + limit(max, percent)));
-    const over = (x, max) => x !== null && x !== undefined && max !== null && max !== undefined && x > max;
-    const numbers = el("table", { class: "analysis" },
-      el("tr", {}, el("th", {}, "analysis of step " + Math.min(r.step + 1, r.steps.length)), el("th", {}, "now"), el("th", {}, "threshold")),
-      el("tr", {}, el("td", {}, "requests to " + r.to_version), el("td", {}, String(n.requests === undefined ? "–" : n.requests)),
-        el("td", { class: "muted" }, "min " + a.min_requests + " · in " + fmt(n.elapsedSeconds, 0) + " s of " + fmt(a.step_timeout_seconds, 0) + " s")),
-      check("error rate", pct(n.errorRate), a.max_error_rate, true, over(n.errorRate, a.max_error_rate)),
-      check("default rate", pct(n.defaultRate), a.max_default_rate, true, over(n.defaultRate, a.max_default_rate)),
-      check("p99 latency / objective", fmt(n.p99LatencyRatio, 2), a.max_p99_latency_ratio, false, over(n.p99LatencyRatio, a.max_p99_latency_ratio)));
     const model = o.models.find((m) => m.name === r.model);
     const fromReplicas = o.replicas.filter((x) => x.model === r.model && x.version === r.from_version).length;
     let actions;
@@ -291,9 +300,9 @@
       el("div", { class: "muted weights" }, `${r.from_version} ${fmt(100 - r.weight, 0)} % · ${r.to_version} ${fmt(r.weight, 0)} %`),
       steps,
       el("div", { class: "row", style: "align-items:flex-start;gap:24px;margin-top:10px" },
-        el("div", { style: "flex:1;min-width:360px" }, numbers),
+        el("div", { style: "flex:1;min-width:360px" }, analysisTable(r)),
         el("div", { style: "flex:1;min-width:300px" },
-          el("p", { class: "muted" }, `started ${r.started} by ${r.who || "?"} · updated ${r.updated}` + (r.step_started && !done ? ` · step since ${r.step_started}` : "")),
+          rolloutMeta(r),
           r.pending ? el("p", { class: "pending" }, pill(`${r.pending.command} requested`, "warn"), ` by ${r.pending.who} at ${r.pending.time}: waiting for the apply or watch driving the rollout`) : null,
           actions || null)));
   }
@@ -301,8 +310,17 @@
   async function renderRollouts(o) {
     const r = await api("rollouts");
     const v = $("#view-rollouts");
-    const shape = JSON.stringify([r, o.models, o.replicas.map((x) => [x.model, x.version])]);
-    if (state.shapes.rollouts === shape) return;
+    const volatile = ["numbers", "updated", "step_started"];
+    const shape = JSON.stringify([r, o.models, o.replicas.map((x) => [x.model, x.version])], (k, x) => (volatile.includes(k) ? undefined : x));
+    if (state.shapes.rollouts === shape) {
+      for (const x of r.rollouts || []) {
+        const card = document.getElementById("rollout-" + x.model);
+        if (!card) continue;
+        card.querySelector("table.analysis").replaceWith(analysisTable(x));
+        card.querySelector("p.meta").replaceWith(rolloutMeta(x));
+      }
+      return;
+    }
     state.shapes.rollouts = shape;
     put(v, el("h2", {}, "Rollouts"),
       el("p", { class: "muted" }, "Canary and blueGreen rollouts driven by clipper apply / watch, as the reconciler records them in the cluster."),
