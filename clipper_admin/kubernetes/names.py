@@ -17,6 +17,13 @@ MGMT_PORT = 1338
 RPC_PORT = 7000
 REDIS_PORT = 6379
 PROMETHEUS_PORT = 9090
+MODEL_METRICS_PORT = 1390  # a model container's Prometheus metrics (CLIPPER_METRICS_PORT)
+
+#: The Prometheus pod's targets sidecar (``python -m`` this module) and the file it writes, in a
+#: volume both containers mount. Not imported by the manager, so ``python -m`` runs it cleanly.
+PROMETHEUS_TARGETS_MODULE = "clipper_admin.kubernetes.prometheus_targets"
+PROMETHEUS_TARGETS_DIR = "/prometheus-targets"
+PROMETHEUS_TARGETS_FILE = "pods.json"
 
 # Service port names must be IANA service names (at least one letter), so the original's
 # numeric names ("1337", "1338", ...) are not valid any more.

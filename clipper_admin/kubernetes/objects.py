@@ -20,7 +20,6 @@ from clipper.rpc.auth import RpcKeys
 from clipper_admin import launch
 
 from . import names as n
-from . import prometheus_targets
 from .settings import ObjectSettings
 
 Obj = dict[str, Any]
@@ -394,6 +393,7 @@ def model_deployment(
             model_path="/model",
             liveness_file=MODEL_LIVENESS_FILE,
             rpc_keys="none" if rpc_keys_secret is None else "secret",
+            metrics_port=n.MODEL_METRICS_PORT,  # the port the pod declares and Prometheus scrapes
         )
     )
     container = _container(
@@ -402,7 +402,7 @@ def model_deployment(
         s,
         "model",
         env=launch_env(spec, {"replica": rpc_keys_secret}),
-        ports=[{"name": "metrics", "containerPort": 1390}],
+        ports=[{"name": "metrics", "containerPort": n.MODEL_METRICS_PORT}],
         livenessProbe=model_liveness_probe(),
     )
     return _deployment(
@@ -415,7 +415,7 @@ def model_deployment(
             n.QUERY_FRONTEND_ID_LABEL: str(qf_id),
         },
         replicas=num_replicas,
-        annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "1390"},
+        annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(n.MODEL_METRICS_PORT)},
     )
 
 
@@ -434,7 +434,7 @@ def prometheus_config_text() -> str:
                 "job_name": "Clipper Metrics",
                 "file_sd_configs": [
                     {
-                        "files": [f"{prometheus_targets.TARGETS_DIR}/{prometheus_targets.TARGETS_FILE}"],
+                        "files": [f"{n.PROMETHEUS_TARGETS_DIR}/{n.PROMETHEUS_TARGETS_FILE}"],
                         # the file is replaced atomically and watched; the re-read is a fallback
                         "refresh_interval": "30s",
                     }
@@ -496,7 +496,7 @@ TARGETS_SIDECAR_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limi
 def prometheus_deployment(s: ObjectSettings, image: str, targets_image: str) -> Obj:
     """Prometheus, and the sidecar keeping its scrape targets (``targets_image``: an image with the
     ``clipper_admin`` package, the management frontend's) in a volume both mount."""
-    targets_mount = {"name": "targets", "mountPath": prometheus_targets.TARGETS_DIR}
+    targets_mount = {"name": "targets", "mountPath": n.PROMETHEUS_TARGETS_DIR}
     container = _container(
         "metrics",
         image,
@@ -524,13 +524,13 @@ def prometheus_deployment(s: ObjectSettings, image: str, targets_image: str) -> 
         command=[
             "python",
             "-m",
-            prometheus_targets.__name__,
+            n.PROMETHEUS_TARGETS_MODULE,
             "--namespace",
             s.namespace,
             "--cluster",
             s.cluster,
             "--output",
-            f"{prometheus_targets.TARGETS_DIR}/{prometheus_targets.TARGETS_FILE}",
+            f"{n.PROMETHEUS_TARGETS_DIR}/{n.PROMETHEUS_TARGETS_FILE}",
         ],
         volumeMounts=[targets_mount],
     )

@@ -34,8 +34,8 @@ from . import names as n
 logger = logging.getLogger(__name__)
 
 #: Where the sidecar writes and Prometheus reads the targets (an emptyDir both containers mount).
-TARGETS_DIR = "/prometheus-targets"
-TARGETS_FILE = "pods.json"
+TARGETS_DIR = n.PROMETHEUS_TARGETS_DIR
+TARGETS_FILE = n.PROMETHEUS_TARGETS_FILE
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
 PORT_ANNOTATION = "prometheus.io/port"
 PATH_ANNOTATION = "prometheus.io/path"

@@ -14,6 +14,7 @@ from clipper.rpc.auth import RpcKeys
 from clipper_admin.exceptions import ClipperException
 from clipper_admin.kubernetes import names as n
 from clipper_admin.kubernetes import objects as o
+from clipper_admin.kubernetes import prometheus_targets
 from clipper_admin.kubernetes.settings import ObjectSettings, determine_resources, determine_service_types
 
 from .conftest import SCHEMA_VERSIONS
@@ -120,6 +121,19 @@ def test_original_names_and_labels():
     assert o.prometheus_service(s)["spec"]["selector"][n.CLUSTER_LABEL] == "c1"
 
 
+def test_model_pods_serve_metrics_on_the_port_prometheus_scrapes():
+    """The container serves metrics only when ``CLIPPER_METRICS_PORT`` is set (a real cluster showed
+    the model targets down: the pod declared and annotated 1390, the container listened nowhere)."""
+    dep = o.model_deployment(SETTINGS[0], "m", "1", 0, "doubles", "reg/m:1", 1)
+    template = dep["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+    assert (
+        env["CLIPPER_METRICS_PORT"] == str(port) == template["metadata"]["annotations"]["prometheus.io/port"]
+    )
+
+
 def test_prometheus_reads_the_sidecars_targets_file_not_kubernetes_sd():
     """The project's Prometheus (Debian's build) rejects ``kubernetes_sd_configs``: the config uses
     file discovery only, and the sidecar writing that file lists this cluster's pods in its namespace."""
@@ -132,7 +146,7 @@ def test_prometheus_reads_the_sidecars_targets_file_not_kubernetes_sd():
     pod = dep["spec"]["template"]["spec"]
     prom, sidecar = pod["containers"]
     assert prom["image"] == "reg/prometheus:1" and sidecar["image"] == "reg/management_frontend:1"
-    assert sidecar["command"][:3] == ["python", "-m", "clipper_admin.kubernetes.prometheus_targets"]
+    assert sidecar["command"][:3] == ["python", "-m", prometheus_targets.__name__]
     flags = sidecar["command"][3:]
     assert flags[flags.index("--namespace") + 1] == "ns1" and flags[flags.index("--cluster") + 1] == "c1"
     mounts = {c["name"]: {m["name"]: m for m in c["volumeMounts"]} for c in (prom, sidecar)}
