@@ -24,6 +24,7 @@ from typing import Any, Literal
 import requests
 
 from clipper.net import port_in_use
+from clipper.process_table import model_replicas, scale_replicas
 from clipper.rpc.auth import RpcKeys
 
 from .. import launch
@@ -53,7 +54,6 @@ from .state import (
     QUERY,
     ClusterDir,
     clipper_home,
-    model_process_id,
     parse_model_process_id,
     pid_alive,
     read_json,
@@ -591,17 +591,9 @@ class LocalContainerManager(ContainerManager):
         )
         return {**self._process_spec(launch.model_replica(replica)), "cwd": str(model_dir)}
 
-    def _replica_ids(self, table: dict[str, Any], name: str, version: str) -> list[str]:
-        out = []
-        for proc_id in table:
-            parsed = parse_model_process_id(proc_id)
-            if parsed is not None and parsed[:2] == (name, version):
-                out.append(proc_id)
-        return out
-
     def get_num_replicas(self, name, version) -> int:
         """The number of replicas the supervisor keeps running (a crashed one is being restarted)."""
-        return len(self._replica_ids(self.dir.read_desired(), name, str(version)))
+        return len(model_replicas(self.dir.read_desired(), name, str(version)))
 
     def set_num_replicas(self, name, version, input_type, image, num_replicas):
         version = str(version)
@@ -610,22 +602,13 @@ class LocalContainerManager(ContainerManager):
         model_dir = build.model_dir_of(image, self.dir.models)
         spec = self._model_spec(name, version, input_type, model_dir)
         with self.dir.edit_desired() as table:
-            current = self._replica_ids(table, name, version)
+            current = model_replicas(table, name, version)
             self.logger.info(
                 f"Found {len(current)} replicas for {name}:{version}. "
                 + (f"Adding {num_replicas - len(current)}" if num_replicas >= len(current) else
                    f"Removing {len(current) - num_replicas}")
             )  # fmt: skip
-            for proc_id in current:
-                parsed = parse_model_process_id(proc_id)
-                if parsed is not None and parsed[2] >= num_replicas:
-                    del table[proc_id]
-            added = []
-            for i in range(num_replicas):
-                proc_id = model_process_id(name, version, i)
-                if proc_id not in table:
-                    table[proc_id] = spec
-                    added.append(proc_id)
+            added = scale_replicas(table, name, version, num_replicas, spec)
         if added:
             try:
                 self._wait_for_replicas(name, version, num_replicas, added)

@@ -19,64 +19,34 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from clipper import process_table as _table
+
+# the process table and the atomic writes are shared with the management frontend (its dashboard
+# scales replicas): clipper.process_table; here under the local backend's names
+MODEL_PREFIX = _table.MODEL_PREFIX
+model_process_id = _table.model_process_id
+parse_model_process_id = _table.parse_model_process_id
+read_json = _table.read_json
+read_processes = _table.read_processes
+edit_processes = _table.edit_processes
+write_json_atomic = _table.write_json_atomic
+write_text_atomic = _table.write_text_atomic
+
 MANAGEMENT = "management"
 QUERY = "query-0"
-MODEL_PREFIX = "model/"
 
 
 def clipper_home() -> Path:
     return Path(os.environ.get("CLIPPER_HOME") or Path.home() / ".clipper").expanduser()
 
 
-def model_process_id(name: str, version: str, replica: int) -> str:
-    return f"{MODEL_PREFIX}{name}/{version}/{replica}"
-
-
-def parse_model_process_id(proc_id: str) -> tuple[str, str, int] | None:
-    if not proc_id.startswith(MODEL_PREFIX):
-        return None
-    name, version, replica = proc_id[len(MODEL_PREFIX) :].split("/")
-    return name, version, int(replica)
-
-
 def log_name(proc_id: str) -> str:
     """``model/m/1/0`` -> ``model-m-1-0.log`` (names and versions contain no ``/`` or ``_``)."""
     return proc_id.replace("/", "-") + ".log"
-
-
-def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` at once: a reader never sees it empty or half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: Path, data: object, mode: int = 0o644) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True), mode)
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return default
-    except json.JSONDecodeError:
-        return default
 
 
 class ClusterDir:
@@ -135,21 +105,11 @@ class ClusterDir:
 
     # -- desired.json ----------------------------------------------------------------------------
     def read_desired(self) -> dict[str, dict[str, Any]]:
-        processes: dict[str, dict[str, Any]] = (read_json(self.desired_file) or {}).get("processes", {})
-        return processes
+        return read_processes(self.root)
 
-    @contextlib.contextmanager
-    def edit_desired(self) -> Iterator[dict[str, dict[str, Any]]]:
+    def edit_desired(self) -> contextlib.AbstractContextManager[dict[str, dict[str, Any]]]:
         """Yield the desired-process table for editing; written back atomically on exit."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".desired.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                processes = self.read_desired()
-                yield processes
-                write_json_atomic(self.desired_file, {"processes": processes})
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return edit_processes(self.root)
 
     # -- status.json -----------------------------------------------------------------------------
     def read_status(self) -> dict[str, dict[str, Any]]:

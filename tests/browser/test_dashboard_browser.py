@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's headless Chromium through its chromedriver; nothing is
 downloaded) against a live local cluster under light load: the login page refuses a wrong token, the
-views render, the charts gain points as the frontend's metrics are sampled, a rollback from the
-Models view switches the serving version and shows in History; during a real canary rollout (clipper
+views render, the charts gain points as the frontend's metrics are sampled, a version scaled and a
+rollback from the Models view take effect and show in History; during a real canary rollout (clipper
 apply, under load) the Rollouts view shows its steps and analysis, and a promotion from the dashboard is
 carried out by the apply driving it and shows in History. Each view is saved as a screenshot under
 docs/screenshots/ (the README shows them)."""
@@ -187,6 +187,14 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
     wait(browser, lambda d: "connected" in text(d, "#model-scorer"), what="a connected replica")
     browser.find_element(By.CSS_SELECTOR, "#model-scorer button.logs").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model-scorer pre.log"), what="the replica log")
+    # scale version 2 to two replicas (the local cluster's supervisor starts the second one)
+    row2 = "const b=document.querySelector(\"#model-scorer button.scale[data-version='2']\"); "
+    wait(browser, lambda d: d.execute_script(row2 + "return b !== null"), what="the scale control")
+    browser.execute_script(row2 + "b.previousElementSibling.value = '2'; b.click()")
+    wait(browser, lambda d: "#1 connected" in d.execute_script(row2 + "return b ? b.closest('tr').textContent : ''"),
+         timeout=120, what="the second replica of version 2 connected")  # fmt: skip
+    assert cluster.cm.get_num_replicas("scorer", "2") == 2
+    assert "(2 desired)" in browser.execute_script(row2 + "return b.closest('tr').textContent")
     button = browser.find_element(By.CSS_SELECTOR, "#model-scorer button.make-current[data-version='1']")
     assert button.text == "Roll back"
     button.click()
@@ -206,6 +214,7 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
     wait(browser, lambda d: "set_model_version" in text(d, "#history"), what="the audit entry")
     row = text(browser, "#history tr.entry")
     assert "dashboard" in row and '"model_version":"1"' in row and "ok" in row
+    assert "set_num_replicas" in text(browser, "#history tr.entry:nth-child(3)")
     shoot(browser, "history")
 
 

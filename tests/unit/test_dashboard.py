@@ -390,12 +390,62 @@ def test_without_a_token_rollouts_are_read_from_the_cluster_dir_and_not_acted_on
     assert blind["available"] is False and "clipper rollout status" in blind["reason"]
 
 
-def test_scaling_is_refused_with_the_reason_and_the_way_that_works(store: ConfigStore) -> None:
-    app = ManagementApp(store, admin_token=TOKEN)
+def test_scaling_without_a_local_cluster_dir_is_refused_with_the_reason_and_the_way_that_works(
+    store: ConfigStore,
+) -> None:
+    app = ManagementApp(store, admin_token=TOKEN)  # Docker, Kubernetes: no cluster directory here
     cookie, csrf = session_cookie(app)
     session = orjson.loads(call(app, "GET", "/dashboard/api/session", cookie=cookie).body)
     assert "set_num_replicas" in session["unavailable"] and "set_num_replicas" not in session["actions"]
-    resp = _act(app, {"action": "set_num_replicas", "name": "m", "num_replicas": 3}, cookie, csrf)
+    body = {"action": "set_num_replicas", "model_name": "m", "model_version": "2", "num_replicas": 3}
+    resp = _act(app, body, cookie, csrf)
     assert resp.status == 400
     error = orjson.loads(resp.body)["error"]
     assert "container manager" in error and "spec.replicas" in error and "set_num_replicas(" in error
+
+
+def test_scaling_on_the_local_backend_edits_the_supervisors_process_table(
+    store: ConfigStore, tmp_path: Path
+) -> None:
+    from clipper_admin.local.state import ClusterDir
+
+    spec = {"argv": ["python", "-m", "clipper.container"], "env": {"A": "1"}, "cwd": "/models/m/2"}
+    with ClusterDir(tmp_path).edit_desired() as table:  # as the local container manager left it
+        table.update({"management": {"argv": ["mgmt"]}, "model/m/2/0": spec})
+    app = ManagementApp(store, admin_token=TOKEN, cluster_dir=str(tmp_path))
+    cookie, csrf = session_cookie(app)
+    session = orjson.loads(call(app, "GET", "/dashboard/api/session", cookie=cookie).body)
+    assert "set_num_replicas" in session["actions"] and session["unavailable"] == {}
+    scale = {"action": "set_num_replicas", "model_name": "m", "model_version": "2"}
+    assert _act(app, {**scale, "num_replicas": 3}, cookie).status == 403  # CSRF
+    ok = _act(app, {**scale, "num_replicas": 3}, cookie, csrf)
+    assert ok.status == 200, ok.body
+    assert "1 -> 3 replica(s)" in orjson.loads(ok.body)["result"]
+    desired = ClusterDir(tmp_path).read_desired()
+    assert sorted(desired) == ["management", "model/m/2/0", "model/m/2/1", "model/m/2/2"]
+    assert desired["model/m/2/2"] == spec  # the same command as the replica already there
+    o = orjson.loads(call(app, "GET", "/dashboard/api/overview", cookie=cookie).body)
+    assert {v["version"]: v["desired_replicas"] for v in o["models"][0]["versions"]} == {"1": None, "2": 3}
+    assert _act(app, {**scale, "num_replicas": 1}, cookie, csrf).status == 200
+    assert sorted(ClusterDir(tmp_path).read_desired()) == ["management", "model/m/2/0"]
+    # bad input: a clear 400, the table untouched
+    for bad, message in [
+        ({**scale, "num_replicas": 0}, "from 1 to 32"),
+        ({**scale, "num_replicas": 33}, "from 1 to 32"),
+        ({**scale, "num_replicas": "2"}, "from 1 to 32"),
+        ({**scale, "num_replicas": True}, "from 1 to 32"),
+        ({"action": "set_num_replicas", "model_name": "m", "num_replicas": 2}, "give model_name"),
+        ({**scale, "model_version": "9", "num_replicas": 2}, "m:9 is not registered"),
+        (
+            {**scale, "model_version": "1", "num_replicas": 2},
+            "m:1 has no replica in the cluster's process table",
+        ),
+    ]:
+        resp = _act(app, bad, cookie, csrf)
+        assert resp.status == 400 and message in orjson.loads(resp.body)["result"], (bad, resp.body)
+    assert sorted(ClusterDir(tmp_path).read_desired()) == ["management", "model/m/2/0"]
+    hist = orjson.loads(call(app, "GET", "/dashboard/api/history", cookie=cookie).body)["entries"]
+    assert [(e["what"], e["ok"]) for e in hist][-2:] == [
+        ("set_num_replicas", True),
+        ("set_num_replicas", True),
+    ]

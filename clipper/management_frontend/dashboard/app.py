@@ -26,6 +26,13 @@ from clipper.http.server import Request, Response
 from clipper.management_frontend.dashboard.auth import CSRF_HEADER, Session, Sessions
 from clipper.management_frontend.dashboard.metrics import MetricsPoller
 from clipper.management_frontend.handlers import AdminHandlers, Reply
+from clipper.process_table import (
+    edit_processes,
+    model_replicas,
+    parse_model_process_id,
+    read_processes,
+    scale_replicas,
+)
 
 HTML = "text/html; charset=utf-8"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".html": HTML}
@@ -38,19 +45,21 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
 )
+SCALE = "set_num_replicas"
 ACTIONS = {"set_model_version": "switch the current version of a model (roll back / forward)",
            "set_app_traffic": "set an application's traffic weights",
            "rollout_promote": "ask the apply driving a model's rollout to promote it (100 % now)",
-           "rollout_abort": "ask the apply driving a model's rollout to abort it (roll back)"}  # fmt: skip
-#: actions the dashboard does not offer, with the reason (the UI shows it; the API answers it with 400)
-UNAVAILABLE = {
-    "set_num_replicas": "scaling starts or stops replica processes, which the container manager does "
-    "(on the local backend: the cluster's supervisor, from its process table; Docker: containers; "
-    "Kubernetes: the Deployment), not the management frontend, which only sees the replicas that "
-    "connect. Set spec.replicas in the Model manifest and run clipper apply (a manifest-managed model "
-    "scaled any other way is scaled back by the next apply), or call "
+           "rollout_abort": "ask the apply driving a model's rollout to abort it (roll back)",
+           SCALE: "set the number of replicas of a model version (local backend: the supervisor's process table)"}  # fmt: skip
+#: what the dashboard says of scaling where it cannot scale (no local cluster directory)
+SCALE_ELSEWHERE = (
+    "scaling starts or stops replica containers, which the container manager does on the admin side "
+    "(Docker: containers; Kubernetes: the Deployment), not the management frontend, which only sees "
+    "the replicas that connect. Set spec.replicas in the Model manifest and run clipper apply, or call "
     "ClipperConnection.set_num_replicas(name, num_replicas, version)."
-}
+)
+#: at most this many replicas of a version from the dashboard (a typo should not start a thousand)
+MAX_REPLICAS = 32
 LOG_LINES = 40
 AUDIT_KEEP = 200
 # where the reconciler keeps its apply history in the store (reconciler.history: NAMESPACE, KEY)
@@ -110,6 +119,10 @@ class Dashboard:
         self.store_url = _redact_store(store_url) if store_url else "unknown"
         self.poller = MetricsPoller(list(metrics_urls or []), interval_s=poll_interval_s)
         self.cluster_dir = Path(cluster_dir) if cluster_dir else None
+        # scaling: only where the cluster's process table is at hand (the local backend)
+        local = self.cluster_dir is not None
+        self.actions = {k: v for k, v in ACTIONS.items() if k != SCALE or local}
+        self.unavailable = {} if local else {SCALE: SCALE_ELSEWHERE}
         self.audit: deque[dict[str, Any]] = deque(maxlen=AUDIT_KEEP)
         self.started = time.time()
         self._get: dict[str, Callable[[Request], Response]] = {
@@ -202,8 +215,8 @@ class Dashboard:
         assert session is not None  # checked by the router
         return _json(
             200,
-            {"auth_required": self.sessions.required, "csrf": session.csrf, "actions": ACTIONS,
-             "unavailable": UNAVAILABLE},
+            {"auth_required": self.sessions.required, "csrf": session.csrf, "actions": self.actions,
+             "unavailable": self.unavailable},
         )  # fmt: skip
 
     def _admin(self, route: str, body: dict[str, Any]) -> Reply:
@@ -222,6 +235,7 @@ class Dashboard:
     def api_overview(self, req: Request) -> Response:
         snap = self.store.snapshot()
         procs = self._process_status()
+        desired = self._desired_replicas()
         models: dict[str, dict[str, Any]] = {}
         for m in self.store.list_models():
             if not m.valid:
@@ -230,8 +244,9 @@ class Dashboard:
                 m.name, {"name": m.name, "current": snap.current_versions.get(m.name), "versions": []}
             )
             entry["versions"].append(
-                {"version": m.version, "image": m.container_name, "input_type": m.input_type}
-            )
+                {"version": m.version, "image": m.container_name, "input_type": m.input_type,
+                 "desired_replicas": desired.get((m.name, m.version)) if self.cluster_dir is not None else None}
+            )  # fmt: skip
         for entry in models.values():
             versions = [v["version"] for v in entry["versions"]]
             cur = entry["current"]
@@ -419,6 +434,47 @@ class Dashboard:
                            "out at its next poll (about a second); if none runs, the next clipper apply or "
                            "watch does when it resumes the rollout").encode())  # fmt: skip
 
+    def _desired_replicas(self) -> dict[tuple[str, str], int]:
+        """``(model, version) -> replicas`` in the local cluster's process table (empty elsewhere)."""
+        if self.cluster_dir is None:
+            return {}
+        out: dict[tuple[str, str], int] = {}
+        for proc_id in read_processes(self.cluster_dir):
+            parsed = parse_model_process_id(proc_id)
+            if parsed is not None:
+                out[parsed[:2]] = out.get(parsed[:2], 0) + 1
+        return out
+
+    def _scale(self, args: dict[str, Any]) -> Reply:
+        """Scale a version on the local backend: its supervisor runs the cluster's process table, where
+        a new replica gets the entry of one already there (the same command: the container manager
+        wrote it when it started the version); a version with none is the container manager's to start."""
+        assert self.cluster_dir is not None  # not offered elsewhere
+        name, version, count = args.get("model_name"), args.get("model_version"), args.get("num_replicas")
+        if (
+            set(args) != {"model_name", "model_version", "num_replicas"}
+            or not isinstance(name, str)
+            or not (isinstance(version, str))
+        ):
+            return Reply(400, b"give model_name, model_version and num_replicas (and nothing else)")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_REPLICAS:
+            return Reply(400, f"num_replicas must be a whole number from 1 to {MAX_REPLICAS}, got {count!r} "
+                         "(to stop a version, change the manifests or use the admin API)".encode())  # fmt: skip
+        if not any(m.valid and (m.name, m.version) == (name, version) for m in self.store.list_models()):
+            return Reply(400, f"model {name}:{version} is not registered".encode())
+        with edit_processes(self.cluster_dir) as table:
+            ids = model_replicas(table, name, version)
+            if ids:
+                scale_replicas(table, name, version, count, dict(table[ids[0]]))
+        if not ids:
+            return Reply(400, f"{name}:{version} has no replica in the cluster's process table: its first "
+                         "replicas are the container manager's to start (clipper apply, or "
+                         "ClipperConnection.set_num_replicas)".encode())  # fmt: skip
+        return Reply(200, (f"{name}:{version}: {len(ids)} -> {count} replica(s) in the local cluster's process "
+                           "table; its supervisor starts or stops them now (the Models view shows them as they "
+                           "connect). A model that clipper apply manages is scaled back to its spec.replicas by "
+                           "the next apply or watch.").encode())  # fmt: skip
+
     # -- actions -----------------------------------------------------------------------------------
     def action(self, req: Request, session: Session) -> Response:
         if not Sessions.csrf_ok(session, req.headers.get(CSRF_HEADER)):
@@ -427,16 +483,18 @@ class Dashboard:
             d = json.loads(req.body or b"{}")
         except ValueError:
             return _error(400, "the body must be JSON")
-        if isinstance(d, dict) and d.get("action") in UNAVAILABLE:
+        if isinstance(d, dict) and d.get("action") in self.unavailable:
             return _error(
-                400, f"{d['action']} is not available from the dashboard: {UNAVAILABLE[d['action']]}"
+                400, f"{d['action']} is not available from this dashboard: {self.unavailable[d['action']]}"
             )
-        if not isinstance(d, dict) or d.get("action") not in ACTIONS:
-            return _error(400, f"action must be one of {sorted(ACTIONS)}")
+        if not isinstance(d, dict) or d.get("action") not in self.actions:
+            return _error(400, f"action must be one of {sorted(self.actions)}")
         name = str(d["action"])
         args = {k: v for k, v in d.items() if k != "action"}
         if name in ROLLOUT_COMMANDS:
             reply = self._rollout_command(name, args, session)
+        elif name == SCALE:
+            reply = self._scale(args)
         else:
             reply = self._admin(name, args)
         ok = reply.status == 200

@@ -225,18 +225,26 @@
           el("table", {}, el("tr", {}, el("th", {}, "version"), el("th", {}, "image"), el("th", {}, "replicas"), el("th", {}, "")),
             m.versions.map((ver) => {
               const reps = o.replicas.filter((r) => r.model === m.name && r.version === ver.version);
+              let scale = null;
+              if (state.actions.set_num_replicas && ver.desired_replicas) {
+                const n = el("input", { class: "replicas", type: "number", min: "1", max: "32", step: "1", value: String(ver.desired_replicas) });
+                scale = el("span", { class: "row", style: "gap:6px" }, n, el("button", { class: "ghost scale", "data-model": m.name, "data-version": ver.version,
+                  onclick: () => act({ action: "set_num_replicas", model_name: m.name, model_version: ver.version, num_replicas: Number(n.value) }) }, "Scale"));
+              }
               return el("tr", {},
                 el("td", {}, el("code", {}, ver.version), " ", ver.version === m.current ? pill("current", "ok") : ver.version === m.previous ? pill("previous") : null),
                 el("td", { class: "muted" }, el("code", {}, ver.image)),
                 el("td", {}, reps.length ? reps.map((r) => el("span", { style: "margin-right:6px" },
-                  pill(`#${r.replica} ${r.state}` + (r.restarts !== null && r.restarts !== undefined ? ` · ${r.restarts} restarts` : ""), r.healthy ? "ok" : "warn"))) : el("span", { class: "muted" }, "none connected")),
-                el("td", { class: "row" },
+                  pill(`#${r.replica} ${r.state}` + (r.restarts !== null && r.restarts !== undefined ? ` · ${r.restarts} restarts` : ""), r.healthy ? "ok" : "warn"))) : el("span", { class: "muted" }, "none connected"),
+                  ver.desired_replicas !== null && ver.desired_replicas !== undefined ? el("span", { class: "muted desired" }, ` (${ver.desired_replicas} desired)`) : null),
+                el("td", { class: "row" }, scale,
                   ver.version !== m.current ? el("button", { class: "make-current", "data-model": m.name, "data-version": ver.version,
                     onclick: () => { if (confirm(`Make ${m.name}:${ver.version} the current version?`)) act({ action: "set_model_version", model_name: m.name, model_version: ver.version }); } },
                     ver.version === m.previous ? "Roll back" : "Make current") : null,
                   el("button", { class: "ghost logs", onclick: () => showLogs(m.name, ver.version, logBox) }, "Logs")));
             })),
-          state.unavailable.set_num_replicas ? el("p", { class: "hint scale" }, "Scale (replicas): not from the dashboard: " + state.unavailable.set_num_replicas) : null,
+          state.unavailable.set_num_replicas ? el("p", { class: "hint scale" }, "Scale (replicas): not from this dashboard: " + state.unavailable.set_num_replicas)
+            : el("p", { class: "hint scale" }, "Scale: sets the replicas of a version in the local cluster's process table, which its supervisor runs (a new replica runs the same command as those there; a version without one is started by clipper apply or the admin API). A model that clipper apply manages is scaled back to its spec.replicas by the next apply or watch."),
           logBox);
       }));
   }
@@ -384,6 +392,7 @@
     const s = await api("session");
     state.csrf = s.csrf;
     state.unavailable = s.unavailable || {};
+    state.actions = s.actions || {};
     if (!s.auth_required) $("#logout").style.display = "none";
     $("#logout").addEventListener("click", async () => {
       await fetch("/dashboard/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf } });
