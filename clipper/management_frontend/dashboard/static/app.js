@@ -311,7 +311,7 @@
         el("div", { style: "flex:1;min-width:360px" }, analysisTable(r)),
         el("div", { style: "flex:1;min-width:300px" },
           rolloutMeta(r),
-          r.pending ? el("p", { class: "pending" }, pill(`${r.pending.command} requested`, "warn"), ` by ${r.pending.who} at ${r.pending.time}: waiting for the apply or watch driving the rollout`) : null,
+          r.pending && !done ? el("p", { class: "pending" }, pill(`${r.pending.command} requested`, "warn"), ` by ${r.pending.who} at ${r.pending.time}: waiting for the apply or watch driving the rollout`) : null,
           actions || null)));
   }
 
