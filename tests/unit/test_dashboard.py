@@ -309,6 +309,11 @@ def test_the_rollout_view_reads_the_reconcilers_record_from_the_store(store: Con
     assert [s["weight"] for s in r["steps"]] == [10.0, 50.0] and r["weight"] == 50.0
     assert r["numbers"]["requests"] == 42 and r["analysis"]["max_error_rate"] == 0.05
     assert r["apps"] == ["app"] and r["pending"] is None and r["who"] == "ops@host"
+    # a record that is not one (corrupt, or another format) is skipped, not a 500
+    for junk in ("{not json", "[1, 2]", '{"model": "m", "steps": "all"}'):
+        store.put_record("reconciler", "rollout/m", junk)
+        resp = call(app, "GET", "/dashboard/api/rollouts", cookie=cookie)
+        assert resp.status == 200 and orjson.loads(resp.body)["rollouts"] == [], junk
 
 
 def test_rollout_promote_and_abort_leave_the_command_the_driving_apply_takes(store: ConfigStore) -> None:
