@@ -149,9 +149,10 @@ class TargetCounts:
     compared: int = 0
     agreed: int = 0
 
-    def observe_latency(self, micros: int) -> None:
-        self.latency_buckets[bisect_left(LATENCY_BUCKETS_MICROS, micros)] += 1  # past the last: +inf
-        self.latency_sum_micros += micros
+    def observe_latency(self, micros: int, count: int = 1) -> None:
+        """``count`` requests answered in ``micros`` each (a batch's inputs share its latency)."""
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS_MICROS, micros)] += count  # past the last: +inf
+        self.latency_sum_micros += micros * count
 
     def merge(self, other: TargetCounts) -> None:
         self.requests += other.requests

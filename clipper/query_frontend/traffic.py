@@ -230,9 +230,11 @@ class TargetStats:
         if errors:
             self.errors.increment(errors)
             c.errors += errors
-        for _ in range(n):
+        if n == 1:
             self.latency.insert(micros)
-            c.observe_latency(micros)
+        else:
+            self.latency.insert_n(micros, n)
+        c.observe_latency(micros, n)
 
     def compare(self, compared: int, agreed: int) -> None:
         if self.compared is not None and self.agreed is not None:

@@ -142,6 +142,21 @@ def test_target_counts_merge_and_quantiles():
     assert len(total.latency_buckets) == len(LATENCY_BUCKETS_MICROS) + 1
 
 
+def test_target_stats_count_every_input_of_a_batch_with_its_latency():
+    metrics = MetricsRegistry(False)
+    at = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), metrics)
+    stats = at.stats[0]
+    stats.record(1, 0, 0, 0.0001)  # one input answered in 100 us
+    stats.record(3, 2, 1, 0.02)  # a batch of three in 20 ms: two defaults, one of them a model error
+    c = stats.counts
+    assert (c.requests, c.defaults, c.errors) == (4, 2, 1)
+    assert sum(c.latency_buckets) == 4 and c.latency_sum_micros == 100 + 3 * 20_000
+    assert c.quantile_micros(0.25) == float(LATENCY_BUCKETS_MICROS[0])  # 100 us: the first bucket
+    assert c.quantile_micros(1.0) == min(b for b in LATENCY_BUCKETS_MICROS if b >= 20_000)
+    assert (stats.requests.value(), stats.defaults.value(), stats.errors.value()) == (4, 2, 1)
+    assert stats.latency.n == 4 and sorted(stats.latency.reservoir) == [100, 20_000, 20_000, 20_000]
+
+
 def test_traffic_config_json_round_trip():
     cfg = TrafficConfig(
         (Target("m", "1", 0.9), Target("m", "2", 0.1)),
