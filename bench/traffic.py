@@ -8,13 +8,16 @@ prediction cache off, no-op closure replicas of ``noop:1`` and ``noop:2``) servi
 * ``split``  — traffic ``noop:1`` 90 / ``noop:2`` 10;
 * ``shadow`` — traffic ``noop:1`` 100, shadow ``noop:2`` at 10 %.
 
-Both replicas run during every measurement. wrk (``-t1 -c<N>``) drives the three apps in turn,
-``--rounds`` times (interleaved, to spread the machine's noise over all three); the report gives each
-app's median predictions/s and p99 and the cost relative to the plain app.
+Both replicas run during every measurement. wrk (``-t1 -c<N>``) drives the four apps in turn,
+``--rounds`` times (interleaved, to spread the machine's noise over all four); the report gives each
+app's median predictions/s and p99, the cost relative to the plain app, and (Linux) the CPU time per
+prediction of the query frontend process and of the two replica processes, which says where a cost
+comes from.
 
     python bench/traffic.py                 # 32 connections, 3 rounds of 8 s per app
     python bench/traffic.py --smoke --json  # 1 round of 2 s (a quick check, not a measurement)
     python bench/traffic.py --micro         # in-process CPU per request object, no servers (steadier)
+    python bench/traffic.py --once split 3000  # one --micro case, untimed: instructions under valgrind
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +42,34 @@ from frontend import WRK_SCRIPT, Stack, post, run_wrk  # noqa: E402
 cloudpickle.register_pickle_by_value(frontend)  # its no-op model, for replicas that cannot import it
 
 APPS = ("bench", "routed", "split", "shadow")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``), None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(stack: Stack, connections: int, seconds: int, script: Path, app: str) -> dict:
+    """One wrk run of ``app``, with the CPU microseconds per prediction of the query frontend and of
+    the replicas (both, summed) during it."""
+    groups = {
+        "frontend": [p.pid for p in stack.procs if "clipper.query_frontend" in p.args],
+        "replicas": [p.pid for p in stack.procs if "clipper.container" in p.args],
+    }
+    before = {g: [cpu_seconds(pid) for pid in pids] for g, pids in groups.items()}
+    r = run_wrk(stack.http_port, connections, seconds, script, app)
+    for g, pids in groups.items():
+        spent = [
+            (a - b) for a, b in zip((cpu_seconds(pid) for pid in pids), before[g], strict=True)
+            if a is not None and b is not None
+        ]  # fmt: skip
+        if spent and r["requests"]:
+            r[f"{g}_cpu_us"] = sum(spent) / r["requests"] * 1e6
+    return r
 
 
 def configure(stack: Stack) -> None:
@@ -96,22 +128,22 @@ def configure(stack: Stack) -> None:
             raise RuntimeError(f"{app} does not answer with model outputs")
 
 
-def micro() -> dict[str, float]:
-    """Microseconds per request object, created and answered in-process (one input, the model's
+def micro_cases() -> dict[str, Callable[[], None]]:
+    """One request object of each app, created and answered in-process (one input, the model's
     answer arriving at once): the part of a request's frontend CPU that routing changes."""
-    import timeit
-
     from clipper.config_store.base import AppRecord
-    from clipper.config_store.traffic import Target, TrafficConfig
+    from clipper.config_store.traffic import Shadow, Target, TrafficConfig
     from clipper.metrics import MetricsRegistry
-    from clipper.query_frontend.processor import PendingRequest, TargetRequest
+    from clipper.query_frontend.processor import CapturingRequest, PendingRequest, TargetRequest
     from clipper.query_frontend.routes import AppRoute
+    from clipper.query_frontend.server import _ShadowPair
     from clipper.query_frontend.traffic import AppTraffic
 
     metrics = MetricsRegistry(False)
     app = AppRoute(AppRecord("a", "doubles", "-1", 100000), ("m",), ("m", "1"), metrics, time.perf_counter)
     one = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), metrics)
     split = AppTraffic("b", TrafficConfig((Target("m", "1", 90), Target("m", "2", 10))), metrics)
+    shadow = AppTraffic("c", TrafficConfig((Target("m", "1", 1),), shadow=Shadow("m", "2", 10)), metrics)
 
     def plain() -> None:
         PendingRequest(app, 1, 0, time.perf_counter(), False).output(0, b"1.0")
@@ -120,9 +152,35 @@ def micro() -> dict[str, float]:
         i = at.choose()
         TargetRequest(app, 1, 0, time.perf_counter(), False, at.stats[i]).output(0, b"1.0")
 
-    cases = {"bench": plain, "routed": lambda: routed(one), "split": lambda: routed(split)}
-    n = 100_000
-    return {k: round(min(timeit.repeat(f, number=n, repeat=5)) / n * 1e6, 2) for k, f in cases.items()}
+    def shadowed(at: AppTraffic) -> None:  # QueryFrontend.predict_traffic's shadow path
+        i = at.choose()
+        if at.shadow_stats is None or not at.shadow_now():
+            TargetRequest(app, 1, 0, time.perf_counter(), False, at.stats[i]).output(0, b"1.0")
+            return
+        pair, t0 = _ShadowPair(at.shadow_stats), time.perf_counter()
+        CapturingRequest(app, 1, t0, False, at.stats[i], True, pair.done).output(0, b"1.0")
+        CapturingRequest(app, 1, t0, False, at.shadow_stats, False, pair.done).output(0, b"1.0")
+
+    return {
+        "bench": plain,
+        "routed": lambda: routed(one),
+        "split": lambda: routed(split),
+        "shadow": lambda: shadowed(shadow),
+    }
+
+
+def micro() -> dict[str, float]:
+    """Microseconds per request object of each case of :func:`micro_cases`."""
+    import timeit
+
+    cases = micro_cases()
+    # rounds interleaved over the cases and the best of each kept: a busy moment of the machine then
+    # slows one round of every case alike, not all rounds of one case
+    n, best = 20_000, dict.fromkeys(cases, float("inf"))
+    for _ in range(15):
+        for k, f in cases.items():
+            best[k] = min(best[k], timeit.timeit(f, number=n))
+    return {k: round(t / n * 1e6, 2) for k, t in best.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="1 round of 2 s")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--micro", action="store_true", help="only the in-process microbenchmark")
+    ap.add_argument(
+        "--once",
+        nargs=2,
+        metavar=("CASE", "N"),
+        help="run one --micro case N times, untimed (to count instructions under valgrind)",
+    )
     args = ap.parse_args(argv)
+    if args.once:
+        f = micro_cases()[args.once[0]]
+        for _ in range(int(args.once[1])):
+            f()
+        return 0
     if args.micro:
         us = micro()
         print(json.dumps(us) if args.json else "\n".join(f"{k:8} {v:6.2f} us/request" for k, v in us.items()))
@@ -154,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_wrk(stack.http_port, args.connections, 1, script, app)
             for _ in range(args.rounds):
                 for app in APPS:
-                    runs[app].append(run_wrk(stack.http_port, args.connections, args.duration, script, app))
+                    runs[app].append(measure(stack, args.connections, args.duration, script, app))
         except Exception:
             for log in ("query_frontend.log", "mgmt.log", "container.log", "container-2.log"):
                 p = root / log
@@ -172,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             "p99_ms": p99,
             "errors": sum(r["errors"] for r in runs[app]),
         }
+        for g in ("frontend", "replicas"):
+            cpu = [r[f"{g}_cpu_us"] for r in runs[app] if f"{g}_cpu_us" in r]
+            if cpu:
+                result[app][f"{g}_cpu_us_per_prediction"] = round(statistics.median(cpu), 1)
     base = result["bench"]
     for app in APPS:
         r = result[app]
@@ -185,12 +258,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     print(f"{args.connections} connections, {args.rounds} round(s) of {args.duration} s per app (median)")
-    print(f"{'app':8} {'pred/s':>9} {'p99 ms':>8} {'cost %':>7} {'p99 x':>6} errors")
+    print(
+        f"{'app':8} {'pred/s':>9} {'p99 ms':>8} {'cost %':>7} {'p99 x':>6} errors  CPU us/pred: frontend replicas"
+    )
     for app in APPS:
         r = result[app]
+        cpu = "  ".join(
+            f"{r.get(f'{g}_cpu_us_per_prediction', float('nan')):8.1f}" for g in ("frontend", "replicas")
+        )
         print(
             f"{app:8} {r['predictions_per_s']:9.0f} {r['p99_ms']:8.2f} {r['throughput_cost_pct']:7.1f} "
-            f"{r['p99_ratio']:6.2f} {r['errors']:.0f}"
+            f"{r['p99_ratio']:6.2f} {r['errors']:6.0f}           {cpu}"
         )
     return 0
 
