@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,16 @@ def _predict(spark, model, inputs):
     return [str(r.prediction) for r in model.transform(frame).select("prediction").collect()]
 
 
+def local_spark():
+    """A quiet one-core SparkSession for training the benchmark's model."""
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master("local[1]").appName("bench").config("spark.ui.enabled", "false")
+             .config("spark.driver.host", "127.0.0.1").config("spark.ui.showConsoleProgress", "false").getOrCreate())  # fmt: skip
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
 def _env(model_dir: Path, ready: Path, extra: dict[str, str]) -> dict[str, str]:
     from clipper.net import free_port
 
@@ -68,8 +79,14 @@ def _env(model_dir: Path, ready: Path, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-def time_ready(model_dir: Path, extra: dict[str, str], timeout: float = 300.0) -> tuple[float, str]:
-    """Seconds from spawn to the ready file, and the container's log."""
+def time_ready(
+    model_dir: Path,
+    extra: dict[str, str],
+    timeout: float = 300.0,
+    on_ready: Callable[[int], object] | None = None,
+) -> tuple[float, str]:
+    """Seconds from spawn to the ready file, and the container's log. ``on_ready(pid)`` runs once the
+    container is ready, before it is stopped (e.g. to read its memory)."""
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready"
         log_path = Path(tmp) / "log"
@@ -87,6 +104,8 @@ def time_ready(model_dir: Path, extra: dict[str, str], timeout: float = 300.0) -
                         raise RuntimeError(f"not ready after {timeout} s")
                     time.sleep(0.02)
                 elapsed = time.perf_counter() - t0
+                if on_ready is not None:
+                    on_ready(proc.pid)
             finally:
                 proc.terminate()
                 try:
@@ -144,13 +163,10 @@ def main() -> int:
     args = ap.parse_args()
 
     import cloudpickle
-    from pyspark.sql import SparkSession
 
     from clipper_admin.deployers.pyspark import save_pyspark_function
 
-    spark = (SparkSession.builder.master("local[1]").appName("bench").config("spark.ui.enabled", "false")
-             .config("spark.driver.host", "127.0.0.1").config("spark.ui.showConsoleProgress", "false").getOrCreate())  # fmt: skip
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = local_spark()
     model = _train(spark)
     spark_dir = Path(save_pyspark_function("bench", _predict, model, spark.sparkContext))
     py_dir = Path(tempfile.mkdtemp(prefix="clipper-bench-py-"))

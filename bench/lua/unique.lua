@@ -3,12 +3,15 @@
 -- unless WRK_UNIQUE=0, which sends the counter's first value every time (every query after the
 -- first hits). Both modes pay the same Lua cost per request, so hit and miss compare fairly.
 -- WRK_SEED (an integer) offsets the counter so that separate runs (a warm-up, then the measured
--- run) never repeat each other's inputs.
+-- run) never repeat each other's inputs. WRK_APPS=N (N > 0) spreads the requests over N applications
+-- in turn: WRK_PATH is then a format with one %d, the application's number 0..N-1.
 
 local template = os.getenv("WRK_TEMPLATE") or '{"input": [%d.5, 2.2, 3.3, 4.4]}'
 local unique = os.getenv("WRK_UNIQUE") ~= "0"
 local path = os.getenv("WRK_PATH")
 local seed = tonumber(os.getenv("WRK_SEED") or "0")
+local apps = tonumber(os.getenv("WRK_APPS") or "0")
+local turn = 0
 local headers = { ["Content-Type"] = "application/json" }
 
 local threads = {}
@@ -22,7 +25,12 @@ function request()
   if unique then
     counter = counter + 1
   end
-  return wrk.format("POST", path, headers, string.format(template, seed + id * 100000000 + counter))
+  local p = path
+  if apps > 0 then
+    p = string.format(path, turn % apps)
+    turn = turn + 1
+  end
+  return wrk.format("POST", p, headers, string.format(template, seed + id * 100000000 + counter))
 end
 
 non2xx, defaults = 0, 0

@@ -84,9 +84,11 @@ def run_wrk(
     threads: int = 1,
     unique: bool | None = None,
     timeout_s: float = 10.0,
+    apps: tuple[str, int] | None = None,
 ) -> LoadResult:
     """Load ``ep`` for ``duration_s``. ``unique=None``: the fixed body (post.lua); True/False: unique.lua
-    with distinct inputs (cache misses) or one repeated input built the same way (cache hits)."""
+    with distinct inputs (cache misses) or one repeated input built the same way (cache hits).
+    ``apps=(path_format, n)`` (with ``unique``): the requests go to n paths in turn, ``path_format % i``."""
     env = dict(os.environ)
     if unique is None:
         script = LUA_DIR / "post.lua"
@@ -97,6 +99,8 @@ def run_wrk(
         env["WRK_UNIQUE"] = "1" if unique else "0"
         env["WRK_PATH"] = urlsplit(ep.url).path
         env["WRK_SEED"] = str(next(_SEEDS) * 10**10)
+        if apps is not None:
+            env["WRK_PATH"], env["WRK_APPS"] = apps[0], str(apps[1])
     cmd = [
         ensure_wrk(),
         f"-t{threads}",

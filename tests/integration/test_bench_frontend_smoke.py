@@ -16,17 +16,23 @@ needs_wrk = pytest.mark.skipif(
 )
 
 
-@needs_wrk
-def test_bench_smoke_prints_numbers():
+def bench_json(script: str, *args: str, timeout: float) -> dict:
+    """Run ``bench/<script> args``; its last line of output, parsed as JSON."""
     out = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "frontend.py"), "--smoke", "--json", "-c", "4"],
+        [sys.executable, str(REPO / "bench" / script), *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         cwd=REPO,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+@needs_wrk
+def test_bench_smoke_prints_numbers():
+    result = bench_json("frontend.py", "--smoke", "--json", "-c", "4", timeout=180)
     assert result["predictions_per_s"] > 0
     assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"]
 
@@ -34,15 +40,32 @@ def test_bench_smoke_prints_numbers():
 @needs_wrk
 def test_bench_traffic_smoke_prints_numbers():
     """bench/traffic.py: the plain, routed, split and shadow apps side by side (issue 17)."""
-    out = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "traffic.py"), "--smoke", "--json", "-c", "4"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=REPO,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = bench_json("traffic.py", "--smoke", "--json", "-c", "4", timeout=240)
     for app in ("bench", "routed", "split", "shadow"):
         assert result[app]["predictions_per_s"] > 0, result
         assert result[app]["errors"] == 0, result
+
+
+def test_bench_micro_smoke_prints_numbers():
+    """bench/micro.py: CPU per request through the real frontend objects, beside the bare handler."""
+    result = bench_json("micro.py", "--smoke", "--json", timeout=180)
+    assert result["ours_us_per_request"] > 0 and result["bare_us_per_request"] > 0
+    assert result["requests"] == 2000 and result["mean_batch"] >= 1
+
+
+@needs_wrk
+def test_bench_scaling_smoke_prints_numbers(tmp_path):
+    """bench/scaling.py --smoke: every experiment runs at tiny sizes and yields its numbers and plots."""
+    out_file = tmp_path / "scaling.json"
+    printed = bench_json("scaling.py", "--smoke", "--plot", "--out", str(out_file), timeout=900)
+    result = json.loads(out_file.read_text())
+    assert result == printed
+    assert [p["apps"] for p in result["apps"]["points"]] == [1, 2]
+    for p in result["apps"]["points"]:
+        assert p["predictions_per_s"] > 0 and p["errors"] == 0 and p["replica_pss_mib_median"] > 0
+    for where in ("local", "fake_cluster"):
+        assert [p["models"] for p in result["reconciler"][where]] == [2]
+        assert all(p["diff_s"] > 0 and p["noop_apply_s"] > 0 for p in result["reconciler"][where])
+    assert [p["apps"] for p in result["frontend_memory"]["points"]] == [0, 20]
+    assert result["replica_memory"]["python_closure"]["rss_mib"] > 0
+    assert len(result["plots"]) == 4 and all(Path(p).stat().st_size > 0 for p in result["plots"])
