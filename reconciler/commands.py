@@ -123,7 +123,10 @@ def _apply_once(t: Target, args: argparse.Namespace) -> Plan:
 def cmd_apply(args: argparse.Namespace) -> int:
     t = _target(args)
     plan = _apply_once(t, args)
-    if args.wait:
+    # An apply that changed nothing planned from an observation showing every object converged and
+    # healthy (observed replicas are the healthy ones): observing again would only repeat it, at
+    # two management calls per model.
+    if args.wait and plan.has_changes:
         from reconciler.engine import pending, wait_converged
 
         left = pending(wait_converged(t, _owner(args, t), args.prune, args.timeout))

@@ -66,3 +66,23 @@ def test_a_converged_cluster_does_not_wait(tmp_path: Path) -> None:
     apply(t, "c")
     c = Clock([])
     assert pending(wait_converged(t, "c", False, sleep=c.sleep, clock=c.clock)) == [] and c.sleeps == 0
+
+
+def test_apply_waits_only_after_changes(monkeypatch) -> None:
+    """``clipper apply`` (--wait by default) re-observes only when its plan changed something: a no-op
+    apply's plan came from an observation that showed everything converged and healthy."""
+    import argparse
+
+    from reconciler import commands, engine
+    from reconciler.plan import Action, Op, Plan
+
+    waits: list[object] = []
+    monkeypatch.setattr(engine, "wait_converged", lambda t, *a: waits.append(t) or Plan(()))
+    monkeypatch.setattr(commands, "_target", lambda args: "t")
+    args = argparse.Namespace(output="json", files=[], wait=True, owner=None, prune=False, timeout=60.0)
+    for plan, observed_again in ((Plan(()), False), (Plan((Action(Op.CREATE, "Model", "m"),)), True)):
+        monkeypatch.setattr(commands, "_apply_once", lambda t, a, plan=plan: plan)
+        monkeypatch.setattr(commands, "_owner", lambda args, t: "c")
+        waits.clear()
+        assert commands.cmd_apply(args) == 0
+        assert waits == (["t"] if observed_again else [])
