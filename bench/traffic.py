@@ -1,4 +1,4 @@
-"""The cost of a traffic split and of a 10 % shadow vs a plain app, side by side in one run (issue 17).
+"""The cost of a traffic split and of a 10 % shadow vs a plain app, side by side in one run.
 
 One local stack (bench/frontend.py's: SQLite store, management frontend, query frontend with the
 prediction cache off, no-op closure replicas of ``noop:1`` and ``noop:2``) serving three apps:

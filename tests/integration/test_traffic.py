@@ -1,4 +1,4 @@
-"""Traffic split, sticky keys, shadow traffic and Exp3/Exp4 selection end to end (issue 17): management
+"""Traffic split, sticky keys, shadow traffic and Exp3/Exp4 selection end to end: management
 frontend + query frontend + closure containers over a SQLite store and over a real redis-server, real
 HTTP requests."""
 

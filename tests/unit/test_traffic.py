@@ -1,4 +1,4 @@
-"""Traffic splitting, sticky keys, shadow statistics and the Exp3/Exp4 policies (issue 17): the pure
+"""Traffic splitting, sticky keys, shadow statistics and the Exp3/Exp4 policies: the pure
 parts of the query frontend, and the config stores' traffic contract (SQLite and a real Redis)."""
 
 from __future__ import annotations
