@@ -24,6 +24,9 @@ SERVICE_CIDR=10.96.0.0/16
 KUBERNETES_SVC_IP=10.96.0.1
 DNS_IP=10.96.0.10
 PAUSE_IMAGE=localhost/clipper-pause:ci
+# hostPath PersistentVolumes up.sh creates for claims without a storage class (Retain: one per claim)
+PV_COUNT=8
+PV_SIZE=2Gi
 # Cluster-private ports on 127.0.0.1 (chosen off the usual defaults so a developer's cluster is not hit).
 ETCD_CLIENT_PORT=23791
 ETCD_PEER_PORT=23801

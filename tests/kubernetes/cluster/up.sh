@@ -275,6 +275,25 @@ wait_for "the smoke NodePort on $NODE_IP:30080" 30 curl -sf "http://$NODE_IP:300
 dns_ip=$(python3 "$HERE/dns_query.py" "$NODE_IP" smoke.clipper-k8s-smoke.svc.cluster.local || true)
 [ "$dns_ip" = "$svc_ip" ] || die "cluster DNS answered '$dns_ip' for the smoke Service (expected $svc_ip)"
 kubectl delete namespace clipper-k8s-smoke --wait=false >/dev/null
+
+# --- storage: a few hostPath PersistentVolumes (no provisioner runs here; a PVC without a storage class,
+# like the Kubernetes manager's Redis data claim, binds to one of them) -------------------------------
+log "$PV_COUNT persistent volumes (hostPath, ${PV_SIZE} each)"
+for i in $(seq 1 "$PV_COUNT"); do
+  # pods run as non-root users; a hostPath volume keeps the host directory's owner and mode
+  install -d -m 0777 "$CLIPPER_K8S_STATE/pv/pv$i"
+  cat <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: clipper-k8s-pv$i}
+spec:
+  capacity: {storage: $PV_SIZE}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: "$CLIPPER_K8S_STATE/pv/pv$i", type: Directory}
+---
+EOF
+done | kubectl apply -f - >/dev/null
 touch "$CLIPPER_K8S_RUN/up.done"
 trap - ERR
 log "cluster up in $(( $(date +%s) - T0 ))s; KUBECONFIG=$KC"
