@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import os
+import pwd
 import shutil
 import time
 from collections.abc import Callable
@@ -104,6 +105,19 @@ def import_model_class(model_class: str) -> type:
     return cls
 
 
+def check_user() -> None:
+    """Spark needs the process's uid to have a passwd entry: without one the JVM's ``user.home`` is
+    ``?`` (spark-submit: "basedir must be absolute: ?/.ivy2") and Hadoop's login fails ("invalid null
+    input: name"). Said plainly instead (e.g. a pod run as an arbitrary ``runAsUser``)."""
+    try:
+        pwd.getpwuid(os.getuid())
+    except KeyError:
+        raise PySparkLoadError(
+            f"uid {os.getuid()} has no entry in /etc/passwd, which Spark (Hadoop's login) needs: run the "
+            "container as a user of its image (the project's images: 10001, 'clipper')"
+        ) from None
+
+
 def _extra_conf() -> dict[str, str]:
     raw = os.environ.get("CLIPPER_SPARK_CONF", "")
     out = {}
@@ -119,6 +133,7 @@ def _extra_conf() -> dict[str, str]:
 def create_spark_session() -> Any:
     """The container's one SparkSession (``getOrCreate``: a session already running is reused)."""
     check_java()
+    check_user()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver binds to loopback only
     from pyspark.sql import SparkSession
 

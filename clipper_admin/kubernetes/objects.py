@@ -84,6 +84,10 @@ def http_probes(port: int, path: str = "/health") -> Obj:
 #: Model containers keep this file holding the epoch second until which they count as alive (their
 #: prediction watchdog, clipper.container.runtime); /tmp is the pod's writable emptyDir.
 MODEL_LIVENESS_FILE = "/tmp/clipper-alive"
+#: Model pods run as the ``clipper`` user of the project's model images (images/py-rpc): a uid with a
+#: passwd entry, which PySpark models need (Spark's JVM cannot log in as an unknown uid; found on a
+#: real cluster). Other pods run as an unnamed uid (``ObjectSettings.run_as_user``).
+MODEL_UID = 10001
 MODEL_LIVENESS_CHECK = f'f={MODEL_LIVENESS_FILE}; [ ! -s "$f" ] || [ "$(date +%s)" -le "$(cat "$f")" ]'
 
 
@@ -416,6 +420,7 @@ def model_deployment(
         },
         replicas=num_replicas,
         annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(n.MODEL_METRICS_PORT)},
+        run_as_user=MODEL_UID,
     )
 
 

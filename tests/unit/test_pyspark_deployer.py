@@ -177,3 +177,20 @@ def test_saved_model_directory_becomes_a_pyspark_model_directory(tmp_path):
         assert rt.pyspark_settings(model_dir, meta)[0] == "pyspark.ml.PipelineModel"
     finally:
         __import__("shutil").rmtree(out, ignore_errors=True)
+
+
+def test_a_uid_without_a_passwd_entry_is_refused_with_the_reason(monkeypatch):
+    """Spark cannot run as a uid the image does not know (the JVM's user.home is "?", Hadoop's login
+    fails deep in a Java stack): the runtime says so before starting the JVM."""
+    import pwd
+
+    rt.check_user()  # this test's own uid has an entry
+
+    def unknown(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    with pytest.raises(rt.PySparkLoadError, match=r"no entry in /etc/passwd.*10001"):
+        rt.check_user()
+    with pytest.raises(rt.PySparkLoadError, match="no entry in /etc/passwd"):
+        rt.create_spark_session()
