@@ -181,6 +181,10 @@ class KubeApi:
     def pod_log(self, name: str, namespace: str, container: str | None = None) -> str:
         query = [("container", container)] if container else []
         text: str = self.request(
-            "GET", resource_path("Pod", namespace, name) + "/log", query, accept="text/plain"
+            # the body is text, but the API server answers 406 to Accept: text/plain (1.34)
+            "GET",
+            resource_path("Pod", namespace, name) + "/log",
+            query,
+            accept="*/*",
         )
         return text

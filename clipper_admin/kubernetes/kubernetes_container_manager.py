@@ -289,7 +289,7 @@ class KubernetesContainerManager(ContainerManager):
         )
         if self._namespace_missing and not create:
             raise ClipperException(
-                "Error connecting to Kubernetes cluster. Namespace does not exist. You can pass in "
+                f"Error connecting to Kubernetes cluster. Namespace {self.namespace!r} does not exist. You can pass in "
                 "KubernetesContainerManager(create_namespace_if_not_exists=True) to create this namespace"
             )
 

@@ -475,6 +475,20 @@ class Handler(BaseHTTPRequestHandler):
                     return self._send(200, self.fake.scale(ns, name, replicas))
                 raise HttpError(405, "MethodNotAllowed", f"{method} not allowed on scale")
             if kind == "Pod" and sub == "log" and name and method == "GET":
+                # as a real API server (seen on 1.34): the log is text, yet Accept: text/plain is a 406
+                accepted = {a.split(";")[0].strip() for a in (self.headers.get("Accept") or "*/*").split(",")}
+                if not accepted & {
+                    "*/*",
+                    "application/json",
+                    "application/yaml",
+                    "application/vnd.kubernetes.protobuf",
+                }:
+                    raise HttpError(
+                        406,
+                        "NotAcceptable",
+                        "only the following media types are accepted: application/json, application/yaml, "
+                        "application/vnd.kubernetes.protobuf",
+                    )
                 pod = self.fake.get("Pod", ns, name)
                 if pod is None:
                     raise HttpError(404, "NotFound", f'pods "{name}" not found')
