@@ -828,13 +828,19 @@ class KubernetesContainerManager(ContainerManager):
             pod_name = pod["metadata"]["name"]
             for container in pod["spec"]["containers"]:
                 path = os.path.join(logging_dir, f"{pod_name}_{container['name']}.log")
-                text = self._call(
-                    f"Could not read logs of {pod_name}",
-                    self.api.pod_log,
-                    pod_name,
-                    self.namespace,
-                    container["name"],
-                )
+                try:
+                    text = self._call(
+                        f"Could not read logs of {pod_name}",
+                        self.api.pod_log,
+                        pod_name,
+                        self.namespace,
+                        container["name"],
+                    )
+                except ClipperException as e:
+                    # a pod still starting or already going away (scaled down, a version stopped)
+                    # has no log to read: the others are still collected
+                    self.logger.warning("Skipping the log of %s/%s: %s", pod_name, container["name"], e)
+                    continue
                 with open(path, "w") as f:
                     f.write(text)
                 paths.append(path)

@@ -221,6 +221,25 @@ def test_get_logs_writes_one_file_per_container_of_this_cluster(make_manager, fa
         assert "-at-c1-" in os.path.basename(p) and "-at-c2-" not in os.path.basename(p)
 
 
+def test_get_logs_skips_a_pod_whose_log_cannot_be_read(make_manager, fake_k8s, tmp_path):
+    """A pod going away between the listing and the read (a real cluster answers 400/404 then) costs
+    its own log only."""
+    from kubernetes.client.exceptions import ApiException
+
+    cm = make_manager(useInternalIP=True, prometheus_image=None)
+    start(cm)
+    read = cm.api.pod_log
+
+    def pod_log(name, namespace, container=None):
+        if name.startswith("redis-"):
+            raise ApiException(status=400, reason="BadRequest")
+        return read(name, namespace, container)
+
+    cm.api.pod_log = pod_log
+    paths = cm.get_logs(str(tmp_path / "logs"))
+    assert sorted(os.path.basename(p).split("-")[0] for p in paths) == ["mgmt", "query"]
+
+
 def test_connect_from_a_second_process(make_manager, fake_k8s):
     cm = make_manager(useInternalIP=True)
     start(cm, replicas=2)
