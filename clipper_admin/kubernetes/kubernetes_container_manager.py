@@ -6,7 +6,8 @@ Behaviour follows the original's KubernetesContainerManager where it was sound; 
   server-side apply (field manager ``clipper``), so ``start_clipper``/``deploy_model`` are idempotent
   and re-running them converges an existing cluster. Scaling patches ``spec.replicas`` only.
 * No ``kubectl proxy`` requirement: a service is reached through its LoadBalancer, through a node
-  port when a node address is usable, or through a port-forward the manager opens itself.
+  port when a node address is usable, or through a port-forward the manager opens itself; in a pod
+  using the in-cluster configuration (the controller), by its ClusterIP.
   ``kubernetes_proxy_addr`` still works as in the original (API server and service-proxy addresses).
 * Prometheus gets a namespaced Role (not a ClusterRole) and its Service selects only this cluster;
   its targets come from a sidecar's file, not ``kubernetes_sd`` (``prometheus_targets.py``);
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 #: The project's Prometheus (images/prometheus, built offline). It has no Kubernetes service
 #: discovery: a sidecar keeps its targets in a file (``prometheus_targets.py``).
 DEFAULT_PROMETHEUS_IMAGE = f"{__registry__}/prometheus:{__version__}"
-ACCESS_MODES = ("auto", "service", "port-forward", "proxy")
+ACCESS_MODES = ("auto", "service", "port-forward", "proxy", "cluster-ip")
 
 # role -> (Service name function, service port, service_types key)
 ROLES: dict[str, tuple[Any, int, str]] = {
@@ -121,8 +122,10 @@ class KubernetesContainerManager(ContainerManager):
           (``host:port`` of ``kubectl proxy``) or ``api_client`` replace them.
         * ``registry``: where model images are pushed; nodes must be able to pull from it. Without
           it only local clusters (kind, k3d, minikube, docker-desktop...) can run locally built images.
-        * ``access``: ``auto`` (LoadBalancer, then node port, then port-forward), ``service`` (never
-          port-forward), ``port-forward`` (always), ``proxy`` (the API server's service proxy).
+        * ``access``: ``auto`` (in a pod on the in-cluster configuration: the Services' ClusterIPs;
+          elsewhere LoadBalancer, then node port, then port-forward), ``service`` (never
+          port-forward), ``port-forward`` (always), ``proxy`` (the API server's service proxy),
+          ``cluster-ip`` (always the ClusterIP: from a pod or a machine routed into the cluster).
         * ``resources``: per role (``redis``, ``management``, ``query``, ``model``, ``metrics``)
           ``{"requests": {...}, "limits": {...}}``.
         * ``prometheus_image``: default ``<CLIPPER_REGISTRY or clipper>/prometheus:<version>``
@@ -192,6 +195,8 @@ class KubernetesContainerManager(ContainerManager):
         self._api_client = api_client
         self._api = api
         self._core: k8s_client.CoreV1Api | None = None
+        #: the configuration came from the pod's service account (``load_incluster_config``)
+        self.in_cluster = False
         self._image_loader = images.image_loader(image_loader)
         self._local_cluster = True if self._image_loader and local_cluster is None else local_cluster
         self._create_namespace = create_namespace_if_not_exists
@@ -263,6 +268,7 @@ class KubernetesContainerManager(ContainerManager):
                     "kubernetes_proxy_addr=, or set KUBECONFIG."
                 ) from None
             k8s_config.load_incluster_config(client_configuration=cfg)
+            self.in_cluster = True
         return k8s_client.ApiClient(cfg)
 
     def _call(self, action: str, fn, *args, **kwargs):
@@ -570,6 +576,16 @@ class KubernetesContainerManager(ContainerManager):
                 f"Service {service} not found in namespace {self.namespace}: is the Clipper cluster "
                 f"{self.cluster_name!r} running" + (" with Prometheus" if role == "metric" else "") + "?"
             )
+        if self.access == "cluster-ip" or (self.access == "auto" and self.in_cluster):
+            addr = self._cluster_ip_address(svc)
+            if addr is not None:
+                self._addresses[role] = addr
+                return addr
+            if self.access == "cluster-ip":
+                raise ClipperException(
+                    f"Service {service} has no ClusterIP ({svc['spec'].get('clusterIP')!r}): "
+                    "access='cluster-ip' needs one; use access='auto'"
+                )
         addr = None if self.access == "port-forward" else self._service_address(svc)
         if addr is None:
             if self.access == "service":
@@ -580,6 +596,15 @@ class KubernetesContainerManager(ContainerManager):
             addr = self._port_forward(role, svc)
         self._addresses[role] = addr
         return addr
+
+    @staticmethod
+    def _cluster_ip_address(svc: dict[str, Any]) -> str | None:
+        """``<ClusterIP>:<port>``, reachable from any pod; ``None`` for a headless Service."""
+        ip = svc["spec"].get("clusterIP")
+        if not ip or ip == "None":
+            return None
+        host = f"[{ip}]" if ":" in ip else ip
+        return f"{host}:{svc['spec']['ports'][0]['port']}"
 
     def _service_address(self, svc: dict[str, Any]) -> str | None:
         spec = svc["spec"]

@@ -52,6 +52,8 @@ class MemoryKubeApi:
                 "observedGeneration": meta["generation"],
             }
         if obj["kind"] == "Service":
+            if obj["spec"].get("clusterIP") is None:  # allocated once, like the API server
+                obj["spec"]["clusterIP"] = f"10.96.0.{len(self.objects) % 250 + 1}"
             for i, port in enumerate(obj["spec"]["ports"]):
                 if obj["spec"].get("type") in ("NodePort", "LoadBalancer"):
                     port.setdefault("nodePort", 30000 + len(self.objects) * 10 + i)

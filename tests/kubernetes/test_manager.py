@@ -283,6 +283,56 @@ def test_load_balancer_address(make_manager):
     assert cm.get_query_addr() == "127.0.0.1:1337"
 
 
+@pytest.fixture
+def in_a_pod(monkeypatch, fake_k8s):
+    """No kubeconfig, ``KUBERNETES_SERVICE_HOST`` set: the manager loads the in-cluster configuration
+    (here pointing at the API double)."""
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
+    def no_kubeconfig(**kwargs):
+        raise ConfigException("Invalid kube-config file. No configuration found.")
+
+    def in_cluster_config(client_configuration):
+        client_configuration.host = fake_k8s.url
+
+    monkeypatch.setattr(k8s_config, "load_kube_config", no_kubeconfig)
+    monkeypatch.setattr(k8s_config, "load_incluster_config", in_cluster_config)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+
+
+def test_in_a_pod_auto_access_uses_the_services_cluster_ips(make_manager, fake_k8s, in_a_pod):
+    """The controller's case: NodePort Services, no usable node address, no port-forward either."""
+    cm = make_manager(api_client=None)
+    start(cm)
+    assert cm.in_cluster
+    fake = fake_k8s.fake
+    ips = {name: fake.get("Service", NS, name)["spec"]["clusterIP"] for name in
+           ("mgmt-frontend-at-c1", "query-frontend-at-c1", "metrics-at-c1")}  # fmt: skip
+    assert cm.get_admin_addr() == f"{ips['mgmt-frontend-at-c1']}:1338"
+    assert cm.get_query_addr() == f"{ips['query-frontend-at-c1']}:1337"
+    assert cm.get_metric_addr() == f"{ips['metrics-at-c1']}:9090"
+    assert [c[:2] for c in cm.readiness_checks] == [(cm.get_query_addr(), cm.get_admin_addr())]
+    assert not [r for r in fake.requests if r.path.endswith("/portforward") or "/nodes" in r.path]
+
+
+def test_outside_a_pod_auto_access_is_unchanged_by_the_environment(make_manager, fake_k8s, monkeypatch):
+    """``KUBERNETES_SERVICE_HOST`` alone (a given client or kubeconfig) does not mean in-cluster."""
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    cm = make_manager(useInternalIP=True)
+    start(cm)
+    node_port = fake_k8s.fake.get("Service", NS, "mgmt-frontend-at-c1")["spec"]["ports"][0]["nodePort"]
+    assert not cm.in_cluster and cm.get_admin_addr() == f"127.0.0.1:{node_port}"
+
+
+def test_cluster_ip_access_on_request(make_manager, fake_k8s):
+    cm = make_manager(access="cluster-ip")
+    start(cm)
+    svc = fake_k8s.fake.get("Service", NS, "query-frontend-at-c1")
+    assert cm.get_query_addr() == f"{svc['spec']['clusterIP']}:1337"
+
+
 class _Pong(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         body = f"PONG {self.path}".encode()

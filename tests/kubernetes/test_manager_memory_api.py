@@ -160,3 +160,20 @@ def test_frontends_are_waited_for_once_at_the_clients_addresses(api):
     assert (query_addr, admin_addr) == (cm.get_query_addr(), cm.get_admin_addr())
     assert headers == {"Authorization": f"Bearer {cm.admin_token}"} and cm.admin_token
     assert 1.0 <= timeout <= 45.0
+
+
+def test_cluster_ip_access_never_lists_nodes_nor_forwards(api):
+    cm = manager(api, access="cluster-ip")
+    start(cm)
+    svc = api.get("Service", "mgmt-frontend-at-c1", NS)
+    assert cm.get_admin_addr() == f"{svc['spec']['clusterIP']}:1338"
+    assert ("list", "Node", None) not in api.calls and not cm._forwarders
+
+
+def test_cluster_ip_access_to_a_headless_service_is_a_clear_error(api):
+    cm = manager(api, access="cluster-ip")
+    start(cm)
+    api.objects[("Service", NS, "query-frontend-at-c1")]["spec"]["clusterIP"] = "None"
+    cm._addresses.clear()
+    with pytest.raises(ClipperException, match="has no ClusterIP .*access='auto'"):
+        cm.get_query_addr()
