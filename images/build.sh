@@ -9,6 +9,7 @@
 #   NAME/query_frontend:VERSION, NAME/management_frontend:VERSION, NAME/redis:VERSION
 #   NAME/python311-closure-container:VERSION  (also tagged NAME/python-closure-container:VERSION)
 #   NAME/noop-container:VERSION         answers "1.0" to every input (the original's no-op container)
+#   NAME/controller:VERSION             `clipper controller`, the in-cluster controller (deploy/)
 #   NAME/prometheus:VERSION             Debian's prometheus package (skip with --no-prometheus)
 #   NAME/pyspark311-container:VERSION   only with --with-pyspark (downloads pyspark, ~320 MB)
 #
@@ -27,7 +28,7 @@ for arg in "$@"; do
     --force) force=1 ;;
     --with-pyspark) pyspark=1 ;;
     --no-prometheus) prometheus=0 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -106,6 +107,7 @@ fi
 build py311-rpc py-rpc "$build/context" "$src_hash" "$base"
 build query_frontend query_frontend "$build/empty" "" "$rpc_tag"
 build management_frontend management_frontend "$build/empty" "" "$rpc_tag"
+build controller controller "$build/empty" "" "$rpc_tag"
 build python311-closure-container python-closure-container "$build/empty" "" "$rpc_tag" python-closure-container
 build noop-container noop-container "$here/noop-container" "$(cat "$here/noop-container/noop_model.py")" \
   "$registry/python311-closure-container:$version"
