@@ -26,12 +26,34 @@ import docker
 import docker.errors
 from rich.console import Console
 
+from .container_manager import CLIPPER_DOCKER_LABEL
 from .exceptions import ClipperException
 
 logger = logging.getLogger(__name__)
 
 #: The user our model-container base images run as (images/py-rpc/Dockerfile).
 DEFAULT_CONTAINER_USER = "clipper"
+
+
+def model_image_tag(cluster_identifier: str, name: str, version: str, registry: str | None) -> str:
+    """The tag of a model version's image: ``[<registry>/]<cluster_identifier>-<name>:<version>``.
+
+    The Docker and Kubernetes managers' ``build_model`` and ``clipper build`` name images so; the
+    version is content-addressed when the manifest gives none, so an unchanged model keeps its tag.
+    """
+    repo = f"{cluster_identifier}-{name}:{version}"
+    return f"{registry}/{repo}" if registry else repo
+
+
+def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    """Whether the local Docker engine has ``tag``."""
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.APIError as e:
+        raise ClipperException(f"Cannot look up image {tag}: {e.explanation or e}") from e
+    return True
 
 
 def _requirements(model_dir: str, pkgs_to_install: Iterable[str] | None) -> list[str]:
@@ -147,12 +169,61 @@ def build_model_image(
     return tag
 
 
-def push_image(client: docker.DockerClient, tag: str) -> None:
-    """Push ``tag``; unlike the original, an error in the push stream is raised, not ignored."""
+def push_image(client: docker.DockerClient, tag: str) -> str:
+    """Push ``tag``; unlike the original, an error in the push stream is raised, not ignored.
+
+    Returns the pushed image by digest, ``<repo>@sha256:...``: the reference that names exactly
+    what was pushed, whatever the tag points to later."""
     repo, _, version = tag.rpartition(":")
+    digest = ""
     try:
         for chunk in client.images.push(repo, tag=version, stream=True, decode=True):
             if "error" in chunk:
                 raise ClipperException(f"Pushing {tag} failed: {chunk['error']}")
+            digest = (chunk.get("aux") or {}).get("Digest") or digest
     except docker.errors.APIError as e:
         raise ClipperException(f"Pushing {tag} failed: {e.explanation or e}") from e
+    if not digest:
+        raise ClipperException(f"Pushing {tag}: the registry reported no digest")
+    return f"{repo}@{digest}"
+
+
+class DockerImageModels:
+    """What the managers whose model images are Docker images (Docker, Kubernetes) add to
+    ``ContainerManager``: the build step of their ``build_model``, on its own. ``clipper build``
+    names and builds images with it exactly as ``clipper apply`` does, then publishes them itself."""
+
+    cluster_name: str
+    cluster_identifier: str
+    registry: str | None
+
+    def builder_client(self) -> docker.DockerClient:
+        """The Docker engine that builds (and pushes) this manager's model images."""
+        return docker_client()
+
+    def model_image(self, name: str, version: str, container_registry: str | None = None) -> str:
+        """The tag ``build_model`` gives ``name:version`` (:func:`model_image_tag`), without building it."""
+        return model_image_tag(
+            self.cluster_identifier, name, str(version), container_registry or self.registry
+        )
+
+    def build_model_image(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: Iterable[str] | None = None,
+    ) -> str:
+        """Build the image :meth:`model_image` names in the local engine; push or load it nowhere."""
+        labels = {
+            CLIPPER_DOCKER_LABEL: self.cluster_name,
+            "ai.clipper.model.name": name,
+            "ai.clipper.model.version": str(version),
+        }
+        if not os.path.isdir(model_data_path):  # said before the engine is needed
+            raise ClipperException(f"Model directory {model_data_path} does not exist")
+        tag = self.model_image(name, version, container_registry)
+        client = self.builder_client()
+        return build_model_image(client, tag, model_data_path, base_image, pkgs_to_install, labels)

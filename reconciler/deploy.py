@@ -5,11 +5,12 @@ the cluster port."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -73,10 +74,24 @@ def build_version(cluster: ClusterPort, m: DesiredModel, registry: str | None) -
     (python) or its saved model (pyspark) by the deployers' model-directory functions. Nothing is
     started or registered here."""
     assert m.loaded is not None, "a desired model always comes from a manifest"
+    src = m.loaded.obj.spec.source
+    if src.image is not None:
+        return Artifact(str(src.image))
+    with model_build(m, registry) as (build, min_timeout):
+        return Artifact(cluster.build_model(build), min_timeout)
+
+
+@contextlib.contextmanager
+def model_build(m: DesiredModel, registry: str | None) -> Iterator[tuple[ModelBuild, float | None]]:
+    """The model directory of a python or pyspark ``m`` (its function serialized by the deployers),
+    as the :class:`ModelBuild` to build, and the least time its replicas need to start (a JVM's);
+    the directory is removed afterwards. ``clipper apply`` (:func:`build_version`) and ``clipper
+    build`` (:mod:`reconciler.build`) both build from it."""
+    assert m.loaded is not None, "a desired model always comes from a manifest"
     spec = m.loaded.obj.spec
     src = spec.source
     if src.image is not None:
-        return Artifact(str(src.image))
+        raise ReconcilerError(f"Model/{m.name}: its source is an image ({src.image}): nothing to build")
     base_dir = m.loaded.base_dir
     base_image = spec.base_image or "default"
     min_timeout: float | None = None
@@ -98,8 +113,10 @@ def build_version(cluster: ClusterPort, m: DesiredModel, registry: str | None) -
             base_image = default_python_base_image()
         model_dir = save_python_function(m.name, func)
     try:
-        build = ModelBuild(m.name, m.version, model_dir, base_image, registry, tuple(spec.packages))
-        return Artifact(cluster.build_model(build), min_timeout)
+        yield (
+            ModelBuild(m.name, m.version, model_dir, base_image, registry, tuple(spec.packages)),
+            min_timeout,
+        )
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
 

@@ -50,7 +50,7 @@ from ..container_manager import (
     parse_model_container_label,
 )
 from ..exceptions import ClipperException
-from ..image_builder import build_model_image, push_image
+from ..image_builder import DockerImageModels, push_image
 from ..launch import FrontendSettings, Limits, ReplicaSettings, Timeouts
 from ..version import __registry__, __version__
 from . import prometheus
@@ -85,7 +85,7 @@ def _image(name: str) -> str:
 DEFAULT_TIMEOUTS = Timeouts(frontend_start_s=120.0, replica_connect_s=120.0)
 
 
-class DockerContainerManager(ContainerManager):
+class DockerContainerManager(DockerImageModels, ContainerManager):
     waits_for_frontends = True  # start_clipper polls /admin/ping and /metrics on the published ports
 
     def __init__(
@@ -495,6 +495,9 @@ class DockerContainerManager(ContainerManager):
         except docker.errors.DockerException as e:
             self.logger.info(f"model image {image} not removed: {e}")
 
+    def builder_client(self) -> docker.DockerClient:
+        return self.docker_client
+
     def build_model(
         self,
         name,
@@ -504,17 +507,10 @@ class DockerContainerManager(ContainerManager):
         container_registry=None,
         pkgs_to_install=None,
     ) -> str:
-        container_registry = container_registry or self.registry
-        tag = f"{self.cluster_identifier}-{name}:{version}"
-        if container_registry is not None:
-            tag = f"{container_registry}/{tag}"
-        labels = {
-            CLIPPER_DOCKER_LABEL: self.cluster_name,
-            "ai.clipper.model.name": name,
-            "ai.clipper.model.version": str(version),
-        }
-        build_model_image(self.docker_client, tag, model_data_path, base_image, pkgs_to_install, labels)
-        if container_registry is not None:
+        tag = self.build_model_image(
+            name, version, model_data_path, base_image, container_registry, pkgs_to_install
+        )
+        if container_registry or self.registry:
             push_image(self.docker_client, tag)
         return tag
 

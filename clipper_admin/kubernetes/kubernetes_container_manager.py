@@ -80,7 +80,7 @@ def _rpc_auth_none(deployment: dict[str, Any]) -> bool:
     return False
 
 
-class KubernetesContainerManager(ContainerManager):
+class KubernetesContainerManager(image_builder.DockerImageModels, ContainerManager):
     #: ``start_clipper`` returns once both frontends answer through the addresses clients use.
     waits_for_frontends = True
 
@@ -714,22 +714,9 @@ class KubernetesContainerManager(ContainerManager):
                 "could not pull it. Pass container_registry=..., KubernetesContainerManager(registry=...), "
                 "or local_cluster=True for kind/minikube/k3d/docker-desktop."
             )
-        repo = f"{self.cluster_identifier}-{name}:{version}"
-        tag = f"{registry}/{repo}" if registry else repo
-        if not os.path.isdir(model_data_path):
-            raise ClipperException(f"Model directory {model_data_path} does not exist")
-        # the Docker backend's offline builder: wheels fetched here, installed with --no-index
-        docker_client = image_builder.docker_client()
-        labels = {
-            n.CLUSTER_LABEL: self.cluster_name,
-            "ai.clipper.model.name": name,
-            "ai.clipper.model.version": str(version),
-        }
-        image_builder.build_model_image(
-            docker_client, tag, model_data_path, base_image, pkgs_to_install, labels
-        )
+        tag = self.build_model_image(name, version, model_data_path, base_image, registry, pkgs_to_install)
         if registry is not None:
-            image_builder.push_image(docker_client, tag)
+            image_builder.push_image(image_builder.docker_client(), tag)
         elif self._image_loader:
             images.load_into_containerd(tag, self._image_loader)
         elif self.context:
