@@ -448,8 +448,8 @@ EXAMPLE_FILES = sorted((ROOT / "examples" / "manifests").rglob("*.yaml")) + sort
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
-    """The documents of ``path`` after ``envsubst`` (what a user pipes to kubectl apply): defaults of
-    ``${VAR:-default}``, a placeholder for a variable without one."""
+    """The documents of ``path`` with its ``${VAR}`` substituted as clipper apply does (the values a user
+    writes into a custom resource): defaults of ``${VAR:-default}``, a placeholder for the others."""
     text = path.read_text()
     env = {m.group(1): "example" for m in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)}
     return [d for d in YAML(typ="safe").load_all(substitute(text, env)) if d is not None]
