@@ -1,4 +1,5 @@
-"""The ``clipper`` command line: apply, diff, delete, get, status, history, rollback, watch, sync, schema.
+"""The ``clipper`` command line: apply, diff, delete, get, status, history, rollback, watch, sync, build,
+schema.
 
 Only argparse is imported at module level so that ``clipper --help`` stays fast; every command
 imports what it needs when it runs.
@@ -145,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", choices=["text", "json"], default="text")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="promote/abort while an apply drives the rollout: seconds to wait for it to act")  # fmt: skip
+
+    p = sub.add_parser("build", help="build the model images of the manifests' python/pyspark Models (no "
+                       "cluster needed); -o: the manifests with those Models' sources as images")  # fmt: skip
+    _manifest_args(p)
+    p.add_argument("--registry", metavar="R", help="prefix the images with this registry (default: the "
+                   "Cluster's registry)")  # fmt: skip
+    p.add_argument("--push", action="store_true",
+                   help="push the images to the registry; print them by digest")  # fmt: skip
+    p.add_argument("--load", metavar="containerd:SOCKET", help="also import the images into this containerd "
+                   "(a cluster whose nodes use it)")  # fmt: skip
+    p.add_argument("-o", "--output-file", dest="output_file", metavar="OUT.yaml",
+                   help="write the manifests with each built Model's source replaced by its image "
+                   "('-': stdout)")  # fmt: skip
 
     p = sub.add_parser(
         "schema", help="write the JSON Schemas (clipper.schema.json: any manifest; one per kind)"

@@ -340,6 +340,34 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return run_sync(args, err)
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """``clipper build``: one ``Model/<name>  <image>`` line per built model (on stderr when the
+    manifests go to stdout with ``-o -``)."""
+    import io
+    from pathlib import Path
+
+    from reconciler.build import build_images, rewrite_manifests
+    from reconciler.loader import load_manifests
+
+    stdin_text = sys.stdin.read() if "-" in args.files else None
+    manifests = load_manifests(args.files, stdin=io.StringIO(stdin_text or ""))
+
+    def note(line: str) -> None:
+        err.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+
+    built = build_images(manifests, args.registry, args.push, args.load, note)
+    lines = err if args.output_file == "-" else out
+    for b in built:
+        lines.print(f"Model/{b.name}  {b.image}", markup=False, highlight=False, soft_wrap=True)
+    if args.output_file:
+        text = rewrite_manifests(args.files, {b.name: b.image for b in built}, stdin_text)
+        if args.output_file == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.output_file).write_text(text)
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from pathlib import Path
 
