@@ -121,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics of the loop")
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR", help="default 127.0.0.1")
 
+    p = sub.add_parser("controller", help="run in a Kubernetes cluster: reconcile the namespace's Cluster, "
+                       "Model and Application resources (clipper.ai/v1) under a Lease")  # fmt: skip
+    p.add_argument("--namespace", metavar="NS", help="the namespace to reconcile, which holds the Lease "
+                   "(default: $POD_NAMESPACE, else the kubeconfig's namespace, else 'default')")  # fmt: skip
+    p.add_argument("--resync", type=_seconds, default=30.0, metavar="SECONDS",
+                   help="reconcile at least this often, events or not (drift repair; default 30)")  # fmt: skip
+    p.add_argument("--lease-name", default="clipper-controller", metavar="NAME",
+                   help="the coordination.k8s.io Lease of the leader election (default clipper-controller)")  # fmt: skip
+    p.add_argument("--lease-duration", type=int, default=15, metavar="SECONDS",
+                   help="a leader that has not renewed the Lease for this long loses it (default 15)")  # fmt: skip
+    p.add_argument("--health-port", type=int, default=8081, metavar="PORT",
+                   help="serve /healthz and /readyz here (default 8081)")  # fmt: skip
+    p.add_argument("--kubeconfig", metavar="FILE", help="outside a pod: the kubeconfig (default: $KUBECONFIG, "
+                   "~/.kube/config); in a pod the service account's configuration is used")  # fmt: skip
+    p.add_argument("--context", metavar="NAME", help="the kubeconfig's context (default: its current one)")
+
     p = sub.add_parser("history", help="the cluster's applies: time, revision, who, changes, result")
     _manifest_args(p, required=False)
     p.add_argument("--cluster", metavar="NAME", help="without -f: the local cluster (in CLIPPER_HOME) to "

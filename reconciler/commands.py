@@ -153,50 +153,68 @@ def cmd_delete(args: argparse.Namespace) -> int:
     cluster whose store is corrupt (management API failing) is stopped all the same, and what could
     not be deleted individually is reported as a warning.
     """
-    from reconciler.engine import observe_target, shared_lease
-    from reconciler.execute import Executor
-    from reconciler.lock import apply_lock
-    from reconciler.plan import Plan, make_delete_plan
+    from reconciler.engine import delete
 
     t = _target(args)
-    owner = _owner(args, t)
     cluster = t.desired.cluster_name
-    with apply_lock(t.cluster_dir, args.lock_timeout), shared_lease(t, args.lock_timeout, best_effort=True):
-        try:
-            obs = observe_target(t)
-        except Exception as e:
-            if not args.cluster:
-                raise
-            refs = [f"Application/{n}" for n in sorted(t.desired.apps)] + [
-                f"Model/{n}" for n in sorted(t.desired.models)
-            ]
-            err.print(f"[yellow]warning:[/yellow] {escape(str(e))}; objects not deleted one by one "
-                      f"({escape(', '.join(refs) or 'none in the manifests')}), stopping the cluster anyway",
-                      highlight=False, soft_wrap=True)  # fmt: skip
-            obs = None
-        actions = make_delete_plan(t.desired, obs, owner).actions if obs is not None else ()
-        failed: list[tuple[Action, BaseException]] = []
-        if actions:
-            with _progress() as progress:
-                executor = Executor(t.cluster, t.desired, owner, t.registry, None, RichReporter(progress))
-                if not args.cluster:
-                    executor.run(Plan(actions))
-                else:
-                    for action in actions:  # one by one: a failure never keeps the cluster running
-                        try:
-                            executor.run(Plan((action,)))
-                        except Exception as e:
-                            failed.append((action, e))
-        if not args.cluster:
-            out.print(f"Deleted {len(actions)} object(s).")
-            return EXIT_OK
-        t.cluster.stop_cluster()
-        t.registry.remove()
-        for action, exc in failed:
-            err.print(f"[yellow]warning:[/yellow] {escape(action.ref)} was not deleted on its own "
-                      f"({escape(str(exc))}); it stopped with the cluster", highlight=False, soft_wrap=True)  # fmt: skip
-        out.print(f"Deleted {len(actions) - len(failed)} object(s) and stopped cluster {escape(cluster)}.")
+    with _progress() as progress:
+        actions, failed = delete(
+            t, _owner(args, t), args.cluster, args.lock_timeout, RichReporter(progress),
+            warn=lambda line: err.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False,
+                                        soft_wrap=True),
+        )  # fmt: skip
+    if not args.cluster:
+        out.print(f"Deleted {len(actions)} object(s).")
+        return EXIT_OK
+    for action, exc in failed:
+        err.print(f"[yellow]warning:[/yellow] {escape(action.ref)} was not deleted on its own "
+                  f"({escape(str(exc))}); it stopped with the cluster", highlight=False, soft_wrap=True)  # fmt: skip
+    out.print(f"Deleted {len(actions) - len(failed)} object(s) and stopped cluster {escape(cluster)}.")
     return EXIT_OK
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    """``clipper controller``: reconcile a namespace's custom resources (:mod:`reconciler.controller`)."""
+    import os
+
+    from reconciler.controller.kube import KubeClient, KubeError
+    from reconciler.controller.run import Options, Runner, default_identity
+
+    if args.lease_duration < 3:
+        raise ReconcilerError("--lease-duration must be at least 3 seconds (the leader renews every third)")
+    handler = logging.getLogger().handlers[0] if logging.getLogger().handlers else None
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("reconciler").setLevel(logging.INFO)
+    try:
+        api = KubeClient.configured(args.kubeconfig, args.context)
+    except KubeError as e:
+        raise ReconcilerError(f"{e} (in a pod the service account's; elsewhere --kubeconfig/--context)") from e
+    namespace = args.namespace or os.environ.get("POD_NAMESPACE") or _kube_namespace(args) or "default"
+    opts = Options(namespace, args.resync, args.lease_name, args.lease_duration, args.health_port,
+                   identity=default_identity())  # fmt: skip
+    runner = Runner(api, opts)
+    runner.stop_on_signals()
+    err.print(f"clipper controller {opts.identity}: namespace {namespace}, Lease {opts.lease_name}", markup=False)
+    return runner.run()
+
+
+def _kube_namespace(args: argparse.Namespace) -> str | None:
+    """The namespace of the service account (in a pod) or of the kubeconfig's context."""
+    from pathlib import Path
+
+    sa = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if not args.kubeconfig and not args.context and sa.is_file():
+        return sa.read_text().strip() or None
+    try:
+        from kubernetes import config
+
+        contexts, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        chosen = next((c for c in contexts if c["name"] == args.context), None) if args.context else active
+        ns = (chosen or {}).get("context", {}).get("namespace")
+        return str(ns) if ns else None
+    except Exception:  # no kubeconfig: the in-cluster configuration has no context
+        return None
 
 
 def _connected_target(args: argparse.Namespace) -> Target:

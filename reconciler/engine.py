@@ -19,7 +19,7 @@ from reconciler.loader import ManifestSet, load_manifests
 from reconciler.lock import apply_lock, cluster_lease
 from reconciler.observed import Observed, observe
 from reconciler.ownership import OwnershipRegistry
-from reconciler.plan import Plan, make_plan
+from reconciler.plan import Action, Plan, make_plan
 from reconciler.port import ClusterPort
 from reconciler.rollout import RolloutStore
 
@@ -195,6 +195,54 @@ def apply(
         if plan.changes:
             _drop_old_versions(t, owner)
     return plan
+
+
+def delete(
+    t: Target,
+    owner: str,
+    stop_cluster: bool,
+    lock_timeout: float = 60.0,
+    reporter: Reporter | None = None,
+    warn: Callable[[str], None] = log.warning,
+) -> tuple[list[Action], list[tuple[Action, BaseException]]]:
+    """Delete the objects of ``t``'s manifests that ``owner`` manages; with ``stop_cluster`` also stop
+    the cluster (``clipper delete [--cluster]``, the controller's deleted Cluster). Returns the delete
+    actions and those that failed (only with ``stop_cluster``: otherwise the first failure raises).
+
+    Stopping the cluster never depends on observing it or on deleting its objects one by one: a
+    cluster whose store is corrupt (management API failing) is stopped all the same (``warn`` says
+    what was not deleted one by one)."""
+    from reconciler.execute import Executor as _Executor  # looked up at call time (tests replace it)
+    from reconciler.plan import make_delete_plan
+
+    reporter = reporter or NullReporter()
+    with apply_lock(t.cluster_dir, lock_timeout), shared_lease(t, lock_timeout, best_effort=True):
+        try:
+            obs: Observed | None = observe_target(t)
+        except Exception as e:
+            if not stop_cluster:
+                raise
+            refs = [f"Application/{n}" for n in sorted(t.desired.apps)] + [
+                f"Model/{n}" for n in sorted(t.desired.models)]  # fmt: skip
+            warn(f"{e}; objects not deleted one by one ({', '.join(refs) or 'none in the manifests'}), "
+                 "stopping the cluster anyway")  # fmt: skip
+            obs = None
+        actions = list(make_delete_plan(t.desired, obs, owner).actions) if obs is not None else []
+        failed: list[tuple[Action, BaseException]] = []
+        if actions:
+            executor = _Executor(t.cluster, t.desired, owner, t.registry, None, reporter)
+            if not stop_cluster:
+                executor.run(Plan(tuple(actions)))
+            else:
+                for action in actions:  # one by one: a failure never keeps the cluster running
+                    try:
+                        executor.run(Plan((action,)))
+                    except Exception as e:
+                        failed.append((action, e))
+        if stop_cluster:
+            t.cluster.stop_cluster()
+            t.registry.remove()
+    return actions, failed
 
 
 def old_versions(t: Target, owner: str, obs: Observed) -> dict[str, list[str]]:

@@ -1,4 +1,5 @@
-"""Load manifests: files, directories and stdin -> validated objects with their locations.
+"""Load manifests: files, directories and stdin (or in-memory documents: :func:`load_documents`)
+-> validated objects with their locations.
 
 Every problem in every document is collected (file:line:column, object, field path) and raised
 together as :class:`ManifestErrors`; callers change nothing when loading fails.
@@ -10,6 +11,7 @@ laughs") are refused at the offending alias instead of expanding into gigabytes.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -108,20 +110,21 @@ def _position(node: Any, loc: tuple[Any, ...], fallback: tuple[int, int]) -> tup
 
 def _plain(
     node: Any,
-    env: Mapping[str, str],
+    env: Mapping[str, str] | None,
     unset: dict[tuple[Any, ...], tuple[int, int, str]],
     pos: tuple[int, int],
     path: tuple[Any, ...] = (),
 ) -> Any:
     """A plain dict/list copy of the YAML tree with ``${VAR}`` substituted in strings.
 
-    Unset variables are recorded in ``unset`` (field path -> line, col, message).
+    Unset variables are recorded in ``unset`` (field path -> line, col, message). ``env`` None:
+    strings are taken as they are.
     """
     if isinstance(node, CommentedMap):
         return {k: _plain(v, env, unset, _key_pos(node, k, value=True), (*path, k)) for k, v in node.items()}
     if isinstance(node, CommentedSeq):
         return [_plain(v, env, unset, node.lc.item(i), (*path, i)) for i, v in enumerate(node)]
-    if isinstance(node, str):
+    if isinstance(node, str) and env is not None:
         try:
             return substitute(node, env)
         except UnsetVariable as e:
@@ -141,7 +144,7 @@ def _validate_document(
     doc: Any,
     file: str,
     base_dir: Path,
-    env: Mapping[str, str],
+    env: Mapping[str, str] | None,
     problems: list[ManifestProblem],
     failed: set[tuple[str, str]],
 ) -> Loaded | None:
@@ -238,7 +241,7 @@ def _read_stream(
     text: str,
     file: str,
     base_dir: Path,
-    env: Mapping[str, str],
+    env: Mapping[str, str] | None,
     problems: list[ManifestProblem],
     failed: set[tuple[str, str]],
 ) -> list[Loaded]:
@@ -415,8 +418,37 @@ def load_manifests(
         items.extend(_read_stream(text, name, base, env, problems, failed))
     if not files and not problems:
         problems.append(ManifestProblem("-f", 0, 0, "no manifest files found"))
+    return _checked(items, problems, failed, [f for f in files if isinstance(f, Path)])
+
+
+def _checked(
+    items: list[Loaded], problems: list[ManifestProblem], failed: set[tuple[str, str]], files: list[Path]
+) -> ManifestSet:
     result = _cross_check(items, problems, failed)
-    result.files = [f for f in files if isinstance(f, Path)]
+    result.files = files
     if problems:
         raise ManifestErrors(problems)
     return result
+
+
+def load_documents(
+    docs: Iterable[tuple[str, str | Mapping[str, Any]]],
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ManifestSet:
+    """Load and validate in-memory documents exactly as :func:`load_manifests` loads files (the same
+    validation and cross-checks); raise :class:`ManifestErrors` on any problem.
+
+    Each document is ``(name, YAML text or a mapping)``; the name stands where a file name would in
+    :attr:`Loaded.file` and in the problems (the controller uses ``Model/<namespace>/<name>``).
+    ``env`` None: no ``${VAR}`` substitution (a custom resource's strings are taken as they are: the
+    controller's environment is not its author's). Relative paths resolve against ``base_dir``
+    (default: the working directory)."""
+    base = base_dir or Path.cwd()
+    items: list[Loaded] = []
+    problems: list[ManifestProblem] = []
+    failed: set[tuple[str, str]] = set()
+    for name, doc in docs:
+        text = doc if isinstance(doc, str) else json.dumps(doc, indent=1)  # JSON is YAML; one key a line
+        items.extend(_read_stream(text, name, base, env, problems, failed))
+    return _checked(items, problems, failed, [])
