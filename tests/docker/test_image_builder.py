@@ -84,3 +84,30 @@ def test_missing_requirement_and_base_image_are_clipper_exceptions(docker_client
         image_builder.build_model_image(docker_client, tag, str(model), "clipper-absent-base:0")
     with pytest.raises(ClipperException, match="does not exist"):
         image_builder.build_model_image(docker_client, tag, str(tmp_path / "missing"), BASE)
+
+
+def test_labels_are_set_exactly_in_one_step(docker_client, tmp_path):
+    """The image's labels come from one ``LABEL`` step (the engine's labels option makes a step per
+    label); quotes, ``$`` and backslashes arrive unchanged, and a value a Dockerfile cannot carry (a
+    newline) still arrives through the engine's option."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "func.txt").write_text("f\n")
+    repo = f"clipper-builder-test-{uuid.uuid4().hex[:8]}"
+    odd = {"ai.clipper.model.name": "m", "odd": 'a $HOME "q" back\\slash ${x} \u00e9'}
+    cases = [(f"{repo}:1", odd, 1), (f"{repo}:2", {**odd, "multi": "two\nlines"}, 3)]
+    try:
+        for tag, labels, label_steps in cases:
+            image_builder.build_model_image(docker_client, tag, str(model), BASE, labels=labels)
+            image = docker_client.images.get(tag)
+            assert {k: image.labels.get(k) for k in labels} == labels
+            history = docker_client.api.history(tag)
+            base_ids = {h["Id"] for h in docker_client.api.history(BASE)}
+            steps = [h["CreatedBy"] for h in history if h["Id"] not in base_ids]
+            assert sum("LABEL" in s for s in steps) == label_steps, steps
+    finally:
+        for tag, _, _ in cases:
+            try:
+                docker_client.images.remove(tag, force=True)
+            except docker.errors.ImageNotFound:
+                pass

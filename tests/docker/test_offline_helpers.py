@@ -6,7 +6,7 @@ import os
 import socket
 
 from clipper_admin.docker.ports import find_unbound_port
-from clipper_admin.image_builder import _requirements, render_dockerfile
+from clipper_admin.image_builder import _requirements, dockerfile_labels, render_dockerfile
 
 
 def test_find_unbound_port_returns_a_free_requested_port():
@@ -33,6 +33,19 @@ def test_model_dockerfile_only_adds_the_model_and_its_wheels():
     assert any("--no-index" in line for line in with_reqs)
     # the model directory (a new function) comes last: the requirements' layers stay cached
     assert with_reqs[-2:] == ["USER clipper", "COPY model/ /model/"]
+
+
+def test_model_dockerfile_sets_all_labels_in_one_final_step():
+    labels = {"ai.clipper.container.label": "c", "odd": 'a $HOME "q" back\\slash ${x}'}
+    lines = render_dockerfile("base:1", with_wheels=False, user="clipper", labels=labels).splitlines()
+    assert lines[1:] == [
+        "COPY model/ /model/",
+        'LABEL "ai.clipper.container.label"="c" "odd"="a \\$HOME \\"q\\" back\\\\slash \\${x}"',
+    ]
+    # what a LABEL cannot carry is left to the engine's labels option (the caller's fallback)
+    assert dockerfile_labels({"a": "two\nlines"}) is None
+    assert dockerfile_labels({}) is None and dockerfile_labels(None) is None
+    assert "LABEL" not in render_dockerfile("base:1", False, "clipper", {"a": "two\nlines"})
 
 
 def test_requirements_merge_file_and_pkgs_to_install(tmp_path):
