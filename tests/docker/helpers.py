@@ -64,28 +64,31 @@ def wait_for_output(query_addr: str, app: str, payload: dict, expected: str, tim
         raise AssertionError(f"{e}; last answer {seen}") from None
 
 
-def write_local_wheel(directory, name: str, version: str, module_source: str) -> str:
+def write_local_wheel(directory, name: str, version: str, module_source: str, data: bytes = b"") -> str:
     """A pure-Python wheel ``<name>-<version>`` holding module ``<name>`` (``module_source``), written
-    into ``directory``: a package pip finds with ``--find-links`` and no index (tests stay offline)."""
+    into ``directory``: a package pip finds with ``--find-links`` and no index (tests stay offline).
+    ``data``, when given, is shipped as ``<name>/data.bin`` (a package of a chosen size, for bench/)."""
     import base64
     import hashlib
     import zipfile
 
     dist = f"{name}-{version}.dist-info"
     files = {
-        f"{name}/__init__.py": module_source,
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: clipper-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{name}/__init__.py": module_source.encode(),
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: clipper-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
+    if data:
+        files[f"{name}/data.bin"] = data
     record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    for path, content in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(content)}")
     record.append(f"{dist}/RECORD,,")
-    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+    files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{name}-{version}-py3-none-any.whl")
     with zipfile.ZipFile(path, "w") as whl:
-        for member, text in files.items():
-            whl.writestr(member, text)
+        for member, content in files.items():
+            whl.writestr(member, content)
     return path
