@@ -117,7 +117,7 @@ def refusal(r: Resource, namespace: str) -> str | None:
     return None
 
 
-def _in_namespace(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
+def in_namespace(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
     """A Cluster document with ``spec.kubernetes.namespace`` set to ``namespace``."""
     spec = doc.get("spec")
     if doc["kind"] == "Cluster" and isinstance(spec, dict):
@@ -160,7 +160,7 @@ def desired(resources: list[Resource], namespace: str, last_good: dict[Ref, dict
         if why is not None:
             verdicts[r.ref] = Verdict(INVALID_SPEC, why)
         else:
-            docs[r.ref] = _in_namespace(document(r), namespace)
+            docs[r.ref] = in_namespace(document(r), namespace)
     # a refused resource with a last valid document keeps it in force (see the module's docstring)
     stand_ins = {ref: copy.deepcopy(last_good[ref]) for ref in verdicts if ref in last_good}
     stand_ins = {ref: d for ref, d in stand_ins.items() if ref[0] != "Cluster" or cluster is None}

@@ -42,7 +42,7 @@ from reconciler.controller.conditions import (
     status_patch,
 )
 from reconciler.controller.kube import KubeError, KubePort, NotFound
-from reconciler.controller.manifests import Ref, Resource, desired, doc_name, document
+from reconciler.controller.manifests import Ref, Resource, desired, doc_name, document, in_namespace
 from reconciler.plan import Action, Op
 from reconciler.watch import Backoff
 
@@ -246,7 +246,7 @@ class Controller:
         from reconciler.errors import ReconcilerError
         from reconciler.loader import load_documents
 
-        doc = self.last_good.get(r.ref) or document(r)
+        doc = self.last_good.get(r.ref) or in_namespace(document(r), self.namespace)
         minimal = {**doc, "spec": {"backend": "kubernetes", "kubernetes": {"namespace": self.namespace}}}
         try:
             try:
