@@ -287,3 +287,23 @@ def test_a_standby_waits_for_the_lease(tmp_path: Path) -> None:
     runner.stop.set()
     runner.wake.set()
     thread.join(timeout=20)
+
+
+def test_a_restarted_controller_stops_a_deleted_cluster_in_its_own_namespace(tmp_path: Path) -> None:
+    kube, cluster, ctl = setup(tmp_path)
+    kube.apply(CLUSTER)
+    ctl.reconcile()
+    kube.delete("Cluster", "c")
+    _, _, fresh = setup(tmp_path)  # a new process: no last valid spec of anything
+    fresh.api = kube
+    stopped: list[ManifestSet] = []
+
+    def make_target(ms: ManifestSet) -> Target:
+        stopped.append(ms)
+        return Target(desired_state(ms), cluster, tmp_path / "state", [])
+
+    fresh.make_target = make_target
+    fresh.reconcile()
+    assert not cluster.running and kube.get("Cluster", "c") is None
+    [ms] = stopped
+    assert ms.cluster is not None and ms.cluster.obj.spec.kubernetes.namespace == NS
