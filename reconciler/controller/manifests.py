@@ -109,6 +109,12 @@ def refusal(r: Resource, namespace: str) -> str | None:
         if backend != "kubernetes":
             return (f"spec.backend: the controller runs Clipper on Kubernetes, in this namespace: "
                     f"set backend: kubernetes (got {backend!r})")  # fmt: skip
+        if spec.get("adminAuth") == "none":
+            return ("spec.adminAuth: the controller keeps its ownership records and apply lease in the "
+                    "cluster's store, which 'none' lets anybody rewrite: drop the field (token)")  # fmt: skip
+        if spec.get("adminToken") is not None:
+            return ("spec.adminToken: a token in a custom resource is readable by whoever can read the "
+                    "resource: drop it, the controller generates one and keeps it in a Secret")  # fmt: skip
         k8s = spec.get("kubernetes")
         ns = k8s.get("namespace") if isinstance(k8s, Mapping) else None
         if ns is not None and ns != namespace:

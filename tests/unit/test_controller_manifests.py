@@ -94,6 +94,14 @@ def test_cluster_refusals() -> None:
     assert not desired([same], NS, {}).verdicts
 
 
+def test_a_cluster_without_token_auth_or_with_a_token_in_its_spec_is_refused() -> None:
+    open_store = desired([with_spec(CLUSTER, adminAuth="none")], NS, {}).verdicts[("Cluster", "c")]
+    assert open_store.reason == "InvalidSpec" and "spec.adminAuth" in open_store.message
+    token = desired([with_spec(CLUSTER, adminToken="s3cret-token")], NS, {}).verdicts[("Cluster", "c")]
+    assert token.reason == "InvalidSpec" and "spec.adminToken" in token.message
+    assert "s3cret-token" not in token.message
+
+
 def test_no_cluster() -> None:
     d = desired([MODEL, APP], NS, {})
     assert d.manifests is None
