@@ -36,8 +36,11 @@ _KEPT = (
 )  # fmt: skip
 _DROPPED = ("title", "$schema", "$id", "$defs", "discriminator")
 #: fields whose default the API server must not fill in: the controller tells "given" from "absent"
-#: (a Cluster CR's kubernetes.namespace, when given, must be the CR's own namespace)
-NOT_DEFAULTED = frozenset({".spec.kubernetes.namespace"})
+#: (a Cluster CR's kubernetes.namespace, when given, must be the CR's own namespace; the ports, when
+#: given, are refused on the kubernetes backend, reconciler/backend_options.py)
+NOT_DEFAULTED = frozenset(
+    {".spec.kubernetes.namespace", ".spec.queryPort", ".spec.managementPort", ".spec.rpcPort"}
+)
 
 
 class UnsupportedSchema(ValueError):

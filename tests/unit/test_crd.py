@@ -379,10 +379,35 @@ def test_crd_values_are_not_substituted():
 
 def test_the_controller_tells_a_given_namespace_from_an_absent_one():
     """The API server fills in defaults; not kubernetes.namespace, which must be the CR's own when given."""
-    assert NOT_DEFAULTED == {".spec.kubernetes.namespace"}
+    assert ".spec.kubernetes.namespace" in NOT_DEFAULTED
     k8s = openapi_schema("Cluster")["properties"]["spec"]["properties"]["kubernetes"]
     assert "default" not in k8s["properties"]["namespace"]
     assert k8s["properties"]["createNamespace"]["default"] is False
+
+
+def _defaulted(obj: Any, schema: dict[str, Any]) -> Any:
+    """``obj`` with the schema's defaults filled in where absent, as the API server stores it."""
+    if not isinstance(obj, dict):
+        return obj
+    out = dict(obj)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = _defaulted(out[key], sub)
+    return out
+
+
+def test_a_kubernetes_cluster_stored_with_the_crds_defaults_is_not_refused():
+    """The ports are refused on the kubernetes backend when given: the API server must not give them."""
+    from reconciler.backend_options import unsupported_fields
+    from schemas.cluster import Cluster
+
+    doc = {"apiVersion": "clipper.ai/v1", "kind": "Cluster", "metadata": {"name": "c"},
+           "spec": {"backend": "kubernetes", "kubernetes": {"serviceTypes": {"query": "NodePort"}}}}  # fmt: skip
+    stored = _defaulted(doc, openapi_schema("Cluster"))
+    assert stored["spec"]["cacheSizeBytes"] == 33554432  # defaults are filled in...
+    assert list(unsupported_fields(Cluster.model_validate(stored).spec)) == []  # ...none refused
 
 
 def test_metadata_name_follows_the_models_naming_rule():
