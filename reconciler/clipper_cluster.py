@@ -183,6 +183,10 @@ class ClipperCluster:
     ) -> None:
         """Through a private application linked to ``name`` for the duration of the check (created and
         removed here), with the predict request's ``version`` field: apps serving users never see it."""
+        if isinstance(sample, list) and input_type in ("doubles", "floats"):
+            # a sample read back from JSON (a custom resource: the API server writes 1.0 as 1) holds
+            # ints, which the query frontend refuses for these input types
+            sample = [float(v) for v in sample]
         app = f"{HEALTH_APP_PREFIX}{name}"[:63]
         if app in self.conn.get_all_apps():  # a leftover of an interrupted check
             self.conn.unregister_application(app)
