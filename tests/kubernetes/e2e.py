@@ -100,6 +100,18 @@ def delete_namespace(api: Any, namespace: str, wait_s: float = 120.0) -> None:
         time.sleep(1)
 
 
+def node_port_address(api: Any, service: str, namespace: str) -> str:
+    """``<node InternalIP>:<node port>`` of a NodePort Service: how the host reaches it."""
+    from clipper_admin.kubernetes.api import KubeApi
+
+    kube = KubeApi(api)
+    svc = kube.get("Service", service, namespace)
+    assert svc is not None, f"Service {namespace}/{service} was not created"
+    node = kube.list("Node")[0]
+    ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    return f"{ip}:{svc['spec']['ports'][0]['nodePort']}"
+
+
 def namespace_objects(api: Any, namespace: str) -> dict[str, list[str]]:
     """Names of the objects a Clipper cluster could leave in ``namespace`` (the namespace's own default
     ServiceAccount, kube-root-ca.crt ConfigMap and token Secrets are not Clipper's)."""

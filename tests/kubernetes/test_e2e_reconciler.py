@@ -41,13 +41,8 @@ def clipper(
 def query_addr(api) -> str:
     """The example's query Service is a NodePort: reached on the node's address."""
     from clipper_admin.kubernetes import names as n
-    from clipper_admin.kubernetes.api import KubeApi
 
-    kube = KubeApi(api)
-    svc = kube.get("Service", n.query(CLUSTER), NAMESPACE)
-    node = kube.list("Node")[0]
-    ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-    return f"{ip}:{svc['spec']['ports'][0]['nodePort']}"
+    return e2e.node_port_address(api, n.query(CLUSTER), NAMESPACE)
 
 
 @pytest.fixture
