@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 
 from clipper import __version__
 from clipper_admin.kubernetes import KubernetesContainerManager
+from reconciler.cli import build_parser
 
 from .conftest import SCHEMA_VERSIONS, api_client_for, record_readiness_checks
 from .fake_apiserver import FakeKubernetes
@@ -28,6 +29,7 @@ from .fake_apiserver import FakeKubernetes
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 NS = "ns1"
+CONTROLLER = "clipper-controller"
 
 #: granted although neither sends them: a Role may grant only what its creator holds, and the manager
 #: creates Prometheus' Role with get/list/watch on pods
@@ -120,9 +122,16 @@ def test_the_controller_pod_runs_this_version_unprivileged_with_probes():
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     assert set(mounts) == {"/tmp", "/home/clipper"}
     assert {v["name"] for v in pod["volumes"] if "emptyDir" in v} == set(mounts.values())
-    # the probes reach the health port it is told to listen on
+    # the probes reach the health port it is told to listen on (the CLI's default, stated anyway)
     [port] = c["ports"]
-    assert c["args"][c["args"].index("--health-port") + 1] == str(port["containerPort"]) == "8081"
+    defaults = build_parser().parse_args(["controller"])
+    assert (
+        c["args"][c["args"].index("--health-port") + 1]
+        == str(port["containerPort"])
+        == str(defaults.health_port)
+    )
+    # the Lease and the ServiceAccount share the name the docs and the Role's comments use
+    assert defaults.lease_name == CONTROLLER == pod["serviceAccountName"]
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     # small: the test node has 2 CPUs for the controller and the Clipper cluster it starts
