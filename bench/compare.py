@@ -3,6 +3,8 @@
     python bench/compare.py                          # everything (installs the peers once, ~2 GB)
     python bench/compare.py comparison --only ours,bare --duration 5
     python bench/compare.py batching cache reconciler quickstart
+    python bench/compare.py backends --duration 10 --rounds 3
+    python bench/compare.py backends --backends local,kubernetes --kubeconfig FILE
 
 Experiments (positional, default all):
   comparison  the same sum model on each target, one replica, batching on; wrk -t1 -cN -dS;
@@ -14,6 +16,13 @@ Experiments (positional, default all):
               `clipper apply`, `clipper diff` and `clipper --help`
   quickstart  from nothing to the first non-default prediction: manifests (`clipper apply`) and
               the Python API (clipper_admin)
+  backends    (not in the default set: needs a Docker engine and the images) the sum model on the
+              local backend and on the Docker backend (published ports; the query frontend on the
+              host network; the ports published on the network gateway), and with --backends ...,kubernetes
+              on a Kubernetes cluster through its NodePort Service; all started at once, prediction
+              cache off, distinct inputs, measured in turn for --rounds rounds; CPU per prediction
+              of the query frontend and of the engine's userland proxy (docker-proxy) serving its
+              published port
 
 Every load run uses the same generator (wrk, with bench/lua/*.lua) and counts only predictions:
 2xx answers that are not the application's default output. Prints a table per experiment and
@@ -25,12 +34,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,8 +55,15 @@ import models  # noqa: E402
 import orjson  # noqa: E402
 from peers.bare import bare_target  # noqa: E402
 from peers.mlserver import mlserver_target  # noqa: E402
-from peers.ours import add_app, local_cluster, process_pids  # noqa: E402
-from peers.procs import BENCH_DIR, REPO_DIR, BenchError, Endpoint, post  # noqa: E402
+from peers.ours import (  # noqa: E402
+    GATEWAY,
+    add_app,
+    docker_cluster,
+    kubernetes_cluster,
+    local_cluster,
+    process_pids,
+)
+from peers.procs import BENCH_DIR, REPO_DIR, BenchError, Endpoint, cpu_seconds, post  # noqa: E402
 from peers.profile import profiled  # noqa: E402
 from peers.ray_serve import ray_target  # noqa: E402
 from peers.wrk import LoadResult, ensure_wrk, run_wrk, wrk_version  # noqa: E402
@@ -54,7 +72,24 @@ from clipper.net import free_port  # noqa: E402
 from clipper_admin import ClipperException  # noqa: E402
 
 TARGETS = ("ours", "bare", "ray", "mlserver")
-EXPERIMENTS = ("comparison", "batching", "cache", "reconciler", "quickstart")
+EXPERIMENTS = ("comparison", "batching", "cache", "reconciler", "quickstart", "backends")
+DEFAULT_EXPERIMENTS = EXPERIMENTS[:-1]  # backends needs a Docker engine and the images
+# the backends experiment's targets: the Docker manager's extra arguments ("local", "kubernetes": those
+# backends); kubernetes only when asked for (--backends)
+BACKENDS: dict[str, dict | str] = {
+    "local": "local",
+    "docker": {},
+    "docker-host": {"query_frontend_host_network": True},
+    # diagnostic: the ports published on the network's gateway, reached through the engine's iptables
+    # DNAT instead of its userland proxy (the path of an engine run with "userland-proxy": false)
+    "docker-nat": {"publish_host": GATEWAY},
+    "kubernetes": "kubernetes",
+}
+DOCKER_BACKENDS = {
+    "docker": "Docker backend",
+    "docker-host": "Docker backend, query frontend on the host network",
+    "docker-nat": "Docker backend, ports published on the network gateway (iptables DNAT, no docker-proxy)",
+}
 # issue 8's targets, as (ratio or bound, comparison)
 GOALS = {
     "ours_vs_ray": 60.0,
@@ -68,6 +103,7 @@ GOALS = {
     "reconciler_diff_s_max": 2.0,
     "help_s_max": 0.3,
     "quickstart_s_max": 10.0,
+    "docker_vs_local": 0.8,  # issue 18
 }
 
 
@@ -425,6 +461,172 @@ def exp_quickstart(args: argparse.Namespace, workdir: Path) -> dict:
     return out
 
 
+def proc_pids(program: str, *args: str) -> list[int]:
+    """pids of running processes whose command is ``program`` with all of ``args`` (Linux ``/proc``)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if argv and Path(argv[0]).name == program and all(a in argv for a in args):
+                found.append(int(proc.name))
+    return found
+
+
+def engine_userland_proxy() -> dict:
+    """Whether the Docker engine proxies published ports in userland: dockerd's ``--userland-proxy``
+    argument, else ``userland-proxy`` in /etc/docker/daemon.json, else its default (true)."""
+    for pid in proc_pids("dockerd"):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        for arg in argv:
+            if arg.startswith("--userland-proxy"):
+                return {"userland_proxy": arg.partition("=")[2] != "false", "from": "dockerd " + arg}
+    with contextlib.suppress(OSError, ValueError):
+        conf = json.loads(Path("/etc/docker/daemon.json").read_text())
+        if "userland-proxy" in conf:
+            return {"userland_proxy": bool(conf["userland-proxy"]), "from": "/etc/docker/daemon.json"}
+    return {"userland_proxy": True, "from": "the engine's default"}
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(proc.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    return tree
+
+
+def docker_pids(conn) -> dict[str, list[int]]:
+    """The query frontend container's processes, and the ``docker-proxy`` of its published REST
+    port (none when the frontend is on the host network or the engine runs without the proxy)."""
+    from clipper_admin.container_manager import CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL
+
+    cm = conn.cm
+    frontends = cm._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL)
+    return {
+        "query-frontend": [p for c in frontends for p in process_tree(c.attrs["State"]["Pid"])],
+        "docker-proxy": proc_pids("docker-proxy", "-host-port", str(cm.clipper_query_port)),
+    }
+
+
+def exp_backends(args: argparse.Namespace, workdir: Path) -> dict:
+    """The same sum model behind the local backend and the Docker backend (issue 18: Docker >= 0.8x
+    local). All targets run throughout; each round measures each in turn, so that the machine's
+    noise spreads over all of them; the ratio is taken from the medians."""
+    names = args.backends
+    say(
+        f"backends: {', '.join(names)}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
+        f"distinct inputs, cache off, {args.rounds} round(s)"
+    )
+    out: dict = {
+        "settings": {
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "cache_size": 0,
+        },
+        "engine": engine_userland_proxy() if any(n.startswith("docker") for n in names) else None,
+    }
+    eps: dict[str, Endpoint] = {}
+    pids: dict[str, dict[str, list[int]]] = {}
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            extra = BACKENDS[name]
+            if extra == "local":
+                conn = stack.enter_context(local_cluster(workdir, "bench-backends-local", cache_size=0))
+                eps[name] = add_app(conn, "sum", models.sum_batch)
+                local = process_pids(workdir / "clipper-home", "bench-backends-local")
+                pids[name] = {"query-frontend": [local["query-frontend"]]}
+            elif extra == "kubernetes":
+                if not args.kubeconfig:
+                    raise BenchError(
+                        "--backends kubernetes needs --kubeconfig (tests/kubernetes/cluster/up.sh prints it)"
+                    )
+                conn = stack.enter_context(
+                    kubernetes_cluster("bench", args.kubeconfig, args.image_loader, cache_size=0)
+                )
+                eps[name] = add_app(
+                    conn, "sum", models.sum_batch, backend="Kubernetes backend, through the NodePort Service"
+                )
+                pids[name] = {}  # the pod's processes are not told apart from other clusters' here
+            else:
+                assert isinstance(extra, dict)
+                cluster = f"bench-{name}-{os.getpid()}"
+                conn = stack.enter_context(docker_cluster(cluster, cache_size=0, **extra))
+                eps[name] = add_app(conn, "sum", models.sum_batch, backend=DOCKER_BACKENDS[name])
+                pids[name] = docker_pids(conn)
+            eps[name] = dataclasses.replace(eps[name], name=name)
+            out[name] = {**endpoint_json(eps[name]), "pids": pids[name], "runs": []}
+        for rnd in range(args.rounds):
+            for name in names:
+                before = {g: [cpu_seconds(p) for p in ps] for g, ps in pids[name].items()}
+                load = measure(eps[name], args, unique=True).to_json()
+                run = {"round": rnd + 1, "load": load, "load_avg": list(os.getloadavg())}
+                for group, ps in pids[name].items():
+                    spent = [
+                        a - b
+                        for a, b in zip((cpu_seconds(p) for p in ps), before[group], strict=True)
+                        if a is not None and b is not None
+                    ]
+                    if spent and load["predictions"]:
+                        run[f"{group}_cpu_us_per_prediction"] = round(
+                            sum(spent) / load["predictions"] * 1e6, 1
+                        )
+                out[name]["runs"].append(run)
+    rows = []
+    for name in names:
+        runs = out[name]["runs"]
+        med = {
+            k: statistics.median(r["load"][k] for r in runs)
+            for k in ("predictions_per_s", "p50_ms", "p99_ms")
+        }
+        cpu = {
+            g: statistics.median(r[f"{g}_cpu_us_per_prediction"] for r in runs)
+            for g in ("query-frontend", "docker-proxy")
+            if all(f"{g}_cpu_us_per_prediction" in r for r in runs) and runs
+        }
+        out[name]["median"] = {**med, **{f"{g}_cpu_us_per_prediction": v for g, v in cpu.items()}}
+        per_run = " / ".join(fmt(r["load"]["predictions_per_s"], 0) for r in runs)
+        rows.append(
+            [
+                name,
+                fmt(med["predictions_per_s"]),
+                per_run,
+                fmt(med["p99_ms"], 2),
+                fmt(cpu.get("query-frontend")),
+                fmt(cpu.get("docker-proxy")),
+                " / ".join(f"{r['load_avg'][0]:.1f}" for r in runs),
+            ]
+        )
+    local_pps = out.get("local", {}).get("median", {}).get("predictions_per_s")
+    ratios = {
+        f"{n.replace('-', '_')}_vs_local": ratio(out[n]["median"]["predictions_per_s"], local_pps)
+        for n in names
+        if n != "local"
+    }
+    out["ratios"] = ratios
+    out["ratios_per_round"] = {
+        f"{n.replace('-', '_')}_vs_local": [
+            ratio(r["load"]["predictions_per_s"], lr["load"]["predictions_per_s"])
+            for r, lr in zip(out[n]["runs"], out["local"]["runs"], strict=True)
+        ]
+        for n in names
+        if n != "local" and "local" in out
+    }
+    goals = {k: (v, GOALS["docker_vs_local"], False) for k, v in ratios.items()}
+    out["goals"] = goals_json(goals)
+    header = ["target", "predictions/s (median)", "per round", "p99 ms", "frontend CPU µs/pred."]
+    header += ["docker-proxy CPU µs/pred.", "load avg per round"]
+    out["table"] = md_table(header, rows) + "\n\n" + goals_table(goals, "issue 18")
+    return out
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -456,12 +658,12 @@ def goals_json(goals: dict[str, tuple]) -> dict:
     }
 
 
-def goals_table(goals: dict[str, tuple]) -> str:
+def goals_table(goals: dict[str, tuple], issue: str = "issue 8") -> str:
     rows = [
         [k, fmt(v, 3), ("<= " if at_most else ">= ") + f"{g:g}", met(v, g, at_most)]
         for k, (v, g, at_most) in goals.items()
     ]
-    return md_table(["issue 8 target", "measured", "target", "met"], rows)
+    return md_table([f"{issue} target", "measured", "target", "met"], rows)
 
 
 def machine_info() -> dict:
@@ -492,6 +694,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "cache": exp_cache,
     "reconciler": exp_reconciler,
     "quickstart": exp_quickstart,
+    "backends": exp_backends,
 }
 
 
@@ -503,7 +706,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
     )
     p.add_argument(
-        "experiments", nargs="*", metavar="EXPERIMENT", help=f"any of {', '.join(EXPERIMENTS)}; default all"
+        "experiments",
+        nargs="*",
+        metavar="EXPERIMENT",
+        help=f"any of {', '.join(EXPERIMENTS)}; default (all): {', '.join(DEFAULT_EXPERIMENTS)}",
     )
     p.add_argument(
         "--only", default=",".join(TARGETS), help="comparison targets, comma-separated (default: all)"
@@ -524,6 +730,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=96,
         help="connections of the batching runs (96: the most offered load whose p99 stays inside the 20 ms objective here)",
     )
+    p.add_argument(
+        "--backends",
+        default=",".join(b for b in BACKENDS if b != "kubernetes"),
+        help=f"backends: targets, comma-separated, from {', '.join(BACKENDS)} (default: all but kubernetes)",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="backends: rounds of one run per target (default 3)")
+    p.add_argument("--kubeconfig", help="backends: the kubeconfig of the cluster of the kubernetes target")
+    p.add_argument(
+        "--image-loader",
+        default="containerd:/run/clipper-k8s/containerd.sock",
+        help="backends: how model images reach the kubernetes target's nodes (default: the test "
+        "cluster's containerd, as tests/kubernetes/cluster/up.sh starts it)",
+    )
     p.add_argument("--reconciler-models", type=int, default=50, help="models (and applications) in the fleet")
     p.add_argument("--reconciler-replicas", type=int, default=1, help="replicas per model of the fleet")
     p.add_argument(
@@ -540,13 +759,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown experiment {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     if not args.experiments or "all" in args.experiments:
-        args.experiments = list(EXPERIMENTS)
+        args.experiments = list(DEFAULT_EXPERIMENTS)
     args.only = [t.strip() for t in args.only.split(",") if t.strip()]
     bad = [t for t in args.only if t not in TARGETS]
     if bad or not args.only:
         p.error(f"--only takes targets from {', '.join(TARGETS)} (got {args.only})")
-    if args.duration < 1 or args.connections < 1 or args.warmup < 0:
-        p.error("--duration and --connections must be at least 1, --warmup at least 0")
+    args.backends = [t.strip() for t in args.backends.split(",") if t.strip()]
+    bad = [t for t in args.backends if t not in BACKENDS]
+    if bad or not args.backends:
+        p.error(f"--backends takes targets from {', '.join(BACKENDS)} (got {args.backends})")
+    if args.duration < 1 or args.connections < 1 or args.warmup < 0 or args.rounds < 1:
+        p.error("--duration, --connections and --rounds must be at least 1, --warmup at least 0")
     return args
 
 

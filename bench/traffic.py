@@ -38,19 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cloudpickle  # noqa: E402
 import frontend  # noqa: E402 - the sibling harness
 from frontend import WRK_SCRIPT, Stack, post, run_wrk  # noqa: E402
+from peers.procs import cpu_seconds  # noqa: E402
 
 cloudpickle.register_pickle_by_value(frontend)  # its no-op model, for replicas that cannot import it
 
 APPS = ("bench", "routed", "split", "shadow")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux ``/proc``), None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(stack: Stack, connections: int, seconds: int, script: Path, app: str) -> dict:

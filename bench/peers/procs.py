@@ -110,3 +110,12 @@ def _tail(log: Path | None, lines: int = 15) -> str:
         return ""
     text = log.read_text(errors="replace").splitlines()[-lines:]
     return f"\n--- last lines of {log} ---\n" + "\n".join(text)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``), None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -16,12 +16,16 @@ What differs from the original, on purpose:
   does not fill up; ``stop_all`` also removes the cluster's Redis volume and Prometheus config.
 * Every wait has a timeout (``start_timeout``) and a failure quotes the container's last log lines.
 * Centralised logging (fluentd) is not available: no fluentd image can be built offline.
+* ``query_frontend_host_network=True`` (Linux only) runs the query frontend on the host's network
+  instead of publishing its ports: Docker's userland proxy (``docker-proxy``), which carries every
+  connection to a port published on 127.0.0.1, halves its throughput (bench/README.md).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import docker
@@ -111,6 +115,7 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         allow_unauthenticated_replicas=False,
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
+        query_frontend_host_network: bool = False,
         docker_client=None,
     ):
         """Parameters are the original's, in its order; the keyword-only ones are new.
@@ -130,6 +135,12 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         ``True`` accepts any container that reaches the RPC port (original-protocol containers).
         ``timeouts``: how long containers may take to become ready (default 120 s each);
         ``limits``: query frontend limits (``clipper_admin.launch.Limits``).
+        ``query_frontend_host_network`` (Linux only): the query frontend runs on the host's network
+        (no published ports, no ``docker-proxy`` in the query path): its REST port listens on
+        ``publish_host`` (every interface for ``"0.0.0.0"``), its RPC port on the gateway address of
+        ``docker_network``, where the model containers reach it (as do other containers on this
+        host); it reaches Redis through Redis' published port. Prometheus cannot scrape a REST port
+        on 127.0.0.1 (it only sees the replicas then).
         ``docker_client``: a ``docker.DockerClient`` to use; by default one is made from the
         environment on first use (constructing the manager never talks to Docker).
         """
@@ -161,6 +172,12 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
                 'DockerContainerManager does not support running Clipper on the "host" docker network. '
                 "Please pick a different network name"
             )
+        if query_frontend_host_network and sys.platform != "linux":
+            raise ClipperException(
+                "query_frontend_host_network needs a Linux Docker engine on this host "
+                f"(this is {sys.platform}: Docker Desktop's host network is its VM's, not this machine's)"
+            )
+        self.query_frontend_host_network = bool(query_frontend_host_network)
         if use_centralized_log:
             raise ClipperException(
                 "Centralized logging (fluentd) is not available: its image cannot be built offline. "
@@ -211,14 +228,19 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         labels=None,
         environment=None,
         volumes=None,
+        host_network=False,
     ):
         """Every container runs with a read-only root file system, a tmpfs on /tmp, and writable
-        volumes (``extra_container_kwargs`` may override ``read_only``/``tmpfs``)."""
+        volumes (``extra_container_kwargs`` may override ``read_only``/``tmpfs``);
+        ``host_network``: on the host's network instead of the cluster's."""
         kwargs = {
             "read_only": True,
             "tmpfs": {"/tmp": "rw,exec"},
             **self.extra_container_kwargs,
         }
+        if host_network:
+            del kwargs["network"]
+            kwargs["network_mode"] = "host"
         return run_container(
             self.docker_client,
             image,
@@ -253,6 +275,21 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         except (requests.ConnectionError, ConnectionError) as e:
             raise ClipperException("Unable to Connect to Docker. Please Check if Docker is running.") from e
 
+    def _network_gateway(self) -> str:
+        """The host's address on the cluster's network (where containers reach the host)."""
+        try:
+            network = self.docker_client.networks.get(self.docker_network)
+        except docker.errors.DockerException as e:
+            raise ClipperException(f"Cannot inspect Docker network {self.docker_network}: {e}") from e
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            gateway = (config or {}).get("Gateway")
+            if gateway and ":" not in gateway:
+                return str(gateway)
+        raise ClipperException(
+            f"Docker network {self.docker_network} has no IPv4 gateway: the model containers could not "
+            "reach a query frontend on the host network (query_frontend_host_network)"
+        )
+
     def _store_url(self) -> str:
         port = self.redis_port if self.external_redis else CLIPPER_INTERNAL_REDIS_PORT
         return f"redis://{self.redis_ip}:{port}"
@@ -283,14 +320,14 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         try:
             self._start_redis()
             self._start_management_frontend(mgmt_frontend_image)
-            query_name = self._start_query_frontend(
+            query_target = self._start_query_frontend(
                 query_frontend_image,
                 cache_size,
                 qf_http_thread_pool_size,
                 qf_http_timeout_request,
                 qf_http_timeout_content,
             )
-            self._start_prometheus(query_name)
+            self._start_prometheus(query_target)
         except BaseException:
             self.logger.warning(f"Starting cluster {self.cluster_name} failed; removing its containers")
             self._remove_cluster(graceful=False)
@@ -339,17 +376,17 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         wait_until(mgmt, http_ok(url, headers), "Management frontend", self.start_timeout)
 
     def _frontend_settings(self, **overrides) -> FrontendSettings:
-        """The frontends' settings; ports are the containers' (published elsewhere), hosts the
-        images' entry point's (0.0.0.0)."""
-        return FrontendSettings(
-            store=self._store_url(),
-            management_port=CLIPPER_INTERNAL_MANAGEMENT_PORT,
-            query_port=CLIPPER_INTERNAL_QUERY_PORT,
-            rpc_port=CLIPPER_INTERNAL_RPC_PORT,
-            rpc_auth="none" if self.allow_unauthenticated_replicas else "curve",
-            limits=self.limits,
-            **overrides,
-        )
+        """The frontends' settings; by default ports are the containers' (published elsewhere),
+        hosts the images' entry point's (0.0.0.0); ``overrides`` replace any of them."""
+        settings: dict[str, Any] = {
+            "store": self._store_url(),
+            "management_port": CLIPPER_INTERNAL_MANAGEMENT_PORT,
+            "query_port": CLIPPER_INTERNAL_QUERY_PORT,
+            "rpc_port": CLIPPER_INTERNAL_RPC_PORT,
+            "rpc_auth": "none" if self.allow_unauthenticated_replicas else "curve",
+            "limits": self.limits,
+        }
+        return FrontendSettings(**{**settings, **overrides})
 
     @staticmethod
     def _environment(spec: launch.Launch, secrets: dict[str, str]) -> dict[str, str]:
@@ -360,14 +397,27 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
     def _start_query_frontend(
         self, image, cache_size, thread_pool_size, timeout_request, timeout_content
     ) -> str:
+        """Start the query frontend; returns its ``host:port`` as Prometheus scrapes it."""
         self.clipper_query_port = find_unbound_port(self.clipper_query_port)
         self.clipper_rpc_port = find_unbound_port(self.clipper_rpc_port)
+        on_host: dict[str, Any] = {}
+        if self.query_frontend_host_network:
+            # the host's ports themselves; Redis through its published port (no container DNS here)
+            store = self._store_url() if self.external_redis else f"redis://{self._host()}:{self.redis_port}"
+            on_host = {
+                "store": store,
+                "host": self.publish_host or "0.0.0.0",
+                "query_port": self.clipper_query_port,
+                "rpc_host": self._network_gateway(),
+                "rpc_port": self.clipper_rpc_port,
+            }
         spec = launch.query_frontend(
             self._frontend_settings(
                 cache_size_bytes=cache_size,
                 thread_pool_size=thread_pool_size,
                 timeout_request=timeout_request,
                 timeout_content=timeout_content,
+                **on_host,
             )
         )
         # the cluster's RPC keys (the replicas' part is read back from here by _add_replica)
@@ -377,10 +427,13 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
             "query_frontend",
             command=list(spec.args),
             environment=self._environment(spec, {"frontend": keys or ""}) or None,
-            ports={
+            ports=None
+            if on_host
+            else {
                 f"{CLIPPER_INTERNAL_QUERY_PORT}/tcp": self._publish(self.clipper_query_port),
                 f"{CLIPPER_INTERNAL_RPC_PORT}/tcp": self._publish(self.clipper_rpc_port),
             },
+            host_network=bool(on_host),
             labels={
                 CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: "",
                 CLIPPER_DOCKER_PORT_LABELS["query_rest"]: str(self.clipper_query_port),
@@ -389,10 +442,11 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         )
         url = f"http://{self._host()}:{self.clipper_query_port}/metrics"
         wait_until(query, http_ok(url), "Query frontend", self.start_timeout)
-        name: str = query.name
-        return name
+        if on_host:  # Prometheus, on the cluster's network, scrapes it through the gateway
+            return f"{on_host['rpc_host']}:{self.clipper_query_port}"
+        return f"{query.name}:{CLIPPER_INTERNAL_QUERY_PORT}"
 
-    def _start_prometheus(self, query_frontend_name: str) -> None:
+    def _start_prometheus(self, query_frontend_target: str) -> None:
         try:
             self.docker_client.images.get(self.prometheus_image)
         except docker.errors.ImageNotFound:
@@ -400,9 +454,7 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
             return
         self.prometheus_port = find_unbound_port(self.prometheus_port)
         config_dir = prometheus.make_config_dir(self.cluster_name)
-        self.prom_config_path = prometheus.write_config(
-            config_dir, [f"{query_frontend_name}:{CLIPPER_INTERNAL_QUERY_PORT}"]
-        )
+        self.prom_config_path = prometheus.write_config(config_dir, [query_frontend_target])
         prom = self._run(
             self.prometheus_image,
             "metric_frontend",
@@ -533,12 +585,17 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
             raise ClipperException("No Clipper query frontend to attach model container to")
         label = create_model_container_label(name, version)
         keys = _rpc_keys_of(frontends[0])
+        # a frontend on the host network says where it listens in its arguments
+        args = list(frontends[0].attrs.get("Args") or [])
+        on_host = (frontends[0].attrs.get("HostConfig") or {}).get("NetworkMode") == "host"
+        rpc_port = _arg(args, "--rpc-port") if on_host else None
         spec = launch.model_replica(
             ReplicaSettings(
                 name=name,
                 version=str(version),
                 input_type=input_type,
-                rpc_host=frontends[0].name,
+                rpc_host=(_arg(args, "--rpc-host") or "") if on_host else frontends[0].name,
+                rpc_port=int(rpc_port) if rpc_port else None,
                 # scraped by the cluster's Prometheus (the original's containers serve this port too)
                 metrics_port=CLIPPER_INTERNAL_METRIC_PORT,
                 rpc_keys="secret" if keys is not None else "none",
@@ -705,5 +762,7 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
 
 
 def _arg(args: list[str], flag: str) -> str | None:
-    """The value following ``flag`` in a container's arguments, if any."""
-    return args[args.index(flag) + 1] if flag in args[:-1] else None
+    """The value following the last ``flag`` in a container's arguments, if any (the last wins, as in
+    argparse: the images' entry point passes ``--host``/``--rpc-host`` before the manager's)."""
+    at = [i for i, a in enumerate(args[:-1]) if a == flag]
+    return args[at[-1] + 1] if at else None

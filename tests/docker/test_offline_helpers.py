@@ -104,3 +104,15 @@ def test_prometheus_config_dir_targets_and_removal(tmp_path, monkeypatch):
     legacy.write_text("x")
     prometheus.remove_config(str(legacy))
     assert not legacy.exists()
+
+
+def test_host_network_query_frontend_is_refused_off_linux(monkeypatch):
+    import pytest
+
+    from clipper_admin import ClipperException
+    from clipper_admin.docker.docker_container_manager import DockerContainerManager
+
+    monkeypatch.setattr("sys.platform", "darwin")
+    with pytest.raises(ClipperException, match="query_frontend_host_network needs a Linux Docker engine"):
+        DockerContainerManager(query_frontend_host_network=True)
+    assert not DockerContainerManager().query_frontend_host_network  # the default publishes the ports
