@@ -51,9 +51,29 @@ def predict_times_10(xs):
 
 def broken(xs):
     raise RuntimeError("this model is broken on purpose")
+
+
+# sums, after a load (unpickling) that takes `seconds`: its rollout lasts long enough to kill the
+# controller in the middle of it
+class _SlowToLoad:
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __setstate__(self, state):
+        import time
+
+        time.sleep(state["seconds"])
+        self.__dict__.update(state)
+
+    def __call__(self, xs):
+        return [str(sum(x)) for x in xs]
+
+
+predict_slow_to_load = _SlowToLoad(15)
 """
 #: image key -> the function ``clipper build`` packs into it
-FUNCTIONS = {"v1": "predict", "v2": "predict_times_10", "broken": "broken"}
+FUNCTIONS = {"v1": "predict", "v2": "predict_times_10", "broken": "broken", "slow": "predict_slow_to_load"}
 
 CLUSTER_CR = f"""
 apiVersion: clipper.ai/v1
@@ -129,7 +149,7 @@ def kubectl(
 
 
 def build_images(work: Path) -> dict[str, str]:
-    """The three model images, built by ``clipper build`` (one Model per function) and imported into
+    """The model images, built by ``clipper build`` (one Model per function) and imported into
     the nodes' containerd in one stream (shared layers travel once)."""
     (work / "models").mkdir(parents=True)
     (work / "models" / "sum.py").write_text(MODELS_PY)
@@ -315,8 +335,9 @@ def test_the_controller_installs_with_kubectl_apply_k_and_takes_the_lease(env):
 
 def test_custom_resources_converge_and_serve(env):
     kubectl("apply", "-n", env.namespace, "-f", "-", stdin=model_cr(env.images["v1"]))
+    deadline = time.monotonic() + 240  # one for the three (within pytest's 300 s per test)
     for plural, name in (("clusters", CLUSTER), ("models", MODEL), ("applications", APP)):
-        obj = env.wait(plural, name, ready, f"{plural}/{name} Ready", timeout=300)
+        obj = env.wait(plural, name, ready, f"{plural}/{name} Ready", timeout=deadline - time.monotonic())
         st = obj["status"]
         assert (st["sync"], st["health"]) == ("Synced", "Healthy"), st
         assert {c["type"]: c["status"] for c in st["conditions"]} == {
@@ -392,7 +413,7 @@ def test_a_controller_killed_mid_rollout_is_succeeded_by_one_that_finishes_it(en
     serving = before["status"]["currentVersion"]
     [pod] = env.controller_pods()
     killed = pod["metadata"]["name"]
-    generation = set_image(env, "v1")
+    generation = set_image(env, "slow")  # v1's sum, its replica connecting only after 15 s
     # mid-rollout: the controller has taken up the new spec and is applying it
     env.wait("models", MODEL, lambda o: o["status"].get("observedGeneration") == generation
              and condition(o, "Progressing").get("status") == "True", "the rollout under way", timeout=60)  # fmt: skip
@@ -408,7 +429,9 @@ def test_a_controller_killed_mid_rollout_is_succeeded_by_one_that_finishes_it(en
     # previousVersion: the version recorded before the current one (here the broken one, which was
     # recorded, aside, by the previous test)
     assert st["currentVersion"] != serving and st["previousVersion"] not in (None, st["currentVersion"]), st
-    assert e2e.wait_for(lambda: e2e.output(env.addr, APP, X) == 6.0, timeout=60, what="v1 answering again")
+    assert e2e.wait_for(
+        lambda: e2e.output(env.addr, APP, X) == 6.0, timeout=60, what="the new version answering"
+    )
 
 
 def test_deleting_the_custom_resources_removes_what_they_owned(env):
