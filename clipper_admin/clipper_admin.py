@@ -119,7 +119,9 @@ class ClipperConnection:
 
         if not self.cm.waits_for_frontends:  # else the manager has just waited for the same answers
             timeout = self.cm.timeouts.frontend_start_s
-            wait_for_frontends(self.cm.get_query_addr(), self.cm.get_admin_addr(), self._admin.headers(), timeout)
+            wait_for_frontends(
+                self.cm.get_query_addr(), self.cm.get_admin_addr(), self._admin.headers(), timeout
+            )
         self.logger.info("Clipper is running")
         self.connected = True
 

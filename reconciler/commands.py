@@ -189,13 +189,17 @@ def cmd_controller(args: argparse.Namespace) -> int:
     try:
         api = KubeClient.configured(args.kubeconfig, args.context)
     except KubeError as e:
-        raise ReconcilerError(f"{e} (in a pod the service account's; elsewhere --kubeconfig/--context)") from e
+        raise ReconcilerError(
+            f"{e} (in a pod the service account's; elsewhere --kubeconfig/--context)"
+        ) from e
     namespace = args.namespace or os.environ.get("POD_NAMESPACE") or _kube_namespace(args) or "default"
     opts = Options(namespace, args.resync, args.lease_name, args.lease_duration, args.health_port,
                    identity=default_identity())  # fmt: skip
     runner = Runner(api, opts)
     runner.stop_on_signals()
-    err.print(f"clipper controller {opts.identity}: namespace {namespace}, Lease {opts.lease_name}", markup=False)
+    err.print(
+        f"clipper controller {opts.identity}: namespace {namespace}, Lease {opts.lease_name}", markup=False
+    )
     return runner.run()
 
 

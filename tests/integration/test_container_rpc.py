@@ -71,7 +71,10 @@ def test_a_container_with_the_clusters_keys_registers_and_others_do_not(tmp_path
             {RPC_KEYS_FILE_ENV: "/nonexistent/keys.json"},
             "cannot read the RPC key file /nonexistent/keys.json",
         ),
-        ({RPC_KEYS_ENV: RpcKeys.generate().for_frontend().to_json()}, "the RPC keys given to the replica lack client_secret"),
+        (
+            {RPC_KEYS_ENV: RpcKeys.generate().for_frontend().to_json()},
+            "the RPC keys given to the replica lack client_secret",
+        ),
     ],
 )
 def test_unusable_keys_stop_the_container_with_the_reason(tmp_path: Path, env, message):

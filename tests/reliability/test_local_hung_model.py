@@ -84,7 +84,9 @@ def test_a_hung_replica_is_reported_unhealthy_then_restarted(conn):
 
     # Past the frontend's --batch-timeout: out of rotation, listed as unhealthy, not counted.
     wait_for(lambda: replica_health(conn) == [False], 15, "the hung replica reported unhealthy")
-    assert observe(ClipperCluster(conn), {}).models["hang-model"]["1"].replicas == 0  # clipper diff: short of replicas
+    assert (
+        observe(ClipperCluster(conn), {}).models["hang-model"]["1"].replicas == 0
+    )  # clipper diff: short of replicas
 
     # The container's watchdog ends it; the supervisor starts a new process.
     def restarted():
