@@ -61,6 +61,7 @@ fi
 
 echo "==> lint (ruff, import-linter layers, mypy --strict)"
 ruff check .
+ruff format --check .
 lint-imports
 # mypy --strict, configured in pyproject.toml (the original's public clipper_admin signatures stay
 # unannotated on purpose: see the override there)
