@@ -144,6 +144,10 @@ class ModelRecord:
     owner: str
     image: str
     content_hash: str | None = None
+    #: when it was recorded (seconds since the epoch): the records are stored as JSON with sorted keys,
+    #: so this, not their order there, says which version came before which (``None``: recorded before
+    #: the field existed, taken as oldest)
+    recorded_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,10 +112,13 @@ class OwnershipRegistry:
         self._write(body)
 
     def load_models(self) -> dict[str, dict[str, ModelRecord]]:
-        return {
-            name: {version: ModelRecord(**rec) for version, rec in versions.items()}
-            for name, versions in self._read().get("models", {}).items()
-        }
+        """Per model, its recorded versions, oldest first (:attr:`ModelRecord.recorded_at`)."""
+        out: dict[str, dict[str, ModelRecord]] = {}
+        for name, versions in self._read().get("models", {}).items():
+            records = [(version, ModelRecord(**rec)) for version, rec in versions.items()]
+            records.sort(key=lambda vr: vr[1].recorded_at or 0.0)
+            out[name] = dict(records)
+        return out
 
     def record_model(self, name: str, version: str, record: ModelRecord) -> None:
         """Record a version the reconciler is about to register (before it exists: no orphan)."""
@@ -123,6 +127,7 @@ class OwnershipRegistry:
             "owner": record.owner,
             "image": record.image,
             "content_hash": record.content_hash,
+            "recorded_at": record.recorded_at if record.recorded_at is not None else time.time(),
         }
         self._write(body)
 

@@ -110,8 +110,10 @@ def _sync(actions: Sequence[Action], known: bool) -> tuple[Sync, str]:
 
 
 def _previous(observed: Observed, name: str, current: str | None) -> str | None:
-    """The version recorded (deployed by the reconciler) just before ``current``."""
-    order = list(observed.model_records.get(name, {}))
+    """The version recorded (deployed by the reconciler) just before ``current`` and still registered:
+    one that failed its health gate never was, and is no version to go back to."""
+    registered = observed.models.get(name, {})
+    order = [v for v in observed.model_records.get(name, {}) if v in registered]
     if current in order:
         before = order[: order.index(current)]
         return before[-1] if before else None

@@ -142,3 +142,19 @@ def test_concurrent_applies_from_two_machines_are_serialised(tmp_path: Path) -> 
     tb.join(10)
     assert order[-1] == "B done" and order.index("B waits") < order.index("A Link/a")
     assert not result[0].has_changes  # B saw A's objects as its own: nothing left to do
+
+
+def test_model_versions_load_in_the_order_they_were_recorded_not_the_stores_sorted_order(
+    tmp_path: Path,
+) -> None:
+    """Content-hash versions sort at random: ``zz`` recorded first, ``aa`` after, ``mm`` last."""
+    registry = OwnershipRegistry(tmp_path)
+    for version in ("zz", "aa", "mm"):
+        registry.record_model("m", version, ModelRecord("c", f"img-{version}"))
+    assert list(registry.load_models()["m"]) == ["zz", "aa", "mm"]
+    registry.record_model("m", "zz", ModelRecord("c", "img-zz"))  # rolled back to: the newest again
+    assert list(registry.load_models()["m"]) == ["aa", "mm", "zz"]
+    body = json.loads((tmp_path / "reconciler" / "apps.json").read_text())
+    del body["models"]["m"]["aa"]["recorded_at"]  # a record from before the field: the oldest
+    (tmp_path / "reconciler" / "apps.json").write_text(json.dumps(body))
+    assert list(registry.load_models()["m"]) == ["aa", "mm", "zz"]

@@ -130,6 +130,14 @@ def test_versions_replicas_and_revision() -> None:
     assert (o.current_version, o.previous_version) == ("v2", "v1")
     assert (o.desired_replicas, o.actual_replicas) == (2, 2)
     assert (o.revision, o.deployed_revision) == ("abc123-dirty", "abc123")  # never cut
+    # a version recorded later that never took traffic (it failed its health gate: not registered) is not
+    # the previous version; the one that served before the current one is
+    failed = Seen(seen.versions, seen.apps)
+    obs = failed.observed()
+    obs.model_records["m"] = {"v1": ModelRecord(OWNER, "img-v1"), "v2": ModelRecord(OWNER, "img-v2"),
+                              "v3": ModelRecord(OWNER, "img-v3")}  # fmt: skip
+    o = {f"{s.kind}/{s.name}": s for s in statuses(desired({"m": ("v2", 2)}, {"a": "m"}), obs, None, None)}
+    assert (o["Model/m"].current_version, o["Model/m"].previous_version) == ("v2", "v1")
     # out of sync: no revision is claimed
     assert run(seen, desired({"m": ("v3", 2)}, {"a": "m"}))["Model/m"].revision is None
 
