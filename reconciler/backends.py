@@ -69,6 +69,9 @@ def container_manager(desired: DesiredState) -> Any:
             "service_types": {"redis": st.redis, "management": st.management, "query": st.query,
                               "query-rpc": st.query_rpc, "metric": st.metric},
         }  # fmt: skip
+        if k.resources is not None:
+            # per role {"requests": {...}, "limits": {...}}; a role left out keeps the manager's default
+            k8s_args["resources"] = k.resources.model_dump(exclude_none=True)
     return KubernetesContainerManager(
         cluster_name=desired.cluster_name,
         redis_ip=spec.redis.host,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.common import Manifest, Strict
 
@@ -47,6 +48,68 @@ class KubernetesServiceTypes(Strict):
     metric: ServiceType = Field(default="NodePort", description="Service type of Prometheus.")
 
 
+#: a Kubernetes quantity (``50m``, ``64Mi``, ``1.5``, ``2e3``): digits, then a binary (Ki..Ei), decimal
+#: (n, u, m, k, M..E) or exponent suffix; no sign, requests and limits are never negative
+QUANTITY_PATTERN = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+#: a resource name: ``cpu``, ``memory``, ``ephemeral-storage``, ``hugepages-2Mi``, or a qualified
+#: extended resource such as ``nvidia.com/gpu``
+RESOURCE_NAME_PATTERN = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+
+Quantity = Annotated[
+    Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=QUANTITY_PATTERN)],
+    Field(description="A Kubernetes quantity, e.g. 50m (CPU) or 64Mi (memory)."),
+]
+
+
+class ResourceRequirements(Strict):
+    requests: dict[str, Quantity] | None = Field(
+        default=None,
+        description="Resources the scheduler reserves for the container, by resource name "
+        "(cpu, memory, ephemeral-storage, hugepages-<size>, or an extended resource such as "
+        "nvidia.com/gpu), e.g. {cpu: 50m, memory: 64Mi}.",
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None,
+        description="Most of each resource the container may use, by resource name, e.g. {memory: 512Mi}.",
+    )
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _resource_names(cls, v: dict[str, Quantity] | None) -> dict[str, Quantity] | None:
+        for name in v or {}:
+            if not RESOURCE_NAME_PATTERN.match(name) or len(name) > 253:
+                raise ValueError(
+                    f"{name!r} is not a resource name (e.g. cpu, memory, ephemeral-storage, nvidia.com/gpu)"
+                )
+        return v
+
+
+_ROLE_RESOURCES = (
+    "Requests and limits of the container of {}. Given, it replaces that role's defaults as a "
+    "whole (requests and limits: a role with requests only runs without limits)."
+)
+
+
+class KubernetesResources(Strict):
+    redis: ResourceRequirements | None = Field(
+        default=None, description=_ROLE_RESOURCES.format("the Redis pod")
+    )
+    management: ResourceRequirements | None = Field(
+        default=None, description=_ROLE_RESOURCES.format("the management frontend pod")
+    )
+    query: ResourceRequirements | None = Field(
+        default=None, description=_ROLE_RESOURCES.format("each query frontend pod")
+    )
+    model: ResourceRequirements | None = Field(
+        default=None, description=_ROLE_RESOURCES.format("each model replica pod")
+    )
+    metrics: ResourceRequirements | None = Field(
+        default=None, description=_ROLE_RESOURCES.format("the Prometheus pod")
+    )
+
+
 class KubernetesSettings(Strict):
     namespace: str = Field(default="default", description="Namespace that holds the cluster.")
     create_namespace: bool = Field(default=False, description="Create the namespace when it does not exist.")
@@ -62,6 +125,14 @@ class KubernetesSettings(Strict):
     )
     service_types: KubernetesServiceTypes = Field(
         default_factory=KubernetesServiceTypes, description="Service type of each Clipper service."
+    )
+    resources: KubernetesResources | None = Field(
+        default=None,
+        description="CPU and memory requests and limits of the pods, per role; a role not given keeps "
+        "Clipper's defaults. They apply when the cluster starts (Redis, frontends, Prometheus) and to "
+        "the model replicas deployed afterwards: a running cluster's pods are not compared with "
+        "them, so clipper diff and apply do not report or change a new value for running pods; "
+        "delete the cluster and apply again to resize them.",
     )
 
 
