@@ -155,3 +155,17 @@ def test_resources_are_not_compared_with_a_running_cluster(api):
         settings,
     )
     assert (action.op, action.changes, warning) == (Op.NOOP, (), None)
+
+
+def test_the_e2e_controllers_cluster_resource_asks_for_the_small_requests():
+    """The Cluster custom resource of test_e2e_controller.py is a valid manifest with SMALL_REQUESTS
+    (checked here, without the real cluster that test needs)."""
+    from ruamel.yaml import YAML
+
+    from schemas.cluster import Cluster
+
+    from .test_e2e_controller import CLUSTER_CR
+
+    cr = Cluster.model_validate(YAML(typ="safe").load(CLUSTER_CR))
+    assert cr.spec.kubernetes is not None and cr.spec.kubernetes.resources is not None
+    assert cr.spec.kubernetes.resources.model_dump(exclude_none=True) == SMALL_REQUESTS

@@ -89,6 +89,7 @@ spec:
       queryRpc: ClusterIP
       metric: ClusterIP
       query: NodePort
+    resources: {json.dumps(e2e.SMALL_REQUESTS)}  # small requests: the test cluster is one small node
 """
 
 
