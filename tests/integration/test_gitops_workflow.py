@@ -266,7 +266,13 @@ def run_workflow(
     finally:
         watcher.send_signal(signal.SIGINT)
         try:
-            code = watcher.wait(timeout=60)
+            # an apply in progress (a broken version retried) first stops the replicas it started:
+            # on a loaded machine the Docker engine takes a while for that
+            code = watcher.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                "watch did not stop within 120 s of SIGINT:\n" + "".join(lines[-40:])
+            ) from None
         finally:
             watcher.kill()
     reader.join(timeout=30)

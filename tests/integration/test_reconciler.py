@@ -200,6 +200,9 @@ def test_watch_repairs_drift(workspace):
     clipper("apply", "-f", f, env=env, check=0)
     watcher = subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", str(work), "--interval", "1"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []  # read by a thread: a non-blocking read of a text pipe fails when it is empty
+    reader = threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     try:
         conn = conn_for(env, ports)
         conn.unregister_application("hello")  # drift: a deleted app
@@ -219,11 +222,9 @@ def test_watch_repairs_drift(workspace):
         # an invalid edit is reported and the last good state kept
         (work / "all.yaml").write_text(manifests(ports).replace("replicas: 1", "replicas: -1"))
         deadline = time.monotonic() + 30
-        out = ""
-        os.set_blocking(watcher.stdout.fileno(), False)
-        while "invalid manifests" not in out and time.monotonic() < deadline:
-            out += watcher.stdout.read() or ""
+        while "invalid manifests" not in "".join(lines) and time.monotonic() < deadline:
             time.sleep(0.2)
+        out = "".join(lines)
         assert "invalid manifests" in out
         assert predict(ports[0])[1]["output"] == 3.0
         # one line per event (the repair), nothing for the idle checks, not even empty lines
@@ -232,10 +233,11 @@ def test_watch_repairs_drift(workspace):
     finally:
         watcher.send_signal(signal.SIGINT)
         try:
-            assert watcher.wait(timeout=30) == 0
+            assert watcher.wait(timeout=30) == 0, "".join(lines)
         finally:
             watcher.kill()
-    rest = watcher.stdout.read() or ""
+    reader.join(timeout=30)
+    rest = "".join(lines)[len(out) :]
     assert rest.rstrip().endswith("watch stopped") and "WARNING" not in rest, rest
 
 
