@@ -18,6 +18,7 @@ import io
 import pickle
 import sys
 import sysconfig
+import threading
 import types
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -119,13 +120,22 @@ def classify(modules: set[str], deps: Dependencies | None = None) -> Dependencie
     return deps
 
 
+#: ``ast.parse`` is not thread-safe in CPython 3.11 (its AST-to-object step keeps a recursion depth in
+#: interpreter-wide state; a thread switch inside it, e.g. the garbage collector running a finalizer,
+#: raises "SystemError: AST constructor recursion depth mismatch"): closures deployed from several
+#: threads at once must not parse at the same time.
+_PARSE_LOCK = threading.Lock()
+
+
 def _imports_of(location: Path) -> set[str]:
     """Top-level names imported (absolutely) by a local module or package, found with ``ast``."""
     files = sorted(location.rglob("*.py")) if location.is_dir() else [location]
     names: set[str] = set()
     for file in files:
         try:
-            tree = ast.parse(file.read_text(), filename=str(file))
+            text = file.read_text()
+            with _PARSE_LOCK:
+                tree = ast.parse(text, filename=str(file))
         except (OSError, SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
