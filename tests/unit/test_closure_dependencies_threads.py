@@ -32,6 +32,7 @@ def collector_everywhere() -> Iterator[None]:
     try:
         yield
     finally:
+        gc.collect()  # the test's finalized garbage goes now, not in a later test
         gc.set_threshold(*before)
 
 
