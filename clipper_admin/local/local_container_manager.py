@@ -368,7 +368,7 @@ class LocalContainerManager(ContainerManager):
 
     def _raise_if_crashed(self, proc_ids: list[str], doing: str) -> None:
         self._raise_if_supervisor_exited(doing)
-        status = self.dir.read_status()
+        status = self.dir.read_current_status()
         crashed = [p for p in proc_ids if status.get(p, {}).get("restarts", 0) > 0]
         if crashed:
             codes = ", ".join(f"{p} (exit code {status[p]['last_exit']})" for p in crashed)

@@ -116,6 +116,16 @@ class ClusterDir:
         processes: dict[str, dict[str, Any]] = (read_json(self.status_file) or {}).get("processes", {})
         return processes
 
+    def read_current_status(self) -> dict[str, dict[str, Any]]:
+        """The status the running supervisor wrote, or ``{}`` while ``status.json`` is still the one a
+        previous supervisor left (a new one has not written its own yet): the restart counts in it
+        are that supervisor's and say nothing about the processes now starting."""
+        status = read_json(self.status_file) or {}
+        if status.get("supervisor_pid") != self.supervisor_pid():
+            return {}
+        processes: dict[str, dict[str, Any]] = status.get("processes", {})
+        return processes
+
     def supervisor_pid(self) -> int | None:
         try:
             return int(self.pid_file.read_text().strip())

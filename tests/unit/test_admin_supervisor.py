@@ -342,3 +342,39 @@ def test_an_error_in_one_step_is_logged_and_the_loop_goes_on(in_process, monkeyp
     err = capsys.readouterr().err
     assert "error in the supervision loop: a bug (continuing; retried)" in err
     assert "test done: stopping every process" in err and "exiting with code 0" in err
+
+
+def _hold_supervisor_lock(d: ClusterDir, pid: int) -> int:
+    """Stand in for a live supervisor with ``pid``: hold its lock, write its pid file."""
+    import fcntl
+
+    fd = os.open(d.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    write_text_atomic(d.pid_file, str(pid))
+    return fd
+
+
+def test_a_new_supervisor_is_not_judged_by_the_restart_counts_its_predecessor_left(tmp_path):
+    """A killed supervisor's status.json counts the restarts *it* made (a frontend killed earlier);
+    until the new supervisor writes its own, nothing starting may be reported as crashed."""
+    from clipper_admin.exceptions import ClipperException
+    from clipper_admin.local.local_container_manager import LocalContainerManager
+
+    cm = LocalContainerManager("c", state_dir=str(tmp_path))
+    d = cm.dir
+    d.root.mkdir(parents=True)
+    old = {"pid": None, "start": None, "restarts": 1, "last_exit": -9, "state": "running"}
+    write_json_atomic(d.status_file, {"supervisor_pid": 111, "processes": {"management": old}})
+    fd = _hold_supervisor_lock(d, 222)
+    try:
+        assert d.read_status()["management"]["restarts"] == 1
+        assert d.read_current_status() == {}
+        cm._raise_if_crashed(["management"], "while starting")  # the predecessor's count: not a crash
+
+        # once the running supervisor (222) counts a restart, it is one
+        write_json_atomic(d.status_file, {"supervisor_pid": 222, "processes": {"management": old}})
+        assert d.read_current_status()["management"]["restarts"] == 1
+        with pytest.raises(ClipperException, match=r"management \(exit code -9\) crashed while starting"):
+            cm._raise_if_crashed(["management"], "while starting")
+    finally:
+        os.close(fd)
