@@ -1,14 +1,19 @@
-"""The model-container runtime: one DEALER session with the query frontend, batches predicted in a
-worker thread.
+"""The model-container runtime: one DEALER session with the query frontend, batches predicted in
+the thread that reads them.
 
-Threads: the main thread owns the ZMQ socket, heartbeats every ``heartbeat_interval`` (always, also
-while the prediction function runs) and sends responses; one worker thread decodes inputs, calls the
-function and encodes outputs, one request at a time in arrival order. Results come back through a
-deque plus a wake-up socket pair that the main thread polls with the ZMQ socket.
+Threads: the *session* thread owns the ZMQ socket: it receives a batch, decodes it, calls the
+function, encodes and sends the outputs, then reads the next one (no hand-off between threads: a
+prediction message costs one wake-up of one thread, not three). It heartbeats every
+``heartbeat_interval`` while it waits. The *main* thread takes signals and, once per tick, keeps the
+session alive while the function runs: when a batch has been in the function longer than
+``heartbeat_interval`` it sends the heartbeat itself. ZeroMQ sockets are not thread-safe, but they
+may change threads with a memory barrier in between: both threads touch the socket only while
+holding ``_sock_lock``, and the session thread lets go of it for the time of the function call.
 
 Sessions: when nothing at all has been received for ``reconnect_after`` seconds (the frontend
 answers every heartbeat, so this means it is gone), the socket is closed and a new session starts
-with a fresh socket, hence a new identity and a new replica id. Work of an old session is dropped.
+with a fresh socket, hence a new identity and a new replica id. Messages that queued up while a long
+batch ran are read before the silence is judged.
 A frontend that restarts on the same address is usually found sooner: ZMQ reconnects the socket by
 itself and the new frontend asks for metadata on the next heartbeat.
 
@@ -18,24 +23,25 @@ before asking for metadata, :mod:`clipper.rpc.protocol`), never inside an output
 (the cluster's replica keys, :mod:`clipper.rpc.auth`) every session socket is a CURVE client;
 without them it speaks plain RPC v3 as the original container.
 
-A *hung* prediction does end the process: a watchdog thread checks the batch in the prediction
-function once a second, and when it has been there longer than ``predict_limit``
+A *hung* prediction does end the process: the main thread checks the batch in the prediction
+function once per tick, and when it has been there longer than ``predict_limit``
 (``CLIPPER_PREDICT_TIMEOUT``) it logs why with every thread's stack and exits with
 :data:`EXIT_HUNG`, so that whatever runs the container restarts it (the local supervisor, Docker's
 restart policy, the Kubernetes Deployment). The query frontend has meanwhile stopped sending to the
-replica after its ``--batch-timeout`` and reports it unhealthy. The same thread keeps
+replica after its ``--batch-timeout`` and reports it unhealthy. The same tick keeps
 ``CLIPPER_LIVENESS_FILE`` holding the epoch second until which the container counts as alive
-(``predict_limit`` + 10 s ahead): a function that holds the GIL forever stops the watchdog too, and
-the Kubernetes exec liveness probe (``clipper_admin.kubernetes.objects``) sees the deadline pass.
+(``predict_limit`` + 10 s ahead): a function that holds the GIL forever stops the main thread too,
+and the Kubernetes exec liveness probe (``clipper_admin.kubernetes.objects``) sees the deadline pass.
+
+SIGTERM/SIGINT stop the session; a batch still in the function then is abandoned (its thread is a
+daemon): the process exits at once instead of waiting for the model.
 """
 
 from __future__ import annotations
 
-import collections
 import faulthandler
 import logging
 import os
-import queue
 import signal
 import socket
 import sys
@@ -99,11 +105,11 @@ class ContainerRuntime:
         self.on_hung = on_hung
         self._busy_since: float | None = None  # monotonic start of the batch in the function
         self._busy_inputs = 0
-        self.generation = 0  # session number; results of older sessions are dropped
+        self._last_heartbeat = 0.0  # monotonic time of the last heartbeat sent (either thread)
         self.registrations = 0
+        self._failure: BaseException | None = None  # what ended the session thread, if anything
         self._stop = threading.Event()
-        self._requests: queue.SimpleQueue[tuple[int, p.PredictionRequest, float] | None] = queue.SimpleQueue()
-        self._results: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._sock_lock = threading.Lock()  # held by whichever thread uses the socket
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -119,11 +125,6 @@ class ContainerRuntime:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
-        worker = threading.Thread(target=self._work, name="predict", daemon=True)
-        worker.start()
-        if self.predict_limit is not None:
-            self._write_liveness()
-            threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         target = f"tcp://{self.config.host}:{self.config.port}"
         log.info(
             "model container %s:%s (%s) serving for %s",
@@ -132,35 +133,85 @@ class ContainerRuntime:
             self.config.input_type,
             target,
         )
-        was_connected = True
+        if self.predict_limit is not None:
+            self._write_liveness()
+        sessions = threading.Thread(target=self._sessions, args=(target,), name="session", daemon=True)
+        sessions.start()
         try:
-            while not self._stop.is_set():
-                self.generation += 1
-                got_any = self._session(target)
-                if self._stop.is_set():
-                    break
-                if got_any or was_connected:
-                    log.info(
-                        "no message from the frontend for %.1f s: reconnecting with a new session",
-                        self.config.reconnect_after,
-                    )
-                was_connected = got_any
+            self._tend(sessions)
         finally:
-            self._requests.put(None)
-            if self._sock is not None:
-                self._sock.close(linger=0)
-                self._sock = None
-            self._ctx.term()
-            self._wake_r.close()
-            self._wake_w.close()
+            self._stop.set()
+            self._wake()
+            while sessions.is_alive() and self._busy_since is None:
+                sessions.join(0.05)  # the session closes its socket within a poll
+            if not sessions.is_alive():  # else a batch is in the model function: abandoned
+                self._ctx.term()
+                self._wake_r.close()
+                self._wake_w.close()
             log.info("model container stopped")
+        if self._failure is not None:
+            raise self._failure
 
     def stop(self) -> None:
         """Thread-safe; ``run`` returns within moments."""
         self._stop.set()
         self._wake()
 
-    # -- session (main thread) -----------------------------------------------------------------
+    # -- main thread: signals, heartbeats during long batches, the watchdog --------------------
+
+    def _tend(self, sessions: threading.Thread) -> None:
+        interval = self.config.heartbeat_interval
+        tick = min(interval / 2, 1.0)
+        if self.predict_limit is not None:
+            tick = min(tick, max(0.05, self.predict_limit / 4))
+        while sessions.is_alive() and not self._stop.wait(tick):
+            since = self._busy_since
+            now = time.monotonic()
+            if since is not None and now - self._last_heartbeat >= interval:
+                self._heartbeat_while_predicting(now, tick)
+            limit = self.predict_limit
+            if limit is None:
+                continue
+            if since is not None and (held := now - since) > limit:
+                cfg = self.config
+                self.on_hung(
+                    f"model {cfg.model_name}:{cfg.model_version}: a batch of {self._busy_inputs} input(s) "
+                    f"has been in the prediction function for {held:.1f} s, longer than "
+                    f"CLIPPER_PREDICT_TIMEOUT ({limit:g} s): the function is hung; exiting with code "
+                    f"{EXIT_HUNG} so that the replica is restarted (the stacks of every thread follow)"
+                )
+                return
+            self._write_liveness()
+
+    def _heartbeat_while_predicting(self, now: float, wait: float) -> None:
+        if not self._sock_lock.acquire(timeout=wait):
+            return  # the batch just ended: the session thread heartbeats again itself
+        try:
+            if self._busy_since is not None and self._send_locked(_HEARTBEAT):
+                self._last_heartbeat = now
+        finally:
+            self._sock_lock.release()
+
+    # -- session thread ------------------------------------------------------------------------
+
+    def _sessions(self, target: str) -> None:
+        try:
+            self._run_sessions(target)
+        except BaseException as e:  # re-raised by run() in the main thread
+            self._failure = e
+
+    def _run_sessions(self, target: str) -> None:
+        was_connected = True
+        while not self._stop.is_set():
+            got_any = self._session(target)
+            if self._stop.is_set():
+                break
+            if got_any or was_connected:
+                log.info(
+                    "no message from the frontend for %.1f s: reconnecting with a new session",
+                    self.config.reconnect_after,
+                )
+            was_connected = got_any
 
     def _session(self, target: str) -> bool:
         """One DEALER session; returns whether anything was received before it ended."""
@@ -174,7 +225,6 @@ class ContainerRuntime:
             except BaseException:
                 sock.close(linger=0)  # an open socket would block the context's term() forever
                 raise
-        self._sock = sock
         self._announced = False
         try:
             sock.connect(target)
@@ -182,23 +232,27 @@ class ContainerRuntime:
             log.error("cannot connect to %s: %s", target, e)
             self._stop.wait(cfg.reconnect_after)
             sock.close(linger=0)
-            self._sock = None
             return False
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
         got_any = False
         last_recv = time.monotonic()
-        next_hb = last_recv  # heartbeat at once
+        lock = self._sock_lock
+        lock.acquire()
+        self._sock = sock
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                if now >= next_hb:
-                    next_hb = now + (cfg.heartbeat_interval if self._send(_HEARTBEAT) else 0.05)
-                if now - last_recv > cfg.reconnect_after:
-                    return got_any
+                if now - self._last_heartbeat >= cfg.heartbeat_interval:
+                    # retried every 50 ms while the frontend is not connected
+                    sent = self._send_locked(_HEARTBEAT)
+                    self._last_heartbeat = now if sent else now - cfg.heartbeat_interval + 0.05
+                next_hb = self._last_heartbeat + cfg.heartbeat_interval
                 timeout = max(0.0, min(next_hb, last_recv + cfg.reconnect_after) - now)
                 events = poller.poll(int(timeout * 1000))  # what pyzmq does with a float
+                if not events and time.monotonic() - last_recv > cfg.reconnect_after:
+                    return got_any
                 for what, _ in events:
                     if what is sock:
                         if self._receive(sock):
@@ -206,13 +260,14 @@ class ContainerRuntime:
                             last_recv = time.monotonic()
                     else:
                         self._drain_wake()
-                self._flush_results()
             return got_any
         finally:
-            sock.close(linger=0)
             self._sock = None
+            lock.release()
+            sock.close(linger=0)
 
-    def _send(self, frames: list[bytes]) -> bool:
+    def _send_locked(self, frames: list[bytes]) -> bool:
+        """Send on the session's socket; the caller holds ``_sock_lock``."""
         sock = self._sock
         if sock is None:  # between sessions: nobody to send to
             return False
@@ -223,8 +278,9 @@ class ContainerRuntime:
             return False
 
     def _receive(self, sock: zmq.Socket[bytes]) -> bool:
+        """Read and handle every queued message (predictions inline); the caller holds the lock."""
         got = False
-        while True:
+        while not self._stop.is_set():
             try:
                 frames = recv_frames(sock)
             except zmq.Again:
@@ -239,20 +295,33 @@ class ContainerRuntime:
             if msg.rpc_version != p.RPC_VERSION:
                 self._log_once(f"frontend speaks RPC version {msg.rpc_version}, expected {p.RPC_VERSION}")
             if isinstance(msg, p.PredictionRequest):
-                self._requests.put((self.generation, msg, t_recv))
+                frames = self._serve(msg, t_recv)
+                if not self._send_locked(frames):
+                    log.debug("response dropped: frontend not connected")
             elif msg.heartbeat_type == p.HeartbeatType.ERROR_FRAME_SUPPORTED:
                 self._announced = True
             elif msg.heartbeat_type == p.HeartbeatType.REQUEST_CONTAINER_METADATA:
                 self.error_frame, self._announced = self._announced, False
                 self.registrations += 1
                 log.info("frontend asked for metadata: registering")
-                self._send(self._metadata)
+                self._send_locked(self._metadata)
+        return got
 
-    def _flush_results(self) -> None:
-        while self._results:
-            generation, frames = self._results.popleft()
-            if generation == self.generation and not self._send(frames):
-                log.debug("response dropped: frontend not connected")
+    def _serve(self, req: p.PredictionRequest, t_recv: float) -> list[bytes]:
+        """Predict one batch; the socket is let go of while the function runs (the main thread
+        heartbeats meanwhile)."""
+        self._busy_inputs = len(req.inputs)
+        self._busy_since = time.monotonic()
+        self._sock_lock.release()
+        try:
+            outputs = self._predict(req, t_recv)
+        except BaseException as e:  # noqa: BLE001 - the container must survive its own bugs too
+            log.exception("internal error while predicting")
+            outputs = [p.encode_error_output(f"Container error: {type(e).__name__}: {e}")] * len(req.inputs)
+        finally:
+            self._sock_lock.acquire()
+            self._busy_since = None
+        return p.encode_prediction_response(req.msg_id_frame, outputs, error_frame=self.error_frame)
 
     def _wake(self) -> None:
         try:
@@ -278,31 +347,6 @@ class ContainerRuntime:
         if len(self._logged_errors) < 1000:
             self._logged_errors.add(message)
         log.warning("%s", message, exc_info=exc_info)
-
-    # -- worker thread -------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            item = self._requests.get()
-            if item is None:
-                return
-            generation, req, t_recv = item
-            if generation != self.generation:
-                continue  # the session it came from is gone
-            self._busy_inputs = len(req.inputs)
-            self._busy_since = time.monotonic()
-            try:
-                outputs = self._predict(req, t_recv)
-            except BaseException as e:  # noqa: BLE001 - the worker must survive its own bugs too
-                log.exception("internal error while predicting")
-                outputs = [p.encode_error_output(f"Container error: {type(e).__name__}: {e}")] * len(
-                    req.inputs
-                )
-            finally:
-                self._busy_since = None
-            frames = p.encode_prediction_response(req.msg_id_frame, outputs, error_frame=self.error_frame)
-            self._results.append((generation, frames))
-            self._wake()
 
     def _predict(self, req: p.PredictionRequest, t_recv: float) -> list[bytes | p.OutputError]:
         n = len(req.inputs)
@@ -347,25 +391,6 @@ class ContainerRuntime:
             self.metrics.pred_total.inc()
             self.metrics.errors_total.inc()
         return [p.encode_error_output(text)] * n
-
-    # -- watchdog thread -----------------------------------------------------------------------
-
-    def _watchdog(self) -> None:
-        limit = self.predict_limit
-        assert limit is not None
-        tick = max(0.05, min(1.0, limit / 4))
-        while not self._stop.wait(tick):
-            since = self._busy_since
-            if since is not None and (held := time.monotonic() - since) > limit:
-                cfg = self.config
-                self.on_hung(
-                    f"model {cfg.model_name}:{cfg.model_version}: a batch of {self._busy_inputs} input(s) has "
-                    f"been in the prediction function for {held:.1f} s, longer than CLIPPER_PREDICT_TIMEOUT "
-                    f"({limit:g} s): the function is hung; exiting with code {EXIT_HUNG} so that the replica "
-                    "is restarted (the stacks of every thread follow)"
-                )
-                return
-            self._write_liveness()
 
     def _write_liveness(self) -> None:
         path = self.config.liveness_file

@@ -216,6 +216,18 @@ def test_heartbeats_continue_while_the_function_runs(tmp_path, harness, start):
     assert container.proc.poll() is None
 
 
+def test_a_batch_longer_than_the_reconnect_timeout_keeps_the_session(tmp_path, harness, start):
+    """The batch runs in the thread that reads the socket: the heartbeat replies that queue up
+    meanwhile are read before the silence is judged, so a long batch is no reason to reconnect."""
+    container = start(harness.port, make_model_dir(tmp_path, SLOW), CLIPPER_RECONNECT_TIMEOUT="1")
+    conn = harness.wait_registered()
+    assert harness.predict(conn, InputType.DOUBLES, [struct.pack("<d", 2.5)]) == [b"2.5"]
+    assert harness.predict(conn, InputType.DOUBLES, [struct.pack("<d", 0.0)]) == [b"0.0"]
+    assert harness.disconnected.empty()
+    assert "reconnecting with a new session" not in container.log()
+    assert container.proc.poll() is None
+
+
 def test_a_hung_prediction_makes_the_container_exit_to_be_restarted(tmp_path, harness, start):
     """CLIPPER_PREDICT_TIMEOUT: a batch held longer ends the process (code 4) with the reason and the
     stuck stack, so the backend restarts it; until then the liveness file holds a future deadline."""
