@@ -125,7 +125,7 @@ def main() -> int:
         for batch in (1, 16)
     ]
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps({"cases": rows}))  # one line: the last line is the result
         return 0
     print("curve  metrics  batch  replica CPU us/message  round trip us")
     for r in rows:

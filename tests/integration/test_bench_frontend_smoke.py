@@ -53,6 +53,15 @@ def test_bench_micro_smoke_prints_numbers():
     assert result["requests"] == 2000 and result["mean_batch"] >= 1
 
 
+def test_bench_replica_prints_numbers():
+    """bench/replica.py: a model container's CPU per RPC message, every case (issue 18)."""
+    result = bench_json("replica.py", "-n", "50", "--json", timeout=240)
+    assert len(result["cases"]) == 8
+    for case in result["cases"]:
+        assert case["messages"] == 50 and case["round_trip_us"] > 0, case
+        assert case["replica_cpu_us_per_message"] >= 0, case
+
+
 @needs_wrk
 def test_bench_scaling_smoke_prints_numbers(tmp_path):
     """bench/scaling.py --smoke: every experiment runs at tiny sizes and yields its numbers and plots."""
