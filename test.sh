@@ -69,4 +69,5 @@ if [ "${CLIPPER_SKIP_KUBERNETES:-0}" != "1" ]; then
 fi
 
 echo "==> pytest"
-python -m pytest "$@"
+# the slowest tests are listed at the end: what to look at when the run gets long
+python -m pytest --durations=25 "$@"
