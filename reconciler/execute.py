@@ -8,6 +8,10 @@ traffic, must answer a smoke prediction, and only then becomes current. The prev
 version stays registered, so ``set_model_version`` (or reverting the manifest) rolls back. When a
 step fails the rollout stops there: the new replicas are stopped, the previous version keeps
 serving, and the error propagates (the reporter is told which action failed).
+
+``checkpoint`` is called at the executor's safe points (before each action, between the polls of a
+wait, between a rollout's analyses): ``clipper watch`` raises :class:`Stopped` there after a
+Ctrl-C, so that the interruption never lands inside a library call (a lock it holds stays held).
 """
 
 from __future__ import annotations
@@ -39,6 +43,18 @@ from reconciler.rollout import (
 CONNECT_TIMEOUT = 120.0  # seconds for new replicas to connect
 STOP_TIMEOUT = 30.0  # seconds for stopped replicas to disconnect (not an error when exceeded)
 DRAIN_SECONDS = 1.0  # let queries already sent to the previous version finish before it stops
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C, raised at a safe point of an apply (a :class:`KeyboardInterrupt`: the apply cleans up
+    as for one; a canary/blueGreen rollout is left in progress, resumable)."""
+
+    def __init__(self, message: str = "stopped (Ctrl-C)") -> None:
+        super().__init__(message)
+
+
+def no_checkpoint() -> None:
+    pass
 
 
 class Reporter(Protocol):
@@ -81,6 +97,8 @@ class Executor:
     rollout_poll_s: float = POLL_S
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    #: called at each safe point; raises (:class:`Stopped`) to stop the apply there
+    checkpoint: Callable[[], None] = no_checkpoint
     _in_rollout: bool = False
 
     def run(self, plan: Plan) -> None:
@@ -90,6 +108,7 @@ class Executor:
         for action in plan.actions:
             if not action.mutating or (action.kind == "Cluster" and action.op is not Op.UPDATE):
                 continue
+            self.checkpoint()
             self.reporter.start(action)
             try:
                 if action.kind == "Cluster":
@@ -112,7 +131,15 @@ class Executor:
 
     # -- models ----------------------------------------------------------------------------------
     def _progress(self, action: Action) -> Callable[[int, int], None]:
-        return lambda done, total: self.reporter.progress(action, done, total)
+        def progress(done: int, total: int) -> None:
+            self.reporter.progress(action, done, total)
+            self.checkpoint()  # called between the polls of a wait
+
+        return progress
+
+    def _sleep(self, seconds: float) -> None:
+        self.checkpoint()
+        self.sleep(seconds)
 
     def _wait(self, action: Action, m: DesiredModel) -> None:
         self.cluster.wait_replicas(
@@ -196,7 +223,7 @@ class Executor:
         Driver(
             self.cluster, store, record, self._note,
             lambda weight: self.reporter.progress(action, int(weight), 100),
-            self.clock, self.sleep, self.rollout_poll_s,
+            self.clock, self._sleep, self.rollout_poll_s,
         ).run()  # fmt: skip
         self._in_rollout = False
 

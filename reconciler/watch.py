@@ -5,8 +5,18 @@ imports, a PySpark model directory; recomputed after each pass, so a newly impor
 watched from then on). Every pass recomputes the desired state from disk, so a code edit rolls out
 a new version like a manifest edit, on the change event or at the latest on the next drift check.
 An invalid edit is reported and the last valid manifests stay in force (they are also the ones
-drift repair applies). Ctrl-C exits cleanly (exit 0, nothing on stderr). Nothing else ends the
-watch: any error while loading, applying or printing (a render error included) is logged and the
+drift repair applies).
+
+Ctrl-C exits cleanly (exit 0, "watch stopped", nothing on stderr). It is cooperative: the first
+one only asks to stop (:class:`CtrlC`); an apply in progress stops at its next safe point (before an
+action, between the polls of a wait, between a rollout's analyses; :class:`reconciler.execute.Stopped`)
+and cleans up as after any failure, bounded by its timeouts: the replicas it started are stopped, a
+canary/blueGreen rollout is left in progress (the next apply or watch resumes it). A second Ctrl-C
+aborts at once. (A KeyboardInterrupt raised wherever the main thread happened to be could land
+inside a library between a lock's acquire and release, urllib3's connection pool for one, and the
+library's own cleanup then waited on that lock forever.) ``kill -USR1`` makes any ``clipper`` command
+print every thread's stack to stderr (:func:`reconciler.cli.main`), should it ever hang. Nothing else
+ends the watch: any error while loading, applying or printing (a render error included) is logged and the
 next event or check tries again.
 
 Output is one line per event (a manifest load, an executed action, a failure), nothing while the
@@ -19,10 +29,12 @@ Text from the user or the cluster is never parsed as rich markup.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +42,7 @@ from rich.markup import escape
 
 from reconciler.desired import source_paths
 from reconciler.errors import ManifestErrors, ReconcilerError
+from reconciler.execute import Stopped
 from reconciler.plan import Action
 
 if TYPE_CHECKING:
@@ -57,6 +70,41 @@ def _survive(what: str, step: Callable[[], None], console: Console) -> None:
             console.print(f"{what} failed: {e}; still watching", markup=False, highlight=False)
         except Exception:  # the console itself is broken: the log line above is all there is
             pass
+
+
+class CtrlC:
+    """The watch's SIGINT handler (while :meth:`installed`): the first Ctrl-C sets ``stop`` and asks
+    the apply in progress to stop at its next safe point (:func:`checkpoint`); another one raises
+    :class:`KeyboardInterrupt` at once."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle SIGINT (only the main thread can; elsewhere this does nothing)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def checkpoint() -> None:
+    """A safe point of an apply: raise :class:`Stopped` there once the watch's Ctrl-C asked to stop."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, CtrlC) and handler.requested:
+        raise Stopped()
 
 
 class Backoff:
@@ -116,6 +164,7 @@ def apply_reporting_lines(console: Console) -> Callable[[Target, argparse.Namesp
             on_lock_wait=lambda p: console.print(f"waiting for another apply ({p}) ...", markup=False),
             note=lambda line: console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False,
                                             highlight=False, soft_wrap=True),
+            checkpoint=checkpoint,
         )  # fmt: skip
 
     return apply_once
@@ -162,7 +211,7 @@ def watch(
         last_good = fresh
 
     def converge() -> None:
-        if last_good is None:
+        if last_good is None or stop.is_set():  # Ctrl-C meanwhile: no new apply
             return
         try:
             apply_once(last_good, args)
@@ -188,41 +237,42 @@ def watch(
 
     tick = min(args.interval, 1.0)  # how often the loop wakes to see whether the next check is due
     try:
-        _survive("loading the manifests", reload, console)
-        _survive("apply", converge, console)
-        next_at = time.monotonic() + backoff.delay()
-        watched = to_watch()
-        console.print(f"watching {', '.join(watched)} (drift check every {args.interval:g} s; Ctrl-C to stop)",
-                      markup=False)  # fmt: skip
-        while not stop.is_set():
-            # restarted after each change (an editor's save may replace a watched file) and whenever
-            # the set of watched files changes; the first tick of each watcher re-reads the disk
-            # (unless backing off), so that an edit made before it started is not missed
-            if not backoff.failures:
-                next_at = min(next_at, time.monotonic())
-            restart = False
-            for changes in watchfiles.watch(
-                *watched, debounce=int(args.debounce * 1000), rust_timeout=max(int(tick * 1000), 1),
-                yield_on_timeout=True, stop_event=stop, raise_interrupt=True,
-            ):  # fmt: skip
-                if changes:
-                    _survive("loading the manifests", reload, console)
-                elif time.monotonic() < next_at:
-                    continue
-                else:
-                    _survive("loading the manifests", refresh, console)
-                _survive("apply", converge, console)
-                next_at = time.monotonic() + backoff.delay()
-                now = to_watch()
-                if changes or now != watched:
-                    added = [p for p in now if p not in watched]
-                    if added:
-                        console.print(f"also watching {', '.join(added)}", markup=False)
-                    watched, restart = now, True
+        with CtrlC(stop).installed():
+            _survive("loading the manifests", reload, console)
+            _survive("apply", converge, console)
+            next_at = time.monotonic() + backoff.delay()
+            watched = to_watch()
+            console.print(f"watching {', '.join(watched)} (drift check every {args.interval:g} s; Ctrl-C to stop)",
+                          markup=False)  # fmt: skip
+            while not stop.is_set():
+                # restarted after each change (an editor's save may replace a watched file) and whenever
+                # the set of watched files changes; the first tick of each watcher re-reads the disk
+                # (unless backing off), so that an edit made before it started is not missed
+                if not backoff.failures:
+                    next_at = min(next_at, time.monotonic())
+                restart = False
+                for changes in watchfiles.watch(
+                    *watched, debounce=int(args.debounce * 1000), rust_timeout=max(int(tick * 1000), 1),
+                    yield_on_timeout=True, stop_event=stop, raise_interrupt=True,
+                ):  # fmt: skip
+                    if changes:
+                        _survive("loading the manifests", reload, console)
+                    elif time.monotonic() < next_at:
+                        continue
+                    else:
+                        _survive("loading the manifests", refresh, console)
+                    _survive("apply", converge, console)
+                    next_at = time.monotonic() + backoff.delay()
+                    now = to_watch()
+                    if changes or now != watched:
+                        added = [p for p in now if p not in watched]
+                        if added:
+                            console.print(f"also watching {', '.join(added)}", markup=False)
+                        watched, restart = now, True
+                        break
+                if not restart:
                     break
-            if not restart:
-                break
-    except KeyboardInterrupt:  # raised by watchfiles itself (raise_interrupt) or between its waits
+    except KeyboardInterrupt:  # Stopped from the apply, a second Ctrl-C, or one before the handler
         pass
     console.print("watch stopped")
     return 0

@@ -270,8 +270,21 @@ def run_workflow(
             # on a loaded machine the Docker engine takes a while for that
             code = watcher.wait(timeout=120)
         except subprocess.TimeoutExpired:
+            # where it is stuck: the CLI prints every thread's stack on SIGUSR1 (faulthandler)
+            before, counted = len(lines), [-1]
+
+            def dumped() -> bool:  # a stack was printed, and no more lines came since the last poll
+                done = said("File ", before) and len(lines) == counted[0]
+                counted[0] = len(lines)
+                return done
+
+            watcher.send_signal(signal.SIGUSR1)
+            wait_for(dumped, 15)
             raise AssertionError(
-                "watch did not stop within 120 s of SIGINT:\n" + "".join(lines[-40:])
+                "watch did not stop within 120 s of SIGINT:\n"
+                + "".join(lines[max(0, before - 40) : before])
+                + "\nits threads' stacks (SIGUSR1):\n"
+                + "".join(lines[before:])
             ) from None
         finally:
             watcher.kill()
