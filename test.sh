@@ -41,6 +41,24 @@ if [ -x .ci/docker.sh ] && [ "${CLIPPER_SKIP_DOCKER:-0}" != "1" ]; then
   bash .ci/docker.sh || echo "!! Docker setup failed: the Docker suite will report why it is skipped"
 fi
 
+# The Kubernetes suite runs on a real single-node cluster built from Go modules and started as host
+# processes (docs/kubernetes-test-cluster.md). The first run on a machine builds its binaries (cached
+# in /var/cache/clipper-k8s; see README for timings). A cluster that cannot start fails the run with the
+# reason: the suite is never skipped silently. CLIPPER_SKIP_KUBERNETES=1 (e.g. for a quick
+# `./test.sh tests/unit`) leaves it out; CLIPPER_K8S_KEEP=1 leaves the cluster up for the next run.
+# The cluster starts in the background while the linters run.
+k8s=0
+if [ "${CLIPPER_SKIP_KUBERNETES:-0}" != "1" ]; then
+  command -v go >/dev/null || { echo "!! Go is not installed: the Kubernetes test cluster is built from Go modules (Go >= 1.24)"; exit 1; }
+  k8s=1
+  k8s_logs=$(mktemp -d /tmp/clipper-test-k8s.XXXXXX)
+  echo "==> Kubernetes test cluster: starting in the background (log: $k8s_logs/up.log)"
+  CLIPPER_K8S_BUILD_FLAGS="${CLIPPER_K8S_BUILD_FLAGS:--p=2}" bash tests/kubernetes/cluster/up.sh \
+    >"$k8s_logs/kubeconfig" 2>"$k8s_logs/up.log" &
+  up_pid=$!
+  [ "${CLIPPER_K8S_KEEP:-0}" = "1" ] || trap 'echo "==> stopping the Kubernetes test cluster"; bash tests/kubernetes/cluster/down.sh >/dev/null 2>&1 || true' EXIT
+fi
+
 echo "==> lint (ruff, import-linter layers, mypy --strict)"
 ruff check .
 ruff format --check .
@@ -49,25 +67,47 @@ lint-imports
 # unannotated on purpose: see the override there)
 mypy schemas clipper clipper_admin reconciler
 
-# The Kubernetes suite runs on a real single-node cluster built from Go modules and started as host
-# processes (docs/kubernetes-test-cluster.md). The first run on a machine builds its binaries (cached
-# in /var/cache/clipper-k8s; see README for timings). A cluster that cannot start fails the run with the
-# reason: the suite is never skipped silently. CLIPPER_SKIP_KUBERNETES=1 (e.g. for a quick
-# `./test.sh tests/unit`) leaves it out; CLIPPER_K8S_KEEP=1 leaves the cluster up for the next run.
-if [ "${CLIPPER_SKIP_KUBERNETES:-0}" != "1" ]; then
-  echo "==> Kubernetes test cluster"
-  command -v go >/dev/null || { echo "!! Go is not installed: the Kubernetes test cluster is built from Go modules (Go >= 1.24)"; exit 1; }
-  if ! kubeconfig=$(CLIPPER_K8S_BUILD_FLAGS="${CLIPPER_K8S_BUILD_FLAGS:--p=2}" bash tests/kubernetes/cluster/up.sh); then
+# Waits for the cluster; exports what only the e2e tests read (tests/kubernetes/e2e.py).
+k8s_ready() {
+  if ! wait "$up_pid"; then
+    cat "$k8s_logs/up.log"
     echo "!! the Kubernetes test cluster did not start (the reason is above); CLIPPER_SKIP_KUBERNETES=1 runs the rest"
-    bash tests/kubernetes/cluster/down.sh >/dev/null 2>&1 || true
-    exit 1
+    return 1
   fi
-  [ "${CLIPPER_K8S_KEEP:-0}" = "1" ] || trap 'echo "==> stopping the Kubernetes test cluster"; bash tests/kubernetes/cluster/down.sh >/dev/null 2>&1 || true' EXIT
-  # only the e2e tests read these (tests/kubernetes/e2e.py): nothing else in the run reaches the cluster
-  export CLIPPER_K8S_E2E_KUBECONFIG="$kubeconfig" CLIPPER_K8S_CONTEXT=clipper-k8s CLIPPER_K8S_REQUIRED=1 \
-    CLIPPER_K8S_E2E_IMAGE_LOADER="containerd:${CLIPPER_K8S_RUN:-/run/clipper-k8s}/containerd.sock"
+  echo "==> Kubernetes test cluster is up ($(tail -1 "$k8s_logs/up.log"))"
+  export CLIPPER_K8S_E2E_KUBECONFIG="$(cat "$k8s_logs/kubeconfig")" CLIPPER_K8S_CONTEXT=clipper-k8s \
+    CLIPPER_K8S_REQUIRED=1 CLIPPER_K8S_E2E_IMAGE_LOADER="containerd:${CLIPPER_K8S_RUN:-/run/clipper-k8s}/containerd.sock"
+}
+
+# the slowest tests are listed at the end: what to look at when the run gets long
+DURATIONS=--durations=25
+E2E_GLOB='tests/kubernetes/test_e2e_*.py'
+if [ "$k8s" = 1 ] && [ $# -eq 0 ]; then
+  # The whole suite: the Kubernetes end-to-end tests (mostly waiting on the cluster) run in a second
+  # pytest beside the rest, so the run takes about as long as the longer of the two. Its output is
+  # printed when both have finished; the run fails if either fails.
+  echo "==> pytest (all but the Kubernetes end-to-end suite; that suite runs beside it)"
+  python -m pytest "$DURATIONS" --ignore-glob="*/$E2E_GLOB" &
+  main_pid=$!
+  trap 'kill "$main_pid" 2>/dev/null || true' INT TERM
+  e2e_rc=0
+  if k8s_ready; then
+    # shellcheck disable=SC2086  # the glob expands to the e2e files
+    python -m pytest "$DURATIONS" -p no:cacheprovider --basetemp="$k8s_logs/tmp" $E2E_GLOB >"$k8s_logs/e2e.log" 2>&1 || e2e_rc=$?
+  else
+    e2e_rc=1
+  fi
+  main_rc=0
+  wait "$main_pid" || main_rc=$?
+  echo "==> pytest: the Kubernetes end-to-end suite (ran beside the rest)"
+  cat "$k8s_logs/e2e.log" 2>/dev/null || true
+  echo "==> results: the suite exited $main_rc, the Kubernetes end-to-end suite $e2e_rc"
+  [ "$main_rc" = 0 ] && [ "$e2e_rc" = 0 ]
+  exit
 fi
 
+if [ "$k8s" = 1 ]; then
+  k8s_ready || exit 1
+fi
 echo "==> pytest"
-# the slowest tests are listed at the end: what to look at when the run gets long
-python -m pytest --durations=25 "$@"
+python -m pytest "$DURATIONS" "$@"
