@@ -42,6 +42,7 @@ from reconciler.errors import ManifestErrors, ReconcilerError
 from reconciler.exitcodes import EXIT_ERROR, EXIT_OK
 from reconciler.gitsource import Credentials, GitSource, default_state_dir
 from reconciler.history import now
+from reconciler.interrupt import CtrlC
 from reconciler.notify import SyncMetrics, Webhook
 from reconciler.ownership import write_owner_only
 from reconciler.watch import DEFAULT_MAX_BACKOFF, Backoff, LineReporter
@@ -234,11 +235,13 @@ class Syncer:
 
     def _apply(self, t: Target, sha: str) -> None:
         from reconciler.engine import apply, pending, wait_converged
+        from reconciler.interrupt import checkpoint
 
         a = self.args
         owner = a.owner or t.desired.cluster_name
         apply(t, owner, a.prune, a.lock_timeout, LineReporter(self.console), revision=short(sha),
-              on_lock_wait=lambda p: self._say(f"waiting for another apply ({p}) ..."))  # fmt: skip
+              on_lock_wait=lambda p: self._say(f"waiting for another apply ({p}) ..."),
+              checkpoint=checkpoint)  # fmt: skip
         left = pending(wait_converged(t, owner, a.prune, a.timeout))
         if left:
             raise ReconcilerError(f"applied, but not converged after {a.timeout:g} s: {'; '.join(left)}")
@@ -414,6 +417,8 @@ def run_sync(args: argparse.Namespace, console: Console, stop: threading.Event |
                       markup=False, highlight=False, soft_wrap=True)  # fmt: skip
         if on_ready is not None:
             on_ready(syncer)
+        # Ctrl-C stops an apply in progress at its next safe point (reconciler.interrupt)
+        cleanup.enter_context(CtrlC(stop).installed())
         if args.once:  # Ctrl-C is 130, as for every command
             return syncer.run()
         try:

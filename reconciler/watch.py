@@ -29,12 +29,10 @@ Text from the user or the cluster is never parsed as rich markup.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +40,7 @@ from rich.markup import escape
 
 from reconciler.desired import source_paths
 from reconciler.errors import ManifestErrors, ReconcilerError
-from reconciler.execute import Stopped
+from reconciler.interrupt import CtrlC, checkpoint
 from reconciler.plan import Action
 
 if TYPE_CHECKING:
@@ -70,41 +68,6 @@ def _survive(what: str, step: Callable[[], None], console: Console) -> None:
             console.print(f"{what} failed: {e}; still watching", markup=False, highlight=False)
         except Exception:  # the console itself is broken: the log line above is all there is
             pass
-
-
-class CtrlC:
-    """The watch's SIGINT handler (while :meth:`installed`): the first Ctrl-C sets ``stop`` and asks
-    the apply in progress to stop at its next safe point (:func:`checkpoint`); another one raises
-    :class:`KeyboardInterrupt` at once."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.requested = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.stop.set()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        """Handle SIGINT (only the main thread can; elsewhere this does nothing)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-def checkpoint() -> None:
-    """A safe point of an apply: raise :class:`Stopped` there once the watch's Ctrl-C asked to stop."""
-    handler = signal.getsignal(signal.SIGINT)
-    if isinstance(handler, CtrlC) and handler.requested:
-        raise Stopped()
 
 
 class Backoff:

@@ -21,10 +21,11 @@ from rich.console import Console
 from reconciler.desired import desired_state
 from reconciler.engine import Target
 from reconciler.execute import Executor, Stopped
+from reconciler.interrupt import CtrlC, checkpoint
 from reconciler.loader import load_manifests
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
-from reconciler.watch import CtrlC, apply_reporting_lines, checkpoint, watch
+from reconciler.watch import apply_reporting_lines, watch
 from tests.fakes.cluster import FakeCluster
 from tests.unit.test_engine import MANIFESTS
 
@@ -134,3 +135,36 @@ def test_the_executor_stops_at_its_checkpoints(tmp_path: Path) -> None:
         executor.run(Plan((model,)))
     assert asked == ["connect", "wait_replicas"]
     assert [c[0] for c in cluster.calls[1:]] == ["start_replicas", "wait_replicas", "stop_replicas"]
+
+
+def test_ctrl_c_during_clipper_apply_stops_it_at_a_safe_point(tmp_path: Path) -> None:
+    """``clipper apply`` (and ``sync``) install the same handler: no deadlock, the new replicas are
+    stopped, and the command ends with a KeyboardInterrupt (exit 130 from ``clipper``)."""
+    from reconciler.commands import _apply_once
+
+    (tmp_path / "m.yaml").write_text(MANIFESTS)
+    stop = threading.Event()
+    cluster = CtrlCInsideALibrary(stop)
+    manifests = load_manifests([str(tmp_path / "m.yaml")])
+    target = Target(desired_state(manifests), cluster, tmp_path / "state", manifests.files)
+    args = argparse.Namespace(owner=None, prune=False, lock_timeout=5.0)
+    before = signal.getsignal(signal.SIGINT)
+    # the library call waits for the handler's stop event: the apply's own one here
+    original_init = CtrlC.__init__
+
+    def init_with_shared_stop(self: CtrlC, _stop: threading.Event | None = None) -> None:
+        original_init(self, stop)
+
+    CtrlC.__init__ = init_with_shared_stop  # type: ignore[method-assign]
+    raised: BaseException | None = None
+    try:
+        _apply_once(target, args)
+    except KeyboardInterrupt as e:  # caught here: a plain one must fail the test, not end pytest
+        raised = e
+    finally:
+        CtrlC.__init__ = original_init  # type: ignore[method-assign]
+    assert isinstance(raised, Stopped), repr(raised)
+    assert not cluster.deadlocked
+    assert [c[0] for c in cluster.calls if c[0] in ("start_replicas", "wait_replicas", "stop_replicas")] == [
+        "start_replicas", "wait_replicas", "stop_replicas"], cluster.calls  # fmt: skip
+    assert signal.getsignal(signal.SIGINT) is before
