@@ -162,8 +162,11 @@ class ContainerRuntime:
     def _tend(self, sessions: threading.Thread) -> None:
         interval = self.config.heartbeat_interval
         tick = min(interval / 2, 1.0)
+        liveness_every = 1.0
         if self.predict_limit is not None:
-            tick = min(tick, max(0.05, self.predict_limit / 4))
+            liveness_every = max(0.05, min(1.0, self.predict_limit / 4))
+            tick = min(tick, liveness_every)
+        liveness_at = time.monotonic()  # written by run() just before
         while sessions.is_alive() and not self._stop.wait(tick):
             since = self._busy_since
             now = time.monotonic()
@@ -181,7 +184,9 @@ class ContainerRuntime:
                     f"{EXIT_HUNG} so that the replica is restarted (the stacks of every thread follow)"
                 )
                 return
-            self._write_liveness()
+            if now - liveness_at >= liveness_every:
+                liveness_at = now
+                self._write_liveness()
 
     def _heartbeat_while_predicting(self, now: float, wait: float) -> None:
         if not self._sock_lock.acquire(timeout=wait):
