@@ -111,14 +111,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def _apply_once(t: Target, args: argparse.Namespace) -> Plan:
     """One apply; Ctrl-C stops it at its next safe point (:mod:`reconciler.interrupt`), exit 130."""
     from reconciler.engine import apply
-    from reconciler.interrupt import CtrlC, checkpoint
+    from reconciler.interrupt import CtrlC
 
     with CtrlC().installed(), _progress() as progress:
         plan = apply(
             t, _owner(args, t), args.prune, args.lock_timeout, RichReporter(progress),
             on_lock_wait=lambda p: err.print(f"waiting for another apply ({p}) ...", markup=False),
             note=lambda line: progress.console.print(line, markup=False, highlight=False, soft_wrap=True),
-            checkpoint=checkpoint,
         )  # fmt: skip
     return plan
 

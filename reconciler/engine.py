@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from reconciler.desired import DesiredState, desired_state
 from reconciler.errors import ReconcilerError
-from reconciler.execute import Executor, NullReporter, Reporter, no_checkpoint
+from reconciler.execute import Executor, NullReporter, Reporter
 from reconciler.gitinfo import git_commit
 from reconciler.history import History
 from reconciler.loader import ManifestSet, load_manifests
@@ -159,13 +159,12 @@ def apply(
     on_lock_wait: Callable[[Path | str], None] | None = None,
     revision: str | None = None,
     note: Callable[[str], None] | None = None,
-    checkpoint: Callable[[], None] = no_checkpoint,
 ) -> Plan:
     """Converge the cluster to the manifests; returns the plan that was executed. An apply that
     changes something is recorded in the cluster's history (``revision``: what to call it there;
     default: the manifests' git commit). A canary or blueGreen rollout runs to its end within the
-    apply (``note`` gets a line per step and analysis). ``checkpoint``: see
-    :class:`reconciler.execute.Executor`."""
+    apply (``note`` gets a line per step and analysis). A Ctrl-C stops it at a safe point where the
+    caller installed :class:`reconciler.interrupt.CtrlC`."""
     from clipper_admin import ClipperException
 
     reporter = reporter or NullReporter()
@@ -183,7 +182,7 @@ def apply(
                 plan, obs = _start_cluster(t, plan, owner, prune, reporter)
                 held.enter_context(shared_lease(t, lock_timeout, on_lock_wait))
             Executor(t.cluster, t.desired, owner, t.registry, commit, reporter, rollouts=t.rollouts,
-                     note=note, checkpoint=checkpoint).run(plan)  # fmt: skip
+                     note=note).run(plan)  # fmt: skip
             _forget_vanished_apps(t, owner, obs)
         except ClipperException as e:
             error = e

@@ -10,8 +10,9 @@ step fails the rollout stops there: the new replicas are stopped, the previous v
 serving, and the error propagates (the reporter is told which action failed).
 
 ``checkpoint`` is called at the executor's safe points (before each action, between the polls of a
-wait, between a rollout's analyses): ``clipper watch`` raises :class:`Stopped` there after a
-Ctrl-C, so that the interruption never lands inside a library call (a lock it holds stays held).
+wait, between a rollout's analyses): by default :func:`reconciler.interrupt.checkpoint`, which
+raises :class:`reconciler.interrupt.Stopped` there after a Ctrl-C of ``watch``, ``apply`` or
+``sync``, so that the interruption never lands inside a library call (a lock it holds stays held).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Protocol
 from reconciler.deploy import Artifact, build_version
 from reconciler.desired import DesiredApp, DesiredModel, DesiredState
 from reconciler.errors import ReconcilerError
+from reconciler.interrupt import checkpoint as ctrl_c_checkpoint
 from reconciler.labels import model_labels
 from reconciler.observed import AppRecord, ModelRecord
 from reconciler.ownership import OwnershipRegistry
@@ -43,18 +45,6 @@ from reconciler.rollout import (
 CONNECT_TIMEOUT = 120.0  # seconds for new replicas to connect
 STOP_TIMEOUT = 30.0  # seconds for stopped replicas to disconnect (not an error when exceeded)
 DRAIN_SECONDS = 1.0  # let queries already sent to the previous version finish before it stops
-
-
-class Stopped(KeyboardInterrupt):
-    """Ctrl-C, raised at a safe point of an apply (a :class:`KeyboardInterrupt`: the apply cleans up
-    as for one; a canary/blueGreen rollout is left in progress, resumable)."""
-
-    def __init__(self, message: str = "stopped (Ctrl-C)") -> None:
-        super().__init__(message)
-
-
-def no_checkpoint() -> None:
-    pass
 
 
 class Reporter(Protocol):
@@ -98,7 +88,7 @@ class Executor:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     #: called at each safe point; raises (:class:`Stopped`) to stop the apply there
-    checkpoint: Callable[[], None] = no_checkpoint
+    checkpoint: Callable[[], None] = ctrl_c_checkpoint
     _in_rollout: bool = False
 
     def run(self, plan: Plan) -> None:

@@ -5,8 +5,10 @@ to be. Inside a library that can be between a lock's acquire and its release (ur
 pool, under every Docker and Kubernetes call), and the library's own cleanup then waits on that lock
 forever: the command hangs. While :meth:`CtrlC.installed`, the first Ctrl-C only asks to stop; the
 apply in progress stops at its next safe point (:func:`checkpoint`: before an action, between the
-polls of a wait, between a rollout's analyses), raising :class:`reconciler.execute.Stopped`, and
+polls of a wait, between a rollout's analyses), raising :class:`Stopped`, and
 cleans up as after any failure. A second Ctrl-C raises :class:`KeyboardInterrupt` at once.
+Every apply calls :func:`checkpoint` (the executor's default): where no handler is installed (the
+controller, a library caller) it does nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from reconciler.execute import Stopped
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C, raised at a safe point of an apply (a :class:`KeyboardInterrupt`: the apply cleans up
+    as for one; a canary/blueGreen rollout is left in progress, resumable)."""
+
+    def __init__(self, message: str = "stopped (Ctrl-C)") -> None:
+        super().__init__(message)
 
 
 class CtrlC:

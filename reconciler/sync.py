@@ -235,13 +235,11 @@ class Syncer:
 
     def _apply(self, t: Target, sha: str) -> None:
         from reconciler.engine import apply, pending, wait_converged
-        from reconciler.interrupt import checkpoint
 
         a = self.args
         owner = a.owner or t.desired.cluster_name
         apply(t, owner, a.prune, a.lock_timeout, LineReporter(self.console), revision=short(sha),
-              on_lock_wait=lambda p: self._say(f"waiting for another apply ({p}) ..."),
-              checkpoint=checkpoint)  # fmt: skip
+              on_lock_wait=lambda p: self._say(f"waiting for another apply ({p}) ..."))  # fmt: skip
         left = pending(wait_converged(t, owner, a.prune, a.timeout))
         if left:
             raise ReconcilerError(f"applied, but not converged after {a.timeout:g} s: {'; '.join(left)}")

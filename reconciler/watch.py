@@ -9,7 +9,7 @@ drift repair applies).
 
 Ctrl-C exits cleanly (exit 0, "watch stopped", nothing on stderr). It is cooperative: the first
 one only asks to stop (:class:`CtrlC`); an apply in progress stops at its next safe point (before an
-action, between the polls of a wait, between a rollout's analyses; :class:`reconciler.execute.Stopped`)
+action, between the polls of a wait, between a rollout's analyses; :class:`reconciler.interrupt.Stopped`)
 and cleans up as after any failure, bounded by its timeouts: the replicas it started are stopped, a
 canary/blueGreen rollout is left in progress (the next apply or watch resumes it). A second Ctrl-C
 aborts at once. (A KeyboardInterrupt raised wherever the main thread happened to be could land
@@ -40,7 +40,7 @@ from rich.markup import escape
 
 from reconciler.desired import source_paths
 from reconciler.errors import ManifestErrors, ReconcilerError
-from reconciler.interrupt import CtrlC, checkpoint
+from reconciler.interrupt import CtrlC
 from reconciler.plan import Action
 
 if TYPE_CHECKING:
@@ -127,7 +127,6 @@ def apply_reporting_lines(console: Console) -> Callable[[Target, argparse.Namesp
             on_lock_wait=lambda p: console.print(f"waiting for another apply ({p}) ...", markup=False),
             note=lambda line: console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False,
                                             highlight=False, soft_wrap=True),
-            checkpoint=checkpoint,
         )  # fmt: skip
 
     return apply_once

@@ -20,8 +20,8 @@ from rich.console import Console
 
 from reconciler.desired import desired_state
 from reconciler.engine import Target
-from reconciler.execute import Executor, Stopped
-from reconciler.interrupt import CtrlC, checkpoint
+from reconciler.execute import Executor
+from reconciler.interrupt import CtrlC, Stopped, checkpoint
 from reconciler.loader import load_manifests
 from reconciler.ownership import OwnershipRegistry
 from reconciler.plan import Action, Op, Plan
