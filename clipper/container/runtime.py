@@ -3,7 +3,9 @@ the thread that reads them.
 
 Threads: the *session* thread owns the ZMQ socket: it receives a batch, decodes it, calls the
 function, encodes and sends the outputs, then reads the next one (no hand-off between threads: a
-prediction message costs one wake-up of one thread, not three). It heartbeats every
+prediction message costs one wake-up of one thread, not three). It waits for the next message in a
+blocking receive (a third of the system calls of a poll followed by non-blocking reads), bounded by
+the next heartbeat, the reconnect deadline and :data:`STOP_CHECK_S`, and heartbeats every
 ``heartbeat_interval`` while it waits. The *main* thread takes signals and, once per tick, keeps the
 session alive while the function runs: when a batch has been in the function longer than
 ``heartbeat_interval`` it sends the heartbeat itself. ZeroMQ sockets are not thread-safe, but they
@@ -43,7 +45,6 @@ import faulthandler
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -59,7 +60,7 @@ from clipper.container.metrics import ContainerMetrics
 from clipper.datatypes import InputType
 from clipper.rpc import protocol as p
 from clipper.rpc.auth import RpcKeys, secure_client
-from clipper.rpc.zmqio import recv_frames, send_frames
+from clipper.rpc.zmqio import recv_frames_wait, send_frames
 
 log = logging.getLogger("clipper.container")
 
@@ -67,6 +68,11 @@ _HEARTBEAT = p.encode_heartbeat()
 
 EXIT_HUNG = 4  # a batch stayed in the prediction function past CLIPPER_PREDICT_TIMEOUT
 LIVENESS_GRACE_S = 10.0
+#: The longest the session thread blocks in a receive before it looks at the stop flag again. A
+#: blocking receive costs a third of the system calls of a poll and a non-blocking drain, which is
+#: most of a replica's fixed cost per message (``bench/replica.py``); pyzmq cannot interrupt it
+#: from another thread, hence the bound.
+STOP_CHECK_S = 0.1
 
 
 def exit_hung(message: str) -> None:
@@ -110,9 +116,6 @@ class ContainerRuntime:
         self._failure: BaseException | None = None  # what ended the session thread, if anything
         self._stop = threading.Event()
         self._sock_lock = threading.Lock()  # held by whichever thread uses the socket
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
         self._ctx = zmq.Context()
         self._sock: zmq.Socket[bytes] | None = None
         self._logged_errors: set[str] = set()
@@ -141,21 +144,18 @@ class ContainerRuntime:
             self._tend(sessions)
         finally:
             self._stop.set()
-            self._wake()
             while sessions.is_alive() and self._busy_since is None:
-                sessions.join(0.05)  # the session closes its socket within a poll
+                sessions.join(0.05)  # the session closes its socket within STOP_CHECK_S
             if not sessions.is_alive():  # else a batch is in the model function: abandoned
                 self._ctx.term()
-                self._wake_r.close()
-                self._wake_w.close()
             log.info("model container stopped")
         if self._failure is not None:
             raise self._failure
 
     def stop(self) -> None:
-        """Thread-safe; ``run`` returns within moments."""
+        """Thread-safe; ``run`` returns within :data:`STOP_CHECK_S` (or at once when a batch is in
+        the model function: it is abandoned)."""
         self._stop.set()
-        self._wake()
 
     # -- main thread: signals, heartbeats during long batches, the watchdog --------------------
 
@@ -238,9 +238,6 @@ class ContainerRuntime:
             self._stop.wait(cfg.reconnect_after)
             sock.close(linger=0)
             return False
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._wake_r.fileno(), zmq.POLLIN)
         got_any = False
         last_recv = time.monotonic()
         lock = self._sock_lock
@@ -253,18 +250,21 @@ class ContainerRuntime:
                     # retried every 50 ms while the frontend is not connected
                     sent = self._send_locked(_HEARTBEAT)
                     self._last_heartbeat = now if sent else now - cfg.heartbeat_interval + 0.05
-                next_hb = self._last_heartbeat + cfg.heartbeat_interval
-                timeout = max(0.0, min(next_hb, last_recv + cfg.reconnect_after) - now)
-                events = poller.poll(int(timeout * 1000))  # what pyzmq does with a float
-                if not events and time.monotonic() - last_recv > cfg.reconnect_after:
-                    return got_any
-                for what, _ in events:
-                    if what is sock:
-                        if self._receive(sock):
-                            got_any = True
-                            last_recv = time.monotonic()
-                    else:
-                        self._drain_wake()
+                wake_at = min(
+                    self._last_heartbeat + cfg.heartbeat_interval,
+                    last_recv + cfg.reconnect_after,
+                    now + STOP_CHECK_S,
+                )
+                sock.setsockopt(zmq.RCVTIMEO, max(1, int((wake_at - now) * 1000)))
+                try:
+                    frames = recv_frames_wait(sock)
+                except zmq.Again:
+                    if time.monotonic() - last_recv > cfg.reconnect_after:
+                        return got_any
+                    continue
+                got_any = True
+                self._handle(frames, time.perf_counter())
+                last_recv = time.monotonic()  # after a long batch too: the frontend was waiting
             return got_any
         finally:
             self._sock = None
@@ -282,35 +282,25 @@ class ContainerRuntime:
         except zmq.Again:
             return False
 
-    def _receive(self, sock: zmq.Socket[bytes]) -> bool:
-        """Read and handle every queued message (predictions inline); the caller holds the lock."""
-        got = False
-        while not self._stop.is_set():
-            try:
-                frames = recv_frames(sock)
-            except zmq.Again:
-                return got
-            got = True
-            t_recv = time.perf_counter()
-            try:
-                msg = p.decode_frontend_message(frames)
-            except p.ProtocolError as e:
-                log.warning("malformed message from the frontend dropped: %s", e)
-                continue
-            if msg.rpc_version != p.RPC_VERSION:
-                self._log_once(f"frontend speaks RPC version {msg.rpc_version}, expected {p.RPC_VERSION}")
-            if isinstance(msg, p.PredictionRequest):
-                frames = self._serve(msg, t_recv)
-                if not self._send_locked(frames):
-                    log.debug("response dropped: frontend not connected")
-            elif msg.heartbeat_type == p.HeartbeatType.ERROR_FRAME_SUPPORTED:
-                self._announced = True
-            elif msg.heartbeat_type == p.HeartbeatType.REQUEST_CONTAINER_METADATA:
-                self.error_frame, self._announced = self._announced, False
-                self.registrations += 1
-                log.info("frontend asked for metadata: registering")
-                self._send_locked(self._metadata)
-        return got
+    def _handle(self, frames: list[bytes], t_recv: float) -> None:
+        """Handle one message from the frontend (a batch is predicted here); the caller holds the lock."""
+        try:
+            msg = p.decode_frontend_message(frames)
+        except p.ProtocolError as e:
+            log.warning("malformed message from the frontend dropped: %s", e)
+            return
+        if msg.rpc_version != p.RPC_VERSION:
+            self._log_once(f"frontend speaks RPC version {msg.rpc_version}, expected {p.RPC_VERSION}")
+        if isinstance(msg, p.PredictionRequest):
+            if not self._send_locked(self._serve(msg, t_recv)):
+                log.debug("response dropped: frontend not connected")
+        elif msg.heartbeat_type == p.HeartbeatType.ERROR_FRAME_SUPPORTED:
+            self._announced = True
+        elif msg.heartbeat_type == p.HeartbeatType.REQUEST_CONTAINER_METADATA:
+            self.error_frame, self._announced = self._announced, False
+            self.registrations += 1
+            log.info("frontend asked for metadata: registering")
+            self._send_locked(self._metadata)
 
     def _serve(self, req: p.PredictionRequest, t_recv: float) -> list[bytes]:
         """Predict one batch; the socket is let go of while the function runs (the main thread
@@ -327,19 +317,6 @@ class ContainerRuntime:
             self._sock_lock.acquire()
             self._busy_since = None
         return p.encode_prediction_response(req.msg_id_frame, outputs, error_frame=self.error_frame)
-
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:  # full (a wake-up is pending anyway) or closed
-            pass
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except OSError:
-            pass
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)

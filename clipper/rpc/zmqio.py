@@ -44,3 +44,18 @@ def recv_frames(sock: zmq.Socket[bytes]) -> list[bytes]:
         frame = _recv(sock, _NOBLOCK, False, False)
         parts.append(frame.bytes)
     return parts
+
+
+def recv_frames_wait(sock: zmq.Socket[bytes]) -> list[bytes]:
+    """Receive one multipart message, waiting up to the socket's ``RCVTIMEO`` for its first frame
+    (``zmq.Again`` when none came; the GIL is released while waiting). ZeroMQ delivers a multipart
+    message whole, so the other frames are read without blocking."""
+    if not _FAST:
+        frames: list[bytes] = sock.recv_multipart()
+        return frames
+    frame = _recv(sock, 0, False, False)
+    parts = [frame.bytes]
+    while frame.more:
+        frame = _recv(sock, _NOBLOCK, False, False)
+        parts.append(frame.bytes)
+    return parts

@@ -373,3 +373,27 @@ def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, cas
     log = container.log()
     assert message in log
     assert "Traceback" not in log
+
+
+def test_stop_ends_an_idle_session_blocked_in_its_receive(harness):
+    """The session thread waits for messages in a blocking receive: stop() must still end it at
+    once, not at the next heartbeat (30 s here) or reconnect."""
+    import threading
+
+    from clipper.container.config import ContainerConfig
+    from clipper.container.runtime import STOP_CHECK_S, ContainerRuntime
+
+    config = ContainerConfig(
+        "m", "1", InputType.DOUBLES, port=harness.port, heartbeat_interval=30.0, reconnect_after=60.0
+    )
+    runtime = ContainerRuntime(lambda xs: ["ok"] * len(xs), config)
+    runner = threading.Thread(target=runtime.run, daemon=True)
+    runner.start()
+    conn = harness.wait_registered()
+    assert harness.predict(conn, InputType.DOUBLES, [struct.pack("<d", 2.5)]) == [b"ok"]
+    time.sleep(0.2)  # idle: the session thread is blocked in the receive
+    t0 = time.monotonic()
+    runtime.stop()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert time.monotonic() - t0 < STOP_CHECK_S + 2.0  # the bound, with room for a loaded machine
