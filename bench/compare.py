@@ -9,7 +9,10 @@
 Experiments (positional, default all):
   comparison  the same sum model on each target, one replica, batching on; wrk -t1 -cN -dS;
               every request a distinct input, so that our prediction cache never answers
-              (--same-input posts the issue's fixed body instead)
+              (--same-input posts the issue's fixed body instead); --rounds rounds: ours and bare
+              run side by side and are measured in alternation (ours ÷ bare: the median of the
+              per-round ratios), Ray Serve and MLServer one at a time afterwards; each run with
+              and without wrk's response hook (--hook), a table per mode
   batching    ours: a 2 ms + 20 us/input model, batch size 1 vs adaptive, application objective 20 ms
   cache       ours: distinct inputs (every query misses) vs one repeated input (hits)
   reconciler  50 models + 50 applications applied on the local backend; then time a no-op
@@ -72,6 +75,10 @@ from clipper.net import free_port  # noqa: E402
 from clipper_admin import ClipperException  # noqa: E402
 
 TARGETS = ("ours", "bare", "ray", "mlserver")
+# idle when not loaded: started together and measured in alternation (the peers burn CPU while idle)
+LIGHT_TARGETS = ("ours", "bare")
+# --hook: the modes of wrk's response hook (unique.lua's WRK_HOOK), the first one fills the plain keys
+HOOK_MODES: dict[str, tuple[bool, ...]] = {"on": (True,), "off": (False,), "both": (True, False)}
 EXPERIMENTS = ("comparison", "batching", "cache", "reconciler", "quickstart", "backends")
 DEFAULT_EXPERIMENTS = EXPERIMENTS[:-1]  # backends needs a Docker engine and the images
 # the backends experiment's targets: the Docker manager's extra arguments ("local", "kubernetes": those
@@ -132,7 +139,7 @@ def measure(
     else:
         res = run_wrk(ep, args.duration, conns, args.threads, **kw)
     say(
-        f"  {ep.name:9s} {res.predictions_per_s:10.1f} predictions/s  p50 {res.p50_ms:.2f} ms  "
+        f"  {ep.name:9s} {'' if res.hook else '(no hook) '}{res.predictions_per_s:10.1f} predictions/s  p50 {res.p50_ms:.2f} ms  "
         f"p99 {res.p99_ms:.2f} ms  defaults {res.defaults}  non-2xx {res.non2xx}  "
         f"socket errors {res.socket_errors}"
     )
@@ -177,68 +184,207 @@ def target_context(name: str, workdir: Path) -> contextlib.AbstractContextManage
     }[name]()
 
 
+def mode_key(hook: bool) -> str:
+    return "hook_on" if hook else "hook_off"
+
+
+def median_load(loads: list[dict]) -> dict:
+    """Each number of a list of ``LoadResult.to_json()`` as its median over the runs (integers as the
+    lower median, so that they stay counts); other values from the first run."""
+    out: dict = {}
+    for k, v in loads[0].items():
+        vals = [ld[k] for ld in loads]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            out[k] = v
+        elif isinstance(v, int):
+            out[k] = statistics.median_low(vals)
+        else:
+            out[k] = round(statistics.median(vals), 3)
+    return out
+
+
+def measure_rounds(
+    args: argparse.Namespace,
+    workdir: Path,
+    eps: dict[str, Endpoint],
+    hooks: tuple[bool, ...],
+    results: dict[str, dict],
+) -> None:
+    """``args.rounds`` rounds over the started targets ``eps``: each round measures every target in
+    each hook mode, target after target, so that the targets of a round share the machine's moment;
+    odd rounds go in the reverse order (targets and modes). A target whose run fails is dropped."""
+    for name, ep in eps.items():
+        results[name] = {**endpoint_json(ep), "modes": {mode_key(h): {"runs": []} for h in hooks}}
+    live = dict(eps)
+    for rnd in range(1, args.rounds + 1):
+        flip = rnd % 2 == 0
+        for hook in hooks[::-1] if flip else hooks:
+            for name in list(eps)[::-1] if flip else list(eps):
+                if name not in live:
+                    continue
+                ep = live[name]
+                first = rnd == 1 and hook == hooks[0]
+                prof_dir = workdir / "profile" / name if args.profile and first else None
+                try:
+                    load = measure(
+                        ep, args, profile_dir=prof_dir, unique=None if args.same_input else True, hook=hook
+                    )
+                except BenchError as e:
+                    say(f"  {name}: FAILED: {e}")
+                    results[name]["error"] = str(e)
+                    del live[name]
+                    continue
+                run = {"round": rnd, "load": load.to_json(), "load_avg": list(os.getloadavg())}
+                results[name]["modes"][mode_key(hook)]["runs"].append(run)
+                if "profile" in ep.extra:
+                    results[name]["profile"] = ep.extra.pop("profile")
+
+
 def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
+    """The light targets (ours, bare: idle when not loaded) run side by side and are measured in
+    alternation, round after round, and ours ÷ bare is the median of the ratios within a round; the
+    heavy peers (Ray Serve, MLServer: they burn CPU while idle) are started one at a time afterwards,
+    measured for as many rounds, and compared by their medians."""
     inputs = "one repeated input" if args.same_input else "distinct inputs (no cache hits)"
-    say(f"comparison: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {inputs}, {args.only}")
+    hook = args.hook or ("on" if args.same_input else "both")
+    hooks = HOOK_MODES[hook]
+    say(
+        f"comparison: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {inputs}, "
+        f"{args.rounds} round(s), response hook {hook}, {args.only}"
+    )
     results: dict[str, dict] = {}
-    for name in args.only:
+    light = [n for n in args.only if n in LIGHT_TARGETS]
+    heavy = [n for n in args.only if n not in LIGHT_TARGETS]
+    with contextlib.ExitStack() as stack:
+        eps: dict[str, Endpoint] = {}
+        for name in light:
+            try:
+                eps[name] = stack.enter_context(target_context(name, workdir))
+            except (BenchError, ClipperException) as e:
+                say(f"  {name}: FAILED: {e}")
+                results[name] = {"error": str(e)}
+        measure_rounds(args, workdir, eps, hooks, results)
+    for name in heavy:
         try:
             with target_context(name, workdir) as ep:
-                prof_dir = workdir / "profile" if args.profile else None
-                load = measure(ep, args, profile_dir=prof_dir, unique=None if args.same_input else True)
-                results[name] = {**endpoint_json(ep), "load": load.to_json()}
-                if "profile" in ep.extra:
-                    results[name]["profile"] = ep.extra["profile"]
+                measure_rounds(args, workdir, {name: ep}, hooks, results)
         except (BenchError, ClipperException) as e:
             say(f"  {name}: FAILED: {e}")
             results[name] = {"error": str(e)}
-    ours = results.get("ours", {}).get("load", {})
-    ours_pps = ours.get("predictions_per_s")
-    ratios = {
-        f"ours_vs_{n}": ratio(ours_pps, r.get("load", {}).get("predictions_per_s"))
-        for n, r in results.items()
-        if n != "ours"
-    }
-    goals = {
-        "ours_predictions_per_s": (ours_pps, GOALS["ours_predictions_per_s"], False),
-        "ours_p99_ms": (ours.get("p99_ms"), GOALS["ours_p99_ms_max"], True),
-        **{k: (v, GOALS[k], False) for k, v in ratios.items() if k in GOALS},
-    }
-    rows = []
-    for n, r in results.items():
-        load = r.get("load")
-        if load is None:
-            rows.append([n, "FAILED", "—", "—", "—", "—", "—", "—"])
+    for r in results.values():
+        if "error" in r:
             continue
-        vs = "1" if n == "ours" else fmt(ratios.get(f"ours_vs_{n}"), 2)
-        rows.append(
-            [
-                n,
-                r["version"],
-                fmt(load["predictions_per_s"]),
-                fmt(load["p50_ms"], 2),
-                fmt(load["p99_ms"], 2),
-                str(load["defaults"]),
-                str(load["non2xx"] + load["socket_errors"]),
-                vs,
-            ]
+        for mode in r["modes"].values():
+            mode["median"] = median_load([run["load"] for run in mode["runs"]])
+        r["load"] = r["modes"][mode_key(hooks[0])]["median"]
+    ok = [n for n in args.only if "error" not in results[n]]
+    ratios_by_mode: dict[str, dict[str, float | None]] = {}
+    ratios_per_round: dict[str, dict[str, list[float | None]]] = {}
+    goals_by_mode: dict[str, dict[str, tuple]] = {}
+    sections = []
+    for h in hooks:
+        mk = mode_key(h)
+        ratios, per_round = comparison_ratios(results, ok, mk)
+        ratios_by_mode[mk], ratios_per_round[mk] = ratios, per_round
+        ours = results["ours"]["modes"][mk]["median"] if "ours" in ok else {}
+        goals = {
+            "ours_predictions_per_s": (ours.get("predictions_per_s"), GOALS["ours_predictions_per_s"], False),
+            "ours_p99_ms": (ours.get("p99_ms"), GOALS["ours_p99_ms_max"], True),
+            **{k: (v, GOALS[k], False) for k, v in ratios.items() if k in GOALS},
+        }
+        goals_by_mode[mk] = goals
+        title = (
+            "wrk response hook on (Lua reads every body; defaults counted by wrk)"
+            if h
+            else "wrk response hook off (no body read; defaults from our frontend's metrics)"
         )
-    table = md_table(
-        ["target", "version", "predictions/s", "p50 ms", "p99 ms", "defaults", "errors", "ours ÷ target"],
-        rows,
-    )
+        table = comparison_table(results, args.only, mk, ratios, per_round)
+        sections.append(f"### {title}\n\n{table}\n\n{goals_table(goals)}")
+    main_mode = mode_key(hooks[0])
     return {
         "settings": {
             "connections": args.connections,
             "duration_s": args.duration,
             "threads": args.threads,
             "inputs": inputs,
+            "rounds": args.rounds,
+            "hook_modes": [mode_key(h) for h in hooks],
+            "ratio_method": "ours vs ours/bare: median of the ratios within each round; "
+            "vs ray/mlserver (measured apart): ratio of the medians",
         },
         "results": results,
-        "ratios": ratios,
-        "goals": goals_json(goals),
-        "table": table + "\n\n" + goals_table(goals),
+        "ratios": ratios_by_mode[main_mode],
+        "ratios_by_mode": ratios_by_mode,
+        "ratios_per_round": ratios_per_round,
+        "goals": goals_json(goals_by_mode[main_mode]),
+        "goals_by_mode": {mk: goals_json(g) for mk, g in goals_by_mode.items()},
+        "table": "\n\n".join(sections),
     }
+
+
+def comparison_ratios(
+    results: dict[str, dict], ok: list[str], mk: str
+) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
+    """ours ÷ each target in mode ``mk``: the median of the per-round ratios for a light target
+    (measured in the same rounds as ours), the ratio of the medians for a heavy peer."""
+    ratios: dict[str, float | None] = {}
+    per_round: dict[str, list[float | None]] = {}
+    ours = results["ours"]["modes"][mk] if "ours" in ok else None
+    for n in ok:
+        if n == "ours":
+            continue
+        key = f"ours_vs_{n}"
+        mode = results[n]["modes"][mk]
+        if ours is None:
+            ratios[key] = None
+        elif n in LIGHT_TARGETS:
+            theirs = {run["round"]: run["load"]["predictions_per_s"] for run in mode["runs"]}
+            per_round[key] = [
+                ratio(run["load"]["predictions_per_s"], theirs.get(run["round"])) for run in ours["runs"]
+            ]
+            found = [v for v in per_round[key] if v is not None]
+            ratios[key] = round(statistics.median(found), 3) if found else None
+        else:
+            ratios[key] = ratio(ours["median"]["predictions_per_s"], mode["median"]["predictions_per_s"])
+    return ratios, per_round
+
+
+def comparison_table(
+    results: dict[str, dict],
+    names: list[str],
+    mk: str,
+    ratios: dict[str, float | None],
+    per_round: dict[str, list[float | None]],
+) -> str:
+    rows = []
+    for n in names:
+        r = results[n]
+        if "error" in r:
+            rows.append([n, "FAILED", *("—" for _ in range(10))])
+            continue
+        runs, med = r["modes"][mk]["runs"], r["modes"][mk]["median"]
+        vs = "1" if n == "ours" else fmt(ratios.get(f"ours_vs_{n}"), 2)
+        vs_rounds = " / ".join(fmt(v, 2) for v in per_round.get(f"ours_vs_{n}", []))
+        rows.append(
+            [
+                n,
+                r["version"],
+                fmt(med["predictions_per_s"]),
+                " / ".join(fmt(run["load"]["predictions_per_s"], 0) for run in runs),
+                fmt(med["p50_ms"], 2),
+                fmt(med["p99_ms"], 2),
+                " / ".join(fmt(run["load"]["p99_ms"], 2) for run in runs),
+                str(sum(run["load"]["defaults"] for run in runs)),
+                str(sum(run["load"]["non2xx"] + run["load"]["socket_errors"] for run in runs)),
+                vs,
+                vs_rounds or "—",
+                " / ".join(f"{run['load_avg'][0]:.1f}" for run in runs),
+            ]
+        )
+    header = ["target", "version", "predictions/s (median)", "per round", "p50 ms", "p99 ms (median)"]
+    header += ["p99 per round", "defaults (all rounds)", "errors (all rounds)", "ours ÷ target"]
+    header += ["ours ÷ target per round", "load avg per round"]
+    return md_table(header, rows)
 
 
 def exp_batching(args: argparse.Namespace, workdir: Path) -> dict:
@@ -753,7 +899,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(b for b in BACKENDS if b != "kubernetes"),
         help=f"backends: targets, comma-separated, from {', '.join(BACKENDS)} (default: all but kubernetes)",
     )
-    p.add_argument("--rounds", type=int, default=3, help="backends: rounds of one run per target (default 3)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="comparison and backends: rounds of one run per target (and hook mode); the tables give the "
+        "medians and each round's value (default 3)",
+    )
+    p.add_argument(
+        "--hook",
+        choices=tuple(HOOK_MODES),
+        help="comparison: wrk's Lua response hook on (every body read by wrk: its CPU per request), off "
+        "(no body read; our defaults from the frontend's Prometheus counter) or both, a table each "
+        "(default: both; on with --same-input; the other experiments always run with it on)",
+    )
     p.add_argument("--kubeconfig", help="backends: the kubeconfig of the cluster of the kubernetes target")
     p.add_argument(
         "--image-loader",
@@ -786,6 +945,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad = [t for t in args.backends if t not in BACKENDS]
     if bad or not args.backends:
         p.error(f"--backends takes targets from {', '.join(BACKENDS)} (got {args.backends})")
+    if args.same_input and args.hook not in (None, "on"):
+        p.error(
+            "--same-input posts the fixed body with bench/lua/post.lua, which always reads the responses: "
+            "use --hook on (or leave --hook out)"
+        )
     if args.duration < 1 or args.connections < 1 or args.warmup < 0 or args.rounds < 1:
         p.error("--duration, --connections and --rounds must be at least 1, --warmup at least 0")
     return args

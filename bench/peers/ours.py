@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -165,6 +167,7 @@ def add_app(
         return res.get("default") is False and float(res["output"]) == want
 
     wait_until(ok, timeout_s, f"our frontend ({app})")
+    query_addr = conn.get_query_addr()
     return Endpoint(
         name="ours",
         url=url,
@@ -173,4 +176,25 @@ def add_app(
         version=f"clipper {getattr(clipper_admin, '__version__', '?')} (this repo), {backend}",
         notes=f"{func.__name__}, batch_size={batch_size}, slo {slo_micros} us, one replica",
         setup_s=time.perf_counter() - t0,
+        extra={"defaults_total": lambda: defaults_total(query_addr, app)},
     )
+
+
+def defaults_total(query_addr: str, app: str) -> int:
+    """Default answers the query frontend has given ``app`` so far (its Prometheus counter), for load
+    runs without wrk's response hook, where wrk never sees a body."""
+    url = f"http://{query_addr}/metrics?format=prometheus"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError as e:
+        raise BenchError(f"{url}: {e}") from None
+    pattern = (
+        r'^clipper_app_default_prediction_ratio_numerator_total\{[^}]*app="'
+        + re.escape(app)
+        + r'"[^}]*\} (\S+)$'
+    )
+    found = re.search(pattern, text, re.MULTILINE)
+    if found is None:
+        raise BenchError(f"{url} has no default counter of application {app!r}")
+    return int(float(found.group(1)))

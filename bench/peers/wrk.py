@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -60,6 +61,8 @@ class LoadResult:
     mean_ms: float
     max_ms: float
     connections: int
+    hook: bool = True  # wrk's response hook on (every body read by Lua)
+    defaults_from: str = "wrk"  # who counted ``defaults``: "wrk", "frontend metrics" or "none"
 
     @property
     def predictions_per_s(self) -> float:
@@ -85,10 +88,18 @@ def run_wrk(
     unique: bool | None = None,
     timeout_s: float = 10.0,
     apps: tuple[str, int] | None = None,
+    hook: bool = True,
 ) -> LoadResult:
     """Load ``ep`` for ``duration_s``. ``unique=None``: the fixed body (post.lua); True/False: unique.lua
     with distinct inputs (cache misses) or one repeated input built the same way (cache hits).
-    ``apps=(path_format, n)`` (with ``unique``): the requests go to n paths in turn, ``path_format % i``."""
+    ``apps=(path_format, n)`` (with ``unique``): the requests go to n paths in turn, ``path_format % i``.
+    ``hook=False`` (unique.lua only): no Lua response hook, so wrk reads no body; the defaults are then
+    the difference of ``ep.extra["defaults_total"]()`` (the target's own count) across the run, or 0
+    where the target has no such callable (it never answers a default)."""
+    if not hook and unique is None:
+        raise BenchError("the fixed body (post.lua) always reads the responses: run it with the hook on")
+    counter: Callable[[], int] | None = None if hook else ep.extra.get("defaults_total")
+    defaults_before = counter() if counter is not None else 0
     env = dict(os.environ)
     if unique is None:
         script = LUA_DIR / "post.lua"
@@ -99,6 +110,7 @@ def run_wrk(
         env["WRK_UNIQUE"] = "1" if unique else "0"
         env["WRK_PATH"] = urlsplit(ep.url).path
         env["WRK_SEED"] = str(next(_SEEDS) * 10**10)
+        env["WRK_HOOK"] = "1" if hook else "0"
         if apps is not None:
             env["WRK_PATH"], env["WRK_APPS"] = apps[0], str(apps[1])
     cmd = [
@@ -121,11 +133,18 @@ def run_wrk(
     lat = raw["latency_us"]
     errors = raw["errors"]
     requests = raw["requests"]
+    if hook:
+        defaults, defaults_from = raw["defaults"], "wrk"
+    elif counter is not None:
+        # requests still in flight when wrk stopped may be counted here too: at most one per connection
+        defaults, defaults_from = max(0, counter() - defaults_before), "frontend metrics"
+    else:
+        defaults, defaults_from = 0, "none"
     return LoadResult(
         requests=requests,
         duration_s=raw["duration_us"] / 1e6,
-        predictions=requests - raw["non2xx"] - raw["defaults"],
-        defaults=raw["defaults"],
+        predictions=requests - raw["non2xx"] - defaults,
+        defaults=defaults,
         non2xx=raw["non2xx"],
         socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         p50_ms=lat["p50"] / 1000,
@@ -135,4 +154,6 @@ def run_wrk(
         mean_ms=lat["mean"] / 1000,
         max_ms=lat["max"] / 1000,
         connections=connections,
+        hook=hook,
+        defaults_from=defaults_from,
     )

@@ -47,17 +47,40 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
         "0",
         "--connections",
         "4",
+        "--rounds",
+        "2",
+        "--hook",
+        "both",
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    results = report["comparison"]["results"]
+    comparison = report["comparison"]
+    results = comparison["results"]
     assert set(results) == {"ours", "bare"}
+    assert comparison["settings"]["hook_modes"] == ["hook_on", "hook_off"]
     for name in ("ours", "bare"):
-        load = results[name]["load"]
+        load = results[name]["load"]  # the medians of the first mode (hook on), as before
         assert load["predictions"] > 0 and load["predictions_per_s"] > 0
         assert load["non2xx"] == 0 and load["socket_errors"] == 0
         assert 0 < load["p50_ms"] <= load["p99_ms"]
-    assert report["comparison"]["ratios"]["ours_vs_bare"] > 0
-    assert "| ours |" in res.stdout and "| bare |" in res.stdout
+        assert load == results[name]["modes"]["hook_on"]["median"]
+        for mode, hook in (("hook_on", True), ("hook_off", False)):
+            runs = results[name]["modes"][mode]["runs"]
+            assert [r["round"] for r in runs] == [1, 2]
+            for r in runs:
+                assert r["load"]["hook"] is hook
+                assert r["load"]["predictions"] > 0 and r["load"]["predictions_per_s"] > 0
+                assert r["load"]["non2xx"] == 0 and r["load"]["socket_errors"] == 0
+                assert len(r["load_avg"]) == 3
+        # without the hook wrk sees no body: our defaults come from the frontend's counter
+        off = results[name]["modes"]["hook_off"]["runs"][0]["load"]["defaults_from"]
+        assert off == ("frontend metrics" if name == "ours" else "none")
+    for mode in ("hook_on", "hook_off"):
+        per_round = comparison["ratios_per_round"][mode]["ours_vs_bare"]
+        assert len(per_round) == 2 and all(v is not None and v > 0 for v in per_round)
+        assert comparison["ratios_by_mode"][mode]["ours_vs_bare"] > 0
+    assert comparison["ratios"]["ours_vs_bare"] == comparison["ratios_by_mode"]["hook_on"]["ours_vs_bare"]
+    assert "hook on" in res.stdout and "hook off" in res.stdout
+    assert res.stdout.count("| ours |") == 2 and res.stdout.count("| bare |") == 2
     assert report["machine"]["wrk"].startswith("wrk")
 
 
@@ -72,7 +95,11 @@ def test_cache_smoke_counts_hits_and_misses(tmp_path: Path) -> None:
 
 
 def test_rejects_unknown_experiment_and_target(tmp_path: Path) -> None:
-    for argv in (["nosuch"], ["comparison", "--only", "ours,triton"]):
+    for argv in (
+        ["nosuch"],
+        ["comparison", "--only", "ours,triton"],
+        ["comparison", "--same-input", "--hook", "off"],
+    ):
         res = subprocess.run(
             [sys.executable, str(REPO / "bench" / "compare.py"), *argv],
             capture_output=True,
@@ -81,4 +108,5 @@ def test_rejects_unknown_experiment_and_target(tmp_path: Path) -> None:
             cwd=REPO,
         )
         assert res.returncode == 2
-        assert "usage:" in res.stderr and ("unknown experiment" in res.stderr or "--only" in res.stderr)
+        assert "usage:" in res.stderr
+        assert any(m in res.stderr for m in ("unknown experiment", "--only", "use --hook on"))
