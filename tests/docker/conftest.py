@@ -54,6 +54,23 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=_REASON))
 
 
+#: Every cluster of this suite is named so (``cluster_kwargs``, the ``t-<what>-`` names of single tests):
+#: the model images of these clusters are the suite's to remove.
+CLUSTER_PREFIX = "t-"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _model_images(request):
+    """The model images a module builds (``t-*`` clusters) are removed at its end, pass or fail."""
+    if _REASON is not None or os.path.basename(str(request.fspath)).startswith("test_offline"):
+        yield
+        return
+    from tests.model_images import removed_afterwards
+
+    with removed_afterwards(lambda cluster: cluster.startswith(CLUSTER_PREFIX)):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clipper_home(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPPER_HOME", str(tmp_path / "clipper-home"))
@@ -81,7 +98,7 @@ def test_network(docker_client):
 def cluster_kwargs(network: str) -> dict:
     """Constructor arguments for a fresh cluster: a unique name and free host ports."""
     return dict(
-        cluster_name=f"t-{uuid.uuid4().hex[:10]}",
+        cluster_name=f"{CLUSTER_PREFIX}{uuid.uuid4().hex[:10]}",
         clipper_query_port=free_port(),
         clipper_management_port=free_port(),
         clipper_rpc_port=free_port(),

@@ -74,8 +74,5 @@ def test_build_then_apply_the_image_manifests(tmp_path, test_network, docker_cli
         assert applied.returncode == 0, applied.stdout + applied.stderr
         wait_for_output(f"localhost:{qport}", "hello-world", {"input": [1.0, 2.0, 3.5]}, "6.5")
     finally:
+        # the image goes at the module's end (conftest's _model_images)
         DockerContainerManager(cluster_name=cluster, docker_network=test_network).stop_all(graceful=False)
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - never built when the test failed early
-            pass

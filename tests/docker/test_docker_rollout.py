@@ -106,7 +106,5 @@ def test_a_canary_advances_on_docker_and_a_failing_one_rolls_back(tmp_path, test
         diff = clipper("diff", "-f", f, env=env)
         assert "clipper rollout retry sum-model" in diff.stdout + diff.stderr
     finally:
+        # its images (one per version built) go at the module's end (conftest's _model_images)
         DockerContainerManager(cluster_name=cluster, docker_network=test_network).stop_all(graceful=False)
-        for image in docker_client.images.list(name=f"{cluster}-sum-model"):  # one per version built
-            for tag in image.tags:
-                docker_client.images.remove(tag, force=True)

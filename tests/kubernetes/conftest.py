@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from kubernetes.client import ApiClient, Configuration
 
@@ -25,6 +27,24 @@ def record_readiness_checks(cm: KubernetesContainerManager) -> list[tuple[str, s
     cm._wait_for_frontends = lambda *args: checks.append(args)
     cm.readiness_checks = checks  # type: ignore[attr-defined]
     return checks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _model_images(request):
+    """An end-to-end module's model images (those of ``e2e.CLUSTERS``) are removed at its end, pass or
+    fail: from the Docker engine and from the test cluster's containerd it imported them into."""
+    if not os.path.basename(str(request.fspath)).startswith("test_e2e_"):
+        yield
+        return
+    from clipper_admin.kubernetes.images import image_loader
+    from tests.model_images import removed_afterwards
+
+    from . import e2e
+
+    cluster = getattr(request.module, "CLUSTER", None)  # the manifest-based modules' Cluster
+    assert cluster is None or cluster in e2e.CLUSTERS, f"add {cluster!r} to e2e.CLUSTERS"
+    with removed_afterwards(e2e.CLUSTERS.__contains__, containerd=image_loader(e2e.IMAGE_LOADER)):
+        yield
 
 
 @pytest.fixture(params=SCHEMA_VERSIONS)

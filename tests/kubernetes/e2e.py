@@ -29,6 +29,9 @@ IMAGE_LOADER = (
     os.environ.get("CLIPPER_K8S_E2E_IMAGE_LOADER") or os.environ.get("CLIPPER_K8S_IMAGE_LOADER") or None
 )
 REQUIRED = os.environ.get("CLIPPER_K8S_REQUIRED") == "1"
+#: The names of the Clipper clusters these tests create (e2e.manager or a manifest's Cluster): the model
+#: images of these clusters are the ones conftest's ``_model_images`` removes after each e2e module.
+CLUSTERS = frozenset({"e2e", "iso", "spark", "k8s-quickstart", "clipper"})
 WAIT_S = 300.0
 # The test node has 2 CPUs: the default requests (800m per cluster, 250m per model replica) would leave
 # no room for two clusters at once. Requests only; no limits, so nothing is throttled.
@@ -77,6 +80,8 @@ def unique(prefix: str) -> str:
 def manager(api: Any, cluster: str, namespace: str, **kwargs: Any) -> Any:
     """A ``KubernetesContainerManager`` on the real cluster (node ports reached on the node's address)."""
     from clipper_admin.kubernetes import KubernetesContainerManager
+
+    assert cluster in CLUSTERS, f"add {cluster!r} to e2e.CLUSTERS, or its model images stay behind"
 
     kwargs.setdefault("create_namespace_if_not_exists", True)
     kwargs.setdefault("redis_storage", None)
