@@ -323,16 +323,20 @@ class QueryProcessor:
         if model is None or model.purged:
             self._admit(req, app, model, inputs, 0, n, 0.0)
             return Response(200, req.body())
-        self.num_predictions.increment(n)
-        self.cache_lookups.increment(n)
+        # the per-request metrics as plain adds, not increment() calls (see clipper/metrics/types.py)
+        self.num_predictions.count += n
+        self.cache_lookups.count += n
         deadline = self.loop.time() + app.slo_s
         if n == 1 and model.replicas and self.cache.capacity == 0:  # the common case, inline
             model.queue.push(Task(req, 0, inputs[0], deadline, app.slo_s))
             queued, hits = 1, 0
         else:
             queued, hits = self._admit(req, app, model, inputs, 0, n, deadline)
-        self.cache_hit_ratio.increment(hits, n)
-        model.cache_hit_ratio.increment(hits, n)
+        ours, models = self.cache_hit_ratio, model.cache_hit_ratio
+        ours.numerator += hits
+        ours.denominator += n
+        models.numerator += hits
+        models.denominator += n
         if queued == 0:
             return Response(200, req.body())
         expiry = self._expiries.get(app.slo_s)

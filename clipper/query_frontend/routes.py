@@ -91,8 +91,11 @@ class AppRoute:
         else:
             self.latency.insert_n(micros, n)
         self.throughput.mark(n)
-        self.num_predictions.increment(n)
-        self.default_ratio.increment(req.defaults, n)
+        # plain adds, not increment() calls: once per request (see clipper/metrics/types.py)
+        self.num_predictions.count += n
+        ratio = self.default_ratio
+        ratio.numerator += req.defaults
+        ratio.denominator += n
 
     def record_one(self, seconds: float) -> None:
         """Metrics of a single-input request answered at once (a cache hit), not by default."""
