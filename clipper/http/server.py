@@ -126,8 +126,8 @@ class Response:
         """The response bytes; ``head_only`` (a HEAD request) keeps the Content-Length, drops the body."""
         if not (close or head_only or self.headers):  # the common case: one format of bytes
             body = self.body
-            return b"%b%d\r\n\r\n%b" % (_head(self.status, self.content_type), len(body), body)
-        head = _head(self.status, self.content_type) + b"%d\r\n" % len(self.body)
+            return b"%b%d\r\n\r\n%b" % (_HEADS[self.status, self.content_type], len(body), body)
+        head = _HEADS[self.status, self.content_type] + b"%d\r\n" % len(self.body)
         for name, value in self.headers:
             head += f"{name}: {value}\r\n".encode("latin-1")
         if close:
@@ -135,19 +135,23 @@ class Response:
         return head + b"\r\n" if head_only else head + b"\r\n" + self.body
 
 
-_HEADS: dict[tuple[int, str], bytes] = {}
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+class _Heads(dict[tuple[int, str], bytes]):
+    """(status, content type) -> status line and Content-Type, up to the Content-Length value.
 
+    Made on first use (``__missing__``), so a response reads its head with one subscript, no call.
+    """
 
-def _head(status: int, content_type: str) -> bytes:
-    """Status line and Content-Type, up to the Content-Length value; cached per (status, type)."""
-    head = _HEADS.get((status, content_type))
-    if head is None:
+    def __missing__(self, key: tuple[int, str]) -> bytes:
+        status, content_type = key
         reason = _REASONS.get(status, "Unknown")
-        head = _HEADS[(status, content_type)] = (
+        head = self[key] = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: ".encode()
         )
-    return head
+        return head
+
+
+_HEADS = _Heads()
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
 class Deferred:
@@ -372,21 +376,22 @@ class _Connection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         # Called once per received chunk of a long URL: checked before it is appended, so a huge URL
         # costs one chunk of memory and no quadratic copying.
-        if len(self._url) + len(url) > self._limits.max_url_bytes:
+        n = len(url)
+        if len(self._url) + n > self._limits.max_url_bytes:
             self._fail(
                 414, "URI Too Long", f"the URL exceeds the limit of {self._limits.max_url_bytes} bytes"
             )
             raise httptools.HttpParserError("URL too long")
         self._url += url
-        self._header_bytes += len(url)
+        self._header_bytes += n
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
+        n = len(name)
+        self._header_bytes += n + len(value)
         if self._header_bytes > self._limits.max_header_bytes:
             self._reject_head()
             raise httptools.HttpParserError("headers too large")
         self._headers.append((name, value))
-        n = len(name)
         if n == 14 and name.lower() == b"content-length" and value.isdigit():
             self._content_length = int(value)
         elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
@@ -411,7 +416,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         parser = self._parser
-        path, query = _split_url(self._url)
+        url = self._url
+        path, query = _URLS.get(url) or _split_url(url)  # the memo's hit inline: no call
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         keep_alive = parser.should_keep_alive()
         method = parser.get_method()
