@@ -171,6 +171,14 @@ def _text(frame: bytes, what: str) -> str:
         raise ProtocolError(f"{what}: not UTF-8 ({e})") from None
 
 
+def _check_sizes(declared: tuple[int, ...], frames: list[bytes], what: str) -> None:
+    """Each frame is as long as the header declares: compared in C, per frame only to name a mismatch."""
+    if tuple(map(len, frames)) != declared:
+        for i, (size, frame) in enumerate(zip(declared, frames, strict=True)):
+            if size != len(frame):
+                raise ProtocolError(f"{what} {i}: header says {size} bytes, frame has {len(frame)}")
+
+
 def _check_delimiter(frames: list[bytes]) -> None:
     if not frames:
         raise ProtocolError("empty message")
@@ -299,9 +307,7 @@ def _decode_prediction_response(frames: list[bytes]) -> PredictionResponse:
         raise ProtocolError(f"prediction response: header says {n} outputs, message has {len(frames) - 5}")
     lengths = _u64_array(header, n + 1, "prediction response header")[1:]
     outputs = frames[5:]
-    for i, (declared, out) in enumerate(zip(lengths, outputs, strict=True)):
-        if declared != len(out):
-            raise ProtocolError(f"output {i}: header says {declared} bytes, frame has {len(out)}")
+    _check_sizes(lengths, outputs, "output")
     return PredictionResponse(msg_id, outputs, errors)
 
 
@@ -360,9 +366,7 @@ def _decode_prediction_request(frames: list[bytes], rpc_version: int) -> Predict
         raise ProtocolError(f"prediction request: header says {n} inputs, message has {len(frames) - 7}")
     sizes = _u64_array(header, n + 2, "prediction request header")[2:]
     inputs = frames[7:]
-    for i, (declared, inp) in enumerate(zip(sizes, inputs, strict=True)):
-        if declared != len(inp):
-            raise ProtocolError(f"input {i}: header says {declared} bytes, frame has {len(inp)}")
+    _check_sizes(sizes, inputs, "input")
     return PredictionRequest(msg_id, msg_id_frame, request_type, input_type, inputs, rpc_version)
 
 

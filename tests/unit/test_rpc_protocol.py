@@ -66,6 +66,17 @@ def test_prediction_response_frames():
     assert p.decode_container_message(frames) == p.PredictionResponse(0xDEADBEEF, [b"1.5", b"", b"abc"])
 
 
+def test_a_frame_longer_or_shorter_than_declared_is_named_in_the_error():
+    frames = p.encode_prediction_response(u32(1), [b"1.5", b"", b"abc"])
+    frames[6] = b"x"  # the second output: declared 0 bytes
+    with pytest.raises(p.ProtocolError, match=r"^output 1: header says 0 bytes, frame has 1$"):
+        p.decode_container_message(frames)
+    frames = p.encode_prediction_request(7, 3, [b"12345678", b"abcdefgh"])
+    frames[8] = b"abc"
+    with pytest.raises(p.ProtocolError, match=r"^input 1: header says 8 bytes, frame has 3$"):
+        p.decode_frontend_message(frames)
+
+
 def test_msg_id_u32_wraps_in_encoding_range():
     frames = p.encode_prediction_request(2**32 - 1, 0, [b"x"])
     assert frames[3] == b"\xff\xff\xff\xff"
