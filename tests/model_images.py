@@ -105,8 +105,9 @@ def _remove_new(
         tags = [tag for tag in image.tags if (image.id, tag) not in before]
         if not image.tags and image.id not in old_ids:
             tags = [image.id]  # an untagged image of this module (its tag was built again)
-        if tags:  # containerd's CRI names an imported image by its tag and by its id (config digest)
-            refs.update([image.id, *(cri_ref(tag) for tag in tags if tag != image.id)])
+        # in containerd, what is new there: an image the engine had before (a build from the cache) may
+        # still be imported by this module. The CRI names it by its tag and by its id (config digest).
+        refs.update([image.id, *(cri_ref(tag) for tag in image.tags)])
         for tag in tags:
             try:
                 client.images.remove(tag, force=True)

@@ -138,3 +138,34 @@ def test_build_model_builds_offline_and_imports_into_the_nodes_containerd(
         assert "probe-1.0" in out
     finally:
         client.images.remove(tag, force=True)
+
+
+@pytest.mark.docker
+def test_model_images_a_module_imported_are_removed_from_the_containerd(tmp_path, private_containerd):
+    """tests/model_images.py with a containerd (as after each e2e module): what was imported meanwhile
+    goes from there, also an image the engine already had (a build from the cache), which stays in
+    the engine; what the containerd had before stays."""
+    import docker
+
+    from tests.docker.test_model_images import _build
+    from tests.model_images import removed_afterwards
+
+    client = docker.from_env()
+    own = f"own-{uuid.uuid4().hex[:8]}"
+    kept, cached, built = f"{own}-m:0", f"{own}-m:1", f"{own}-m:2"
+    try:
+        _build(client, tmp_path, kept, own, "in containerd before")
+        _build(client, tmp_path, cached, own, "in the engine before")
+        images.load_into_containerd(kept, private_containerd)
+        with removed_afterwards(lambda cluster: cluster == own, containerd=private_containerd):
+            _build(client, tmp_path, built, own, "new")
+            images.load_into_containerd(cached, private_containerd)
+            images.load_into_containerd(built, private_containerd)
+        assert [i for i in _cri_images(private_containerd) if own in i] == [f"docker.io/library/{kept}"]
+        assert {t for i in client.images.list() for t in i.tags if own in t} == {kept, cached}
+    finally:
+        for tag in (kept, cached, built):
+            try:
+                client.images.remove(tag, force=True)
+            except docker.errors.ImageNotFound:
+                pass
