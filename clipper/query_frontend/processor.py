@@ -341,7 +341,8 @@ class QueryProcessor:
             return Response(200, req.body())
         expiry = self._expiries.get(app.slo_s)
         (expiry or self._expiry(app)).add(deadline, req)
-        self.dispatcher.kick(model)
+        if not model.kick_pending:  # once per loop turn, not per request
+            self.dispatcher.kick(model)
         return req
 
     async def predict_chunked(

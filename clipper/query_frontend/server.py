@@ -455,9 +455,12 @@ class QueryFrontend:
             return Response(413, R.error_body("Payload Too Large", str(e)))
         if pr.unparsed is not None:
             return self._predict_large(app, pr)
-        target = app.target if pr.version is None else self._target(app, pr.version)
-        if isinstance(target, Response):
-            return target
+        target = app.target
+        if pr.version is not None:
+            chosen = self._target(app, pr.version)
+            if isinstance(chosen, Response):
+                return chosen
+            target = chosen
         model = self.models.get(target) if target is not None else None
         return self.processor.predict(app, pr.inputs, pr.batch, model)
 
