@@ -1,12 +1,12 @@
-"""Model images a test module builds are removed again when it ends, pass or fail.
+"""Model images a test suite builds are removed again when its session ends, pass or fail.
 
 A model image is one with the ``ai.clipper.model.name`` label: every image a Clipper manager (and
 ``clipper build``/``apply``) builds carries it, with its cluster's name in ``ai.clipper.container.label``.
 The images images/build.sh builds once and the suite reuses on purpose (``clipper/*``, the debootstrap
 base) carry no model label and are never touched; nor is any image (or tag) that existed before the
-module started. ``owns`` picks the clusters of the suite that uses it: the Docker suite and the
+session started. ``owns`` picks the clusters of the suite that uses it: the Docker suite and the
 Kubernetes end-to-end suite run beside each other under ./test.sh, so neither may remove what the
-other is building. Images the module imported into a containerd (the test cluster's) go from there too.
+other is building. Images the session imported into a containerd (the test cluster's) go from there too.
 """
 
 from __future__ import annotations

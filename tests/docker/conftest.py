@@ -59,10 +59,12 @@ def pytest_collection_modifyitems(config, items):
 CLUSTER_PREFIX = "t-"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _model_images(request):
-    """The model images a module builds (``t-*`` clusters) are removed at its end, pass or fail."""
-    if _REASON is not None or os.path.basename(str(request.fspath)).startswith("test_offline"):
+@pytest.fixture(scope="session", autouse=True)
+def _model_images():
+    """The model images this suite builds (``t-*`` clusters) are removed when the session ends, pass or
+    fail. Per session, not per module: a module that builds after another one reuses the layers that
+    one left (per module, every build and import started from nothing again)."""
+    if _REASON is not None:
         yield
         return
     from tests.model_images import removed_afterwards

@@ -29,11 +29,19 @@ def record_readiness_checks(cm: KubernetesContainerManager) -> list[tuple[str, s
     return checks
 
 
-@pytest.fixture(scope="module", autouse=True)
+def _is_e2e(path: object) -> bool:
+    return os.path.basename(str(path)).startswith("test_e2e_")
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _model_images(request):
-    """An end-to-end module's model images (those of ``e2e.CLUSTERS``) are removed at its end, pass or
-    fail: from the Docker engine and from the test cluster's containerd it imported them into."""
-    if not os.path.basename(str(request.fspath)).startswith("test_e2e_"):
+    """The end-to-end suite's model images (those of ``e2e.CLUSTERS``) are removed when the session
+    ends, pass or fail: from the Docker engine and from the test cluster's containerd it imported them
+    into. Per session, not per module: the next module's images reuse the layers the previous one
+    imported (per module, each import wrote a gigabyte again and the slowest test ran out of time).
+    Only a session that runs end-to-end tests does it: ./test.sh runs them in a pytest of their own
+    beside the rest, which must not remove what they are still using."""
+    if not any(_is_e2e(item.fspath) for item in request.session.items):
         yield
         return
     from clipper_admin.kubernetes.images import image_loader
@@ -41,10 +49,19 @@ def _model_images(request):
 
     from . import e2e
 
-    cluster = getattr(request.module, "CLUSTER", None)  # the manifest-based modules' Cluster
-    assert cluster is None or cluster in e2e.CLUSTERS, f"add {cluster!r} to e2e.CLUSTERS"
     with removed_afterwards(e2e.CLUSTERS.__contains__, containerd=image_loader(e2e.IMAGE_LOADER)):
         yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _e2e_cluster_named(request):
+    """A manifest-based end-to-end module's Cluster must be one whose images the cleanup removes."""
+    if _is_e2e(request.fspath):
+        from . import e2e
+
+        cluster = getattr(request.module, "CLUSTER", None)
+        assert cluster is None or cluster in e2e.CLUSTERS, f"add {cluster!r} to e2e.CLUSTERS"
+    yield
 
 
 @pytest.fixture(params=SCHEMA_VERSIONS)

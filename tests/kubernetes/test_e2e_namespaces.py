@@ -11,7 +11,9 @@ import pytest
 
 from . import e2e
 
-pytestmark = [pytest.mark.kubernetes, pytest.mark.slow]
+# Two whole clusters, two model images built and imported into the node: 184 to 341 s on the
+# 2-core machine beside the rest of ./test.sh, past pytest-timeout's default of 300 s.
+pytestmark = [pytest.mark.kubernetes, pytest.mark.slow, pytest.mark.timeout(600)]
 
 CLUSTER = "iso"
 APP = "app"
