@@ -33,13 +33,23 @@ def _engine() -> Any:
     return client
 
 
+def _listed(client: Any) -> list[tuple[str, list[str], dict[str, str]]]:
+    """``(id, tags, labels)`` of every model image, from one listing call. Not ``images.list()``:
+    that inspects each image afterwards, and an image another suite removes in between (they run
+    side by side) would fail it with ImageNotFound."""
+    return [
+        (
+            row["Id"],
+            [t for t in row.get("RepoTags") or [] if t != "<none>:<none>"],
+            row.get("Labels") or {},
+        )
+        for row in client.api.images(filters={"label": MODEL_LABEL})
+    ]
+
+
 def _model_images(client: Any) -> set[tuple[str, str]]:
     """``(image id, tag)`` of every model image; ``(id, "")`` for an untagged one."""
-    return {
-        (image.id, tag)
-        for image in client.images.list(filters={"label": MODEL_LABEL})
-        for tag in image.tags or [""]
-    }
+    return {(image_id, tag) for image_id, tags, _ in _listed(client) for tag in tags or [""]}
 
 
 def cri_ref(tag: str) -> str:
@@ -99,15 +109,15 @@ def _remove_new(
     failed: list[str] = []
     refs: set[str] = set()
     old_ids = {image_id for image_id, _ in before}
-    for image in client.images.list(filters={"label": MODEL_LABEL}):
-        if not owns(image.labels.get(CLUSTER_LABEL, "")):
+    for image_id, image_tags, labels in _listed(client):
+        if not owns(labels.get(CLUSTER_LABEL, "")):
             continue
-        tags = [tag for tag in image.tags if (image.id, tag) not in before]
-        if not image.tags and image.id not in old_ids:
-            tags = [image.id]  # an untagged image of this module (its tag was built again)
+        tags = [tag for tag in image_tags if (image_id, tag) not in before]
+        if not image_tags and image_id not in old_ids:
+            tags = [image_id]  # an untagged image of this session (its tag was built again)
         # in containerd, what is new there: an image the engine had before (a build from the cache) may
-        # still be imported by this module. The CRI names it by its tag and by its id (config digest).
-        refs.update([image.id, *(cri_ref(tag) for tag in image.tags)])
+        # still be imported by this session. The CRI names it by its tag and by its id (config digest).
+        refs.update([image_id, *(cri_ref(tag) for tag in image_tags)])
         for tag in tags:
             try:
                 client.images.remove(tag, force=True)
