@@ -22,6 +22,7 @@ import orjson
 from clipper.http.server import Deferred, Response
 from clipper.query_frontend import responses as R
 from clipper.query_frontend.queues import Task
+from clipper.query_frontend.responses import OK_FORMAT as _OK_FMT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,6 +44,7 @@ class PendingRequest(Deferred):
         "t0",
         "batch",
         "finished",
+        "deadline",
     )
 
     def __init__(self, app: AppRoute, n: int, qid0: int, t0: float, batch: bool) -> None:
@@ -57,6 +59,7 @@ class PendingRequest(Deferred):
         self.t0 = t0
         self.batch = batch
         self.finished = False
+        self.deadline = 0.0  # loop.time() at which the objective expires (set when admitted)
 
     # -- filling slots -------------------------------------------------------------------------
     def output(self, index: int, embedded: bytes) -> None:
@@ -64,7 +67,7 @@ class PendingRequest(Deferred):
         parts = self.parts
         if self.finished or parts[index] is not None:
             return
-        parts[index] = R.ok_body(self.qid0 + index, embedded)
+        parts[index] = _OK_FMT % (self.qid0 + index, embedded)  # R.ok_body, without the call
         self.remaining -= 1
         if self.remaining == 0:
             self.finish()
@@ -237,30 +240,31 @@ class _Expiry:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: deque[tuple[float, PendingRequest]] = deque()
+        self.queue: deque[PendingRequest] = deque()
         self.timer: asyncio.TimerHandle | None = None
 
-    def add(self, deadline: float, req: PendingRequest) -> None:
+    def add(self, req: PendingRequest) -> None:
+        """Track ``req`` until its ``deadline`` (not before any earlier-added request's)."""
         q = self.queue
-        while q and q[0][1].finished:  # keep the queue short when requests finish in order
+        while q and q[0].finished:  # keep the queue short when requests finish in order
             q.popleft()
-        q.append((deadline, req))
+        q.append(req)
         if self.timer is None:
-            self.timer = self.loop.call_at(deadline, self._fire)
+            self.timer = self.loop.call_at(req.deadline, self._fire)
 
     def _fire(self) -> None:
         self.timer = None
         q = self.queue
         now = self.loop.time()
         while q:
-            deadline, req = q[0]
+            req = q[0]
             if req.finished:
                 q.popleft()
-            elif deadline <= now:
+            elif req.deadline <= now:
                 q.popleft()
                 req.on_timeout()
             else:
-                self.timer = self.loop.call_at(deadline, self._fire)
+                self.timer = self.loop.call_at(req.deadline, self._fire)
                 return
 
 
@@ -326,21 +330,21 @@ class QueryProcessor:
         # the per-request metrics as plain adds, not increment() calls (see clipper/metrics/types.py)
         self.num_predictions.count += n
         self.cache_lookups.count += n
-        deadline = self.loop.time() + app.slo_s
+        slo = app.slo_s
+        req.deadline = deadline = self.loop.time() + slo
         if n == 1 and model.replicas and self.cache.capacity == 0:  # the common case, inline
-            model.queue.push(Task(req, 0, inputs[0], deadline, app.slo_s))
-            queued, hits = 1, 0
+            model.queue.push(Task(req, 0, inputs[0], deadline, slo))
+            queued = 1
         else:
             queued, hits = self._admit(req, app, model, inputs, 0, n, deadline)
-        ours, models = self.cache_hit_ratio, model.cache_hit_ratio
-        ours.numerator += hits
-        ours.denominator += n
-        models.numerator += hits
-        models.denominator += n
+            if hits:
+                self.cache_hit_ratio.numerator += hits
+                model.cache_hit_ratio.numerator += hits
+        self.cache_hit_ratio.denominator += n
+        model.cache_hit_ratio.denominator += n
         if queued == 0:
             return Response(200, req.body())
-        expiry = self._expiries.get(app.slo_s)
-        (expiry or self._expiry(app)).add(deadline, req)
+        (self._expiries.get(slo) or self._expiry(app)).add(req)
         if not model.kick_pending:  # once per loop turn, not per request
             self.dispatcher.kick(model)
         return req
@@ -356,8 +360,8 @@ class QueryProcessor:
         if model is not None and not model.purged:
             self.num_predictions.increment(n)
             self.cache_lookups.increment(n)
-            deadline = self.loop.time() + app.slo_s
-            self._expiry(app).add(deadline, req)  # now, to keep the expiry queue in deadline order
+            req.deadline = deadline = self.loop.time() + app.slo_s
+            self._expiry(app).add(req)  # now, to keep the expiry queue in deadline order
         hits = 0
         for lo in range(0, n, chunk):
             if req.finished:  # e.g. the objective expired meanwhile: every input is answered

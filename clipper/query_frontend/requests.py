@@ -109,15 +109,16 @@ def _doubles(values: list[float]) -> bytes:
 
 
 def _numeric(values: list[Any], itype: InputType) -> bytes:
-    if not values:
-        raise _empty(itype)
-    if itype is InputType.DOUBLES:  # the common case: a loop and one struct pack, no set of types
+    if itype is InputType.DOUBLES and values:  # the common case: a loop and one struct pack
         for v in values:
             if type(v) is not float:
                 break
         else:
-            return _doubles(values)
-        return _numeric_slow(values, itype)
+            n = len(values)
+            s = _DOUBLES.get(n) if n <= _SHORT else None
+            return s.pack(*values) if s is not None else _doubles(values)
+    if not values:
+        raise _empty(itype)
     return _numeric_slow(values, itype)
 
 
@@ -217,6 +218,8 @@ def parse_predict(
         raise _type_mismatch("version", "String", version)
     value = doc.get("input", _MISSING)
     if value is not _MISSING:
+        if type(value) is list and itype in _NUMERIC_TYPES:  # parse_input's common case, one call less
+            return PredictRequest([_numeric(value, itype)], False, version)
         return PredictRequest([parse_input(value, itype)], False, version)
     if "input_batch" in doc:
         values = doc["input_batch"]

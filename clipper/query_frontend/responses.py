@@ -14,7 +14,7 @@ from clipper.query_frontend.requests import PREDICT_SCHEMA, UPDATE_SCHEMA
 NO_CONNECTED_MODELS = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
 
-_OK_FMT = b'{"query_id":%d,"output":%b,"default":false}'
+OK_FORMAT = b'{"query_id":%d,"output":%b,"default":false}'
 _DEFAULT_FMT = b'{"query_id":%d,"output":%b,"default":true,"default_explanation":%b}'
 EXPLANATION_NO_MODELS = orjson.dumps(NO_CONNECTED_MODELS)
 EXPLANATION_SLO = orjson.dumps(SLO_MISSED)
@@ -36,7 +36,7 @@ def embed_output(raw: bytes) -> bytes:
 
 
 def ok_body(query_id: int, embedded: bytes) -> bytes:
-    return _OK_FMT % (query_id, embedded)
+    return OK_FORMAT % (query_id, embedded)
 
 
 def default_body(query_id: int, embedded_default: bytes, explanation: bytes) -> bytes:

@@ -220,15 +220,17 @@ class TargetStats:
         self.counts = TargetCounts()
 
     def record(self, n: int, defaults: int, errors: int, seconds: float) -> None:
+        """One answered request of ``n`` inputs (once per request: counters as plain adds, see
+        clipper/metrics/types.py)."""
         micros = int(seconds * 1e6)
-        self.requests.increment(n)
+        self.requests.count += n
         c = self.counts
         c.requests += n
         if defaults:
-            self.defaults.increment(defaults)
+            self.defaults.count += defaults
             c.defaults += defaults
         if errors:
-            self.errors.increment(errors)
+            self.errors.count += errors
             c.errors += errors
         if n == 1:
             self.latency.insert(micros)
