@@ -27,6 +27,15 @@ def write_model_dir(path, func) -> str:
     return str(path)
 
 
+def script_function(source: str, name: str):
+    """Function ``name`` of ``source``, defined as a script's ``__main__`` defines it (as the README's
+    flow does): dependency capture then ships no test module with its imports (pytest, hypothesis,
+    numpy...), which the model never uses and the image build would fetch and pip install."""
+    namespace: dict = {"__name__": "__main__"}
+    exec(source, namespace)  # noqa: S102 - a constant of the calling test
+    return namespace[name]
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
     """Poll ``predicate()`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ import pytest
 
 from clipper_admin.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
 
-from .helpers import predict, wait_for, wait_for_output, write_model_dir
+from .helpers import predict, script_function, wait_for, wait_for_output, write_model_dir
 
 APP = "hello-world"
 
@@ -22,6 +22,13 @@ def feature_sum(xs):
 
 def feature_sum_plus_100(xs):
     return [str(sum(x) + 100) for x in xs]
+
+
+#: The README's closure, as its script defines it (``__main__``)
+README_SRC = """
+def feature_sum(xs):
+    return [str(sum(x)) for x in xs]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,11 @@ def test_hello_world_readme_flow(cluster, tmp_path):
     python_deployer = pytest.importorskip("clipper_admin.deployers.python")
     conn, _ = cluster
     python_deployer.deploy_python_closure(
-        conn, name="sum-model", version=1, input_type="doubles", func=feature_sum
+        conn,
+        name="sum-model",
+        version=1,
+        input_type="doubles",
+        func=script_function(README_SRC, "feature_sum"),
     )
     conn.link_model_to_app(app_name=APP, model_name="sum-model")
     out = wait_for_output(conn.get_query_addr(), APP, {"input": [1.1, 2.2, 3.3]}, str(sum([1.1, 2.2, 3.3])))

@@ -12,7 +12,7 @@ from clipper_admin import ClipperConnection
 from clipper_admin.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
 from clipper_admin.version import __registry__, __version__
 
-from .helpers import predict, wait_for, wait_for_output
+from .helpers import predict, script_function, wait_for, wait_for_output
 
 NOOP_IMAGE = f"{__registry__}/noop-container:{__version__}"
 
@@ -40,8 +40,11 @@ def _prometheus(conn, path: str, **params) -> dict:
     return r.json()["data"]
 
 
+#: as a script defines it (``__main__``): the model image installs none of this module's imports
+DOUBLE_FIRST_SRC = """
 def double_first(xs):
     return [str(x[0] * 2) for x in xs]
+"""
 
 
 def test_every_replica_is_scraped_including_one_added_later(cluster, docker_client):
@@ -55,7 +58,12 @@ def test_every_replica_is_scraped_including_one_added_later(cluster, docker_clie
         name="scraped-app", input_type="doubles", default_output="-1.0", slo_micros=100000
     )
     python_deployer.deploy_python_closure(
-        conn, name="scraped", version=1, input_type="doubles", func=double_first, num_replicas=1
+        conn,
+        name="scraped",
+        version=1,
+        input_type="doubles",
+        func=script_function(DOUBLE_FIRST_SRC, "double_first"),
+        num_replicas=1,
     )
     conn.link_model_to_app(app_name="scraped-app", model_name="scraped")
     conn.set_num_replicas("scraped", 2, version="1")

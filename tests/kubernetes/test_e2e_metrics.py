@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from ..docker.helpers import write_local_wheel
+from ..docker.helpers import script_function, write_local_wheel
 from . import e2e
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.slow]
@@ -22,12 +22,6 @@ def scaled_sum(xs):
 
     return [str(sum(x) * clipper_probe_pkg.FACTOR) for x in xs]
 """
-
-
-def script_function(name: str):
-    namespace: dict = {"__name__": "__main__"}
-    exec(_SCRIPT, namespace)  # noqa: S102 - a constant
-    return namespace[name]
 
 
 def test_offline_closure_with_a_requirement_and_the_default_prometheus(tmp_path, monkeypatch):
@@ -49,7 +43,7 @@ def test_offline_closure_with_a_requirement_and_the_default_prometheus(tmp_path,
             "probe-model",
             "1",
             "doubles",
-            script_function("scaled_sum"),
+            script_function(_SCRIPT, "scaled_sum"),
             pkgs_to_install=["clipper_probe_pkg==1.0"],
         )
         conn.link_model_to_app("probe", "probe-model")
