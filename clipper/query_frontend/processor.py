@@ -46,6 +46,9 @@ class PendingRequest(Deferred):
         "finished",
         "deadline",
     )
+    #: Nobody waits for this request's answer (a shadow, a feedback probe): its tasks may wait longer
+    #: for a fuller batch (see ``Dispatcher._send``). Set per request by :class:`CapturingRequest`.
+    background = False
 
     def __init__(self, app: AppRoute, n: int, qid0: int, t0: float, batch: bool) -> None:
         """``t0``: ``time.perf_counter()`` at arrival, for the latency metrics (the loop's clock,
@@ -171,9 +174,9 @@ class TargetRequest(PendingRequest):
 class CapturingRequest(TargetRequest):
     """A :class:`TargetRequest` that keeps its embedded outputs (None where the input got the
     default): shadow pairs, ensemble members, feedback probes. (Kept apart so that a plain split
-    request pays nothing for it.)"""
+    request pays nothing for it.) ``background``: see :attr:`PendingRequest.background`."""
 
-    __slots__ = ("embedded",)
+    __slots__ = ("embedded", "background")
 
     def __init__(
         self,
@@ -185,9 +188,11 @@ class CapturingRequest(TargetRequest):
         respond: bool,
         on_done: Callable[[CapturingRequest], None],
         qid0: int = 0,
+        background: bool = False,
     ) -> None:
         TargetRequest.__init__(self, app, n, qid0, t0, batch, stats, respond, on_done)  # type: ignore[arg-type]
         self.embedded: list[bytes | None] = [None] * n
+        self.background = background
 
     def output(self, index: int, embedded: bytes) -> None:
         if not self.finished and self.parts[index] is None:

@@ -73,6 +73,10 @@ class TaskQueue:
             out.append(probe)
         return out
 
+    def background_only(self) -> bool:
+        """Whether every live task belongs to a background request (nobody waits for its answer)."""
+        return all(e[2].request.background for e in self._heap if not e[2].request.finished)
+
     def slack(self, now: float) -> float:
         """Seconds until the earliest deadline in the queue (infinite when empty)."""
         heap = self._heap

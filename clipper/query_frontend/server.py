@@ -548,7 +548,7 @@ class QueryFrontend:
         t0 = time.perf_counter()
         qid0 = p.take_query_ids(n)
         primary = CapturingRequest(app, n, t0, pr.batch, traffic.stats[i], True, pair.done, qid0)
-        shadow = CapturingRequest(app, n, t0, pr.batch, shadow_stats, False, pair.done)
+        shadow = CapturingRequest(app, n, t0, pr.batch, shadow_stats, False, pair.done, background=True)
         result = p.run(primary, inputs, self.models.get(traffic.keys[i]))
         p.run(shadow, inputs, self.models.get(traffic.shadow_key))
         return result
@@ -564,7 +564,9 @@ class QueryFrontend:
             def learned3(r: CapturingRequest) -> None:
                 exp3.feedback(i, 1.0 - loss(r.embedded[0], label))
 
-            probe = CapturingRequest(app, 1, time.perf_counter(), False, None, False, learned3)
+            probe = CapturingRequest(
+                app, 1, time.perf_counter(), False, None, False, learned3, background=True
+            )
             p.run(probe, [inp], self.models.get(traffic.keys[i]))
         elif exp4 is not None:
             probes: list[CapturingRequest] = []
@@ -576,7 +578,7 @@ class QueryFrontend:
                     exp4.feedback([loss(r.embedded[0], label) for r in probes])
 
             probes.extend(
-                CapturingRequest(app, 1, time.perf_counter(), False, None, False, learned4)
+                CapturingRequest(app, 1, time.perf_counter(), False, None, False, learned4, background=True)
                 for _ in traffic.keys
             )
             for probe, key in zip(probes, traffic.keys, strict=True):

@@ -56,6 +56,10 @@ _clock = time.perf_counter
 DEFAULT_BATCH_TIMEOUT_S = 4.0
 GATHER_FRACTION = 0.25  # delayed batching: wait up to this share of the last batch latency
 MIN_GATHER_S = 0.0002  # below this a wait costs more loop work than it gathers
+# A queue of background tasks only (shadow traffic, feedback probes: nobody waits for their answers)
+# waits longer for a fuller batch: up to this long, and at most this share of its head task's slack.
+BACKGROUND_GATHER_S = 0.02
+BACKGROUND_SLACK_FRACTION = 0.25
 MAX_ATTEMPTS = 2  # a task of a failed batch is retried once, on another replica
 # Small outputs repeat (labels, scores): their embedded JSON form is memoized (bounded).
 _MEMO_MAX_OUTPUT = 64
@@ -104,6 +108,7 @@ class Replica:
         "suspended",
         "slowest",
         "gather",
+        "gather_background",
     )
 
     def __init__(self, conn: ReplicaConnection, model: ModelState) -> None:
@@ -118,6 +123,7 @@ class Replica:
         self.suspended = False  # held a batch too long: out of rotation until it answers
         self.slowest = 0.0  # slowest answered batch, seconds
         self.gather: asyncio.TimerHandle | None = None  # a short wait for a fuller batch
+        self.gather_background = False  # that wait is a background queue's longer one
 
 
 class Dispatcher:
@@ -214,6 +220,8 @@ class Dispatcher:
                     self._send(r)
                 elif queued >= r.controller.size():  # gathered enough: do not wait any longer
                     self._send_now(r)
+                elif r.gather_background and not model.queue.background_only():
+                    self._send_now(r)  # a client now waits: no background-length wait
                 if not model.queue:
                     break
 
@@ -225,15 +233,24 @@ class Dispatcher:
         last batch latency (never eating into the head task's slack) for more to arrive. Under a
         closed loop of clients this turns alternating half batches into full ones: a model with a
         high fixed cost per call serves about twice the queries at a lower latency.
+
+        A queue holding only background tasks (shadow traffic, feedback probes) waits longer, up to
+        :data:`BACKGROUND_GATHER_S`: nobody waits for those answers, and a mirrored 10 % of the
+        traffic would otherwise reach its replica in batches of one or two, each costing the frontend
+        and the replica a whole message. A client's task arriving meanwhile ends that wait.
         """
         model = r.model
-        if r.gather is None and len(model.queue) < r.controller.size():
-            wait = r.controller.last_latency * GATHER_FRACTION
-            if (
-                wait >= MIN_GATHER_S
-                and model.queue.slack(self.loop.time()) > 2 * r.controller.last_latency + wait
-            ):
+        queue = model.queue
+        if r.gather is None and len(queue) < r.controller.size():
+            last = r.controller.last_latency
+            wait = last * GATHER_FRACTION
+            slack = queue.slack(self.loop.time())
+            background = queue.background_only()
+            if background:
+                wait = max(wait, min(BACKGROUND_GATHER_S, slack * BACKGROUND_SLACK_FRACTION))
+            if wait >= MIN_GATHER_S and slack > 2 * last + wait:
                 r.gather = self.loop.call_later(wait, self._gathered, r)
+                r.gather_background = background
                 return
         self._send_now(r)
 

@@ -1,4 +1,5 @@
-"""The dispatcher reports a replica it suspends as hung unhealthy, and healthy again if it answers."""
+"""The dispatcher: a replica it suspends as hung is reported unhealthy, and healthy again if it
+answers; background tasks (shadow traffic, feedback probes) wait for fuller batches, client tasks do not."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from clipper.datatypes import InputType
 from clipper.metrics import MetricsRegistry
 from clipper.query_frontend.cache import PredictionCache
 from clipper.query_frontend.queues import Task
-from clipper.query_frontend.workers import Dispatcher, ModelState
+from clipper.query_frontend.workers import BACKGROUND_GATHER_S, Dispatcher, ModelState
 
 
 class Conn:
@@ -27,6 +28,7 @@ class Rpc:
 
 class Request:
     finished = False
+    background = False
 
     def __init__(self) -> None:
         self.answers: dict[int, bytes] = {}
@@ -64,5 +66,69 @@ def test_a_suspended_replica_is_reported_unhealthy_until_it_answers():
         d.on_response(conn, 1, [b"1.5"])  # slow, not hung: back in rotation, healthy again
         assert not replica.suspended and events == [(0, False), (0, True)]
         assert request.answers == {0: b"1.5"}
+    finally:
+        loop.close()
+
+
+class BackgroundRequest(Request):
+    background = True
+
+
+def _dispatcher(loop: asyncio.AbstractEventLoop) -> tuple[Dispatcher, Rpc, ModelState]:
+    rpc = Rpc()
+    metrics = MetricsRegistry()
+    d = Dispatcher(loop, rpc, PredictionCache(0), metrics)
+    model = ModelState("m", "1", metrics)
+    replica = d.add_replica(Conn(), model)
+    replica.controller.limit = 8.0  # batches of up to 8
+    return d, rpc, model
+
+
+def test_background_tasks_wait_for_a_fuller_batch_and_a_client_task_ends_the_wait():
+    """Shadow traffic and feedback probes (nobody waits for them) are gathered into fuller batches;
+    a task a client waits for is sent at once, taking the gathered background tasks along."""
+    loop = asyncio.new_event_loop()
+    try:
+        d, rpc, model = _dispatcher(loop)
+        deadline = loop.time() + 60
+        model.queue.push(Task(BackgroundRequest(), 0, b"a", deadline, 60))
+        d.kick(model)
+        loop.run_until_complete(asyncio.sleep(0.005))
+        assert rpc.sent == []  # waiting for more (a client's task would have gone at once)
+        model.queue.push(Task(BackgroundRequest(), 0, b"b", deadline, 60))
+        d.kick(model)
+        loop.run_until_complete(asyncio.sleep(0.005))
+        assert rpc.sent == [] and len(model.queue) == 2
+        model.queue.push(Task(Request(), 0, b"c", deadline, 60))
+        d.kick(model)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert rpc.sent == [1] and len(model.queue) == 0  # one batch of three
+    finally:
+        loop.close()
+
+
+def test_a_background_only_batch_leaves_within_the_background_wait():
+    loop = asyncio.new_event_loop()
+    try:
+        d, rpc, model = _dispatcher(loop)
+        model.queue.push(Task(BackgroundRequest(), 0, b"a", loop.time() + 60, 60))
+        d.kick(model)
+        end = loop.time() + BACKGROUND_GATHER_S + 1.0
+        while not rpc.sent and loop.time() < end:
+            loop.run_until_complete(asyncio.sleep(0.002))
+        assert rpc.sent == [1] and len(model.queue) == 0
+
+    finally:
+        loop.close()
+
+
+def test_client_tasks_are_not_held_back_by_the_background_wait():
+    loop = asyncio.new_event_loop()
+    try:
+        d, rpc, model = _dispatcher(loop)
+        model.queue.push(Task(Request(), 0, b"a", loop.time() + 60, 60))
+        d.kick(model)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert rpc.sent == [1]  # no latency measured yet: no gathering wait at all
     finally:
         loop.close()
