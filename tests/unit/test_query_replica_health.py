@@ -4,12 +4,16 @@ answers; background tasks (shadow traffic, feedback probes) wait for fuller batc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+
+import pytest
 
 from clipper.datatypes import InputType
 from clipper.metrics import MetricsRegistry
+from clipper.query_frontend import workers
 from clipper.query_frontend.cache import PredictionCache
 from clipper.query_frontend.queues import Task
-from clipper.query_frontend.workers import BACKGROUND_GATHER_S, Dispatcher, ModelState
+from clipper.query_frontend.workers import Dispatcher, ModelState
 
 
 class Conn:
@@ -84,51 +88,47 @@ def _dispatcher(loop: asyncio.AbstractEventLoop) -> tuple[Dispatcher, Rpc, Model
     return d, rpc, model
 
 
-def test_background_tasks_wait_for_a_fuller_batch_and_a_client_task_ends_the_wait():
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def test_background_tasks_wait_for_a_fuller_batch_and_a_client_task_ends_the_wait(loop, monkeypatch):
     """Shadow traffic and feedback probes (nobody waits for them) are gathered into fuller batches;
     a task a client waits for is sent at once, taking the gathered background tasks along."""
-    loop = asyncio.new_event_loop()
-    try:
-        d, rpc, model = _dispatcher(loop)
-        deadline = loop.time() + 60
-        model.queue.push(Task(BackgroundRequest(), 0, b"a", deadline, 60))
-        d.kick(model)
+    monkeypatch.setattr(workers, "BACKGROUND_GATHER_S", 30.0)  # no expiry of the wait during the test
+    d, rpc, model = _dispatcher(loop)
+    deadline = loop.time() + 600
+    model.queue.push(Task(BackgroundRequest(), 0, b"a", deadline, 600))
+    d.kick(model)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert rpc.sent == []  # waiting for more (a client's task would have gone at once)
+    model.queue.push(Task(BackgroundRequest(), 0, b"b", deadline, 600))
+    d.kick(model)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert rpc.sent == [] and len(model.queue) == 2
+    model.queue.push(Task(Request(), 0, b"c", deadline, 600))
+    d.kick(model)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert rpc.sent == [1] and len(model.queue) == 0  # one batch of three
+
+
+def test_a_background_only_batch_leaves_within_the_background_wait(loop, monkeypatch):
+    monkeypatch.setattr(workers, "BACKGROUND_GATHER_S", 0.05)
+    d, rpc, model = _dispatcher(loop)
+    model.queue.push(Task(BackgroundRequest(), 0, b"a", loop.time() + 60, 60))
+    d.kick(model)
+    end = loop.time() + 10.0
+    while not rpc.sent and loop.time() < end:
         loop.run_until_complete(asyncio.sleep(0.005))
-        assert rpc.sent == []  # waiting for more (a client's task would have gone at once)
-        model.queue.push(Task(BackgroundRequest(), 0, b"b", deadline, 60))
-        d.kick(model)
-        loop.run_until_complete(asyncio.sleep(0.005))
-        assert rpc.sent == [] and len(model.queue) == 2
-        model.queue.push(Task(Request(), 0, b"c", deadline, 60))
-        d.kick(model)
-        loop.run_until_complete(asyncio.sleep(0))
-        assert rpc.sent == [1] and len(model.queue) == 0  # one batch of three
-    finally:
-        loop.close()
+    assert rpc.sent == [1] and len(model.queue) == 0
 
 
-def test_a_background_only_batch_leaves_within_the_background_wait():
-    loop = asyncio.new_event_loop()
-    try:
-        d, rpc, model = _dispatcher(loop)
-        model.queue.push(Task(BackgroundRequest(), 0, b"a", loop.time() + 60, 60))
-        d.kick(model)
-        end = loop.time() + BACKGROUND_GATHER_S + 1.0
-        while not rpc.sent and loop.time() < end:
-            loop.run_until_complete(asyncio.sleep(0.002))
-        assert rpc.sent == [1] and len(model.queue) == 0
-
-    finally:
-        loop.close()
-
-
-def test_client_tasks_are_not_held_back_by_the_background_wait():
-    loop = asyncio.new_event_loop()
-    try:
-        d, rpc, model = _dispatcher(loop)
-        model.queue.push(Task(Request(), 0, b"a", loop.time() + 60, 60))
-        d.kick(model)
-        loop.run_until_complete(asyncio.sleep(0))
-        assert rpc.sent == [1]  # no latency measured yet: no gathering wait at all
-    finally:
-        loop.close()
+def test_client_tasks_are_not_held_back_by_the_background_wait(loop):
+    d, rpc, model = _dispatcher(loop)
+    model.queue.push(Task(Request(), 0, b"a", loop.time() + 60, 60))
+    d.kick(model)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert rpc.sent == [1]  # no latency measured yet: no gathering wait at all
