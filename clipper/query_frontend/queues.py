@@ -75,7 +75,10 @@ class TaskQueue:
 
     def background_only(self) -> bool:
         """Whether every live task belongs to a background request (nobody waits for its answer)."""
-        return all(e[2].request.background for e in self._heap if not e[2].request.finished)
+        heap = self._heap
+        if heap and not heap[0][2].request.background:  # the common case, without a scan
+            return False
+        return all(e[2].request.background for e in heap if not e[2].request.finished)
 
     def slack(self, now: float) -> float:
         """Seconds until the earliest deadline in the queue (infinite when empty)."""

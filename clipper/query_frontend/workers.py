@@ -103,7 +103,7 @@ class Replica:
         "msg_id",
         "batch",
         "sent_at",
-        "hang_timer",
+        "hang_at",
         "removed",
         "suspended",
         "slowest",
@@ -118,7 +118,7 @@ class Replica:
         self.msg_id: int | None = None
         self.batch: list[Task] = []
         self.sent_at = 0.0
-        self.hang_timer: asyncio.TimerHandle | None = None
+        self.hang_at = 0.0  # loop.time() after which the batch in flight counts as hung
         self.removed = False
         self.suspended = False  # held a batch too long: out of rotation until it answers
         self.slowest = 0.0  # slowest answered batch, seconds
@@ -149,6 +149,9 @@ class Dispatcher:
         self.throughput = metrics.meter("internal:aggregate_model_throughput")
         self.ignored_responses = metrics.counter("internal:ignored_responses")
         self._embedded: dict[bytes, bytes] = {}
+        # One timer looks for hung batches while any is in flight (not a timer per batch).
+        self._hang_check: asyncio.TimerHandle | None = None
+        self._hang_check_interval = min(0.25, batch_timeout / 4)
 
     # -- replicas ------------------------------------------------------------------------------
     def add_replica(self, conn: ReplicaConnection, model: ModelState) -> Replica:
@@ -171,8 +174,6 @@ class Dispatcher:
         self.by_conn.pop(r.conn, None)
         if r.msg_id is not None:
             self.inflight.pop(r.msg_id, None)
-            if r.hang_timer is not None:
-                r.hang_timer.cancel()
             if not r.suspended:  # a suspended replica's batch was requeued already
                 self._requeue(model, r.batch)
             r.batch = []
@@ -280,15 +281,25 @@ class Dispatcher:
             r.sent_at = _clock()
             self.inflight[msg_id] = r
             # A replica known to be slow (it answered late before) gets twice its slowest batch.
-            hang_after = max(self.batch_timeout, 2.0 * r.slowest)
-            r.hang_timer = self.loop.call_at(now + hang_after, self._on_hung, r, msg_id)
+            r.hang_at = now + max(self.batch_timeout, 2.0 * r.slowest)
+            if self._hang_check is None:
+                self._hang_check = self.loop.call_later(self._hang_check_interval, self._check_hung)
         except Exception:
             log.exception("dispatch to %s:%s failed", model.name, model.version)
+
+    def _check_hung(self) -> None:
+        """Suspend the replicas whose batch in flight is past its allowance; again while any is in flight."""
+        self._hang_check = None
+        now = self.loop.time()
+        for msg_id, r in list(self.inflight.items()):
+            if not r.suspended and r.hang_at <= now:
+                self._on_hung(r, msg_id)
+        if self.inflight:
+            self._hang_check = self.loop.call_later(self._hang_check_interval, self._check_hung)
 
     def _on_hung(self, r: Replica, msg_id: int) -> None:
         if r.removed or r.msg_id != msg_id:
             return
-        r.hang_timer = None
         model = r.model
         log.warning(
             "replica %d of %s:%s has held a batch for %.1f s: suspended from rotation",
@@ -330,9 +341,6 @@ class Dispatcher:
         batch = r.batch
         r.batch = []
         r.msg_id = None
-        if r.hang_timer is not None:
-            r.hang_timer.cancel()
-            r.hang_timer = None
         model = r.model
         if r.suspended:
             # Slow, not hung: back into the rotation, with a hang allowance that fits it.
@@ -367,7 +375,7 @@ class Dispatcher:
         r.controller.observe(n, latency, min(t.slo for t in batch))
         self.throughput.mark(n)
         model.throughput.mark(n)
-        model.num_predictions.increment(n)
+        model.num_predictions.count += n
         model.batch_size.insert(n)
         model.latency.insert_n(int(latency * 1e6), n)
         if len(outputs) != n:
