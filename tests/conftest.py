@@ -6,8 +6,9 @@ import pytest
 
 
 # The local and the Docker PySpark suites: one SparkSession, the trained models and their own
-# predictions per module (helpers imported lazily: other suites never import PySpark).
-@pytest.fixture(scope="module")
+# predictions per session, shared by both modules (starting the JVM and training took ~25 s per
+# module; the models are only read). Helpers are imported lazily: other suites never import PySpark.
+@pytest.fixture(scope="session")
 def spark():
     from tests.integration.test_pyspark_helpers import new_spark_session
 
@@ -16,14 +17,14 @@ def spark():
     session.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def models(spark):
     from tests.integration.test_pyspark_helpers import train_models
 
     return train_models(spark)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def expected(spark, models):
     from tests.integration.test_pyspark_helpers import expected_outputs, predict_functions
 
