@@ -98,9 +98,11 @@ def memory(pid: int) -> dict[str, float]:
 # -- apps: N applications, each with its own model and replica ----------------------------------------
 
 
-def _fleet(workdir: Path, name: str, n: int, replicas: int) -> tuple[Path, dict[str, str], dict[str, Any]]:
+def _fleet(
+    workdir: Path, name: str, n: int, replicas: int, repeat: int = REPEAT
+) -> tuple[Path, dict[str, str], dict[str, Any]]:
     """Write a fleet of n models + n apps and ``clipper apply`` it (timed: the first apply, then the
-    best of ``REPEAT`` no-op applies and diffs, interleaved: the machine's load varies)."""
+    best of ``repeat`` no-op applies and diffs, interleaved: the machine's load varies)."""
     root = workdir / name
     shutil.rmtree(root, ignore_errors=True)
     write_fleet(root, n, replicas, name)
@@ -110,7 +112,7 @@ def _fleet(workdir: Path, name: str, n: int, replicas: int) -> tuple[Path, dict[
     steps += [
         ("noop_apply_s", ["apply", "-f", str(root)], 300),
         ("diff_s", ["diff", "-f", str(root)], 300),
-    ] * REPEAT
+    ] * repeat
     for label, argv, limit in steps:
         took, rc, tail = clipper_cli(*argv, env=env, timeout=limit)
         if rc != 0:
@@ -135,7 +137,7 @@ def exp_apps(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     points = []
     for n in args.apps:
         say(f"apps: {n} application(s), each with its own model and one replica")
-        root, env, times = _fleet(workdir, f"apps{n}", n, 1)
+        root, env, times = _fleet(workdir, f"apps{n}", n, 1, args.repeat)
         try:
             home = Path(env["CLIPPER_HOME"])
             pids = process_pids(home, f"apps{n}")
@@ -148,7 +150,8 @@ def exp_apps(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             fe_before = memory(pids["query-frontend"])
             ep = Endpoint(name="ours", url=url, body="", template=TEMPLATE, version="")
             apps = ("/a-%03d/predict", n)
-            run_wrk(ep, args.warmup, args.connections, unique=True, apps=apps)
+            if args.warmup > 0:
+                run_wrk(ep, args.warmup, args.connections, unique=True, apps=apps)
             load = run_wrk(ep, args.duration, args.connections, unique=True, apps=apps)
             points.append(
                 {
@@ -194,7 +197,7 @@ def exp_reconciler(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     local, fake = [], []
     for n in args.models:
         say(f"reconciler: {n} models + {n} applications, replicas: 0 (local backend)")
-        root, env, times = _fleet(workdir, f"fleet{n}", n, 0)
+        root, env, times = _fleet(workdir, f"fleet{n}", n, 0, args.repeat)
         try:
             pids = process_pids(Path(env["CLIPPER_HOME"]), f"fleet{n}")
             local.append({"models": n, **times, "frontend": memory(pids["query-frontend"])})
@@ -404,11 +407,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help=f"any of {', '.join(EXPERIMENTS)}")
     ap.add_argument(
-        "--smoke", action="store_true", help="tiny sizes and 1 s loads (a check, not a measurement)"
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, 1 s loads, no warm-up, one no-op apply and diff per fleet (a check, not a measurement)",
     )
     ap.add_argument("-c", "--connections", type=int, default=32)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of each measured load")
-    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first (0: none)")
+    ap.add_argument(
+        "--repeat", type=int, default=REPEAT, help="no-op applies and diffs per fleet (the best is kept)"
+    )
     ap.add_argument("--apps", type=int, nargs="+", default=[1, 10, 100])
     ap.add_argument("--models", type=int, nargs="+", default=[10, 100, 500])
     ap.add_argument("--frontend-apps", type=int, nargs="+", default=[0, 1000, 2000])
@@ -420,9 +428,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         ap.error(f"unknown experiment(s) {', '.join(sorted(unknown))}: choose from {', '.join(EXPERIMENTS)}")
     args.experiments = args.experiments or list(EXPERIMENTS)
+    if args.repeat < 1:
+        ap.error(f"--repeat {args.repeat}: give at least 1 (each fleet's no-op apply and diff are timed)")
     if args.smoke:
         args.apps, args.models, args.frontend_apps = [1, 2], [2], [0, 20]
-        args.duration, args.warmup, args.connections, args.pyspark = 1.0, 1.0, 4, False
+        args.duration, args.warmup, args.connections, args.pyspark, args.repeat = 1.0, 0.0, 4, False, 1
     return args
 
 

@@ -78,3 +78,9 @@ def test_bench_scaling_smoke_prints_numbers(tmp_path):
     assert [p["apps"] for p in result["frontend_memory"]["points"]] == [0, 20]
     assert result["replica_memory"]["python_closure"]["rss_mib"] > 0
     assert len(result["plots"]) == 4 and all(Path(p).stat().st_size > 0 for p in result["plots"])
+
+
+def test_bench_scaling_refuses_a_repeat_below_one():
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "scaling.py"), "--repeat", "0"],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
+    assert out.returncode == 2 and "--repeat 0: give at least 1" in out.stderr, out.stderr
