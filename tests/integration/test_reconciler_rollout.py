@@ -13,6 +13,8 @@ import threading
 import pytest
 import requests
 
+from reconciler.clipper_cluster import ClipperCluster
+from reconciler.lock import LEASE_NAME
 from tests.integration.cluster_fixtures import wait_for
 from tests.integration.test_reconciler import clipper, conn_for, manifests, workspace  # noqa: F401
 
@@ -286,6 +288,13 @@ def test_watch_resumes_a_rollout_whose_apply_was_killed(workspace):  # noqa: F81
         record = rollout_status(f, env)
         assert record is not None and record["phase"] == "Progressing"
         assert conn.get_app_traffic("hello")["configured"]  # the split stays; both versions serve
+        # The dead apply's lease would expire LEASE_TTL_S (30 s) after its last renewal, and watch waited
+        # that long; that the next apply waits for a dead holder's lease to expire is checked by
+        # test_reconciler_cluster_state.py::test_two_machines_share_the_lease_and_the_records. Here the
+        # lease is released as its expiry would release it, and watch starts at once.
+        leases = ClipperCluster(conn)
+        dead = leases.acquire_lease(LEASE_NAME, "tests: the killed apply's lease", 1.0)
+        assert f" pid {proc.pid} " in dead and leases.release_lease(LEASE_NAME, dead), dead
         watch = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", f, "--interval", "5"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
