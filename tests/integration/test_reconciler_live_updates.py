@@ -84,10 +84,14 @@ def test_watch_rolls_out_edits_of_the_model_source_and_its_local_modules(workspa
     # a drift check far away: only watching the source files can notice the edits below
     watcher = subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", f, "--interval", "600"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     try:
         with load(ports[0]) as answers:
             assert wait_until(lambda: len(answers) > 20, 30)
-            time.sleep(2)  # the watch is up (its first pass finds nothing to do)
+            # the watch is up: its first pass found nothing to do, and it says what it watches
+            assert wait_until(lambda: "watching" in "".join(lines), 60), lines
             # the model's file, not the manifest
             (work / "models" / "sum_model.py").write_text(MODEL_SRC.format(factor=10))
             assert wait_until(lambda: answers[-1][1].get("output") == 30.0, 180), answers[-1]
@@ -108,7 +112,8 @@ def test_watch_rolls_out_edits_of_the_model_source_and_its_local_modules(workspa
             assert watcher.wait(timeout=30) == 0
         finally:
             watcher.kill()
-            out = watcher.stdout.read() if watcher.stdout else ""
+            reader.join(timeout=30)
+            out = "".join(lines)
             print(out)  # shown when the test fails
     assert "factors.py" in out, out  # "also watching .../models/factors.py"
     assert "apply failed" not in out, out
