@@ -273,12 +273,15 @@ class Dispatcher:
             batch = model.queue.pop_batch(r.controller.size(), now, r.controller.last_latency)
             if not batch:
                 return
+            sent_at = _clock()
             for t in batch:
                 t.attempts += 1
+                if t.request.background:  # its latency excludes the lazy batching's wait
+                    t.request.t0 = sent_at
             msg_id = self.rpc.send_batch(r.conn, r.conn.input_type, [t.input for t in batch])
             r.msg_id = msg_id
             r.batch = batch
-            r.sent_at = _clock()
+            r.sent_at = sent_at
             self.inflight[msg_id] = r
             # A replica known to be slow (it answered late before) gets twice its slowest batch.
             r.hang_at = now + max(self.batch_timeout, 2.0 * r.slowest)
