@@ -79,10 +79,35 @@ def decode_labels(text: str | None) -> tuple[str, ...]:
     return tuple(text.split(",")) if text else ()
 
 
+_BUSY_TIMEOUT_S = 30.0
+
+
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while the file is locked (within the busy timeout).
+
+    Switching a new database to WAL takes an exclusive lock and fails at once with "database is
+    locked", without waiting for the busy timeout, while another process opens the same new file: the
+    management and query frontends of a new cluster start together (a quickstart's query frontend
+    crashed so).
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            message = str(e)
+            if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 class _PollSubscription(Subscription):
@@ -126,7 +151,7 @@ class SqliteConfigStore(ConfigStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = _connect(self.path)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self._tx() as c:
             for stmt in _SCHEMA.split(";"):
@@ -139,7 +164,7 @@ class SqliteConfigStore(ConfigStore):
             self._state_conn = self._conn
         else:
             self._state_conn = _connect(self.path + ".traffic")
-            self._state_conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(self._state_conn)
             self._state_conn.execute("PRAGMA synchronous=NORMAL")
         with self._tx(self._state_conn) as c:
             for stmt in _STATE_SCHEMA.split(";"):
