@@ -356,22 +356,23 @@ class ContainerRuntime:
         if n and type(err := outputs[0]) is p.OutputError:
             self._log_once(err.reason)
             if m is not None:
-                m.errors_total.inc()
+                m.errors_total += 1
         if m is not None:
-            m.pred_total.inc()
-            m.inputs_total.inc(n)
-            m.recv_time_ms.observe((t_start - t_recv) * 1000)
-            m.parse_time_ms.observe((t_parsed - t_start) * 1000)
-            m.handle_time_ms.observe((t_done - t_parsed) * 1000)
-            m.end_to_end_latency_ms.observe((time.perf_counter() - t_recv) * 1000)
+            m.record(
+                n,
+                (t_start - t_recv) * 1000,
+                (t_parsed - t_start) * 1000,
+                (t_done - t_parsed) * 1000,
+                (time.perf_counter() - t_recv) * 1000,
+            )
         return outputs
 
     def _errors(self, text: str, n: int, logged: bool = False) -> list[bytes | p.OutputError]:
         if not logged:
             self._log_once(text)
         if self.metrics is not None:
-            self.metrics.pred_total.inc()
-            self.metrics.errors_total.inc()
+            self.metrics.pred_total += 1
+            self.metrics.errors_total += 1
         return [p.encode_error_output(text)] * n
 
     def _write_liveness(self) -> None:
