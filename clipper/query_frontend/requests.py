@@ -114,9 +114,7 @@ def _numeric(values: list[Any], itype: InputType) -> bytes:
             if type(v) is not float:
                 break
         else:
-            n = len(values)
-            s = _DOUBLES.get(n) if n <= _SHORT else None
-            return s.pack(*values) if s is not None else _doubles(values)
+            return _doubles(values)
     if not values:
         raise _empty(itype)
     return _numeric_slow(values, itype)

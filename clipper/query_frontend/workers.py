@@ -245,14 +245,15 @@ class Dispatcher:
         if r.gather is None and len(queue) < r.controller.size():
             last = r.controller.last_latency
             wait = last * GATHER_FRACTION
-            slack = queue.slack(self.loop.time())
             background = queue.background_only()
-            if background:
-                wait = max(wait, min(BACKGROUND_GATHER_S, slack * BACKGROUND_SLACK_FRACTION))
-            if wait >= MIN_GATHER_S and slack > 2 * last + wait:
-                r.gather = self.loop.call_later(wait, self._gathered, r)
-                r.gather_background = background
-                return
+            if background or wait >= MIN_GATHER_S:  # else no wait: the slack is not needed
+                slack = queue.slack(self.loop.time())
+                if background:
+                    wait = max(wait, min(BACKGROUND_GATHER_S, slack * BACKGROUND_SLACK_FRACTION))
+                if wait >= MIN_GATHER_S and slack > 2 * last + wait:
+                    r.gather = self.loop.call_later(wait, self._gathered, r)
+                    r.gather_background = background
+                    return
         self._send_now(r)
 
     def _gathered(self, r: Replica) -> None:
