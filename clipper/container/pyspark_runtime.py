@@ -22,6 +22,7 @@ import logging
 import os
 import pwd
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -135,6 +136,10 @@ def create_spark_session() -> Any:
     check_java()
     check_user()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver binds to loopback only
+    # Spark's Python workers (UDFs, RDD functions) run ``python3`` from PATH unless told otherwise:
+    # from an unactivated virtual environment that is another interpreter, without PySpark or the
+    # model's packages. The container's own interpreter is the one that has them.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("clipper-pyspark").master(

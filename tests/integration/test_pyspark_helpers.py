@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
 import types
 
@@ -75,6 +76,8 @@ def new_spark_session():
 
     logging.getLogger("py4j").setLevel(logging.WARNING)  # no INFO lines at exit into closed streams
 
+    # the workers run this interpreter (with PySpark and numpy), not the python3 first on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("clipper-pyspark-tests").master("local[1]")
     for key, value in {
         "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",  # starts faster

@@ -4,6 +4,7 @@ Java detection, class import errors, requirements the image provides. Fast; real
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -194,3 +195,38 @@ def test_a_uid_without_a_passwd_entry_is_refused_with_the_reason(monkeypatch):
         rt.check_user()
     with pytest.raises(rt.PySparkLoadError, match="no entry in /etc/passwd"):
         rt.create_spark_session()
+
+
+def test_spark_workers_run_the_containers_own_interpreter(monkeypatch):
+    """Spark's Python workers run ``python3`` from PATH unless told otherwise: from an unactivated
+    virtual environment (``.venv/bin/clipper apply``) that is the system's, without PySpark or the
+    model's packages ("No module named 'numpy'" in the first UDF). The runtime points them at its own
+    interpreter unless the user chose one."""
+    from pyspark.sql import SparkSession
+
+    class Builder:
+        def appName(self, _name):
+            return self
+
+        def master(self, _master):
+            return self
+
+        def config(self, _key, _value):
+            return self
+
+        def getOrCreate(self):
+            raise RuntimeError("no JVM in a unit test")
+
+    monkeypatch.setattr(rt, "check_java", lambda: None)
+    monkeypatch.setattr(rt, "check_user", lambda: None)
+    monkeypatch.setattr(SparkSession, "builder", Builder())
+    monkeypatch.setenv("PYSPARK_PYTHON", "unset below; restored afterwards")
+    monkeypatch.delenv("PYSPARK_PYTHON")
+    with pytest.raises(rt.PySparkLoadError, match="cannot start Spark"):
+        rt.create_spark_session()
+    assert os.environ["PYSPARK_PYTHON"] == sys.executable
+
+    monkeypatch.setenv("PYSPARK_PYTHON", "/opt/python/bin/python3")  # the user's choice stays
+    with pytest.raises(rt.PySparkLoadError):
+        rt.create_spark_session()
+    assert os.environ["PYSPARK_PYTHON"] == "/opt/python/bin/python3"
