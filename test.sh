@@ -83,13 +83,17 @@ k8s_ready() {
 DURATIONS=--durations=25
 E2E_GLOB='tests/kubernetes/test_e2e_*.py'
 if [ "$k8s" = 1 ] && [ $# -eq 0 ]; then
-  # The whole suite: the Kubernetes end-to-end tests (mostly waiting on the cluster) run in a second
-  # pytest beside the rest, so the run takes about as long as the longer of the two. Its output is
-  # printed when both have finished; the run fails if either fails.
-  echo "==> pytest (all but the Kubernetes end-to-end suite; that suite runs beside it)"
-  python -m pytest "$DURATIONS" --ignore-glob="*/$E2E_GLOB" &
+  # The whole suite, in two lanes of about equal length (each mostly waits on engines and
+  # clusters, so two run side by side on 2 cores): the rest of the suite in one pytest; in a second,
+  # the Docker suite (while the cluster starts), then the Kubernetes end-to-end suite. The second
+  # lane's output is printed when both have finished; the run fails if any pytest fails.
+  echo "==> pytest (all but the Docker and the Kubernetes end-to-end suites; those run beside it)"
+  python -m pytest "$DURATIONS" --ignore-glob="*/$E2E_GLOB" --ignore=tests/docker &
   main_pid=$!
   trap 'kill "$main_pid" 2>/dev/null || true' INT TERM
+  docker_rc=0
+  python -m pytest "$DURATIONS" -p no:cacheprovider --basetemp="$k8s_logs/tmp-docker" tests/docker \
+    >"$k8s_logs/docker.log" 2>&1 || docker_rc=$?
   e2e_rc=0
   if k8s_ready; then
     # shellcheck disable=SC2086  # the glob expands to the e2e files
@@ -99,10 +103,12 @@ if [ "$k8s" = 1 ] && [ $# -eq 0 ]; then
   fi
   main_rc=0
   wait "$main_pid" || main_rc=$?
-  echo "==> pytest: the Kubernetes end-to-end suite (ran beside the rest)"
+  echo "==> pytest: the Docker suite (ran beside the rest)"
+  cat "$k8s_logs/docker.log" 2>/dev/null || true
+  echo "==> pytest: the Kubernetes end-to-end suite (ran beside the rest, after the Docker suite)"
   cat "$k8s_logs/e2e.log" 2>/dev/null || true
-  echo "==> results: the suite exited $main_rc, the Kubernetes end-to-end suite $e2e_rc"
-  [ "$main_rc" = 0 ] && [ "$e2e_rc" = 0 ]
+  echo "==> results: the suite exited $main_rc, the Docker suite $docker_rc, the Kubernetes end-to-end suite $e2e_rc"
+  [ "$main_rc" = 0 ] && [ "$docker_rc" = 0 ] && [ "$e2e_rc" = 0 ]
   exit
 fi
 

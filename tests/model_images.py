@@ -4,9 +4,9 @@ A model image is one with the ``ai.clipper.model.name`` label: every image a Cli
 ``clipper build``/``apply``) builds carries it, with its cluster's name in ``ai.clipper.container.label``.
 The images images/build.sh builds once and the suite reuses on purpose (``clipper/*``, the debootstrap
 base) carry no model label and are never touched; nor is any image (or tag) that existed before the
-session started. ``owns`` picks the clusters of the suite that uses it: the Docker suite and the
-Kubernetes end-to-end suite run beside each other under ./test.sh, so neither may remove what the
-other is building. Images the session imported into a containerd (the test cluster's) go from there too.
+session started. ``owns`` picks the clusters of the suite that uses it: under ./test.sh the Docker
+suite and the Kubernetes end-to-end suite each run in a pytest of their own beside the rest of the
+suite, so none may remove what another is building. Images the session imported into a containerd (the test cluster's) go from there too.
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ EXAMPLE = os.path.join(ROOT, "examples", "manifests", "kubernetes.yaml")
 
 @pytest.mark.docker
 def test_build_loads_the_kubernetes_examples_model_into_containerd(tmp_path, private_containerd):  # noqa: F811
-    cluster = f"t-build-k8s-{uuid.uuid4().hex[:8]}"
+    # not ``t-...``: the Docker suite, which runs beside this one under ./test.sh, removes the model
+    # images of its ``t-`` clusters when it ends (this test removes its own)
+    cluster = f"kbuild-{uuid.uuid4().hex[:8]}"
     src = tmp_path / "src"
     src.mkdir()
     (src / "cluster.yaml").write_text(
