@@ -12,10 +12,13 @@ Both replicas run during every measurement. wrk (``-t1 -c<N>``) drives the four 
 ``--rounds`` times (interleaved, to spread the machine's noise over all four); the report gives each
 app's median predictions/s and p99, the cost relative to the plain app, and (Linux) the CPU time per
 prediction of the query frontend process and of the two replica processes, which says where a cost
-comes from.
+comes from. ``--syscalls`` adds each group's system calls and context switches per prediction,
+counted by ``perf stat`` (Linux, root or a permissive ``perf_event_paranoid``): counts, unlike CPU time,
+barely move with the machine's noise, and on this path they follow the per-message costs.
 
     python bench/traffic.py                 # 32 connections, 3 rounds of 8 s per app
     python bench/traffic.py --smoke --json  # 1 round of 2 s (a quick check, not a measurement)
+    python bench/traffic.py --syscalls      # + system calls and context switches per prediction (perf)
     python bench/traffic.py --micro         # in-process CPU per request object, no servers (steadier)
     python bench/traffic.py --once split 3000  # one --micro case, untimed: instructions under valgrind
 """
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,15 +49,67 @@ cloudpickle.register_pickle_by_value(frontend)  # its no-op model, for replicas 
 APPS = ("bench", "routed", "split", "shadow")
 
 
-def measure(stack: Stack, connections: int, seconds: int, script: Path, app: str) -> dict:
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def _perf_stat(groups: dict[str, list[int]], seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """``perf stat`` of every thread of the groups' processes for ``seconds`` (started beside wrk)."""
+    pids = [pid for pids in groups.values() for pid in pids]
+    cmd = [
+        "perf",
+        "stat",
+        "-x,",
+        "-o",
+        str(out),
+        "--per-thread",
+        "-e",
+        "raw_syscalls:sys_enter,context-switches",
+    ]
+    cmd += ["-p", ",".join(map(str, pids)), "--", "sleep", f"{seconds:g}"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _perf_counts(groups: dict[str, list[int]], out: Path) -> dict[str, dict[str, float]]:
+    """``{group: {"syscalls": n, "context_switches": n}}`` from :func:`_perf_stat`'s output."""
+    group_of = {tid: g for g, pids in groups.items() for pid in pids for tid in _threads(pid)}
+    totals = {g: {"syscalls": 0.0, "context_switches": 0.0} for g in groups}
+    for line in out.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) < 4 or not fields[1].isdigit():
+            continue  # a comment, a blank line, "<not counted>"
+        tid = int(fields[0].rsplit("-", 1)[-1])
+        event = "syscalls" if fields[3].startswith("raw_syscalls") else "context_switches"
+        if tid in group_of:
+            totals[group_of[tid]][event] += int(fields[1])
+    return totals
+
+
+def measure(
+    stack: Stack, connections: int, seconds: int, script: Path, app: str, syscalls: bool = False
+) -> dict:
     """One wrk run of ``app``, with the CPU microseconds per prediction of the query frontend and of
-    the replicas (both, summed) during it."""
+    the replicas (both, summed) during it; ``syscalls``: their system calls and context switches per
+    prediction too (``perf stat`` over all but the run's last second)."""
     groups = {
         "frontend": [p.pid for p in stack.procs if "clipper.query_frontend" in p.args],
         "replicas": [p.pid for p in stack.procs if "clipper.container" in p.args],
     }
     before = {g: [cpu_seconds(pid) for pid in pids] for g, pids in groups.items()}
+    perf_out = stack.root / f"perf-{app}.csv"
+    window = max(seconds - 1, 1)
+    perf = _perf_stat(groups, window, perf_out) if syscalls else None
     r = run_wrk(stack.http_port, connections, seconds, script, app)
+    if perf is not None:
+        perf.wait(timeout=30)
+        predictions = r["rps"] * window
+        if perf.returncode == 0 and predictions:
+            for g, counts in _perf_counts(groups, perf_out).items():
+                for event, n in counts.items():
+                    r[f"{g}_{event}"] = n / predictions
     for g, pids in groups.items():
         spent = [
             (a - b) for a, b in zip((cpu_seconds(pid) for pid in pids), before[g], strict=True)
@@ -184,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--micro", action="store_true", help="only the in-process microbenchmark")
     ap.add_argument(
+        "--syscalls", action="store_true", help="system calls and context switches per prediction (perf stat)"
+    )
+    ap.add_argument(
         "--once",
         nargs=2,
         metavar=("CASE", "N"),
@@ -215,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_wrk(stack.http_port, args.connections, 1, script, app)
             for _ in range(args.rounds):
                 for app in APPS:
-                    runs[app].append(measure(stack, args.connections, args.duration, script, app))
+                    runs[app].append(
+                        measure(stack, args.connections, args.duration, script, app, args.syscalls)
+                    )
         except Exception:
             for log in ("query_frontend.log", "mgmt.log", "container.log", "container-2.log"):
                 p = root / log
@@ -237,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             cpu = [r[f"{g}_cpu_us"] for r in runs[app] if f"{g}_cpu_us" in r]
             if cpu:
                 result[app][f"{g}_cpu_us_per_prediction"] = round(statistics.median(cpu), 1)
+            for event in ("syscalls", "context_switches"):
+                counts = [r[f"{g}_{event}"] for r in runs[app] if f"{g}_{event}" in r]
+                if counts:
+                    result[app][f"{g}_{event}_per_prediction"] = round(statistics.median(counts), 3)
     base = result["bench"]
     for app in APPS:
         r = result[app]
@@ -262,6 +327,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{app:8} {r['predictions_per_s']:9.0f} {r['p99_ms']:8.2f} {r['throughput_cost_pct']:7.1f} "
             f"{r['p99_ratio']:6.2f} {r['errors']:6.0f}           {cpu}"
         )
+    if args.syscalls:
+        print(f"{'app':8} per prediction: {'syscalls':>19} {'context switches':>21}")
+        print(f"{'':8}                 {'frontend':>9} {'replicas':>9} {'frontend':>10} {'replicas':>10}")
+        for app in APPS:
+            r = result[app]
+            cells = [
+                r.get(f"{g}_{e}_per_prediction", float("nan"))
+                for e in ("syscalls", "context_switches")
+                for g in ("frontend", "replicas")
+            ]
+            print(
+                f"{app:8}                 {cells[0]:9.2f} {cells[1]:9.2f} {cells[2]:10.3f} {cells[3]:10.3f}"
+            )
     return 0
 
 

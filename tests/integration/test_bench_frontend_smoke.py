@@ -84,3 +84,30 @@ def test_bench_scaling_refuses_a_repeat_below_one():
     out = subprocess.run([sys.executable, str(REPO / "bench" / "scaling.py"), "--repeat", "0"],
                          capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
     assert out.returncode == 2 and "--repeat 0: give at least 1" in out.stderr, out.stderr
+
+
+def test_bench_traffic_counts_each_groups_system_calls_from_perf_stat(tmp_path, monkeypatch):
+    """bench/traffic.py --syscalls: ``perf stat --per-thread -x,`` lines are summed per process group
+    (every thread of its processes: the ZeroMQ I/O threads count with their process)."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import traffic
+
+    threads = {10: [10, 11, 12], 20: [20, 21], 30: [30, 31]}
+    monkeypatch.setattr(traffic, "_threads", lambda pid: threads[pid])
+    out = tmp_path / "perf.csv"
+    out.write_text(
+        "# started on Wed Dec  2 04:05:21 2026\n\n"
+        "python-10,900,,raw_syscalls:sys_enter,2716928041,100.00,35.638,K/sec\n"
+        "ZMQbg/IO/0-11,100,,raw_syscalls:sys_enter,411592213,100.00,93.777,K/sec\n"
+        "ZMQbg/Reaper-12,<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n"
+        "python-21,50,,raw_syscalls:sys_enter,391321128,100.00,41.362,K/sec\n"
+        "ZMQbg/IO/0-31,70,,raw_syscalls:sys_enter,240566793,100.00,104.881,K/sec\n"
+        "python-99,5000,,raw_syscalls:sys_enter,1,100.00,1,K/sec\n"  # not one of ours
+        "python-10,40,,context-switches,2716928041,100.00,2.688,K/sec\n"
+        "ZMQbg/IO/0-31,7,,context-switches,240566793,100.00,16.008,K/sec\n"
+    )
+    counts = traffic._perf_counts({"frontend": [10], "replicas": [20, 30]}, out)
+    assert counts == {
+        "frontend": {"syscalls": 1000.0, "context_switches": 40.0},
+        "replicas": {"syscalls": 120.0, "context_switches": 7.0},
+    }
