@@ -60,6 +60,16 @@ MIN_GATHER_S = 0.0002  # below this a wait costs more loop work than it gathers
 # waits longer for a fuller batch: up to this long, and at most this share of its head task's slack.
 BACKGROUND_GATHER_S = 0.02
 BACKGROUND_SLACK_FRACTION = 0.25
+# A *minority* version (under MINORITY_SHARE of the busiest version's client queries: a canary's or
+# an A/B split's small share) on a busy frontend (a typical client query rides in a batch of at
+# least BUSY_BATCH) waits for a fuller batch as long as a typical query's oldest batch-mate waits
+# for its answer -- at most MINORITY_GATHER_S and a share of its head task's slack, and only when
+# its own rate promises at least one more query meanwhile.
+MINORITY_SHARE = 0.25
+BUSY_BATCH = 4.0
+MINORITY_GATHER_S = 0.005
+TYPICAL_DECAY = 0.99  # the typical query's batch size and latency: sums decayed per batch
+RATE_WINDOW_S = 0.25  # versions' query rates: counted over windows of this length
 MAX_ATTEMPTS = 2  # a task of a failed batch is retried once, on another replica
 # Small outputs repeat (labels, scores): their embedded JSON form is memoized (bounded).
 _MEMO_MAX_OUTPUT = 64
@@ -78,6 +88,8 @@ class ModelState:
         self.purged = False
         self.kick_pending = False
         self.rotation = 0
+        self.window_tasks = 0  # client queries answered in the dispatcher's current rate window
+        self.rate = 0.0  # client queries per second in the last complete window
         p = f"model:{name}:{version}:"
         self.metrics_prefix = p
         self.latency = metrics.histogram(p + "prediction_latency", "microseconds", 4096)
@@ -152,6 +164,16 @@ class Dispatcher:
         # One timer looks for hung batches while any is in flight (not a timer per batch).
         self._hang_check: asyncio.TimerHandle | None = None
         self._hang_check_interval = min(0.25, batch_timeout / 4)
+        # What a typical client query sees, over recent batches weighted by their size (decayed
+        # sums): the size of the batch it rides in, and the latency of that batch's oldest query.
+        self._tasks = 0.0
+        self._tasks_batch = 0.0
+        self._tasks_latency = 0.0
+        # Client query rates per version, counted over windows of RATE_WINDOW_S.
+        self._window_start = 0.0
+        self._window_models: list[ModelState] = []  # answered a client query in the current window
+        self._rated_models: list[ModelState] = []  # a rate > 0 from the last window
+        self._busiest_rate = 0.0
 
     # -- replicas ------------------------------------------------------------------------------
     def add_replica(self, conn: ReplicaConnection, model: ModelState) -> Replica:
@@ -239,6 +261,14 @@ class Dispatcher:
         :data:`BACKGROUND_GATHER_S`: nobody waits for those answers, and a mirrored 10 % of the
         traffic would otherwise reach its replica in batches of one or two, each costing the frontend
         and the replica a whole message. A client's task arriving meanwhile ends that wait.
+
+        A *minority* version -- under a quarter of the busiest version's queries, such as a canary's
+        10 % beside its stable version, on a frontend busy enough that a typical query rides in a
+        batch of four or more -- waits up to the latency a typical query's oldest batch-mate already
+        sees (see :meth:`_minority_wait`). Its queries then take about as long as everyone else's,
+        and the busy machine is spared most of its one-query messages. No setting to tune: an idle
+        frontend, versions that share the traffic about evenly, and a version too rarely queried for
+        anyone to arrive during the wait never wait this way.
         """
         model = r.model
         queue = model.queue
@@ -246,15 +276,58 @@ class Dispatcher:
             last = r.controller.last_latency
             wait = last * GATHER_FRACTION
             background = queue.background_only()
-            if background or wait >= MIN_GATHER_S:  # else no wait: the slack is not needed
+            minority = 0.0 if background else self._minority_wait(model)
+            if background or minority or wait >= MIN_GATHER_S:  # else no wait: the slack is not needed
                 slack = queue.slack(self.loop.time())
                 if background:
                     wait = max(wait, min(BACKGROUND_GATHER_S, slack * BACKGROUND_SLACK_FRACTION))
+                elif minority:
+                    wait = max(wait, min(minority, slack * BACKGROUND_SLACK_FRACTION))
                 if wait >= MIN_GATHER_S and slack > 2 * last + wait:
                     r.gather = self.loop.call_later(wait, self._gathered, r)
                     r.gather_background = background
                     return
         self._send_now(r)
+
+    def _minority_wait(self, model: ModelState) -> float:
+        """How long ``model``'s queue may wait as a minority version (0.0: it is not one, the
+        frontend is not busy, or nobody would arrive meanwhile).
+
+        Minority is judged by traffic share, not by batch size: the wait grows the batches it
+        judges by, and would switch itself off."""
+        rate = model.rate
+        tasks = self._tasks
+        if not tasks or rate >= self._busiest_rate * MINORITY_SHARE or self._tasks_batch < BUSY_BATCH * tasks:
+            return 0.0
+        wait = min(MINORITY_GATHER_S, self._tasks_latency / tasks)
+        return wait if rate * wait >= 1.0 else 0.0
+
+    def _observe_typical(self, model: ModelState, n: int, oldest_latency: float, now: float) -> None:
+        """Feed one answered client batch into the typical query (a batch weighs its size: a
+        query's view, not a batch's) and into its version's query count."""
+        d = TYPICAL_DECAY
+        self._tasks = self._tasks * d + n
+        self._tasks_batch = self._tasks_batch * d + n * n
+        self._tasks_latency = self._tasks_latency * d + n * oldest_latency
+        if not model.window_tasks:
+            self._window_models.append(model)
+        model.window_tasks += n
+        if now - self._window_start >= RATE_WINDOW_S:
+            self._roll_rate_window(now)
+
+    def _roll_rate_window(self, now: float) -> None:
+        """Close the rate window: each version's rate is its count over the window just closed."""
+        elapsed = now - self._window_start
+        for m in self._rated_models:
+            m.rate = 0.0
+        busiest = 0.0
+        for m in self._window_models:
+            m.rate = m.window_tasks / elapsed
+            m.window_tasks = 0
+            busiest = max(busiest, m.rate)
+        self._busiest_rate = busiest
+        self._rated_models, self._window_models = self._window_models, []
+        self._window_start = now
 
     def _gathered(self, r: Replica) -> None:
         r.gather = None
@@ -375,8 +448,12 @@ class Dispatcher:
         errors: dict[int, str] | None = None,
     ) -> None:
         n = len(batch)
-        latency = _clock() - r.sent_at
+        now = _clock()
+        latency = now - r.sent_at
         r.controller.observe(n, latency, min(t.slo for t in batch))
+        oldest = batch[0].request  # the earliest deadline: the longest wait of its objective's queries
+        if not oldest.background:
+            self._observe_typical(model, n, now - oldest.t0, now)
         self.throughput.mark(n)
         model.throughput.mark(n)
         model.num_predictions.count += n

@@ -1,5 +1,6 @@
 """The dispatcher: a replica it suspends as hung is reported unhealthy, and healthy again if it
-answers; background tasks (shadow traffic, feedback probes) wait for fuller batches, client tasks do not."""
+answers; background tasks (shadow traffic, feedback probes) wait for fuller batches, client tasks do
+not -- unless their version is a small minority beside a busy one (a canary's share)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ class Request:
     finished = False
     background = False
 
-    def __init__(self) -> None:
+    def __init__(self, waited: float = 0.0) -> None:
         self.answers: dict[int, bytes] = {}
+        self.t0 = workers._clock() - waited  # arrival, as the query processor's requests have it
 
     def output(self, index: int, embedded: bytes) -> None:
         self.answers[index] = embedded
@@ -137,3 +139,94 @@ def test_client_tasks_are_not_held_back_by_the_background_wait(loop):
     d.kick(model)
     loop.run_until_complete(asyncio.sleep(0))
     assert rpc.sent == [1]  # no latency measured yet: no gathering wait at all
+
+
+class Clock:
+    """The dispatcher's fine clock, moved by hand: rate windows and latencies the test chooses."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _busy_frontend(loop, monkeypatch, traffic: dict[str, tuple[int, int]]):
+    """A dispatcher whose versions ``{version: (batches, batch size)}`` answered that traffic in one
+    rate window of client queries that had each waited 10 ms; returns it, its rpc and versions."""
+    clock = Clock()
+    monkeypatch.setattr(workers, "_clock", clock)
+    rpc = Rpc()
+    metrics = MetricsRegistry()
+    d = Dispatcher(loop, rpc, PredictionCache(0), metrics)
+    models = {}
+    for version in traffic:
+        models[version] = m = ModelState("m", version, metrics)
+        d.add_replica(Conn(), m).controller.limit = 64.0
+    loop.run_until_complete(asyncio.sleep(0))
+
+    def serve(m: ModelState, n: int) -> None:
+        for i in range(n):
+            m.queue.push(Task(Request(waited=0.010), 0, b"%d" % i, loop.time() + 60, 60))
+        d.kick(m)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert len(m.queue) == 0  # sent at once: nothing measured yet
+        d.on_response(m.replicas[0].conn, rpc.sent[-1], [b"1"] * n)
+
+    first = next(iter(models.values()))
+    serve(first, 1)  # opens the rate window
+    for version, (batches, n) in traffic.items():
+        for _ in range(batches):
+            serve(models[version], n)
+    clock.t += workers.RATE_WINDOW_S
+    serve(first, 1)  # closes it
+    return d, rpc, models
+
+
+def test_a_minority_version_beside_a_busy_one_waits_for_a_fuller_batch(loop, monkeypatch):
+    """A canary's 10 % would reach its replica in batches of one or two, each a whole message for
+    both processes of a busy machine: it waits (about as long as a typical query) for batch-mates."""
+    d, rpc, models = _busy_frontend(loop, monkeypatch, {"1": (10, 40), "2": (60, 1)})
+    canary = models["2"]
+    replica = canary.replicas[0]
+    replica.controller.limit = 3.0
+    sent = len(rpc.sent)
+    canary.queue.push(Task(Request(), 0, b"a", loop.time() + 60, 60))
+    d.kick(canary)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert len(rpc.sent) == sent and replica.gather is not None  # waiting for batch-mates
+    for x in (b"b", b"c"):  # the batch limit reached: it leaves at once
+        canary.queue.push(Task(Request(), 0, x, loop.time() + 60, 60))
+        d.kick(canary)
+        loop.run_until_complete(asyncio.sleep(0))
+    assert len(rpc.sent) == sent + 1 and len(canary.queue) == 0
+    d.on_response(replica.conn, rpc.sent[-1], [b"2"] * 3)
+    canary.queue.push(Task(Request(), 0, b"d", loop.time() + 60, 60))
+    d.kick(canary)
+    started = time.monotonic()
+    while len(rpc.sent) == sent + 1 and time.monotonic() < started + 5:
+        loop.run_until_complete(asyncio.sleep(0.001))
+    # alone, it leaves when the wait ends: what a typical query waits (10 ms), at most the cap
+    assert len(rpc.sent) == sent + 2 and len(canary.queue) == 0
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("traffic", "why"),
+    [
+        ({"1": (10, 40)}, "a lone version is no minority of itself (a plain app between bursts)"),
+        ({"1": (10, 40), "2": (10, 40)}, "versions sharing the traffic evenly (an A/B test, many apps)"),
+        ({"1": (600, 1), "2": (60, 1)}, "a frontend keeping up without batching: every query rides alone"),
+        ({"1": (10, 40), "2": (1, 1)}, "a version so rarely queried that nobody would join its batch"),
+    ],
+)
+def test_no_minority_wait_without_a_busy_majority_and_a_minority_worth_waiting_for(
+    loop, monkeypatch, traffic, why
+):
+    d, rpc, models = _busy_frontend(loop, monkeypatch, traffic)
+    last = models[list(traffic)[-1]]
+    sent = len(rpc.sent)
+    last.queue.push(Task(Request(), 0, b"a", loop.time() + 60, 60))
+    d.kick(last)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert len(rpc.sent) == sent + 1, why  # sent at once
