@@ -204,8 +204,9 @@ def watch(
             _survive("apply", converge, console)
             next_at = time.monotonic() + backoff.delay()
             watched = to_watch()
+            # soft_wrap: paths are never broken across lines (by rich at 80 columns when not a terminal)
             console.print(f"watching {', '.join(watched)} (drift check every {args.interval:g} s; Ctrl-C to stop)",
-                          markup=False)  # fmt: skip
+                          markup=False, soft_wrap=True)  # fmt: skip
             while not stop.is_set():
                 # restarted after each change (an editor's save may replace a watched file) and whenever
                 # the set of watched files changes; the first tick of each watcher re-reads the disk
@@ -229,7 +230,7 @@ def watch(
                     if changes or now != watched:
                         added = [p for p in now if p not in watched]
                         if added:
-                            console.print(f"also watching {', '.join(added)}", markup=False)
+                            console.print(f"also watching {', '.join(added)}", markup=False, soft_wrap=True)
                         watched, restart = now, True
                         break
                 if not restart:

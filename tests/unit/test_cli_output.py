@@ -286,8 +286,10 @@ def test_watch_prints_one_line_per_event(tmp_path):
 
 
 def test_watch_stops_on_ctrl_c_without_a_library_warning(tmp_path):
-    """SIGINT: exit 0, "watch stopped", and nothing from a library (watchfiles warned before)."""
-    f = tmp_path / "c.yaml"
+    """SIGINT: exit 0, "watch stopped", and nothing from a library (watchfiles warned before).
+    The watched paths are printed whole, on one line, however long (not wrapped at 80 columns)."""
+    f = tmp_path / ("long-directory-name-" * 5) / "c.yaml"
+    f.parent.mkdir()
     f.write_text(CLUSTER.replace("18001", "-1"))  # invalid: nothing is applied, no cluster starts
     proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--no-color", "watch", "-f", str(f),
                              "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -304,6 +306,7 @@ def test_watch_stops_on_ctrl_c_without_a_library_warning(tmp_path):
     stderr = seen + rest
     assert proc.returncode == 0, stderr
     assert "invalid manifests" in stderr and stderr.rstrip().endswith("watch stopped"), stderr
+    assert f"watching {f} (drift check" in stderr, stderr
     assert "WARNING" not in stderr and "KeyboardInterrupt" not in stderr and "Traceback" not in stderr, stderr
     assert "\n\n" not in stderr and out == "", stderr
 
