@@ -265,10 +265,12 @@ class _Connection(asyncio.Protocol):
         "_parser",
         "_url",
         "_headers",
-        "_content_length",
-        "_expect_continue",
         "_header_bytes",
+        "_headers_counted",
+        "_chunk_len",
+        "_head_fed",
         "_in_head",
+        "_announced",
         "_swallowed",
         "_body",
         "_body_len",
@@ -292,10 +294,15 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._content_length = -1
-        self._expect_continue = False
+        # The head's size is counted lazily (_count_head): bytes of the header fields counted so far
+        # and how many fields that was. The chunks fed while a head arrives bound its size (_head_fed,
+        # with the whole chunk it began in): below the limit, nothing needs counting.
         self._header_bytes = 0
+        self._headers_counted = 0
+        self._chunk_len = 0
+        self._head_fed = 0
         self._in_head = False  # between a message's first byte and the end of its headers
+        self._announced = False  # the head's Content-Length and Expect were looked at
         self._swallowed = 0  # head bytes httptools buffered without a callback (one long field)
         self._body: list[bytes] = []
         self._body_len = 0
@@ -337,7 +344,11 @@ class _Connection(asyncio.Protocol):
             self._idle.pop(self, None)
             self.deadline = time.monotonic() + self._limits.header_timeout
         while True:
-            header_bytes = self._header_bytes
+            # what the head held before this chunk: whether the chunk added to it (_check_head_size)
+            headers, n_headers, url = self._headers, len(self._headers), self._url
+            self._chunk_len = len(data)
+            if self._in_head:
+                self._head_fed += len(data)
             try:
                 self._parser.feed_data(data)
                 break
@@ -350,7 +361,10 @@ class _Connection(asyncio.Protocol):
                     self._fail(400, "Bad Request", f"malformed HTTP request: {exc}")
                 return
         if self._in_head:
-            self._check_head_size(len(data), header_bytes)
+            grew = self._headers is not headers or len(headers) != n_headers or self._url is not url
+            self._check_head_size(len(data), grew)
+        elif self._state == _BODY and not self._announced:  # the body is still to come
+            self._check_announced_body()
 
     def pause_writing(self) -> None:
         self._pause_reading()
@@ -359,12 +373,19 @@ class _Connection(asyncio.Protocol):
         self._resume_reading()
 
     # -- httptools callbacks ---------------------------------------------------------------------
-    def on_message_begin(self) -> None:
+    # Each callback is a call from C into Python (~1,000 instructions before its body runs), so the
+    # parser gets the five a request needs: httptools' on_message_begin is folded into a message's
+    # first on_url, and on_header only collects the field. What used to be checked per header is
+    # checked once: the head's size where it could exceed the limit (_count_head), the announced body
+    # (a Content-Length over the limit: 413; Expect: 100-continue) only when the body is still to
+    # come after a chunk (_check_announced_body). When head and body arrive together, neither runs.
+    def _begin_message(self) -> None:
         self._url = b""
         self._headers = []
-        self._content_length = -1
-        self._expect_continue = False
         self._header_bytes = 0
+        self._headers_counted = 0
+        self._head_fed = self._chunk_len
+        self._announced = False
         self._in_head = True
         self._body = []
         self._body_len = 0
@@ -374,38 +395,29 @@ class _Connection(asyncio.Protocol):
             self.deadline = time.monotonic() + self._limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
-        # Called once per received chunk of a long URL: checked before it is appended, so a huge URL
-        # costs one chunk of memory and no quadratic copying.
-        n = len(url)
-        if len(self._url) + n > self._limits.max_url_bytes:
+        # A request line starts with its method and target: a message's first on_url is its
+        # beginning. Called once per received chunk of a long URL: checked before it is appended, so
+        # a huge URL costs one chunk of memory and no quadratic copying.
+        if not self._in_head:
+            self._begin_message()
+        if len(self._url) + len(url) > self._limits.max_url_bytes:
             self._fail(
                 414, "URI Too Long", f"the URL exceeds the limit of {self._limits.max_url_bytes} bytes"
             )
             raise httptools.HttpParserError("URL too long")
         self._url += url
-        self._header_bytes += n
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        n = len(name)
-        self._header_bytes += n + len(value)
-        if self._header_bytes > self._limits.max_header_bytes:
-            self._reject_head()
-            raise httptools.HttpParserError("headers too large")
         self._headers.append((name, value))
-        if n == 14 and name.lower() == b"content-length" and value.isdigit():
-            self._content_length = int(value)
-        elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
-            self._expect_continue = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._content_length > self._limits.max_body_bytes:
-            self._reject_too_large()
-            raise httptools.HttpParserError("body too large")
+        limit = self._limits.max_header_bytes
+        if self._head_fed > limit and self._count_head() > limit:
+            self._reject_head()
+            raise httptools.HttpParserError("headers too large")
         self._state = _BODY
         self.deadline = time.monotonic() + self._limits.body_timeout
-        if self._expect_continue:
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
         self._body_len += len(body)
@@ -448,9 +460,11 @@ class _Connection(asyncio.Protocol):
             self._dispatch(request)
         elif any(name.lower() == b"transfer-encoding" for name, _ in self._headers):
             self._fail(400, "Bad Request", "a chunked body cannot come with Upgrade: send it without Upgrade")
-        elif self._content_length > 0:
+        elif (length := self._announced_length()) > self._limits.max_body_bytes:
+            self._reject_too_large()
+        elif length > 0:
             self._raw_request = request
-            self._raw_left = self._content_length
+            self._raw_left = length
             self._state = _BODY
             self.deadline = time.monotonic() + self._limits.body_timeout
         else:
@@ -563,18 +577,46 @@ class _Connection(asyncio.Protocol):
                 self.deadline = time.monotonic() + self._limits.keep_alive_timeout
 
     # -- errors and flow control -----------------------------------------------------------------
-    def _check_head_size(self, received: int, header_bytes_before: int) -> None:
+    def _count_head(self) -> int:
+        """The head's bytes so far (target and header fields); fields are counted once each."""
+        headers = self._headers
+        for i in range(self._headers_counted, len(headers)):
+            name, value = headers[i]
+            self._header_bytes += len(name) + len(value)
+        self._headers_counted = len(headers)
+        return self._header_bytes + len(self._url)
+
+    def _check_head_size(self, received: int, grew: bool) -> None:
         """After a chunk that ended inside a request head: 431 once the head passes the limit.
 
         httptools buffers a header field internally and reports it only when complete, so a chunk
-        during which no callback counted anything went whole into one field (``_swallowed``).
+        that added nothing to the head went whole into one field (``_swallowed``).
         """
-        if self._header_bytes == header_bytes_before:
-            self._swallowed += received
-        else:
+        if grew:
             self._swallowed = 0
-        if self._header_bytes + self._swallowed > self._limits.max_header_bytes:
+        else:
+            self._swallowed += received
+        if self._count_head() + self._swallowed > self._limits.max_header_bytes:
             self._reject_head()
+
+    def _announced_length(self) -> int:
+        """The head's Content-Length (-1 without one; llhttp has checked that it is well-formed)."""
+        for name, value in self._headers:
+            if len(name) == 14 and name.lower() == b"content-length" and value.isdigit():
+                return int(value)
+        return -1
+
+    def _check_announced_body(self) -> None:
+        """A head has arrived without all of its body: 413 at once for a Content-Length over the
+        limit (no need to receive it), ``100 Continue`` for a client that waits for it."""
+        self._announced = True
+        if self._announced_length() > self._limits.max_body_bytes:
+            self._reject_too_large()
+            return
+        for name, value in self._headers:
+            if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+                return
 
     def _reject_head(self) -> None:
         self._fail(

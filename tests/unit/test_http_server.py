@@ -109,6 +109,37 @@ def test_body_over_limit_is_413_by_content_length(server: ServerThread) -> None:
     assert r.json()["error"] == "Payload Too Large"
 
 
+def test_a_content_length_over_the_limit_is_413_before_the_body_is_sent(server: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")  # no body yet
+        reply = _recv_response(s)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:80]
+
+
+def test_a_content_length_over_the_limit_with_expect_gets_413_not_100(server: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        reply = _recv_response(s)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:80]
+
+
+def test_the_body_checks_apply_to_the_second_pipelined_request(server: ServerThread) -> None:
+    """A chunk holding a whole request and the head of another: the second head's announcement
+    (Expect, Content-Length) is honoured although the first request was complete."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+        got = b""
+        while b"100 Continue" not in got:
+            got += s.recv(1000)
+        s.sendall(b"xyz")
+        while not got.endswith(b"\r\n\r\nxyz"):
+            got += s.recv(1000)
+    assert got.startswith(b"HTTP/1.1 200 OK") and b"GET /a" in got
+
+
 def test_chunked_body_over_limit_is_413(server: ServerThread) -> None:
     def gen():
         for _ in range(5):
@@ -235,6 +266,51 @@ def test_many_small_headers_over_the_limit_are_431(server: ServerThread) -> None
     head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(700))
     reply = raw(server.port, head + b"\r\n")
     assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+
+
+def test_one_field_over_the_limit_completed_by_a_small_chunk_is_431(server: ServerThread) -> None:
+    """httptools reports a field only when it is complete: a 70 KB field whose last 10 KB come in
+    a chunk of their own is reported then, whole, although that chunk alone is small."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 60_000)
+        time.sleep(0.2)
+        s.sendall(b"y" * 10_000 + b"\r\n\r\n")
+        reply = _recv_response(s)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["head-in-two-chunks", "head-in-one-chunk"])
+def test_a_head_over_the_limit_is_431_when_it_completes(server: ServerThread, split: bool) -> None:
+    """A head whose last chunk carries it over the limit, complete with its body in that chunk:
+    counted when the head ends (the per-chunk check only sees heads that are still arriving)."""
+    first = b"POST /echo HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-A%d: %s\r\n" % (i, b"a" * 90) for i in range(400)
+    )
+    second = b"".join(b"X-B%d: %s\r\n" % (i, b"b" * 90) for i in range(400)) + b"Content-Length: 2\r\n\r\nok"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        if split:
+            s.sendall(first)
+            time.sleep(0.2)  # the first chunk (~38 KB, under the 64 KiB limit) is parsed alone
+            s.sendall(second)
+        else:
+            s.sendall(first + second)
+        reply = _recv_response(s)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+
+
+def test_a_head_just_under_the_limit_is_served(server: ServerThread) -> None:
+    fields = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 90) for i in range(600))  # ~58 KB of fields
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\n" + fields + b"Content-Length: 2\r\nConnection: close\r\n\r\n"
+    out = raw(server.port, head + b"ok")
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"\r\n\r\nok"), out[:80]
+
+
+def test_an_upgrade_announcing_a_body_over_the_limit_is_413(server: ServerThread) -> None:
+    out = raw(
+        server.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 99999\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 413"), out[:80]
 
 
 def test_huge_streamed_header_is_cut_off_and_others_are_served(server: ServerThread) -> None:
