@@ -344,11 +344,16 @@ class _Connection(asyncio.Protocol):
             self._idle.pop(self, None)
             self.deadline = time.monotonic() + self._limits.header_timeout
         while True:
-            # what the head held before this chunk: whether the chunk added to it (_check_head_size)
-            headers, n_headers, url = self._headers, len(self._headers), self._url
             self._chunk_len = len(data)
-            if self._in_head:
+            if self._in_head:  # a head still arriving: what it held, to tell whether this chunk adds
                 self._head_fed += len(data)
+                held: tuple[list[tuple[bytes, bytes]], int, bytes] | None = (
+                    self._headers,
+                    len(self._headers),
+                    self._url,
+                )
+            else:  # a head that begins in this chunk and does not end in it grew in it (on_url)
+                held = None
             try:
                 self._parser.feed_data(data)
                 break
@@ -361,7 +366,12 @@ class _Connection(asyncio.Protocol):
                     self._fail(400, "Bad Request", f"malformed HTTP request: {exc}")
                 return
         if self._in_head:
-            grew = self._headers is not headers or len(headers) != n_headers or self._url is not url
+            grew = (
+                held is None
+                or held[0] is not self._headers
+                or len(held[0]) != held[1]
+                or held[2] is not self._url
+            )
             self._check_head_size(len(data), grew)
         elif self._state == _BODY and not self._announced:  # the body is still to come
             self._check_announced_body()
