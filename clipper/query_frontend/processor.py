@@ -315,18 +315,21 @@ class QueryProcessor:
         if n == 0:
             return Response(200, R.EMPTY_BATCH)
         t0 = perf_counter()
+        missed = False
         if n == 1 and model is not None and not model.purged and self.cache.capacity > 0:
             hit = self.cache.get((model.name, model.version, inputs[0]))
             if hit is not None:  # the cache-hit fast path: no request object at all
                 return self._hit(app, model, hit, t0)
+            missed = True
         qid = self.next_query_id
         self.next_query_id = qid + n
-        return self.run(PendingRequest(app, n, qid, t0, batch), inputs, model)
+        return self.run(PendingRequest(app, n, qid, t0, batch), inputs, model, missed)
 
     def run(
-        self, req: PendingRequest, inputs: list[bytes], model: ModelState | None
+        self, req: PendingRequest, inputs: list[bytes], model: ModelState | None, missed: bool = False
     ) -> Response | PendingRequest:
-        """Admit ``req`` (made for ``inputs``): answered now (a Response) or later (``req``)."""
+        """Admit ``req`` (made for ``inputs``): answered now (a Response) or later (``req``).
+        ``missed``: the cache was just consulted for the single input and has no answer for it."""
         app = req.app
         n = len(inputs)
         if model is None or model.purged:
@@ -337,7 +340,7 @@ class QueryProcessor:
         self.cache_lookups.count += n
         slo = app.slo_s
         req.deadline = deadline = self.loop.time() + slo
-        if n == 1 and model.replicas and self.cache.capacity == 0:  # the common case, inline
+        if n == 1 and model.replicas and (missed or self.cache.capacity == 0):  # the common case, inline
             model.queue.push(Task(req, 0, inputs[0], deadline, slo))
             queued = 1
         else:
