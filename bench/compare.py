@@ -8,8 +8,9 @@
 
 Experiments (positional, default all):
   comparison  the same sum model on each target, one replica, batching on; wrk -t1 -cN -dS;
-              every request a distinct input, so that our prediction cache never answers
-              (--same-input posts the issue's fixed body instead); --rounds rounds: ours and bare
+              every request a distinct input and our prediction cache off (issue 18's setting:
+              with distinct inputs a cache can only cost; --ours-cache on keeps its default size),
+              or with --same-input the issue's fixed body, our cache on; --rounds rounds: ours and bare
               run side by side and are measured in alternation (ours ÷ bare: the median of the
               per-round ratios), Ray Serve and MLServer one at a time afterwards; each run with
               and without wrk's response hook (--hook), a table per mode
@@ -168,16 +169,20 @@ def endpoint_json(ep: Endpoint) -> dict:
 
 
 @contextlib.contextmanager
-def ours_target(workdir: Path) -> Iterator[Endpoint]:
-    with local_cluster(workdir, "bench-compare") as conn:
+def ours_target(workdir: Path, cache: bool) -> Iterator[Endpoint]:
+    """``cache``: the prediction cache at its default size (else off)."""
+    with local_cluster(workdir, "bench-compare", cache_size=None if cache else 0) as conn:
         ep = add_app(conn, "sum", models.sum_batch, batch_size=-1, slo_micros=100_000)
+        ep = dataclasses.replace(ep, notes=f"{ep.notes}, prediction cache {'on' if cache else 'off'}")
         ep.extra["pids"] = process_pids(workdir / "clipper-home", "bench-compare")
         yield ep
 
 
-def target_context(name: str, workdir: Path) -> contextlib.AbstractContextManager[Endpoint]:
+def target_context(
+    name: str, workdir: Path, args: argparse.Namespace
+) -> contextlib.AbstractContextManager[Endpoint]:
     return {
-        "ours": lambda: ours_target(workdir),
+        "ours": lambda: ours_target(workdir, cache=args.ours_cache == "on"),
         "bare": lambda: bare_target(workdir),
         "ray": lambda: ray_target(workdir, log=say),
         "mlserver": lambda: mlserver_target(workdir, log=say),
@@ -250,7 +255,7 @@ def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
     hooks = HOOK_MODES[hook]
     say(
         f"comparison: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {inputs}, "
-        f"{args.rounds} round(s), response hook {hook}, {args.only}"
+        f"{args.rounds} round(s), response hook {hook}, our prediction cache {args.ours_cache}, {args.only}"
     )
     results: dict[str, dict] = {}
     light = [n for n in args.only if n in LIGHT_TARGETS]
@@ -259,14 +264,14 @@ def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
         eps: dict[str, Endpoint] = {}
         for name in light:
             try:
-                eps[name] = stack.enter_context(target_context(name, workdir))
+                eps[name] = stack.enter_context(target_context(name, workdir, args))
             except (BenchError, ClipperException) as e:
                 say(f"  {name}: FAILED: {e}")
                 results[name] = {"error": str(e)}
         measure_rounds(args, workdir, eps, hooks, results)
     for name in heavy:
         try:
-            with target_context(name, workdir) as ep:
+            with target_context(name, workdir, args) as ep:
                 measure_rounds(args, workdir, {name: ep}, hooks, results)
         except (BenchError, ClipperException) as e:
             say(f"  {name}: FAILED: {e}")
@@ -307,6 +312,7 @@ def exp_comparison(args: argparse.Namespace, workdir: Path) -> dict:
             "duration_s": args.duration,
             "threads": args.threads,
             "inputs": inputs,
+            "ours_prediction_cache": args.ours_cache,
             "rounds": args.rounds,
             "hook_modes": [mode_key(h) for h in hooks],
             "ratio_method": "ours vs ours/bare: median of the ratios within each round; "
@@ -887,6 +893,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comparison: post the one fixed body (our cache then answers all but the first) "
         "instead of distinct inputs",
     )
+    p.add_argument(
+        "--ours-cache",
+        choices=("on", "off"),
+        help="comparison: our prediction cache at its default size or off (default: off with distinct "
+        "inputs, issue 18's setting; on with --same-input)",
+    )
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument(
         "--batching-connections",
@@ -950,6 +962,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--same-input posts the fixed body with bench/lua/post.lua, which always reads the responses: "
             "use --hook on (or leave --hook out)"
         )
+    if args.ours_cache is None:
+        args.ours_cache = "on" if args.same_input else "off"
     if args.duration < 1 or args.connections < 1 or args.warmup < 0 or args.rounds < 1:
         p.error("--duration, --connections and --rounds must be at least 1, --warmup at least 0")
     return args

@@ -57,6 +57,9 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
     results = comparison["results"]
     assert set(results) == {"ours", "bare"}
     assert comparison["settings"]["hook_modes"] == ["hook_on", "hook_off"]
+    # distinct inputs: our prediction cache is off (issue 18's setting), and the notes say so
+    assert comparison["settings"]["ours_prediction_cache"] == "off"
+    assert results["ours"]["notes"].endswith("prediction cache off")
     for name in ("ours", "bare"):
         load = results[name]["load"]  # the medians of the first mode (hook on), as before
         assert load["predictions"] > 0 and load["predictions_per_s"] > 0
