@@ -134,7 +134,7 @@ class _CapturingRpc(RpcServer):
         self.bench = bench
 
     def _send(self, identity: bytes, frames: list[bytes]) -> None:
-        self.bench.messages.append([identity, *frames])
+        self.bench.messages.append([identity[1:], *frames])  # the routing id, as the ROUTER sends it
 
 
 def _model(frames: list[bytes]) -> list[bytes]:
@@ -163,7 +163,8 @@ def _frontend(loop: asyncio.AbstractEventLoop, bench: _Bench) -> tuple[QueryFron
     fe.rpc = rpc
     fe.dispatcher = Dispatcher(loop, rpc, fe.cache, fe.metrics)
     fe.processor = QueryProcessor(loop, fe.cache, fe.dispatcher, fe.metrics)
-    conn = ReplicaConnection(b"replica", 0, "sum", "1", 0, InputType.DOUBLES, time.monotonic())
+    # a session of the TCP endpoint ("t") whose peer's routing id is b"replica"
+    conn = ReplicaConnection(b"treplica", 0, "sum", "1", 0, InputType.DOUBLES, time.monotonic())
     rpc.connections[conn.identity] = conn
     fe.dispatcher.add_replica(conn, fe._model_for(("sum", "1")))
     return fe, HttpServer(fe.handle, Limits(max_connections=100_000), loop)

@@ -94,6 +94,8 @@ class FrontendSettings:
     admin_token_file: str | None = None
     rpc_auth: Literal["curve", "none"] = "curve"
     rpc_keys_file: str | None = None
+    # the query frontend also serves replicas on this Unix socket (no CURVE; local backend)
+    rpc_socket: str | None = None
     limits: Limits = field(default_factory=Limits)
     # the dashboard: the query frontend's /metrics URL it samples, and (local backend) the cluster dir
     dashboard_metrics_url: str | None = None
@@ -120,6 +122,7 @@ class ReplicaSettings:
     liveness_file: str | None = None
     rpc_keys: Literal["file", "secret", "none"] = "none"
     rpc_keys_file: str | None = None
+    rpc_socket: str | None = None  # connect to the frontend's Unix socket instead (CLIPPER_RPC_SOCKET)
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def query_frontend(s: FrontendSettings) -> Launch:
         *_opt("--max-connections", lim.max_connections),
         *_opt("--rpc-max-message-bytes", lim.rpc_max_message_bytes),
         *_opt("--batch-timeout", lim.batch_timeout_s),
+        *_opt("--rpc-socket", s.rpc_socket),
         RPC_AUTH_FLAG, s.rpc_auth,
     ]  # fmt: skip
     secrets: dict[str, SecretKey] = {}
@@ -199,6 +203,7 @@ def model_replica(r: ReplicaSettings) -> Launch:
         **({"CLIPPER_MODEL_PATH": r.model_path} if r.model_path is not None else {}),
         **({"CLIPPER_METRICS_PORT": str(r.metrics_port)} if r.metrics_port is not None else {}),
         **({"CLIPPER_LIVENESS_FILE": r.liveness_file} if r.liveness_file is not None else {}),
+        **({"CLIPPER_RPC_SOCKET": r.rpc_socket} if r.rpc_socket is not None else {}),
     }
     secrets: dict[str, SecretKey] = {}
     if r.rpc_keys == "file":

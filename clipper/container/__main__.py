@@ -28,6 +28,8 @@ required:
 optional:
   CLIPPER_IP                  the query frontend's RPC host (127.0.0.1)
   CLIPPER_PORT                its RPC port (7000)
+  CLIPPER_RPC_SOCKET          the query frontend's Unix socket on this host, instead of the two above
+                              (an absolute path; no CURVE there: the socket file is owner-only)
   CLIPPER_INPUT_TYPE          ints, floats, doubles, bytes or strings, any alias (doubles)
   CLIPPER_MODEL_PATH          the model directory (/model)
   CLIPPER_METRICS_PORT        serve Prometheus metrics on this port (off when unset)

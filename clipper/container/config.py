@@ -36,6 +36,14 @@ class ContainerConfig:
     # (CLIPPER_PREDICT_TIMEOUT; 0 disables). None: the default of the model kind (see predict_limit).
     predict_timeout: float | None = None
     liveness_file: Path | None = None
+    # A Unix socket of the query frontend on this host (CLIPPER_RPC_SOCKET): used instead of
+    # CLIPPER_IP/CLIPPER_PORT, without CURVE (the socket file is owner-only)
+    rpc_socket: Path | None = None
+
+    @property
+    def rpc_endpoint(self) -> str:
+        """The ZeroMQ endpoint the container connects to."""
+        return f"ipc://{self.rpc_socket}" if self.rpc_socket is not None else f"tcp://{self.host}:{self.port}"
 
     def predict_limit(self, kind: str) -> float | None:
         """The watchdog limit in seconds for a model of ``kind`` ("python" / "pyspark"); None: off."""
@@ -56,7 +64,9 @@ class ContainerConfig:
         ``CLIPPER_PREDICT_TIMEOUT`` (seconds one batch may take before the container logs why and
         exits with code 4 so that its backend restarts it; 30, PySpark 120; 0 disables) and
         ``CLIPPER_LIVENESS_FILE`` (kept holding the epoch second until which the container counts
-        as alive, for an exec liveness probe; see :mod:`clipper.container.runtime`).
+        as alive, for an exec liveness probe; see :mod:`clipper.container.runtime`) and
+        ``CLIPPER_RPC_SOCKET`` (an absolute path: the query frontend's Unix socket on this host,
+        instead of ``CLIPPER_IP``/``CLIPPER_PORT``, without CURVE; the local backend's replicas).
         """
         env = os.environ if env is None else env
         name = env.get("CLIPPER_MODEL_NAME", "").strip()
@@ -72,6 +82,9 @@ class ContainerConfig:
             raise ConfigError(f"CLIPPER_INPUT_TYPE: {e}") from None
         metrics = env.get("CLIPPER_METRICS_PORT", "").strip()
         ready = env.get("CLIPPER_READY_FILE", "").strip()
+        socket_path = env.get("CLIPPER_RPC_SOCKET", "").strip()
+        if socket_path and not os.path.isabs(socket_path):
+            raise ConfigError(f"CLIPPER_RPC_SOCKET must be an absolute path, got {socket_path!r}")
         return cls(
             model_name=name,
             model_version=version,
@@ -91,6 +104,7 @@ class ContainerConfig:
             liveness_file=Path(liveness)
             if (liveness := env.get("CLIPPER_LIVENESS_FILE", "").strip())
             else None,
+            rpc_socket=Path(socket_path) if socket_path else None,
         )
 
 

@@ -128,7 +128,7 @@ class ContainerRuntime:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
-        target = f"tcp://{self.config.host}:{self.config.port}"
+        target = self.config.rpc_endpoint
         log.info(
             "model container %s:%s (%s) serving for %s",
             self.config.model_name,
@@ -224,7 +224,7 @@ class ContainerRuntime:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue heartbeats for a frontend that is not there
-        if self.rpc_keys is not None:
+        if self.rpc_keys is not None and cfg.rpc_socket is None:  # a Unix socket has no CURVE
             try:
                 secure_client(sock, self.rpc_keys)
             except BaseException:

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpc-host", default=None, help="RPC (ZeroMQ) bind address (default: --host)")
     p.add_argument("--rpc-port", type=int, default=None, help="RPC port (default 7000)")
     p.add_argument(
+        "--rpc-socket",
+        default=None,
+        help="also serve replicas on this Unix socket, without CURVE: its directory must be the user's "
+        "alone (mode 0700) and the socket is made owner-only (replicas: CLIPPER_RPC_SOCKET)",
+    )
+    p.add_argument(
         "--prediction-cache-size", type=int, default=None, help="cache capacity in bytes (0 = off)"
     )
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="larger bodies get 413")
@@ -146,6 +152,7 @@ def frontend_from_args(args: argparse.Namespace) -> QueryFrontend:
         rpc_keys=rpc_keys,
         rpc_max_message_bytes=args.rpc_max_message_bytes,
         traffic_seed=args.traffic_seed,
+        rpc_socket=args.rpc_socket,
     )
 
 

@@ -97,9 +97,11 @@ class QueryFrontend:
         rpc_keys: RpcKeys | None = None,
         rpc_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         traffic_seed: int | None = None,
+        rpc_socket: str | None = None,
     ) -> None:
         """``rpc_keys``: admit only replicas holding the cluster's CURVE keys (None: any container,
-        as the original); ``rpc_max_message_bytes``: largest inbound RPC frame (one input/output)."""
+        as the original); ``rpc_max_message_bytes``: largest inbound RPC frame (one input/output);
+        ``rpc_socket``: also serve replicas on this Unix socket (owner-only, no CURVE)."""
         if cache_bytes < 0:
             raise ValueError("--prediction-cache-size must be >= 0")
         self.store = store
@@ -116,6 +118,7 @@ class QueryFrontend:
         self.liveness_timeout = liveness_timeout
         self.rpc_keys = rpc_keys
         self.rpc_max_message_bytes = rpc_max_message_bytes
+        self.rpc_socket = rpc_socket
         self.metrics = metrics or MetricsRegistry()
         self.cache = PredictionCache(cache_bytes)
         self.table = RoutingTable()
@@ -149,6 +152,7 @@ class QueryFrontend:
             allocate_replica_id=self.store.next_replica_id,
             keys=self.rpc_keys,
             max_message_bytes=self.rpc_max_message_bytes,
+            ipc_path=self.rpc_socket,
         )
         self.dispatcher = Dispatcher(
             loop,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import requests
+import zmq
 
 from clipper.net import port_in_use
 from clipper.process_table import model_replicas, scale_replicas
@@ -138,6 +139,7 @@ class LocalContainerManager(ContainerManager):
         self.admin_token = admin_token or None
         self.host: str = host
         self.timeouts = timeouts or Timeouts(start_timeout, replica_timeout)
+        self.rpc_socket: str | None = None  # set when the cluster starts or is connected to
         self.limits = limits or Limits()
         self.allow_unauthenticated_replicas = bool(allow_unauthenticated_replicas)
         home = Path(state_dir).expanduser() if state_dir else clipper_home()
@@ -220,6 +222,7 @@ class LocalContainerManager(ContainerManager):
         self.admin_token = token
         store = f"sqlite:///{self.dir.store_path}"
         rpc_auth = self._rpc_auth_setup()
+        self.rpc_socket = self._rpc_socket_path() if rpc_auth == "curve" else None
         self.dir.write_cluster(
             {
                 "cluster_name": self.cluster_name,
@@ -231,6 +234,7 @@ class LocalContainerManager(ContainerManager):
                 "store": store,
                 "admin_auth": "token" if token else "none",  # the token itself: admin_token (0600)
                 "rpc_auth": rpc_auth,  # "curve": the keys are in rpc_keys.json (0600)
+                "rpc_socket": self.rpc_socket,  # where this cluster's replicas connect (None: TCP)
                 "python": self.python,
                 "created": time.time(),
             }
@@ -251,6 +255,7 @@ class LocalContainerManager(ContainerManager):
             admin_token_file=str(self.admin_token_file) if token else None,
             rpc_auth=rpc_auth,
             rpc_keys_file=str(self.rpc_keys_file) if rpc_auth == "curve" else None,
+            rpc_socket=self.rpc_socket,
             limits=self.limits,
             dashboard_metrics_url=f"http://{self.host}:{self.clipper_query_port}/metrics",
             cluster_dir=str(self.dir.root),
@@ -413,6 +418,7 @@ class LocalContainerManager(ContainerManager):
             self.admin_token = info.get("admin_token") or read_token_file(self.admin_token_file)
         self.python = info.get("python", self.python)
         self.allow_unauthenticated_replicas = info.get("rpc_auth", "none") == "none"
+        self.rpc_socket = info.get("rpc_socket")  # clusters of earlier releases: TCP only
         if not self.dir.supervisor_alive():
             self._restart_supervisor()
 
@@ -563,6 +569,14 @@ class LocalContainerManager(ContainerManager):
     def rpc_keys_file(self) -> Path:
         return self.dir.root / "rpc_keys.json"
 
+    def _rpc_socket_path(self) -> str | None:
+        """Where the replicas this cluster starts reach the query frontend: a Unix socket in the
+        cluster directory (owner-only, so no CURVE is needed on it: every frame of a batch is
+        otherwise encrypted and decrypted on both sides), or None (TCP with CURVE) when the
+        directory's path is too long for a Unix socket address."""
+        path = str(self.dir.root.resolve() / "rpc.sock")
+        return path if len(path) <= zmq.IPC_PATH_MAX_LEN else None
+
     def _rpc_auth_setup(self) -> Literal["curve", "none"]:
         """Generate the cluster's RPC keys (unless unauthenticated replicas are allowed); returns
         the ``rpc_auth`` mode (recorded in cluster.json)."""
@@ -588,6 +602,7 @@ class LocalContainerManager(ContainerManager):
             model_path=str(model_dir),
             rpc_keys="none" if self.allow_unauthenticated_replicas else "file",
             rpc_keys_file=None if self.allow_unauthenticated_replicas else str(self.rpc_keys_file),
+            rpc_socket=self.rpc_socket,
         )
         return {**self._process_spec(launch.model_replica(replica)), "cwd": str(model_dir)}
 

@@ -348,6 +348,7 @@ def _missing_module_pickle(tmp_path: Path) -> Path:
         ("bad-kind", 1, "unknown model kind 'tensorflow'"),
         ("missing-dep", 3, "No module named 'vanished_pkg_for_test'"),
         ("bad-timeout", 1, "CLIPPER_PREDICT_TIMEOUT must be a number of seconds (0 disables), got '-1'"),
+        ("relative-socket", 1, "CLIPPER_RPC_SOCKET must be an absolute path, got 'rpc.sock'"),
     ],
 )
 def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, case, code, message):
@@ -368,6 +369,8 @@ def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, cas
         model = _missing_module_pickle(tmp_path)
     elif case == "bad-timeout":
         env["CLIPPER_PREDICT_TIMEOUT"] = "-1"
+    elif case == "relative-socket":
+        env["CLIPPER_RPC_SOCKET"] = "rpc.sock"
     container = start(port, model, input_type, **env)
     assert container.wait() == code
     log = container.log()
@@ -397,3 +400,33 @@ def test_stop_ends_an_idle_session_blocked_in_its_receive(harness):
     runner.join(10)
     assert not runner.is_alive()
     assert time.monotonic() - t0 < STOP_CHECK_S + 2.0  # the bound, with room for a loaded machine
+
+
+def test_a_container_given_the_frontends_unix_socket_serves_there_without_curve(tmp_path, start):
+    """CLIPPER_RPC_SOCKET (the local backend's replicas): the container connects to the Unix socket
+    instead of CLIPPER_IP/CLIPPER_PORT, and does not use the CURVE keys it holds there (the
+    socket's endpoint has none: its file is owner-only); the TCP endpoint still demands them."""
+    from clipper.rpc.auth import RPC_KEYS_FILE_ENV, RpcKeys
+
+    keys = RpcKeys.generate()
+    keys_file = tmp_path / "rpc_keys.json"
+    keys.write(keys_file)
+    private = tmp_path / "cluster"
+    private.mkdir(mode=0o700)
+    socket_path = private / "rpc.sock"
+    h = RpcHarness(keys=keys.for_frontend(), ipc_path=str(socket_path))
+    try:
+        model = make_model_dir(tmp_path, "def f(xs):\n    return [str(float(sum(x))) for x in xs]\n")
+        port_nobody_listens_on = free_port()
+        container = start(
+            port_nobody_listens_on,
+            model,
+            CLIPPER_RPC_SOCKET=str(socket_path),
+            **{RPC_KEYS_FILE_ENV: str(keys_file)},
+        )
+        conn = h.wait_registered()
+        assert conn.identity.startswith(b"i")  # the Unix socket's session
+        assert h.predict(conn, InputType.DOUBLES, [struct.pack("<2d", 1.0, 2.5)]) == [b"3.5"]
+        assert f"serving for ipc://{socket_path}" in container.log()
+    finally:
+        h.close()

@@ -3,6 +3,7 @@ real query frontends and containers (tests/unit/test_rpc_server.py covers the Rp
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -206,6 +207,12 @@ def test_the_local_backend_hands_keys_only_to_its_replicas(tmp_path: Path):
             return not body["default"] and body
 
         assert wait_for(ours, 30, "the cluster's replica serving")["output"] == 4.0
+        # its replicas reach the frontend on the owner-only Unix socket in the cluster directory
+        sock = (tmp_path / "keyed" / "rpc.sock").resolve()
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert json.loads((tmp_path / "keyed" / "cluster.json").read_text())["rpc_socket"] == str(sock)
+        replica_log = next((tmp_path / "keyed" / "logs").glob("model-m-1-*.log")).read_text()
+        assert f"serving for ipc://{sock}" in replica_log, replica_log
         args = [sys.executable, spec, "127.0.0.1", str(cm.clipper_rpc_port), "m", "1", "3", "0.5"]
         procs.append(subprocess.Popen(args))
         time.sleep(2.0)
@@ -219,6 +226,7 @@ def test_the_local_backend_hands_keys_only_to_its_replicas(tmp_path: Path):
     conn = start_cluster("open", tmp_path, allow_unauthenticated_replicas=True)
     try:
         assert not (tmp_path / "open" / "rpc_keys.json").exists()
+        assert json.loads((tmp_path / "open" / "cluster.json").read_text())["rpc_socket"] is None
         conn.register_application("app", "doubles", "-1.0", 5_000_000)
         r = requests.post(
             f"http://{conn.cm.get_admin_addr()}/admin/add_model",

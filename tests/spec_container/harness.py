@@ -31,6 +31,7 @@ class RpcHarness:
         port: int | None = None,
         keys: RpcKeys | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        ipc_path: str | None = None,
     ) -> None:
         self.port = port or free_port()
         self.registered: queue.Queue[ReplicaConnection] = queue.Queue()
@@ -48,6 +49,7 @@ class RpcHarness:
             liveness_timeout=liveness_timeout,
             keys=keys,
             max_message_bytes=max_message_bytes,
+            ipc_path=ipc_path,
         )
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import struct
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -11,6 +15,7 @@ import pytest
 import zmq
 
 from clipper.datatypes import InputType
+from clipper.rpc import protocol
 from tests.spec_container.harness import RpcHarness, kill, start_spec_container
 
 
@@ -251,3 +256,99 @@ def test_send_after_close_is_dropped():
     conn = ReplicaConnection(b"x", 0, "m", "1", 0, InputType.DOUBLES, 0.0)
     h.send_batch(conn, InputType.DOUBLES, [doubles(1.0)])
     h.close()
+
+
+# -- the Unix-socket endpoint (local backend) ---------------------------------------------------
+
+
+def ipc_peer(ctx: zmq.Context, path, routing_id: bytes | None = None) -> RawPeer:
+    peer = RawPeer.__new__(RawPeer)
+    peer.sock = ctx.socket(zmq.DEALER)
+    peer.sock.setsockopt(zmq.LINGER, 0)
+    if routing_id is not None:
+        peer.sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    peer.sock.connect(f"ipc://{path}")
+    return peer
+
+
+def test_the_unix_socket_serves_without_keys_while_tcp_still_demands_them(tmp_path, ctx):
+    """With CURVE keys on TCP and a Unix socket beside it: a peer without keys registers and
+    predicts over the socket (owner-only file in an owner-only directory) and is refused on TCP.
+    The same routing id on both endpoints names two sessions, each answered where it came from."""
+    from clipper.rpc.auth import RpcKeys
+
+    private = tmp_path / "cluster"
+    private.mkdir(mode=0o700)
+    path = private / "rpc.sock"
+    keys = RpcKeys.generate()
+    h = RpcHarness(keys=keys.for_frontend(), ipc_path=str(path))
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600
+        local = ipc_peer(ctx, path, routing_id=b"same")
+        local.register("m", "1")
+        conn = h.wait_registered()
+        assert conn.identity == b"i" + b"same"
+        # a keyed replica over TCP with the same routing id is another session
+        keyed = ctx.socket(zmq.DEALER)
+        keyed.setsockopt(zmq.LINGER, 0)
+        keyed.setsockopt(zmq.ROUTING_ID, b"same")
+        keyed.curve_serverkey = keys.server_public.encode()
+        keyed.curve_publickey = keys.client_public.encode()
+        keyed.curve_secretkey = keys.client_secret.encode()
+        keyed.connect(f"tcp://127.0.0.1:{h.port}")
+        remote = RawPeer.__new__(RawPeer)
+        remote.sock = keyed
+        remote.register("m", "1")
+        conn_tcp = h.wait_registered()
+        assert conn_tcp.identity == b"t" + b"same" and set(h.connections()) == {b"isame", b"tsame"}
+        for peer, c, value in ((local, conn, 1.5), (remote, conn_tcp, 2.5)):
+            msg_id = h.send_batch(c, InputType.DOUBLES, [doubles(value)])
+            request = protocol.decode_frontend_message(peer.recv())
+            assert isinstance(request, protocol.PredictionRequest) and request.inputs == [doubles(value)]
+            peer.send(protocol.encode_prediction_response(request.msg_id_frame, [repr(value).encode()]))
+            assert h.wait_response(msg_id) == (c, [repr(value).encode()])
+        # a peer without keys on TCP never registers
+        RawPeer(ctx, h.port).send(HEARTBEAT)
+        time.sleep(0.5)
+        assert set(h.connections()) == {b"isame", b"tsame"}
+    finally:
+        h.close()
+
+
+def test_a_unix_socket_in_a_directory_others_can_enter_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(OSError, match="must belong to this user with mode 0700"):
+        RpcHarness(ipc_path=str(shared / "rpc.sock"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another user")
+def test_another_user_cannot_connect_to_the_unix_socket():
+    """What stands in for CURVE on the Unix socket: another local user's connect(2) is refused
+    (the directory is 0700 and the socket file 0600), in a directory anyone may look for."""
+    base = tempfile.mkdtemp(prefix="clipper-rpc-test-")  # 0700, under the world-traversable /tmp
+    path = os.path.join(base, "rpc.sock")
+    h = RpcHarness(ipc_path=path)
+    try:
+        probe = (
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            "try:\n"
+            "    s.connect(sys.argv[1]); print('connected')\n"
+            "except PermissionError:\n"
+            "    print('denied')\n"
+        )
+        nobody = subprocess.run(
+            ["/usr/bin/python3", "-c", probe, path],
+            capture_output=True, text=True, timeout=30, user=65534, group=65534,
+        )  # fmt: skip
+        assert nobody.stdout.strip() == "denied", nobody.stdout + nobody.stderr
+        # the owner can (the same probe, as root)
+        me = subprocess.run(
+            ["/usr/bin/python3", "-c", probe, path], capture_output=True, text=True, timeout=30
+        )
+        assert me.stdout.strip() == "connected", me.stdout + me.stderr
+    finally:
+        h.close()
+        shutil.rmtree(base, ignore_errors=True)
