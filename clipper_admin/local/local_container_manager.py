@@ -496,10 +496,14 @@ class LocalContainerManager(ContainerManager):
             self.clipper_query_port, self.clipper_rpc_port = info["query_port"], info["rpc_port"]
             self._wait_restarted(QUERY, f"http://{self.get_query_addr()}/metrics")
         if "rpc_port" in changes:
+            # Replicas on the Unix socket keep it (its path does not change): they reconnect to the
+            # restarted frontend by themselves. Restarting them too would let the wait below count
+            # a replica that the supervisor is about to replace.
             with self.dir.edit_desired() as table:
                 for proc_id in table:
-                    if parse_model_process_id(proc_id):
-                        table[proc_id]["env"]["CLIPPER_PORT"] = str(changes["rpc_port"])
+                    env = table[proc_id]["env"]
+                    if parse_model_process_id(proc_id) and "CLIPPER_RPC_SOCKET" not in env:
+                        env["CLIPPER_PORT"] = str(changes["rpc_port"])
         if query_changed:
             self._wait_replicas_reconnected()
         if mgmt_changed:

@@ -127,9 +127,13 @@ def test_cache_size_token_and_port_changes_are_planned_and_applied(workspace):  
     r = requests.post(f"http://127.0.0.1:{new_query}/hello/predict", json={"input": [1.0, 2.0]}, timeout=10)
     assert (r.status_code, r.json()["output"], r.json()["default"]) == (200, 3.0, False)
     table = json.loads((home / "rt" / "desired.json").read_text())["processes"]
-    assert [p["env"]["CLIPPER_PORT"] for k, p in table.items() if k.startswith("model")] == [str(new_rpc)], (
-        table
-    )
+    argv = table["query-0"]["argv"]
+    assert argv[argv.index("--rpc-port") + 1] == str(new_rpc)
+    # the replica reaches the frontend on the cluster's Unix socket, whose path did not change: it
+    # reconnected to the restarted frontend without being restarted (its TCP port is not used)
+    sock = str((home / "rt" / "rpc.sock").resolve())
+    replicas = [p["env"] for k, p in table.items() if k.startswith("model")]
+    assert [e["CLIPPER_RPC_SOCKET"] for e in replicas] == [sock], table
     assert clipper("diff", "-f", str(f), env=env).returncode == 0
 
     # a field that cannot change in place: refused with the reason, nothing changes
