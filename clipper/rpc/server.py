@@ -162,9 +162,7 @@ class RpcServer:
         """Bind the ROUTER and start reading; returns once bound (``self.port`` is the real port)."""
         self._loop = asyncio.get_running_loop()
         self._ctx = zmq.Context()
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        sock = self._router()
         bind_host = "*" if self.host in ("0.0.0.0", "") else self.host
         try:
             if self.keys is not None:
@@ -204,6 +202,14 @@ class RpcServer:
             f" and on {self.ipc_path} (owner only)" if self.ipc_path else "",
         )
 
+    def _router(self) -> zmq.Socket[bytes]:
+        """A ROUTER of either endpoint: no linger on close, inbound frames bounded."""
+        assert self._ctx is not None
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        return sock
+
     def _bind_ipc(self, path: str) -> zmq.Socket[bytes]:
         """The Unix-socket endpoint: refused unless its directory is the user's alone, and made
         owner-only before anyone can have connected (a peer connecting while it is being set up
@@ -212,10 +218,7 @@ class RpcServer:
         st = os.stat(parent)
         if st.st_uid != os.geteuid() or st.st_mode & 0o077:
             raise OSError(f"the RPC socket's directory {parent} must belong to this user with mode 0700")
-        assert self._ctx is not None
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        sock = self._router()
         try:
             sock.bind(f"ipc://{path}")
             os.chmod(path, 0o600)
