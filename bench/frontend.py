@@ -78,14 +78,27 @@ def post(url: str, body: dict) -> bytes:
         return r.read()
 
 
+RPC_TRANSPORTS = ("socket", "tcp")
+
+
 class Stack:
-    def __init__(self, root: Path) -> None:
+    """The local backend's processes, started by hand.
+
+    ``rpc``: how replicas reach the frontend. ``socket`` (default) is what ``LocalContainerManager``
+    sets up: a Unix socket in the private ``root`` (which must be mode 0700), no CURVE. ``tcp`` is the
+    Docker and Kubernetes path: the RPC port with CURVE-authenticated replicas.
+    """
+
+    def __init__(self, root: Path, rpc: str = "socket") -> None:
+        if rpc not in RPC_TRANSPORTS:
+            raise ValueError(f"rpc must be one of {RPC_TRANSPORTS}, not {rpc!r}")
         self.root = root
         self.procs: list[subprocess.Popen] = []
         self.mgmt_port, self.http_port, self.rpc_port = free_port(), free_port(), free_port()
         self.store = f"sqlite:///{root}/config.db"
-        self.rpc_keys_file = root / "rpc_keys.json"  # the default set-up: CURVE-authenticated replicas
+        self.rpc_keys_file = root / "rpc_keys.json"  # the TCP port stays CURVE-authenticated
         RpcKeys.generate().write(self.rpc_keys_file)
+        self.rpc_socket = root / "rpc.sock" if rpc == "socket" else None
 
     def spawn(self, args: list[str], log: str, env: dict | None = None) -> subprocess.Popen:
         out = open(self.root / log, "wb")
@@ -125,6 +138,7 @@ class Stack:
                 str(cache_bytes),
                 "--rpc-keys-file",
                 str(self.rpc_keys_file),
+                *(["--rpc-socket", str(self.rpc_socket)] if self.rpc_socket else []),
                 "--log-level",
                 "WARNING",
             ],
@@ -189,6 +203,7 @@ class Stack:
             CLIPPER_MODEL_PATH=str(model),
             CLIPPER_LOG_LEVEL="WARNING",
             **{RPC_KEYS_FILE_ENV: str(self.rpc_keys_file)},
+            **({"CLIPPER_RPC_SOCKET": str(self.rpc_socket)} if self.rpc_socket else {}),
         )
         self.spawn(
             [py, "-m", "clipper.container"],
@@ -265,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="prediction cache size; 0 (default) measures the model path, since wrk repeats one input",
     )
+    ap.add_argument(
+        "--rpc",
+        choices=RPC_TRANSPORTS,
+        default="socket",
+        help="replicas on the frontend's Unix socket (the local backend's default) or on its CURVE TCP port",
+    )
     ap.add_argument("--smoke", action="store_true", help="a 2-second run, no warm-up")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument(
@@ -280,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         script = root / "post.lua"
         script.write_text(WRK_SCRIPT)
-        stack = Stack(root)
+        stack = Stack(root, rpc=args.rpc)
         try:
             stack.start(args.slo_micros, direct=args.direct_store, cache_bytes=args.cache_bytes)
             if args.warmup:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cloudpickle  # noqa: E402
 import frontend  # noqa: E402 - the sibling harness
-from frontend import WRK_SCRIPT, Stack, post, run_wrk  # noqa: E402
+from frontend import RPC_TRANSPORTS, WRK_SCRIPT, Stack, post, run_wrk  # noqa: E402
 from peers.procs import cpu_seconds  # noqa: E402
 
 cloudpickle.register_pickle_by_value(frontend)  # its no-op model, for replicas that cannot import it
@@ -236,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-c", "--connections", type=int, default=32)
     ap.add_argument("-d", "--duration", type=int, default=8, help="seconds per app per round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--rpc",
+        choices=RPC_TRANSPORTS,
+        default="socket",
+        help="replicas on the frontend's Unix socket (the local backend's default) or on its CURVE TCP port",
+    )
     ap.add_argument("--smoke", action="store_true", help="1 round of 2 s")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--micro", action="store_true", help="only the in-process microbenchmark")
@@ -266,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         script = root / "post.lua"
         script.write_text(WRK_SCRIPT)
-        stack = Stack(root)
+        stack = Stack(root, rpc=args.rpc)
         try:
             stack.start(100000)
             configure(stack)
