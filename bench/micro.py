@@ -196,7 +196,7 @@ async def _run_ours(connections: int, requests: int) -> dict[str, float]:
             reply = _model(frames)
             bench.model_cpu += time.process_time() - m0
             batches += 1
-            rpc._handle(reply)
+            rpc._handle(b"t" + reply[0], reply[1:])
     cpu = time.process_time() - cpu0 - bench.model_cpu
     if bench.bad * 100 > bench.answers:
         raise RuntimeError(f"{bench.bad} of {bench.answers} answers were not model outputs")

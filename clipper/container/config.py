@@ -43,7 +43,9 @@ class ContainerConfig:
     @property
     def rpc_endpoint(self) -> str:
         """The ZeroMQ endpoint the container connects to."""
-        return f"ipc://{self.rpc_socket}" if self.rpc_socket is not None else f"tcp://{self.host}:{self.port}"
+        return (
+            f"unix://{self.rpc_socket}" if self.rpc_socket is not None else f"tcp://{self.host}:{self.port}"
+        )
 
     def predict_limit(self, kind: str) -> float | None:
         """The watchdog limit in seconds for a model of ``kind`` ("python" / "pyspark"); None: off."""

@@ -1,7 +1,11 @@
-"""The model-container runtime: one DEALER session with the query frontend, batches predicted in
-the thread that reads them.
+"""The model-container runtime: one session with the query frontend, batches predicted in the thread
+that reads them.
 
-Threads: the *session* thread owns the ZMQ socket: it receives a batch, decodes it, calls the
+A session is a ZeroMQ DEALER on the frontend's RPC port (``CLIPPER_IP``/``CLIPPER_PORT``), or, given
+``CLIPPER_RPC_SOCKET``, a connection to the frontend's Unix socket (:mod:`clipper.rpc.stream`: the
+same messages without ZeroMQ's I/O thread); both are used the same way below.
+
+Threads: the *session* thread owns the session's socket: it receives a batch, decodes it, calls the
 function, encodes and sends the outputs, then reads the next one (no hand-off between threads: a
 prediction message costs one wake-up of one thread, not three). It waits for the next message in a
 blocking receive (a third of the system calls of a poll followed by non-blocking reads), bounded by
@@ -17,7 +21,8 @@ answers every heartbeat, so this means it is gone), the socket is closed and a n
 with a fresh socket, hence a new identity and a new replica id. Messages that queued up while a long
 batch ran are read before the silence is judged.
 A frontend that restarts on the same address is usually found sooner: ZMQ reconnects the socket by
-itself and the new frontend asks for metadata on the next heartbeat.
+itself (the Unix-socket session reconnects on its next heartbeat after the connection closed) and the
+new frontend asks for metadata on the next heartbeat.
 
 A failing prediction never ends the process: see :mod:`clipper.container.codec`; its reason
 travels in the response's error frame when the frontend announced it (``ERROR_FRAME_SUPPORTED``
@@ -60,6 +65,7 @@ from clipper.container.metrics import ContainerMetrics
 from clipper.datatypes import InputType
 from clipper.rpc import protocol as p
 from clipper.rpc.auth import RpcKeys, secure_client
+from clipper.rpc.stream import StreamChannel
 from clipper.rpc.zmqio import recv_frames_wait, send_frames
 
 log = logging.getLogger("clipper.container")
@@ -73,6 +79,43 @@ LIVENESS_GRACE_S = 10.0
 #: most of a replica's fixed cost per message (``bench/replica.py``); pyzmq cannot interrupt it
 #: from another thread, hence the bound.
 STOP_CHECK_S = 0.1
+
+
+class _ZmqChannel:
+    """A session's DEALER to the frontend's RPC port (CURVE with the cluster's keys)."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], target: str, keys: RpcKeys | None) -> None:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue heartbeats for a frontend that is not there
+        try:
+            if keys is not None:
+                secure_client(sock, keys)
+            sock.connect(target)
+        except BaseException:
+            sock.close(linger=0)  # an open socket would block the context's term() forever
+            raise
+        self.sock = sock
+
+    def send(self, frames: list[bytes]) -> bool:
+        try:
+            send_frames(self.sock, frames)
+            return True
+        except zmq.Again:
+            return False
+
+    def recv(self, timeout: float) -> list[bytes] | None:
+        self.sock.setsockopt(zmq.RCVTIMEO, max(1, int(timeout * 1000)))
+        try:
+            return recv_frames_wait(self.sock)
+        except zmq.Again:
+            return None
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+_Channel = _ZmqChannel | StreamChannel
 
 
 def exit_hung(message: str) -> None:
@@ -117,7 +160,7 @@ class ContainerRuntime:
         self._stop = threading.Event()
         self._sock_lock = threading.Lock()  # held by whichever thread uses the socket
         self._ctx = zmq.Context()
-        self._sock: zmq.Socket[bytes] | None = None
+        self._chan: _Channel | None = None  # the session's connection to the frontend
         self._logged_errors: set[str] = set()
         self._metadata = p.encode_new_container(config.model_name, config.model_version, config.input_type)
 
@@ -219,30 +262,25 @@ class ContainerRuntime:
             was_connected = got_any
 
     def _session(self, target: str) -> bool:
-        """One DEALER session; returns whether anything was received before it ended."""
+        """One session (a DEALER, or a connection to the Unix socket); returns whether anything was
+        received before it ended."""
         cfg = self.config
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue heartbeats for a frontend that is not there
-        if self.rpc_keys is not None and cfg.rpc_socket is None:  # a Unix socket has no CURVE
-            try:
-                secure_client(sock, self.rpc_keys)
-            except BaseException:
-                sock.close(linger=0)  # an open socket would block the context's term() forever
-                raise
         self._announced = False
-        try:
-            sock.connect(target)
-        except zmq.ZMQError as e:
-            log.error("cannot connect to %s: %s", target, e)
-            self._stop.wait(cfg.reconnect_after)
-            sock.close(linger=0)
-            return False
+        chan: _Channel
+        if cfg.rpc_socket is not None:  # a Unix socket has no CURVE (owner-only file)
+            chan = StreamChannel(str(cfg.rpc_socket))
+        else:
+            try:
+                chan = _ZmqChannel(self._ctx, target, self.rpc_keys)
+            except zmq.ZMQError as e:
+                log.error("cannot connect to %s: %s", target, e)
+                self._stop.wait(cfg.reconnect_after)
+                return False
         got_any = False
         last_recv = time.monotonic()
         lock = self._sock_lock
         lock.acquire()
-        self._sock = sock
+        self._chan = chan
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -255,10 +293,8 @@ class ContainerRuntime:
                     last_recv + cfg.reconnect_after,
                     now + STOP_CHECK_S,
                 )
-                sock.setsockopt(zmq.RCVTIMEO, max(1, int((wake_at - now) * 1000)))
-                try:
-                    frames = recv_frames_wait(sock)
-                except zmq.Again:
+                frames = chan.recv(wake_at - now)
+                if frames is None:
                     if time.monotonic() - last_recv > cfg.reconnect_after:
                         return got_any
                     continue
@@ -267,20 +303,16 @@ class ContainerRuntime:
                 last_recv = time.monotonic()  # after a long batch too: the frontend was waiting
             return got_any
         finally:
-            self._sock = None
+            self._chan = None
             lock.release()
-            sock.close(linger=0)
+            chan.close()
 
     def _send_locked(self, frames: list[bytes]) -> bool:
-        """Send on the session's socket; the caller holds ``_sock_lock``."""
-        sock = self._sock
-        if sock is None:  # between sessions: nobody to send to
+        """Send on the session's connection; the caller holds ``_sock_lock``."""
+        chan = self._chan
+        if chan is None:  # between sessions: nobody to send to
             return False
-        try:
-            send_frames(sock, frames)
-            return True
-        except zmq.Again:
-            return False
+        return chan.send(frames)
 
     def _handle(self, frames: list[bytes], t_recv: float) -> None:
         """Handle one message from the frontend (a batch is predicted here); the caller holds the lock."""

@@ -82,6 +82,27 @@ def harness() -> Iterator[RpcHarness]:
     h.close()
 
 
+def private_socket(tmp_path: Path) -> Path:
+    d = tmp_path / "cluster"
+    d.mkdir(mode=0o700, exist_ok=True)
+    return d / "rpc.sock"
+
+
+@pytest.fixture(params=["tcp", "socket"])
+def endpoint(request, tmp_path) -> Iterator[tuple[RpcHarness, dict[str, str]]]:
+    """A frontend's RPC server and the environment that points a container at it: its TCP port
+    (ZeroMQ), or its Unix socket (the local backend's, clipper.rpc.stream)."""
+    if request.param == "tcp":
+        h = RpcHarness(liveness_timeout=1.0)
+        env: dict[str, str] = {}
+    else:
+        path = private_socket(tmp_path)
+        h = RpcHarness(liveness_timeout=1.0, ipc_path=str(path))
+        env = {"CLIPPER_RPC_SOCKET": str(path)}
+    yield h, env
+    h.close()
+
+
 @pytest.fixture
 def start(tmp_path) -> Iterator:
     started: list[Container] = []
@@ -203,8 +224,9 @@ def f(xs):
 """
 
 
-def test_heartbeats_continue_while_the_function_runs(tmp_path, harness, start):
-    container = start(harness.port, make_model_dir(tmp_path, SLOW))
+def test_heartbeats_continue_while_the_function_runs(tmp_path, endpoint, start):
+    harness, env = endpoint
+    container = start(harness.port, make_model_dir(tmp_path, SLOW), **env)
     conn = harness.wait_registered()
     time.sleep(1.0)  # a few heartbeats: the server now expects them every ~0.5 s
     slow = harness.send_batch(conn, InputType.DOUBLES, [struct.pack("<d", 2.5)])
@@ -257,8 +279,9 @@ def test_predict_timeout_0_disables_the_watchdog(tmp_path, harness, start):
     assert "no prediction watchdog" in container.log()
 
 
-def test_sigterm_exits_cleanly_even_while_predicting(tmp_path, harness, start):
-    container = start(harness.port, make_model_dir(tmp_path, SLOW))
+def test_sigterm_exits_cleanly_even_while_predicting(tmp_path, endpoint, start):
+    harness, env = endpoint
+    container = start(harness.port, make_model_dir(tmp_path, SLOW), **env)
     conn = harness.wait_registered()
     time.sleep(1.0)  # heartbeats observed: the server detects the exit in about a second
     harness.send_batch(conn, InputType.DOUBLES, [struct.pack("<d", 60.0)])
@@ -270,19 +293,22 @@ def test_sigterm_exits_cleanly_even_while_predicting(tmp_path, harness, start):
     assert gone is conn
 
 
+@pytest.mark.parametrize("transport", ["tcp", "socket"])
 @pytest.mark.parametrize("downtime", [0.0, 2.0], ids=["immediate", "after-reconnect-timeout"])
-def test_predictions_resume_after_a_frontend_restart(tmp_path, start, downtime):
-    first = RpcHarness(liveness_timeout=1.0)
+def test_predictions_resume_after_a_frontend_restart(tmp_path, start, downtime, transport):
+    path = str(private_socket(tmp_path)) if transport == "socket" else None
+    env = {"CLIPPER_RPC_SOCKET": path} if path else {}
+    first = RpcHarness(liveness_timeout=1.0, ipc_path=path)
     port = first.port
     try:
-        container = start(port, make_model_dir(tmp_path, SLOW), CLIPPER_RECONNECT_TIMEOUT="1")
+        container = start(port, make_model_dir(tmp_path, SLOW), CLIPPER_RECONNECT_TIMEOUT="1", **env)
         conn = first.wait_registered()
         assert first.predict(conn, InputType.DOUBLES, [struct.pack("<d", 0.0)]) == [b"0.0"]
     finally:
         first.close()
     time.sleep(downtime)
     t0 = time.monotonic()
-    second = RpcHarness(liveness_timeout=1.0, port=port)
+    second = RpcHarness(liveness_timeout=1.0, port=port, ipc_path=path)
     try:
         conn = second.wait_registered(timeout=30)
         print(f"re-registered {time.monotonic() - t0:.2f} s after the frontend came back")
@@ -378,7 +404,7 @@ def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, cas
     assert "Traceback" not in log
 
 
-def test_stop_ends_an_idle_session_blocked_in_its_receive(harness):
+def test_stop_ends_an_idle_session_blocked_in_its_receive(endpoint):
     """The session thread waits for messages in a blocking receive: stop() must still end it at
     once, not at the next heartbeat (30 s here) or reconnect."""
     import threading
@@ -386,8 +412,16 @@ def test_stop_ends_an_idle_session_blocked_in_its_receive(harness):
     from clipper.container.config import ContainerConfig
     from clipper.container.runtime import STOP_CHECK_S, ContainerRuntime
 
+    harness, env = endpoint
+    socket_path = env.get("CLIPPER_RPC_SOCKET")
     config = ContainerConfig(
-        "m", "1", InputType.DOUBLES, port=harness.port, heartbeat_interval=30.0, reconnect_after=60.0
+        "m",
+        "1",
+        InputType.DOUBLES,
+        port=harness.port,
+        heartbeat_interval=30.0,
+        reconnect_after=60.0,
+        rpc_socket=Path(socket_path) if socket_path else None,
     )
     runtime = ContainerRuntime(lambda xs: ["ok"] * len(xs), config)
     runner = threading.Thread(target=runtime.run, daemon=True)
@@ -427,6 +461,6 @@ def test_a_container_given_the_frontends_unix_socket_serves_there_without_curve(
         conn = h.wait_registered()
         assert conn.identity.startswith(b"i")  # the Unix socket's session
         assert h.predict(conn, InputType.DOUBLES, [struct.pack("<2d", 1.0, 2.5)]) == [b"3.5"]
-        assert f"serving for ipc://{socket_path}" in container.log()
+        assert f"serving for unix://{socket_path}" in container.log()
     finally:
         h.close()

@@ -212,7 +212,7 @@ def test_the_local_backend_hands_keys_only_to_its_replicas(tmp_path: Path):
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         assert json.loads((tmp_path / "keyed" / "cluster.json").read_text())["rpc_socket"] == str(sock)
         replica_log = next((tmp_path / "keyed" / "logs").glob("model-m-1-*.log")).read_text()
-        assert f"serving for ipc://{sock}" in replica_log, replica_log
+        assert f"serving for unix://{sock}" in replica_log, replica_log
         args = [sys.executable, spec, "127.0.0.1", str(cm.clipper_rpc_port), "m", "1", "3", "0.5"]
         procs.append(subprocess.Popen(args))
         time.sleep(2.0)

@@ -32,6 +32,7 @@ class RpcHarness:
         keys: RpcKeys | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         ipc_path: str | None = None,
+        uvloop: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.registered: queue.Queue[ReplicaConnection] = queue.Queue()
@@ -39,7 +40,12 @@ class RpcHarness:
             queue.Queue()
         )
         self.disconnected: queue.Queue[tuple[ReplicaConnection, str]] = queue.Queue()
-        self.loop = asyncio.new_event_loop()
+        if uvloop:
+            import uvloop as _uvloop
+
+            self.loop: asyncio.AbstractEventLoop = _uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.server = RpcServer(
             "127.0.0.1",
             self.port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -16,6 +17,7 @@ import zmq
 
 from clipper.datatypes import InputType
 from clipper.rpc import protocol
+from clipper.rpc.stream import MessageReader, encode_message
 from tests.spec_container.harness import RpcHarness, kill, start_spec_container
 
 
@@ -261,37 +263,51 @@ def test_send_after_close_is_dropped():
 # -- the Unix-socket endpoint (local backend) ---------------------------------------------------
 
 
-def ipc_peer(ctx: zmq.Context, path, routing_id: bytes | None = None) -> RawPeer:
-    peer = RawPeer.__new__(RawPeer)
-    peer.sock = ctx.socket(zmq.DEALER)
-    peer.sock.setsockopt(zmq.LINGER, 0)
-    if routing_id is not None:
-        peer.sock.setsockopt(zmq.ROUTING_ID, routing_id)
-    peer.sock.connect(f"ipc://{path}")
-    return peer
+class StreamPeer(RawPeer):
+    """A raw connection to the Unix-socket endpoint, speaking its framing (clipper.rpc.stream)."""
+
+    def __init__(self, path) -> None:  # noqa: D107 - no ZeroMQ socket here
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(path))
+        self.reader = MessageReader(1 << 30)
+        self.ready: list[list[bytes]] = []
+
+    def send(self, frames: list[bytes]) -> None:
+        self.sock.sendall(encode_message(frames))
+
+    def recv(self, timeout: float = 10) -> list[bytes]:
+        end = time.monotonic() + timeout
+        while not self.ready:
+            self.sock.settimeout(max(0.01, end - time.monotonic()))
+            data = self.sock.recv(65536)
+            assert data, "the server closed the connection"
+            self.ready = self.reader.feed(data)
+        return self.ready.pop(0)
+
+
+def private_socket(tmp_path):
+    private = tmp_path / "cluster"
+    private.mkdir(mode=0o700)
+    return private / "rpc.sock"
 
 
 def test_the_unix_socket_serves_without_keys_while_tcp_still_demands_them(tmp_path, ctx):
     """With CURVE keys on TCP and a Unix socket beside it: a peer without keys registers and
-    predicts over the socket (owner-only file in an owner-only directory) and is refused on TCP.
-    The same routing id on both endpoints names two sessions, each answered where it came from."""
+    predicts over the socket (owner-only file in an owner-only directory) and is refused on TCP;
+    a keyed peer on TCP is another session, each answered where it came from."""
     from clipper.rpc.auth import RpcKeys
 
-    private = tmp_path / "cluster"
-    private.mkdir(mode=0o700)
-    path = private / "rpc.sock"
+    path = private_socket(tmp_path)
     keys = RpcKeys.generate()
     h = RpcHarness(keys=keys.for_frontend(), ipc_path=str(path))
     try:
         assert path.stat().st_mode & 0o777 == 0o600
-        local = ipc_peer(ctx, path, routing_id=b"same")
+        local = StreamPeer(path)
         local.register("m", "1")
         conn = h.wait_registered()
-        assert conn.identity == b"i" + b"same"
-        # a keyed replica over TCP with the same routing id is another session
+        assert conn.identity[:1] == b"i"
         keyed = ctx.socket(zmq.DEALER)
         keyed.setsockopt(zmq.LINGER, 0)
-        keyed.setsockopt(zmq.ROUTING_ID, b"same")
         keyed.curve_serverkey = keys.server_public.encode()
         keyed.curve_publickey = keys.client_public.encode()
         keyed.curve_secretkey = keys.client_secret.encode()
@@ -300,7 +316,7 @@ def test_the_unix_socket_serves_without_keys_while_tcp_still_demands_them(tmp_pa
         remote.sock = keyed
         remote.register("m", "1")
         conn_tcp = h.wait_registered()
-        assert conn_tcp.identity == b"t" + b"same" and set(h.connections()) == {b"isame", b"tsame"}
+        assert conn_tcp.identity[:1] == b"t" and set(h.connections()) == {conn.identity, conn_tcp.identity}
         for peer, c, value in ((local, conn, 1.5), (remote, conn_tcp, 2.5)):
             msg_id = h.send_batch(c, InputType.DOUBLES, [doubles(value)])
             request = protocol.decode_frontend_message(peer.recv())
@@ -310,7 +326,98 @@ def test_the_unix_socket_serves_without_keys_while_tcp_still_demands_them(tmp_pa
         # a peer without keys on TCP never registers
         RawPeer(ctx, h.port).send(HEARTBEAT)
         time.sleep(0.5)
-        assert set(h.connections()) == {b"isame", b"tsame"}
+        assert set(h.connections()) == {conn.identity, conn_tcp.identity}
+    finally:
+        h.close()
+    assert not path.exists()  # removed on close
+
+
+def two_registered_peers(h: RpcHarness, path) -> tuple[StreamPeer, object, StreamPeer, object]:
+    first = StreamPeer(path)
+    first.register("m", "1")
+    first_conn = h.wait_registered()
+    second = StreamPeer(path)
+    second.register("x", "1")
+    return first, first_conn, second, h.wait_registered()
+
+
+def test_a_replica_closing_its_socket_connection_is_removed_at_once(tmp_path):
+    """No liveness wait on the Unix socket: the connection's end is the session's (ZeroMQ's TCP
+    sessions wait out their allowance). A batch in flight is the dispatcher's to retry."""
+    path = private_socket(tmp_path)
+    h = RpcHarness(liveness_timeout=60.0, ipc_path=str(path))
+    try:
+        peer, conn, other, _ = two_registered_peers(h, path)  # (other: kept open)
+        t0 = time.monotonic()
+        peer.sock.close()
+        gone, reason = h.disconnected.get(timeout=5)
+        assert gone is conn and "closed" in reason and time.monotonic() - t0 < 5
+        assert len(h.connections()) == 1 and h.stats()["disconnects"] == 1
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        struct.pack("<I", 0),  # a message of no frames
+        struct.pack("<I", (1 << 20) + 1),  # more frames than any message has
+        struct.pack("<2I", 1, 4096),  # a frame over the limit, announced before it is sent
+    ],
+    ids=["no-frames", "too-many-frames", "frame-too-large"],
+)
+def test_a_socket_peer_breaking_the_framing_is_disconnected(tmp_path, garbage):
+    """Announcements over the limits end the connection as soon as they are read (nothing of the
+    announced size is buffered); the server goes on serving its other peers."""
+    path = private_socket(tmp_path)
+    h = RpcHarness(ipc_path=str(path), max_message_bytes=1024)
+    try:
+        good, conn, bad, bad_conn = two_registered_peers(h, path)
+        bad.sock.sendall(garbage)
+        bad.sock.settimeout(5)
+        assert bad.sock.recv(1) == b""  # closed by the server
+        assert h.disconnected.get(timeout=5)[0] is bad_conn
+        assert h.stats()["malformed"] == 1
+        msg_id = h.send_batch(conn, InputType.DOUBLES, [doubles(1.0)])
+        request = protocol.decode_frontend_message(good.recv())
+        good.send(protocol.encode_prediction_response(request.msg_id_frame, [b"1.0"]))
+        assert h.wait_response(msg_id) == (conn, [b"1.0"])
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the query frontend runs on uvloop
+def test_socket_messages_split_and_joined_anyhow_arrive_whole(tmp_path, loop):
+    """The stream may cut a message anywhere or carry several in one read."""
+    path = private_socket(tmp_path)
+    h = RpcHarness(ipc_path=str(path), uvloop=loop == "uvloop")
+    try:
+        peer = StreamPeer(path)
+        peer.register("m", "1")
+        conn = h.wait_registered()
+        ids = [h.send_batch(conn, InputType.DOUBLES, [doubles(float(i))]) for i in range(3)]
+        requests = [protocol.decode_frontend_message(peer.recv()) for _ in ids]
+        wire = b"".join(
+            encode_message(protocol.encode_prediction_response(r.msg_id_frame, [b"%d" % i]))
+            for i, r in enumerate(requests)
+        )
+        for i in range(len(wire)):  # byte by byte: every cut there is
+            peer.sock.sendall(wire[i : i + 1])
+        assert [h.wait_response(m)[1] for m in ids] == [[b"0"], [b"1"], [b"2"]]
+        assert h.stats().get("malformed", 0) == 0
+    finally:
+        h.close()
+
+
+def test_a_socket_file_left_by_a_frontend_that_is_gone_is_replaced(tmp_path):
+    path = private_socket(tmp_path)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # bound, never listening: what a killed frontend leaves
+    stale.close()
+    h = RpcHarness(ipc_path=str(path))
+    try:
+        StreamPeer(path).register("m", "1")
+        assert h.wait_registered().model_name == "m"
     finally:
         h.close()
 

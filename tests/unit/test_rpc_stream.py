@@ -1,0 +1,94 @@
+"""The Unix-socket framing of RPC messages and the replica's end of it (clipper.rpc.stream)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from clipper.rpc.protocol import ProtocolError
+from clipper.rpc.stream import MAX_FRAMES, MessageReader, StreamChannel, encode_message
+
+MESSAGES = [[b""], [b"", b"\x01\x00\x00\x00", b"x" * 300], [b"a", b"", b"bc"]]
+
+
+def test_messages_survive_any_cut_of_the_stream():
+    wire = b"".join(encode_message(m) for m in MESSAGES)
+    for cut in range(len(wire) + 1):
+        reader = MessageReader(1024)
+        got = reader.feed(wire[:cut]) + reader.feed(wire[cut:])
+        assert got == MESSAGES, cut
+        assert reader.pending == 0
+    reader = MessageReader(1024)
+    assert [m for i in range(len(wire)) for m in reader.feed(wire[i : i + 1])] == MESSAGES
+
+
+@pytest.mark.parametrize(
+    "head, limit",
+    [
+        (struct.pack("<I", 0), 1024),
+        (struct.pack("<I", MAX_FRAMES + 1), 1024),
+        (struct.pack("<3I", 2, 10, 1025), 1024),
+    ],
+    ids=["no-frames", "too-many-frames", "frame-over-the-limit"],
+)
+def test_an_announcement_over_the_limits_is_refused_before_its_body(head, limit):
+    with pytest.raises(ProtocolError):
+        MessageReader(limit).feed(head)  # no body sent: refused on the announcement alone
+
+
+@pytest.fixture
+def listener(tmp_path):
+    path = str(tmp_path / "s.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen()
+    yield path, srv
+    srv.close()
+
+
+def test_the_channel_reports_an_absent_frontend_instead_of_raising(tmp_path):
+    chan = StreamChannel(str(tmp_path / "nobody.sock"))
+    assert chan.send([b"", b"hb"]) is False and not chan.connected
+    t0 = time.monotonic()
+    assert chan.recv(0.2) is None  # waits (a caller's loop must not spin), then nothing
+    assert time.monotonic() - t0 >= 0.15
+
+
+def test_the_channel_reconnects_after_the_frontend_closed_the_connection(listener):
+    path, srv = listener
+    chan = StreamChannel(path)
+    assert chan.send([b"", b"first"])
+    conn, _ = srv.accept()
+    assert MessageReader(1024).feed(conn.recv(1024)) == [[b"", b"first"]]
+    conn.sendall(encode_message([b"m1"]) + encode_message([b"m2"]))  # two in one write
+    assert chan.recv(5) == [b"m1"] and chan.recv(5) == [b"m2"]
+    assert chan.recv(0.05) is None and chan.connected  # a timeout is not a disconnect
+    conn.close()
+    assert chan.recv(5) is None and not chan.connected  # the close is noticed
+    assert chan.send([b"", b"again"]) and chan.connections == 2
+    conn2, _ = srv.accept()
+    assert MessageReader(1024).feed(conn2.recv(1024)) == [[b"", b"again"]]
+    conn2.close()
+
+
+def test_a_message_arriving_in_pieces_is_waited_for_whole(listener):
+    path, srv = listener
+    chan = StreamChannel(path)
+    assert chan.send([b"hello"])
+    conn, _ = srv.accept()
+    wire = encode_message([b"", b"y" * 5000])
+
+    def trickle() -> None:
+        for i in range(0, len(wire), 1000):
+            conn.sendall(wire[i : i + 1000])
+            time.sleep(0.02)
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    assert chan.recv(5) == [b"", b"y" * 5000]
+    t.join()
+    conn.close()
