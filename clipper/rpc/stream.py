@@ -28,6 +28,9 @@ from clipper.rpc.protocol import ProtocolError
 #: Upper bound of the frames of one message (a batch is one frame per input, plus a header).
 MAX_FRAMES = 1 << 20
 _U32 = struct.Struct("<I")
+#: Bytes asked of one receive: under the C allocator's mmap threshold, so that the buffer Python
+#: allocates for it is not a fresh mapping (two system calls and page faults) per receive.
+_READ_BYTES = 64 * 1024
 _COUNTS: dict[int, struct.Struct] = {}
 
 
@@ -47,27 +50,43 @@ def encode_message(frames: list[bytes]) -> bytes:
 
 
 class MessageReader:
-    """Splits a byte stream into messages (lists of frames); keeps what is incomplete."""
+    """Splits a byte stream into messages (lists of frames); keeps what is incomplete.
 
-    __slots__ = ("max_frame_bytes", "_buf")
+    An incomplete message's chunks are kept as they came and joined once the bytes it needs have
+    arrived (known from its header), so a large message read in many chunks is copied once, not
+    once per chunk."""
+
+    __slots__ = ("max_frame_bytes", "_chunks", "_have", "_need")
 
     def __init__(self, max_frame_bytes: int) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buf = b""
+        self._chunks: list[bytes] = []
+        self._have = 0  # bytes in _chunks
+        self._need = 0  # bytes the pending message needs before it is worth parsing again
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """The messages completed by ``data`` (possibly none); raises :class:`ProtocolError` for a
         message that breaks the limits (the stream cannot be trusted after it: close it)."""
-        buf = self._buf + data if self._buf else data
+        if self._chunks:
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return []
+            buf = b"".join(self._chunks)
+            self._chunks = []
+        else:
+            buf = data
         out: list[list[bytes]] = []
         pos = 0
         end = len(buf)
+        need = 4
         while end - pos >= 4:
             (n,) = _U32.unpack_from(buf, pos)
             if n == 0 or n > MAX_FRAMES:
                 raise ProtocolError(f"a message of {n} frames (1 to {MAX_FRAMES} allowed)")
             head = 4 + 4 * n
             if end - pos < head:
+                need = head
                 break
             lengths = _lengths(n).unpack_from(buf, pos + 4)
             if max(lengths) > self.max_frame_bytes:
@@ -75,6 +94,7 @@ class MessageReader:
             start = pos + head
             stop = start + sum(lengths)
             if stop > end:
+                need = stop - pos
                 break
             frames = []
             for length in lengths:
@@ -82,13 +102,18 @@ class MessageReader:
                 start += length
             out.append(frames)
             pos = stop
-        self._buf = buf[pos:] if pos < end else b""
+            need = 4
+        if pos < end:
+            rest = buf[pos:] if pos else buf
+            self._chunks = [rest]
+            self._have = len(rest)
+            self._need = need
         return out
 
     @property
     def pending(self) -> int:
         """Bytes of an incomplete message held."""
-        return len(self._buf)
+        return self._have if self._chunks else 0
 
 
 class StreamChannel:
@@ -98,14 +123,26 @@ class StreamChannel:
     not connected and reports failure (frontend not there) instead of raising, as a ZeroMQ
     ``IMMEDIATE`` DEALER does; a lost connection is noticed by :meth:`recv` (the next :meth:`send`
     makes a new one: the frontend sees a new peer and asks it to register).
+
+    Waiting is bounded by the kernel (``SO_RCVTIMEO``), not by Python's socket timeouts, which cost
+    a system call to switch the descriptor's mode and a ``poll`` before each receive: a message
+    then costs one blocking ``recv`` and one ``send``. The receive bound is set once per connection
+    to ``max_wait`` and changed only for a shorter wait than about that (an imminent heartbeat). A
+    send that cannot complete within ``send_timeout`` (a frontend that stopped reading) ends the
+    connection: the stream is broken after a partial message.
     """
 
-    def __init__(self, path: str, max_frame_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self, path: str, max_frame_bytes: int = 1 << 30, max_wait: float = 0.1, send_timeout: float = 10.0
+    ) -> None:
         self.path = path
+        self.max_wait = max_wait
+        self.send_timeout = send_timeout
         self._max_frame_bytes = max_frame_bytes
         self._sock: socket.socket | None = None
         self._reader = MessageReader(max_frame_bytes)
         self._ready: list[list[bytes]] = []
+        self._wait = 0.0  # the connection's SO_RCVTIMEO
         self.connections = 0  # connections made so far
 
     @property
@@ -116,6 +153,8 @@ class StreamChannel:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(self.path)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.send_timeout))
+            self._set_wait(s, self.max_wait)
         except OSError:
             s.close()
             return None
@@ -125,52 +164,52 @@ class StreamChannel:
         self.connections += 1
         return s
 
+    def _set_wait(self, s: socket.socket, wait: float) -> None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
+        self._wait = wait
+
     def send(self, frames: list[bytes]) -> bool:
         """Send one message; False when the frontend cannot be reached (nothing was sent)."""
         s = self._sock or self._connect()
         if s is None:
             return False
         try:
-            s.settimeout(None)
             s.sendall(encode_message(frames))
             return True
-        except OSError:
+        except OSError:  # gone, or not reading (SO_SNDTIMEO: EAGAIN)
             self.disconnect()
             return False
 
     def recv(self, timeout: float) -> list[bytes] | None:
-        """The next message, waiting up to ``timeout`` seconds; None when none came (or the
-        connection is not there: then after waiting, so that a caller's loop does not spin)."""
+        """The next message, waiting up to about ``timeout`` seconds (a little longer when that is
+        close to ``max_wait``); None when none came (or the connection is not there: then after
+        waiting, so that a caller's loop does not spin)."""
         if self._ready:
             return self._ready.pop(0)
         s = self._sock
         if s is None:
-            time.sleep(timeout)
+            time.sleep(max(0.0, timeout))
             return None
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            s.settimeout(left)
-            try:
-                data = s.recv(1 << 20)
-            except (TimeoutError, BlockingIOError, InterruptedError):
-                return None
-            except OSError:
-                self.disconnect()
-                return None
-            if not data:  # the frontend closed the connection
-                self.disconnect()
-                return None
-            try:
+        if timeout <= 0:
+            return None
+        wait = self.max_wait if timeout >= 0.9 * self.max_wait else timeout
+        try:
+            if wait != self._wait:
+                self._set_wait(s, wait)
+            while True:
+                data = s.recv(_READ_BYTES)
+                if not data:  # the frontend closed the connection
+                    self.disconnect()
+                    return None
                 msgs = self._reader.feed(data)
-            except ProtocolError:
-                self.disconnect()
-                return None
-            if msgs:
-                self._ready = msgs[1:]
-                return msgs[0]
+                if msgs:
+                    self._ready = msgs[1:]
+                    return msgs[0]
+        except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO passed: nothing (more) came
+            return None
+        except (OSError, ProtocolError):
+            self.disconnect()
+            return None
 
     def disconnect(self) -> None:
         s, self._sock = self._sock, None
@@ -179,3 +218,8 @@ class StreamChannel:
         self._ready = []
 
     close = disconnect
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
