@@ -56,10 +56,19 @@ def test_bench_micro_smoke_prints_numbers():
 def test_bench_replica_prints_numbers():
     """bench/replica.py: a model container's CPU per RPC message, every case (issue 18)."""
     result = bench_json("replica.py", "-n", "50", "--json", timeout=240)
-    assert len(result["cases"]) == 8
+    assert len(result["cases"]) == 12
+    assert {c["transport"] for c in result["cases"]} == {"unix socket", "zmq tcp"}
     for case in result["cases"]:
         assert case["messages"] == 50 and case["round_trip_us"] > 0, case
         assert case["replica_cpu_us_per_message"] >= 0, case
+
+
+def test_bench_transport_echo_prints_numbers():
+    """bench/transport_echo.py: a message's round trip over ZeroMQ ipc and the plain Unix socket."""
+    result = bench_json("transport_echo.py", "-n", "200", "--json", timeout=120)
+    assert [c["transport"] for c in result["cases"]] == ["zmq", "stream"]
+    for case in result["cases"]:
+        assert case["messages"] == 200 and case["round_trip_us"] > 0, case
 
 
 @needs_wrk
