@@ -25,6 +25,8 @@ import time
 
 from clipper.rpc.protocol import ProtocolError
 
+#: The longest Unix socket path Linux takes (``sun_path`` holds 108 bytes with the final NUL).
+MAX_SOCKET_PATH_BYTES = 107
 #: Upper bound of the frames of one message (a batch is one frame per input, plus a header).
 MAX_FRAMES = 1 << 20
 _U32 = struct.Struct("<I")

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import requests
-import zmq
 
 from clipper.net import port_in_use
 from clipper.process_table import model_replicas, scale_replicas
 from clipper.rpc.auth import RpcKeys
+from clipper.rpc.stream import MAX_SOCKET_PATH_BYTES
 
 from .. import launch
 from ..admin_auth import (
@@ -579,7 +579,7 @@ class LocalContainerManager(ContainerManager):
         otherwise encrypted and decrypted on both sides), or None (TCP with CURVE) when the
         directory's path is too long for a Unix socket address."""
         path = str(self.dir.root.resolve() / "rpc.sock")
-        return path if len(path) <= zmq.IPC_PATH_MAX_LEN else None
+        return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH_BYTES else None
 
     def _rpc_auth_setup(self) -> Literal["curve", "none"]:
         """Generate the cluster's RPC keys (unless unauthenticated replicas are allowed); returns

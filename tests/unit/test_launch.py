@@ -132,6 +132,19 @@ def test_local_backend_argv_and_env(tmp_path):
     assert model["env"]["CLIPPER_RPC_KEYS_FILE"] == str(cm.rpc_keys_file)  # a path, never the keys
 
 
+def test_the_local_backend_keeps_tcp_when_its_directory_is_too_long_for_a_socket(tmp_path):
+    """A Unix socket's path holds at most 107 bytes (not characters): longer cluster directories
+    keep their replicas on the CURVE-protected TCP port."""
+    short = LocalContainerManager("c", state_dir=str(tmp_path))
+    assert short._rpc_socket_path() == str(tmp_path.resolve() / "c" / "rpc.sock")
+    fill = 107 - len(str(tmp_path.resolve() / "c" / "rpc.sock"))
+    fits = tmp_path / ("d" * (fill - 1))  # + "/": exactly 107 bytes
+    assert len(LocalContainerManager("c", state_dir=str(fits))._rpc_socket_path() or "") == 107
+    too_long = tmp_path / ("é" * ((fill - 1) // 2 + 1))  # fewer characters, more bytes
+    assert len(str(too_long)) <= len(str(fits))
+    assert LocalContainerManager("c", state_dir=str(too_long))._rpc_socket_path() is None
+
+
 def test_docker_backend_argv_and_env_without_talking_to_docker(monkeypatch):
     import docker
 
