@@ -77,6 +77,10 @@ def _download_wheels(reqs: list[str], dest: str) -> None:
             "pip",
             "wheel",
             "-q",
+            # an sdist with only a setup.py is built in an isolated environment with its own
+            # setuptools and wheel, whatever this environment's pip and packages (pip < 23.1 would
+            # otherwise need the wheel package installed here)
+            "--use-pep517",
             "-w",
             dest,
             "-r",

@@ -120,7 +120,9 @@ if [[ $pyspark == 1 ]]; then
   if ! ls "$build/pyspark-context/pyspark"/pyspark-*.whl >/dev/null 2>&1 || [[ "$(cat "$build/pyspark-context/pyspark/.stamp" 2>/dev/null)" != "$spark_req" ]]; then
     log "downloading $spark_req wheels"
     rm -f "$build/pyspark-context/pyspark"/*.whl
-    pip wheel -q -w "$build/pyspark-context/pyspark" "$spark_req" >"$build/pip-pyspark.log" 2>&1 || { tail -30 "$build/pip-pyspark.log" >&2; exit 1; }
+    # --use-pep517: pyspark is an sdist without pyproject.toml; pip < 23.1 (Debian's python3 -m venv
+    # seeds 23.0.1) would otherwise run its setup.py bdist_wheel, which needs the wheel package
+    pip wheel -q --use-pep517 -w "$build/pyspark-context/pyspark" "$spark_req" >"$build/pip-pyspark.log" 2>&1 || { tail -30 "$build/pip-pyspark.log" >&2; exit 1; }
     echo "$spark_req" >"$build/pyspark-context/pyspark/.stamp"
   fi
   build pyspark311-container pyspark-container "$build/pyspark-context" "$spark_req" "$registry/python311-closure-container:$version" pyspark-container
