@@ -30,6 +30,7 @@ from pathlib import Path
 import cloudpickle
 
 from clipper.rpc.auth import RPC_KEYS_FILE_ENV, RpcKeys
+from clipper.rpc.stream import MAX_SOCKET_PATH_BYTES
 
 WRK_SCRIPT = r"""
 wrk.method = "POST"
@@ -85,7 +86,7 @@ class Stack:
     """The local backend's processes, started by hand.
 
     ``rpc``: how replicas reach the frontend. ``socket`` (default) is what ``LocalContainerManager``
-    sets up: a Unix socket in the private ``root`` (which must be mode 0700), no CURVE. ``tcp`` is the
+    sets up: a Unix socket in a private directory, no CURVE, no ZeroMQ. ``tcp`` is the
     Docker and Kubernetes path: the RPC port with CURVE-authenticated replicas.
     """
 
@@ -98,7 +99,18 @@ class Stack:
         self.store = f"sqlite:///{root}/config.db"
         self.rpc_keys_file = root / "rpc_keys.json"  # the TCP port stays CURVE-authenticated
         RpcKeys.generate().write(self.rpc_keys_file)
-        self.rpc_socket = root / "rpc.sock" if rpc == "socket" else None
+        self.rpc_socket = self._private_socket_path(root) if rpc == "socket" else None
+
+    @staticmethod
+    def _private_socket_path(root: Path) -> Path:
+        """A socket path in a directory of its own with mode 0700 (the frontend refuses any other),
+        short enough for a socket address (else under a new temporary directory)."""
+        d = root / "rpc"
+        if len(os.fsencode(d / "rpc.sock")) > MAX_SOCKET_PATH_BYTES:
+            d = Path(tempfile.mkdtemp(prefix="clipper-rpc-"))
+        d.mkdir(mode=0o700, exist_ok=True)
+        d.chmod(0o700)
+        return d / "rpc.sock"
 
     def spawn(self, args: list[str], log: str, env: dict | None = None) -> subprocess.Popen:
         out = open(self.root / log, "wb")
