@@ -211,7 +211,7 @@ class RpcServer:
         )
 
     def _router(self) -> zmq.Socket[bytes]:
-        """A ROUTER of either endpoint: no linger on close, inbound frames bounded."""
+        """The TCP endpoint's ROUTER: no linger on close, inbound frames bounded."""
         assert self._ctx is not None
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
