@@ -128,6 +128,7 @@ def collect_metrics(metrics: Iterable[Metric], skip: Set[str] = frozenset()) -> 
             for window, r in zip(("1m", "5m", "15m"), m.rates, strict=True):
                 rate.add_metric([*values, window], r)
         elif isinstance(m, Histogram):
+            m.flush()
             unit = _sanitize(m.unit) if m.unit else ""
             fname = family if not unit or family.endswith("_" + unit) else f"{family}_{unit}"
             fam = fams.get(SummaryMetricFamily, fname, doc, names)

@@ -253,10 +253,22 @@ def _percentile_sorted(s: Sequence[float], rank: float) -> float:
     return float(v) if rem == 0 else v + rem * (s[i + 1] - s[i])
 
 
-class Histogram(Metric):
-    """A fixed-size uniform sample of all inserted values (Algorithm R) and its statistics."""
+#: Values a :attr:`Histogram.pending` list may hold before its appender folds them in (a bound on
+#: memory between reads; folding a full list costs about half of inserting its values one by one).
+PENDING_MAX = 4096
 
-    __slots__ = ("unit", "size", "reservoir", "n", "sum", "_rand")
+
+class Histogram(Metric):
+    """A fixed-size uniform sample of all inserted values (Algorithm R) and its statistics.
+
+    A hot path that records once per request may append to :attr:`pending` instead of calling
+    :meth:`insert` (a list append, no Python call): every read (:meth:`stats`, the JSON and
+    Prometheus reports) first folds the pending values in (:meth:`flush`), so readers never see the
+    difference. The appender bounds the list by calling :meth:`flush` once it holds
+    :data:`PENDING_MAX` values.
+    """
+
+    __slots__ = ("unit", "size", "reservoir", "n", "sum", "_rand", "pending", "on_fold")
     category = "histograms"
 
     def __init__(
@@ -271,6 +283,12 @@ class Histogram(Metric):
         self.n = 0  # values seen since clear
         self.sum = 0  # their sum (Prometheus summary _sum)
         self._rand = random.random
+        # values recorded but not yet in the sample (see the class docstring); the list object is
+        # kept for the histogram's life, so an owner may hold on to it (or to its bound ``append``)
+        self.pending: list[int] = []
+        #: Called with the values of each :meth:`flush`: an owner that keeps statistics of its own
+        #: from the same values (e.g. fixed buckets) takes them from here instead of per value.
+        self.on_fold: Callable[[list[int]], None] | None = None
 
     def insert(self, value: int) -> None:
         n = self.n
@@ -299,8 +317,36 @@ class Histogram(Metric):
         self.n = n + count
         self.sum += value * count
 
+    def insert_all(self, values: Sequence[int]) -> None:
+        """:meth:`insert` of each value, in one call."""
+        n = self.n
+        size = self.size
+        reservoir = self.reservoir
+        fill = min(len(values), size - n) if n < size else 0
+        if fill > 0:
+            reservoir.extend(values[:fill])
+        rand = self._rand
+        # the m-th value seen replaces a random slot with probability size / m (Algorithm R)
+        for m, v in enumerate(values[fill:] if fill else values, n + fill + 1):
+            j = int(rand() * m)
+            if j < size:
+                reservoir[j] = v
+        self.n = n + len(values)
+        self.sum += sum(values)
+
+    def flush(self) -> None:
+        """Fold the :attr:`pending` values into the sample."""
+        pending = self.pending
+        if pending:
+            values = pending[:]
+            pending.clear()
+            self.insert_all(values)
+            if self.on_fold is not None:
+                self.on_fold(values)
+
     def stats(self) -> dict[str, float]:
         """size, min, max, mean, std_dev (population), p50, p95, p99 of the reservoir (zeros if empty)."""
+        self.flush()
         s = sorted(self.reservoir)
         n = len(s)
         if n == 0:
@@ -323,5 +369,6 @@ class Histogram(Metric):
 
     def clear(self) -> None:
         self.reservoir = []
+        self.pending.clear()
         self.n = 0
         self.sum = 0

@@ -270,3 +270,43 @@ def test_histogram_insert_n_is_count_inserts(before, count):
         one.insert(999)
     many.insert_n(999, count)
     assert (many.reservoir, many.n, many.sum) == (one.reservoir, one.n, one.sum)
+
+
+@pytest.mark.parametrize("before,count", [(0, 5), (3, 5), (8, 5), (20, 40)])
+def test_histogram_insert_all_and_pending_are_the_inserts_one_by_one(before, count):
+    """insert_all and a flush of pending values leave the histogram as inserts one by one would
+    (same random draws), so the sample stays uniform (Algorithm R)."""
+    import random
+
+    one, many, later = (Histogram(n, reservoir_size=10) for n in ("a", "b", "c"))
+    for h in (one, many, later):
+        h._rand = random.Random(7).random
+        for v in range(before):
+            h.insert(v)
+    values = list(range(100, 100 + count))
+    for v in values:
+        one.insert(v)
+    many.insert_all(values)
+    later.pending.extend(values)
+    assert later.n == before  # not yet folded in ...
+    assert later.stats()["size"] == min(10, before + count)  # ... until read
+    for h in (many, later):
+        assert (h.reservoir, h.n, h.sum) == (one.reservoir, one.n, one.sum)
+    assert not later.pending
+
+
+def test_histogram_pending_values_are_in_every_report_and_cleared_with_it():
+    reg = MetricsRegistry(process_metrics=False)
+    h = reg.histogram("app:a:prediction_latency", prom_name="clipper_lat", labels={"app": "a"})
+    folded: list[list[int]] = []
+    h.on_fold = folded.append
+    h.pending.extend([5, 7])
+    assert json.loads(reg.to_json())["histograms"][0]["app:a:prediction_latency"]["max"] == "7"
+    h.pending.append(9)
+    text = reg.prometheus_text().decode()
+    assert 'clipper_lat_microseconds_count{app="a"} 3.0' in text
+    assert 'clipper_lat_microseconds_sum{app="a"} 21.0' in text
+    assert folded == [[5, 7], [9]]  # the owner's own statistics got each value once
+    h.pending.append(11)
+    h.clear()
+    assert h.stats()["size"] == 0 and h.n == 0 and folded == [[5, 7], [9]]
