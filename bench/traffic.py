@@ -188,7 +188,7 @@ def micro_cases() -> dict[str, Callable[[], None]]:
     from clipper.query_frontend.traffic import AppTraffic
 
     metrics = MetricsRegistry(False)
-    app = AppRoute(AppRecord("a", "doubles", "-1", 100000), ("m",), ("m", "1"), metrics, time.perf_counter)
+    app = AppRoute(AppRecord("a", "doubles", "-1", 100000), ("m",), ("m", "1"), metrics)
     one = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), metrics)
     split = AppTraffic("b", TrafficConfig((Target("m", "1", 90), Target("m", "2", 10))), metrics)
     shadow = AppTraffic("c", TrafficConfig((Target("m", "1", 1),), shadow=Shadow("m", "2", 10)), metrics)

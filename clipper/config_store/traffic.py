@@ -154,6 +154,13 @@ class TargetCounts:
         self.latency_buckets[bisect_left(LATENCY_BUCKETS_MICROS, micros)] += count  # past the last: +inf
         self.latency_sum_micros += micros * count
 
+    def observe_latencies(self, micros: list[int]) -> None:
+        """One request of one input per value, answered in that many microseconds."""
+        buckets = self.latency_buckets
+        for m in micros:
+            buckets[bisect_left(LATENCY_BUCKETS_MICROS, m)] += 1
+        self.latency_sum_micros += sum(micros)
+
     def merge(self, other: TargetCounts) -> None:
         self.requests += other.requests
         self.defaults += other.defaults

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from clipper.config_store.base import AppRecord, ConfigSnapshot
 from clipper.datatypes import InputType, parse_input_type
+from clipper.metrics.types import PENDING_MAX
 from clipper.query_frontend.responses import embed_output
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable
 
     from clipper.metrics import MetricsRegistry
     from clipper.query_frontend.processor import PendingRequest
@@ -40,12 +40,12 @@ class AppRoute:
         "target",
         "traffic",
         "latency",
+        "latency_pending",
         "throughput",
         "num_predictions",
         "default_ratio",
         "default_slo",
         "default_no_model",
-        "_clock",
     )
 
     def __init__(
@@ -54,7 +54,6 @@ class AppRoute:
         links: tuple[str, ...],
         target: tuple[str, str] | None,
         metrics: MetricsRegistry,
-        clock: Callable[[], float],
     ) -> None:
         self.name = rec.name
         self.input_type: InputType = parse_input_type(rec.input_type)
@@ -68,6 +67,7 @@ class AppRoute:
         self.traffic: AppTraffic | None = None
         p = f"app:{rec.name}:"
         self.latency = metrics.histogram(p + "prediction_latency", "microseconds", 4096)
+        self.latency_pending = self.latency.pending
         self.throughput = metrics.meter(p + "prediction_throughput")
         self.num_predictions = metrics.counter(p + "num_predictions")
         self.default_ratio = metrics.ratio_counter(p + "default_prediction_ratio")
@@ -81,13 +81,14 @@ class AppRoute:
             prom_name="clipper_default_outputs",
             labels={"app": rec.name, "reason": "no_connected_model"},
         )
-        self._clock = clock
 
-    def record(self, req: PendingRequest, n: int) -> None:
-        """Metrics of one answered request (n inputs)."""
-        micros = int((self._clock() - req.t0) * 1e6)
-        if n == 1:
-            self.latency.insert(micros)
+    def record(self, req: PendingRequest, n: int, micros: int) -> None:
+        """Metrics of one answered request (n inputs, answered ``micros`` after it arrived)."""
+        if n == 1:  # the latency sample's insert deferred to its next read (see Histogram)
+            pending = self.latency_pending
+            pending.append(micros)
+            if len(pending) >= PENDING_MAX:
+                self.latency.flush()
         else:
             self.latency.insert_n(micros, n)
         self.throughput.mark(n)
@@ -124,7 +125,6 @@ def resolve_target(links: tuple[str, ...], current_versions: dict[str, str]) -> 
 def build_routing_table(
     snap: ConfigSnapshot,
     metrics: MetricsRegistry,
-    clock: Callable[[], float],
     log: logging.Logger | None = None,
 ) -> RoutingTable:
     table = RoutingTable()
@@ -136,7 +136,7 @@ def build_routing_table(
     for rec in snap.apps.values():
         links = tuple(snap.links.get(rec.name, ()))
         try:
-            app = AppRoute(rec, links, resolve_target(links, snap.current_versions), metrics, clock)
+            app = AppRoute(rec, links, resolve_target(links, snap.current_versions), metrics)
         except ValueError as e:
             if log is not None:
                 log.error("application %r skipped: %s", rec.name, e)

@@ -265,7 +265,7 @@ class QueryFrontend:
         self.apply_snapshot(snap)
 
     def apply_snapshot(self, snap: ConfigSnapshot) -> None:
-        self.table = build_routing_table(snap, self.metrics, time.perf_counter, log)
+        self.table = build_routing_table(snap, self.metrics, log)
         self.snapshot = snap
         self._attach_traffic(snap)
         for key, model in list(self.models.items()):
@@ -542,12 +542,13 @@ class QueryFrontend:
             return ens
         sticky = _sticky_value(traffic.sticky_key, req) if traffic.sticky_key is not None else None
         i = traffic.choose(sticky)
-        shadow_stats = traffic.shadow_stats
-        if shadow_stats is None or traffic.shadow_key is None or not traffic.shadow_now():
-            primary = TargetRequest(
-                app, n, p.take_query_ids(n), time.perf_counter(), pr.batch, traffic.stats[i]
-            )
+        if not traffic.shadow_p or not traffic.shadow_now():
+            qid0 = p.next_query_id  # take_query_ids(n), inline: once per request
+            p.next_query_id = qid0 + n
+            primary = TargetRequest(app, n, qid0, time.perf_counter(), pr.batch, traffic.stats[i])
             return p.run(primary, inputs, self.models.get(traffic.keys[i]))
+        shadow_stats = traffic.shadow_stats
+        assert shadow_stats is not None and traffic.shadow_key is not None  # set with shadow_p
         pair = _ShadowPair(shadow_stats)
         t0 = time.perf_counter()
         qid0 = p.take_query_ids(n)

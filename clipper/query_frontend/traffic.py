@@ -43,7 +43,7 @@ import orjson
 
 from clipper.config_store.traffic import TargetCounts, TrafficConfig, encode_stats
 from clipper.metrics import MetricsRegistry
-from clipper.metrics.types import Counter, Histogram
+from clipper.metrics.types import PENDING_MAX, Counter, Histogram
 
 STICKY_BUCKETS = 10_000
 
@@ -198,9 +198,23 @@ class Exp4:
 
 class TargetStats:
     """Metrics of one (app, model, version) target: registry metrics (JSON and Prometheus, since
-    the frontend started) and :class:`TargetCounts` since the app's configuration took effect."""
+    the frontend started) and :class:`TargetCounts` since the app's configuration took effect.
 
-    __slots__ = ("key", "requests", "defaults", "errors", "latency", "counts", "compared", "agreed")
+    A single input's latency is appended to the registry histogram's ``pending`` list (see
+    :class:`~clipper.metrics.types.Histogram`); when it is folded in (on any read of the histogram,
+    on :meth:`flush`, or once the list is full) the same values go into the counts' buckets."""
+
+    __slots__ = (
+        "key",
+        "requests",
+        "defaults",
+        "errors",
+        "latency",
+        "pending",
+        "counts",
+        "compared",
+        "agreed",
+    )
 
     def __init__(self, metrics: MetricsRegistry, app: str, model: str, version: str, role: str) -> None:
         self.key = f"{model}:{version}"
@@ -218,11 +232,14 @@ class TargetStats:
             self.compared = metrics.counter(p + "compared", "clipper_shadow_compared", labels)
             self.agreed = metrics.counter(p + "agreed", "clipper_shadow_agreed", labels)
         self.counts = TargetCounts()
+        # the registry's histogram outlives a configuration: its values from now on are this one's
+        self.latency.flush()
+        self.latency.on_fold = self.counts.observe_latencies
+        self.pending = self.latency.pending
 
-    def record(self, n: int, defaults: int, errors: int, seconds: float) -> None:
+    def record(self, n: int, defaults: int, errors: int, micros: int) -> None:
         """One answered request of ``n`` inputs (once per request: counters as plain adds, see
         clipper/metrics/types.py)."""
-        micros = int(seconds * 1e6)
         self.requests.count += n
         c = self.counts
         c.requests += n
@@ -233,10 +250,17 @@ class TargetStats:
             self.errors.count += errors
             c.errors += errors
         if n == 1:
-            self.latency.insert(micros)
+            pending = self.pending
+            pending.append(micros)
+            if len(pending) >= PENDING_MAX:
+                self.latency.flush()
         else:
             self.latency.insert_n(micros, n)
-        c.observe_latency(micros, n)
+            c.observe_latency(micros, n)
+
+    def flush(self) -> None:
+        """Fold the pending latencies into the histogram and the counts (before reading the counts)."""
+        self.latency.flush()
 
     def compare(self, compared: int, agreed: int) -> None:
         if self.compared is not None and self.agreed is not None:
@@ -315,8 +339,11 @@ class AppTraffic:
 
     def stats_json(self) -> str | None:
         """The statistics row for the store, or None when nothing changed since the last one."""
+        for s in self.stats:
+            s.flush()
         counts = {s.key: s.counts for s in self.stats}
         if self.shadow_stats is not None:
+            self.shadow_stats.flush()
             counts["shadow:" + self.shadow_stats.key] = self.shadow_stats.counts
         mark = [c.requests + c.compared for c in counts.values()]
         if mark == self._flushed:

@@ -4,7 +4,6 @@ whether it hits or misses, and a miss is queued for the model and cached when it
 from __future__ import annotations
 
 import asyncio
-import time
 
 from clipper.config_store.base import AppRecord
 from clipper.datatypes import InputType
@@ -51,9 +50,7 @@ def test_a_single_input_consults_the_cache_once_on_a_miss_and_once_on_a_hit() ->
         conn = Conn()
         dispatcher.add_replica(conn, model)
         processor = QueryProcessor(loop, cache, dispatcher, metrics)
-        app = AppRoute(
-            AppRecord("a", "doubles", "-1.0", 1_000_000), ("m",), ("m", "1"), metrics, time.perf_counter
-        )
+        app = AppRoute(AppRecord("a", "doubles", "-1.0", 1_000_000), ("m",), ("m", "1"), metrics)
 
         miss = processor.predict(app, [b"input"], False, model)
         assert isinstance(miss, PendingRequest) and cache.gets == 1

@@ -141,7 +141,6 @@ def test_a_large_batch_is_left_for_chunked_validation():
 def test_a_large_batch_is_admitted_a_chunk_per_event_loop_turn():
     """The processor gives the loop back between chunks: other callbacks run while it admits."""
     import asyncio
-    import time
 
     from clipper.config_store.base import AppRecord
     from clipper.metrics import MetricsRegistry
@@ -152,7 +151,7 @@ def test_a_large_batch_is_admitted_a_chunk_per_event_loop_turn():
     async def main() -> tuple[int, object]:
         loop = asyncio.get_running_loop()
         metrics = MetricsRegistry()
-        app = AppRoute(AppRecord("a", "doubles", "0.0", 100_000), (), None, metrics, time.perf_counter)
+        app = AppRoute(AppRecord("a", "doubles", "0.0", 100_000), (), None, metrics)
         processor = QueryProcessor(loop, PredictionCache(0), None, metrics)  # type: ignore[arg-type]
         turns = 0
 

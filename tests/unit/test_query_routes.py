@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from clipper.config_store.base import AppRecord, ConfigSnapshot, ModelRecord
 from clipper.metrics import MetricsRegistry
 from clipper.query_frontend.routes import PREDICT, UPDATE, build_routing_table
@@ -19,7 +17,7 @@ def test_routes_targets_and_a_model_without_current_version():
         links={"a.b": ("m",), "orphan": ("n",)},
         current_versions={"m": "1"},  # n has none: the original refused to start
     )
-    t = build_routing_table(snap, MetricsRegistry(process_metrics=False), time.monotonic)
+    t = build_routing_table(snap, MetricsRegistry(process_metrics=False))
     kind, app = t.routes["/a.b/predict"]
     assert kind == PREDICT and t.routes["/a.b/predict/"][1] is app
     assert t.routes["/a.b/update"][0] == UPDATE

@@ -4,6 +4,7 @@ parts of the query frontend, and the config stores' traffic contract (SQLite and
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import threading
@@ -23,6 +24,7 @@ from clipper.config_store.traffic import (
     merge_stats,
 )
 from clipper.metrics import MetricsRegistry
+from clipper.metrics.types import PENDING_MAX
 from clipper.query_frontend.traffic import (
     STICKY_BUCKETS,
     AppTraffic,
@@ -146,8 +148,9 @@ def test_target_stats_count_every_input_of_a_batch_with_its_latency():
     metrics = MetricsRegistry(False)
     at = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), metrics)
     stats = at.stats[0]
-    stats.record(1, 0, 0, 0.0001)  # one input answered in 100 us
-    stats.record(3, 2, 1, 0.02)  # a batch of three in 20 ms: two defaults, one of them a model error
+    stats.record(1, 0, 0, 100)  # one input answered in 100 us
+    stats.record(3, 2, 1, 20_000)  # a batch of three in 20 ms: two defaults, one of them a model error
+    stats.flush()  # a single input's latency is folded in on the next read (stats_json does this)
     c = stats.counts
     assert (c.requests, c.defaults, c.errors) == (4, 2, 1)
     assert sum(c.latency_buckets) == 4 and c.latency_sum_micros == 100 + 3 * 20_000
@@ -155,6 +158,43 @@ def test_target_stats_count_every_input_of_a_batch_with_its_latency():
     assert c.quantile_micros(1.0) == min(b for b in LATENCY_BUCKETS_MICROS if b >= 20_000)
     assert (stats.requests.value(), stats.defaults.value(), stats.errors.value()) == (4, 2, 1)
     assert stats.latency.n == 4 and sorted(stats.latency.reservoir) == [100, 20_000, 20_000, 20_000]
+
+
+def test_target_latencies_are_in_every_read_without_an_explicit_flush():
+    """Single inputs' latencies wait in the histogram's pending list: any read folds them into the
+    registry histogram and the analysis buckets alike, and a full list is folded by the writer."""
+    metrics = MetricsRegistry(False)
+    at = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), metrics)
+    stats = at.stats[0]
+    for micros in (100, 200, 300):
+        stats.record(1, 0, 0, micros)
+    assert b"app:a:target:m:1:latency" in metrics.to_json()  # a JSON read folds them in ...
+    assert stats.latency.n == 3 and stats.counts.latency_sum_micros == 600  # ... into both
+    assert sum(stats.counts.latency_buckets) == 3 and not stats.latency.pending
+    stats.record(1, 0, 0, 400)
+    text = metrics.prometheus_text().decode()  # so does a Prometheus scrape
+    assert (
+        'clipper_target_latency_microseconds_count{app="a",model="m",role="target",version="1"} 4.0' in text
+    )
+    assert stats.counts.latency_sum_micros == 1000
+    for _ in range(PENDING_MAX):  # nobody reads: the writer bounds the list itself
+        stats.record(1, 0, 0, 50)
+    assert len(stats.latency.pending) < PENDING_MAX and stats.latency.n >= PENDING_MAX
+    row = json.loads(at.stats_json() or "{}")  # the store's row is taken after a fold too
+    assert sum(stats.counts.latency_buckets) == stats.counts.requests == PENDING_MAX + 4
+    assert row
+
+
+def test_a_new_configuration_starts_its_counts_with_the_pending_latencies_in_the_old_ones():
+    metrics = MetricsRegistry(False)
+    old = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), metrics)
+    old.stats[0].record(1, 0, 0, 100)
+    new = AppTraffic("a", TrafficConfig((Target("m", "1", 2), Target("m", "2", 1))), metrics)
+    assert new.stats[0].latency is old.stats[0].latency  # the registry's metric, by name
+    assert old.stats[0].counts.latency_sum_micros == 100 and old.stats[0].counts.requests == 1
+    new.stats[0].record(1, 0, 0, 700)
+    new.stats[0].flush()
+    assert new.stats[0].counts.latency_sum_micros == 700 and old.stats[0].counts.latency_sum_micros == 100
 
 
 def test_traffic_config_json_round_trip():
