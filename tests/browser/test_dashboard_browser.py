@@ -3,11 +3,13 @@ downloaded) against a live local cluster under light load: the login page refuse
 views render, the charts gain points as the frontend's metrics are sampled, a version scaled and a
 rollback from the Models view take effect and show in History; during a real canary rollout (clipper
 apply, under load) the Rollouts view shows its steps and analysis, and a promotion from the dashboard is
-carried out by the apply driving it and shows in History. Each view is saved as a screenshot under
-docs/screenshots/ (the README shows them)."""
+carried out by the apply driving it and shows in History. Each view is saved as a screenshot: in a
+temporary directory, or where ``CLIPPER_SCREENSHOTS_DIR`` says (``docs/screenshots`` refreshes the
+README's; a test run never rewrites files of the repository unasked)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -39,7 +41,7 @@ from tests.integration.test_reconciler_rollout import (
 
 pytestmark = pytest.mark.slow
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS_ENV = "CLIPPER_SCREENSHOTS_DIR"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
@@ -131,16 +133,25 @@ def points(driver: WebDriver, canvas_id: str) -> int:
     return int(v or 0)
 
 
-def shoot(driver: WebDriver, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wanted = os.environ.get(SCREENSHOTS_ENV)
+    path = Path(wanted) if wanted else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def shoot(driver: WebDriver, name: str, into: Path) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1440, max(900, min(int(height) + 40, 2400)))
     time.sleep(0.3)
-    assert driver.save_screenshot(str(SCREENSHOTS / f"dashboard-{name}.png"))
+    assert driver.save_screenshot(str(into / f"dashboard-{name}.png"))
     driver.set_window_size(1440, 1100)
 
 
-def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser: WebDriver) -> None:
+def test_dashboard_in_a_browser(
+    cluster: ClipperConnection, load: None, browser: WebDriver, screenshots: Path
+) -> None:
     base = f"http://{cluster.cm.get_admin_addr()}/dashboard"
     token = cluster.cm.admin_token
     assert token, "the local cluster has an admin token by default"
@@ -152,7 +163,7 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
     browser.find_element(By.ID, "login").click()
     wait(browser, lambda d: "Wrong token" in text(d, ".login"), what="the wrong-token message")
     assert not browser.find_elements(By.ID, "view-cluster")
-    shoot(browser, "login")
+    shoot(browser, "login", screenshots)
     # the data endpoints are closed to this browser until it logs in
     browser.get(base + "/api/overview")
     assert "log in" in browser.page_source
@@ -168,7 +179,7 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
     wait(browser, lambda d: "1 / 1 up" in text(d, "#view-cluster"), what="the query frontend up")
     assert "Applications" in text(browser, "#view-cluster")
     wait(browser, lambda d: points(d, "chart-cluster-qps") >= 4, what="cluster chart points")
-    shoot(browser, "cluster")
+    shoot(browser, "cluster", screenshots)
 
     # applications: targets, weights, and charts that move
     browser.get(base + "#apps")
@@ -179,7 +190,7 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
     wait(browser, lambda d: points(d, "l-demo") >= 20, timeout=90, what="some latency history")
     qps = browser.execute_script("return document.getElementById('q-demo').dataset.points")
     assert int(qps) > first
-    shoot(browser, "apps")
+    shoot(browser, "apps", screenshots)
 
     # models: versions, replicas, logs; roll back to version 1
     browser.get(base + "#models")
@@ -207,7 +218,7 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
         time.sleep(0.1)
     browser.find_element(By.CSS_SELECTOR, "#model-scorer button.logs").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model-scorer pre.log"), what="the replica log")
-    shoot(browser, "models")
+    shoot(browser, "models", screenshots)
 
     # history: the action, as done from the dashboard
     browser.get(base + "#history")
@@ -215,7 +226,7 @@ def test_dashboard_in_a_browser(cluster: ClipperConnection, load: None, browser:
     row = text(browser, "#history tr.entry")
     assert "dashboard" in row and '"model_version":"1"' in row and "ok" in row
     assert "set_num_replicas" in text(browser, "#history tr.entry:nth-child(3)")
-    shoot(browser, "history")
+    shoot(browser, "history", screenshots)
 
 
 # -- the Rollouts view during a real canary rollout (clipper apply on a local cluster, under load) -----
@@ -242,7 +253,11 @@ def count(value: str) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def test_rollout_view_during_a_canary_and_promote_from_the_dashboard(workspace, browser: WebDriver) -> None:  # noqa: F811
+def test_rollout_view_during_a_canary_and_promote_from_the_dashboard(
+    workspace,  # noqa: F811
+    browser: WebDriver,
+    screenshots: Path,
+) -> None:
     env, ports, f, conn, old = deployed(
         workspace, "[{weight: 30, pause: 600}, {weight: 60, pause: 600}]", GOOD_SRC
     )
@@ -275,7 +290,7 @@ def test_rollout_view_during_a_canary_and_promote_from_the_dashboard(workspace, 
             assert cell(browser, f"{card} table.analysis", 3, 2) == "0.0 %"  # error rate
             assert "max 5.0 %" in cell(browser, f"{card} table.analysis", 3, 3)
             assert "p99 latency / objective" in text(browser, f"{card} table.analysis")
-            shoot(browser, "rollouts")
+            shoot(browser, "rollouts", screenshots)
 
             # promote from the dashboard: the apply driving the rollout takes the request
             click_and_confirm(browser, f"{card} button.promote")
