@@ -17,6 +17,7 @@ returns as the default explanation. The PySpark runtime's outputs go through the
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -43,10 +44,10 @@ def decode_inputs(input_type: InputType, inputs: list[bytes]) -> np.ndarray:
         return arr
     dtype = _DTYPES[input_type]
     size = dtype.itemsize
-    for i, b in enumerate(inputs):
-        if len(b) % size:
-            raise InputDecodeError(f"input {i} has {len(b)} bytes, not a whole number of {input_type} items")
-    lengths = {len(b) for b in inputs}
+    lengths = set(map(len, inputs))  # per input in C: the distinct lengths are checked, not each input
+    if any(n % size for n in lengths):
+        i, b = next((i, b) for i, b in enumerate(inputs) if len(b) % size)
+        raise InputDecodeError(f"input {i} has {len(b)} bytes, not a whole number of {input_type} items")
     if len(lengths) <= 1:
         item_len = (lengths.pop() // size) if lengths else 0
         buf = bytearray().join(inputs)  # one copy, writable
@@ -59,6 +60,20 @@ def decode_inputs(input_type: InputType, inputs: list[bytes]) -> np.ndarray:
 class _NoneOutput(Exception):
     def __init__(self, position: int) -> None:
         self.position = position
+
+
+_encode_str = str.encode  # a method descriptor: refuses (TypeError) anything that is not a str
+_UTF8 = itertools.repeat("utf-8")
+_SURROGATES = itertools.repeat("surrogateescape")
+
+
+def _all_str_bytes(items: list[Any]) -> list[bytes | OutputError] | None:
+    """A list of str only (what most models return), encoded in one loop in C; None for any other
+    list (a number, bytes, None among the items), which takes :func:`_output_bytes` item by item."""
+    try:
+        return list(map(_encode_str, items, _UTF8, _SURROGATES))
+    except TypeError:  # the descriptor refused an item that is not a str
+        return None
 
 
 def _output_bytes(position: int, p: Any) -> bytes:
@@ -81,7 +96,9 @@ def encode_outputs(result: Any, n_inputs: int) -> list[bytes | OutputError]:
     except Exception as e:
         return [encode_error_output(f"Model output cannot be iterated: {type(e).__name__}: {e}")] * n_inputs
     try:
-        outputs: list[bytes | OutputError] = [_output_bytes(i, p) for i, p in enumerate(items)]
+        outputs = _all_str_bytes(items)
+        if outputs is None:
+            outputs = [_output_bytes(i, p) for i, p in enumerate(items)]
     except _NoneOutput as e:
         return [
             encode_error_output(f"Model returned None at position {e.position}: return one value per input")

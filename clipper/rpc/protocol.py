@@ -213,7 +213,11 @@ def encode_prediction_response(
     :class:`OutputError` items go into the error frame when ``error_frame`` (the frontend announced
     support); otherwise their reason text becomes the output, the only channel an original frontend has.
     """
-    errors = [(i, o.reason) for i, o in enumerate(outputs) if type(o) is OutputError]
+    errors = (
+        [(i, o.reason) for i, o in enumerate(outputs) if type(o) is OutputError]
+        if OutputError in map(type, outputs)  # looked for in C: the common case has none
+        else None
+    )
     wire: list[bytes]
     if not errors:
         wire = cast("list[bytes]", outputs)  # no OutputError in it

@@ -26,6 +26,27 @@ def test_strings_pass_through_and_bytes_are_sent_as_they_are():
     assert encode_outputs([b"raw", bytearray(b"\x00\xff")], 2) == [b"raw", b"\x00\xff"]
 
 
+def test_a_list_of_strings_and_every_mix_give_the_same_outputs_as_item_by_item():
+    """Strings only are encoded in one pass; a list where anything else follows a string takes the
+    item-by-item path from the start (no output twice, none lost)."""
+
+    class Label(str):
+        pass
+
+    surrogate = "\udcff"  # a byte that was not UTF-8, kept by surrogateescape
+    assert encode_outputs(["a", Label("b"), np.str_("c"), surrogate], 4) == [b"a", b"b", b"c", b"\xff"]
+    assert encode_outputs(["a", 2, b"c", 0.5], 4) == [b"a", b"2", b"c", b"0.5"]
+    assert encode_outputs(["a", "b", 3], 3) == [b"a", b"b", b"3"]
+    assert (
+        errors(encode_outputs(["a", "\ud800"], 2))
+        == [  # a lone surrogate cannot be sent
+            "Model output cannot be converted to str: UnicodeEncodeError: 'utf-8' codec can't encode character "
+            "'\\ud800' in position 0: surrogates not allowed"
+        ]
+        * 2
+    )
+
+
 @pytest.mark.parametrize(
     "result, n, reason",
     [
@@ -67,3 +88,16 @@ def test_pyspark_predictions_are_converted_like_a_closure():
     predict = batch_function(func, spark, Model())
     inputs = np.array([[0.5, 0.2], [1.0, 0.7]])
     assert encode_outputs(predict(inputs), 2) == [b"0.0", b"1.0"]
+
+
+def test_inputs_of_equal_length_are_one_array_and_a_bad_length_is_named():
+    from clipper.container.codec import InputDecodeError, decode_inputs
+    from clipper.datatypes import InputType
+
+    doubles = [np.array([i, 2.0]).astype("<f8").tobytes() for i in range(3)]
+    arr = decode_inputs(InputType.DOUBLES, doubles)
+    assert arr.shape == (3, 2) and arr[2, 0] == 2.0 and arr.flags.writeable
+    ragged = decode_inputs(InputType.DOUBLES, [doubles[0], doubles[1][:8]])
+    assert [len(x) for x in ragged] == [2, 1]
+    with pytest.raises(InputDecodeError, match="input 2 has 7 bytes, not a whole number of doubles items"):
+        decode_inputs(InputType.DOUBLES, [doubles[0], doubles[1], b"\x00" * 7])
