@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,11 +155,17 @@ class TargetCounts:
         self.latency_sum_micros += micros * count
 
     def observe_latencies(self, micros: list[int]) -> None:
-        """One request of one input per value, answered in that many microseconds."""
+        """One request of one input per value, answered in that many microseconds (as
+        :meth:`observe_latency` of each; sorted in C, then one bisection per bucket)."""
+        values = sorted(micros)
         buckets = self.latency_buckets
-        for m in micros:
-            buckets[bisect_left(LATENCY_BUCKETS_MICROS, m)] += 1
-        self.latency_sum_micros += sum(micros)
+        below = 0  # values in the buckets so far (each bound inclusive, as bisect_left above)
+        for i, bound in enumerate(LATENCY_BUCKETS_MICROS):
+            upto = bisect_right(values, bound, below)
+            buckets[i] += upto - below
+            below = upto
+        buckets[-1] += len(values) - below
+        self.latency_sum_micros += sum(values)
 
     def merge(self, other: TargetCounts) -> None:
         self.requests += other.requests

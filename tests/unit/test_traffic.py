@@ -130,6 +130,22 @@ def test_shared_weights_absorb_keeps_additions_made_during_a_flush():
 # -- statistics ------------------------------------------------------------------------------------
 
 
+def test_target_counts_observe_latencies_is_observe_latency_of_each():
+    rng = random.Random(3)
+    bounds = list(LATENCY_BUCKETS_MICROS)
+    values = [rng.choice([0, 1, *bounds, *(b + 1 for b in bounds)]) for _ in range(500)]
+    values += [
+        rng.randrange(0, 2 * bounds[-1]) for _ in range(500)
+    ]  # every bound, either side, past the last
+    one, bulk = TargetCounts(), TargetCounts()
+    for v in values:
+        one.observe_latency(v)
+    bulk.observe_latencies(values[:300])
+    bulk.observe_latencies(values[300:])
+    bulk.observe_latencies([])
+    assert bulk.latency_buckets == one.latency_buckets and bulk.latency_sum_micros == one.latency_sum_micros
+
+
 def test_target_counts_merge_and_quantiles():
     c = TargetCounts()
     for micros in (100, 900, 30_000, 10**8):
