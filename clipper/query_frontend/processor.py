@@ -288,7 +288,11 @@ class QueryProcessor:
         self.cache = cache
         self.dispatcher = dispatcher
         self.next_query_id = 0
+        # one expiry queue per objective; requests nobody waits for (shadows, feedback probes) have
+        # queues of their own: they finish late (lazily batched), and a late head would keep every
+        # answered client request behind it in the client queue until it finishes
         self._expiries: dict[float, _Expiry] = {}
+        self._background_expiries: dict[float, _Expiry] = {}
         self.cache_lookups = metrics.counter("internal:prediction_cache_lookups")
         self.cache_hit_ratio = metrics.ratio_counter("internal:prediction_cache_hit_ratio")
         self.num_predictions = metrics.counter("internal:aggregate_num_predictions")
@@ -353,7 +357,8 @@ class QueryProcessor:
         model.cache_hit_ratio.denominator += n
         if queued == 0:
             return Response(200, req.body())
-        (self._expiries.get(slo) or self._expiry(app)).add(req)
+        expiries = self._background_expiries if req.background else self._expiries
+        (expiries.get(slo) or self._expiry(slo, expiries)).add(req)
         if not model.kick_pending:  # once per loop turn, not per request
             self.dispatcher.kick(model)
         return req
@@ -370,7 +375,7 @@ class QueryProcessor:
             self.num_predictions.increment(n)
             self.cache_lookups.increment(n)
             req.deadline = deadline = self.loop.time() + app.slo_s
-            self._expiry(app).add(req)  # now, to keep the expiry queue in deadline order
+            self._expiry(app.slo_s, self._expiries).add(req)  # now: the queue stays in deadline order
         hits = 0
         for lo in range(0, n, chunk):
             if req.finished:  # e.g. the objective expired meanwhile: every input is answered
@@ -423,8 +428,8 @@ class QueryProcessor:
                 app.default_no_model.increment(1)
         return queued, hits
 
-    def _expiry(self, app: AppRoute) -> _Expiry:
-        expiry = self._expiries.get(app.slo_s)
+    def _expiry(self, slo: float, expiries: dict[float, _Expiry]) -> _Expiry:
+        expiry = expiries.get(slo)
         if expiry is None:
-            expiry = self._expiries[app.slo_s] = _Expiry(self.loop)
+            expiry = expiries[slo] = _Expiry(self.loop)
         return expiry

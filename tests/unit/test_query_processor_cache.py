@@ -65,3 +65,33 @@ def test_a_single_input_consults_the_cache_once_on_a_miss_and_once_on_a_hit() ->
         assert rpc.batches == [[b"input"]]  # the model was not asked again
     finally:
         loop.close()
+
+
+def test_answered_client_requests_are_not_kept_behind_a_pending_background_request() -> None:
+    """A shadow (answered late: lazily batched) has an expiry queue of its own, so the answered
+    client requests that arrived after it are released at once, not when it finishes."""
+    from clipper.query_frontend.processor import CapturingRequest
+
+    loop = asyncio.new_event_loop()
+    try:
+        metrics, rpc = MetricsRegistry(), Rpc()
+        cache = PredictionCache(0)
+        dispatcher = Dispatcher(loop, rpc, cache, metrics)
+        model = ModelState("m", "1", metrics)
+        dispatcher.add_replica(Conn(), model)
+        processor = QueryProcessor(loop, cache, dispatcher, metrics)
+        app = AppRoute(AppRecord("a", "doubles", "-1.0", 1_000_000), ("m",), ("m", "1"), metrics)
+        shadow = CapturingRequest(app, 1, 0.0, False, None, False, lambda _r: None, background=True)
+        processor.run(shadow, [b"s"], model)
+        for i in range(50):
+            req = processor.run(PendingRequest(app, 1, i, 0.0, False), [b"%d" % i], model)
+            assert isinstance(req, PendingRequest)
+            req.output(0, b"1.0")  # answered at once
+        processor.run(PendingRequest(app, 1, 99, 0.0, False), [b"x"], model)
+        (client,) = processor._expiries.values()
+        (background,) = processor._background_expiries.values()
+        assert len(client.queue) == 1 and list(background.queue) == [shadow]
+        shadow.output(0, b"1.0")
+        assert shadow.finished
+    finally:
+        loop.close()
