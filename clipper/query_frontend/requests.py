@@ -109,12 +109,10 @@ def _doubles(values: list[float]) -> bytes:
 
 
 def _numeric(values: list[Any], itype: InputType) -> bytes:
-    if itype is InputType.DOUBLES and values:  # the common case: a loop and one struct pack
-        for v in values:
-            if type(v) is not float:
-                break
-        else:
-            return _doubles(values)
+    # the common case: every element a float (checked in C), packed by a short input's cached struct
+    if itype is InputType.DOUBLES and {*map(type, values)} == _FLOAT_SET:
+        packer = _DOUBLES.get(len(values))
+        return packer.pack(*values) if packer is not None else _doubles(values)
     if not values:
         raise _empty(itype)
     return _numeric_slow(values, itype)
