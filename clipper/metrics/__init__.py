@@ -4,9 +4,10 @@ Typical use on a hot path: create once, keep the object, update it::
 
     reg = get_registry()
     lookups = reg.counter("internal:prediction_cache_lookups")
-    latency = reg.histogram("app:a:prediction_latency", "microseconds", reservoir=4096)
+    latency = reg.histogram("app:a:prediction_latency", "microseconds", reservoir_size=4096)
     lookups.increment(1)          # an int add
     latency.insert(812)           # an append or a random index
+    latency.pending.append(812)   # or later: folded in on the next read (see Histogram)
     body = reg.to_json()          # GET /metrics (original JSON)
     text = reg.prometheus_text()  # GET /prometheus (content type PROMETHEUS_CONTENT_TYPE)
 """
