@@ -44,6 +44,7 @@ def test_bench_traffic_smoke_prints_numbers():
     for app in ("bench", "routed", "split", "shadow"):
         assert result[app]["predictions_per_s"] > 0, result
         assert result[app]["errors"] == 0, result
+    assert result["split"]["throughput_cost_interval_pct"] is None  # one round: no interval claimed
 
 
 def test_bench_micro_smoke_prints_numbers():
@@ -120,3 +121,16 @@ def test_bench_traffic_counts_each_groups_system_calls_from_perf_stat(tmp_path, 
         "frontend": {"syscalls": 1000.0, "context_switches": 40.0},
         "replicas": {"syscalls": 120.0, "context_switches": 7.0},
     }
+
+
+def test_bench_traffic_interval_of_the_median_cost_is_distribution_free(monkeypatch):
+    """The order statistics whose binomial coverage reaches 95 %: x(k), x(n+1-k)."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import traffic
+
+    assert traffic.median_interval([5.0, 1.0, 3.0, 2.0, 4.0]) is None  # 5 rounds cannot reach 95 %
+    assert traffic.median_interval([6.0, 5.0, 4.0, 3.0, 2.0, 1.0]) == (1.0, 6.0)  # coverage 0.969
+    assert traffic.median_interval([float(x) for x in range(1, 11)]) == (2.0, 9.0)  # 0.979; k=3: 0.891
+    assert traffic.median_interval([float(x) for x in range(1, 13)]) == (3.0, 10.0)  # 0.961
+    assert traffic.median_interval([float(x) for x in range(1, 21)]) == (6.0, 15.0)  # 0.959
+    assert traffic.median_interval([1.0, 2.0, 3.0], confidence=0.5) == (1.0, 3.0)
