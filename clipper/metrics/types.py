@@ -303,19 +303,7 @@ class Histogram(Metric):
 
     def insert_n(self, value: int, count: int) -> None:
         """``count`` inserts of one ``value`` (a batch's latency, once per query), in one call."""
-        n = self.n
-        size = self.size
-        reservoir = self.reservoir
-        fill = min(count, size - n) if n < size else 0
-        if fill > 0:
-            reservoir.extend([value] * fill)
-        rand = self._rand
-        for m in range(n + fill, n + count):
-            j = int(rand() * (m + 1))
-            if j < size:
-                reservoir[j] = value
-        self.n = n + count
-        self.sum += value * count
+        self.insert_all([value] * count)
 
     def insert_all(self, values: Sequence[int]) -> None:
         """:meth:`insert` of each value, in one call."""
