@@ -129,6 +129,13 @@ class MetricsRegistry:
         with self._lock:
             return list(self._metrics.values())
 
+    def tick_meters(self) -> None:
+        """Apply the meters' due EWMA ticks: called at least once per ``TICK_INTERVAL_S`` by a process
+        whose hot path counts events with ``Meter.events += n`` (see :class:`~clipper.metrics.types.Meter`)."""
+        for m in self.metrics():
+            if type(m) is Meter:
+                m.tick_if_necessary()
+
     def clear_all(self) -> None:
         for m in self.metrics():
             m.clear()

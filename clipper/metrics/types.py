@@ -5,9 +5,10 @@ random index, ``Meter.mark`` two adds and a clock read. None of them lock: the s
 metrics from one event-loop thread, and readers (``/metrics``, Prometheus scrapes) only read, so a
 report may be off by the update in flight, never corrupt.
 
-``Counter.count`` and ``RatioCounter.numerator``/``denominator`` are plain public ints: code that runs
-once per request adds to them directly (``c.count += n``), since the method call would cost several
-times the add (bench/micro.py's instruction counts); the reported values are the same.
+``Counter.count``, ``RatioCounter.numerator``/``denominator`` and ``Meter.events`` are plain public
+ints: code that runs once per request adds to them directly (``c.count += n``), since the method call
+would cost several times the add (bench/micro.py's instruction counts); the reported values are the
+same (a meter's ticks need a periodic caller then, see :class:`Meter`).
 """
 
 from __future__ import annotations
@@ -143,9 +144,15 @@ class Meter(Metric):
     Ticks are applied lazily (on ``mark`` and on read), ``floor(elapsed / 5 s)`` of them at once: the
     first consumes the events counted since the previous tick, later ones see 0 (as the original).
     A rate is -1 until its first tick.
+
+    ``events`` (every event ever marked: the Prometheus counter) is a plain public int, like
+    ``Counter.count``: code that runs once per request adds to it directly (``m.events += n``), which
+    skips ``mark``'s call and clock read -- provided something calls :meth:`tick_if_necessary` at
+    least once per tick interval while events arrive (the query frontend's housekeeping does, every
+    second), so that each tick still sees the events of its own interval.
     """
 
-    __slots__ = ("count", "total", "_clock", "_start", "_last_tick", "_uncounted", "rates")
+    __slots__ = ("events", "_clock", "_start", "_last_tick", "_cleared_events", "_ticked_events", "rates")
     category = "meters"
     unit = "events per second"
 
@@ -154,17 +161,25 @@ class Meter(Metric):
     ) -> None:
         super().__init__(name, **kw)
         self._clock = clock
-        self.count = 0  # since creation or clear (for ``rate``)
-        self.total = 0  # never cleared (Prometheus counter)
+        self.events = 0  # never cleared
+        self._cleared_events = 0  # ``events`` at the last clear (``count`` is counted from there)
+        self._ticked_events = 0  # ``events`` at the last tick (later ones are the next tick's)
         self._start = clock()
         self._last_tick = self._start
-        self._uncounted = 0
         self.rates = [-1.0, -1.0, -1.0]
 
+    @property
+    def count(self) -> int:
+        """Events since creation or clear (for ``rate``)."""
+        return self.events - self._cleared_events
+
+    @property
+    def total(self) -> int:
+        """Events since creation, never cleared (the Prometheus counter)."""
+        return self.events
+
     def mark(self, n: int = 1) -> None:
-        self.count += n
-        self.total += n
-        self._uncounted += n
+        self.events += n
         now = self._clock()
         if now - self._last_tick >= TICK_INTERVAL_S:
             self._tick(now)
@@ -175,10 +190,10 @@ class Meter(Metric):
         if ticks <= 0:
             return
         self._last_tick = now - (elapsed % TICK_INTERVAL_S)
-        # ``mark`` adds to _uncounted before checking, so the events that triggered this tick count in it.
+        # ``mark`` counts its events before checking, so the events that triggered this tick count in it.
         for _ in range(ticks):
-            current = self._uncounted / TICK_INTERVAL_S
-            self._uncounted = 0
+            current = (self.events - self._ticked_events) / TICK_INTERVAL_S
+            self._ticked_events = self.events
             rates = self.rates
             for i, alpha in enumerate(_ALPHAS):
                 rates[i] = current if rates[i] == -1.0 else rates[i] + alpha * (current - rates[i])
@@ -217,8 +232,7 @@ class Meter(Metric):
     def clear(self) -> None:
         self._start = self._clock()
         self._last_tick = self._start
-        self.count = 0
-        self._uncounted = 0
+        self._cleared_events = self._ticked_events = self.events
         self.rates = [-1.0, -1.0, -1.0]
 
 

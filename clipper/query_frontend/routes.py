@@ -91,8 +91,9 @@ class AppRoute:
                 self.latency.flush()
         else:
             self.latency.insert_n(micros, n)
-        self.throughput.mark(n)
-        # plain adds, not increment() calls: once per request (see clipper/metrics/types.py)
+        # plain adds, not increment()/mark() calls: once per request (see clipper/metrics/types.py;
+        # the frontend's housekeeping ticks the meters)
+        self.throughput.events += n
         self.num_predictions.count += n
         ratio = self.default_ratio
         ratio.numerator += req.defaults
@@ -101,7 +102,7 @@ class AppRoute:
     def record_one(self, seconds: float) -> None:
         """Metrics of a single-input request answered at once (a cache hit), not by default."""
         self.latency.insert(int(seconds * 1e6))
-        self.throughput.mark(1)
+        self.throughput.events += 1
         self.num_predictions.increment(1)
         self.default_ratio.increment(0, 1)
 

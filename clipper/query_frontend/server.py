@@ -230,6 +230,7 @@ class QueryFrontend:
                 if len(m.queue) > 0:
                     m.queue.compact(now)
             self._flush_traffic()
+            self.metrics.tick_meters()  # the hot path counts meters' events without ticking them
         except Exception:
             log.exception("housekeeping failed")
         self._housekeeping = loop.call_later(1.0, self._housekeep)

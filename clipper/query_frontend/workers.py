@@ -454,8 +454,8 @@ class Dispatcher:
         oldest = batch[0].request  # the earliest deadline: the longest wait of its objective's queries
         if not oldest.background:
             self._observe_typical(model, n, now - oldest.t0, now)
-        self.throughput.mark(n)
-        model.throughput.mark(n)
+        self.throughput.events += n  # meters ticked by the frontend's housekeeping
+        model.throughput.events += n
         model.num_predictions.count += n
         model.batch_size.insert(n)
         model.latency.insert_n(int(latency * 1e6), n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -89,6 +90,57 @@ def test_meter_tick_on_mark_counts_triggering_events():
     assert m.rates[0] == pytest.approx(2.0)
     m.clear()
     assert m.rate_1min() == -1 and m.count == 0 and m.total == 10
+
+
+def test_meter_events_added_directly_are_ticked_by_the_registry_per_interval():
+    """The hot path's ``m.events += n`` (no mark, no clock read): a periodic ``tick_meters`` gives each
+    tick the events of its own interval, as marks would have; count and total follow too."""
+    clock = Clock()
+    reg = MetricsRegistry(process_metrics=False)
+    m = reg._get(Meter, "m", lambda: Meter("m", clock=clock))
+    marked = Meter("marked", clock=clock)
+    for second in range(1, 16):
+        n = 10 if second <= 5 else 40  # 2/s over the first interval, 8/s after
+        m.events += n
+        marked.mark(n)
+        clock.t = float(second)
+        reg.tick_meters()
+        marked.tick_if_necessary()
+    assert m.rates == pytest.approx(marked.rates)
+    assert m.rates[0] != -1.0 and m.rates[0] > 2.0
+    assert (m.count, m.total) == (marked.count, marked.total) == (450, 450)
+    m.clear()
+    m.events += 5
+    assert (m.count, m.total, m.rates[0]) == (5, 455, -1.0)
+
+
+def test_query_frontend_housekeeping_ticks_the_meters_its_hot_path_counts(tmp_path):
+    """The frontend's routes and dispatcher add to ``Meter.events`` without ticking: its once-a-second
+    housekeeping must tick them, or every event would land in whichever tick a read happens to make."""
+    from clipper.config_store.sqlite_store import SqliteConfigStore
+    from clipper.query_frontend.server import QueryFrontend
+
+    clock = Clock()
+    reg = MetricsRegistry(process_metrics=False)
+    m = reg._get(Meter, "app:a:prediction_throughput", lambda: Meter("t", clock=clock))
+    store = SqliteConfigStore(tmp_path / "config.db")
+    fe = QueryFrontend(store, metrics=reg)
+    loop = asyncio.new_event_loop()
+    fe.loop = loop
+    try:
+        m.events += 50  # 10/s over the first interval
+        clock.t = 5.0
+        fe._housekeep()
+        m.events += 100  # 20/s over the second
+        clock.t = 10.0
+        fe._housekeep()
+    finally:
+        fe._housekeeping.cancel()
+        loop.close()
+        fe._store_exec.shutdown(wait=True)
+        store.close()
+    a1 = 1.0 - math.exp(-5.0 / 60.0)
+    assert m.rates[0] == pytest.approx(10.0 + a1 * (20.0 - 10.0))
 
 
 def test_percentile_function_correctness():
