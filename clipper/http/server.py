@@ -176,6 +176,13 @@ class Deferred:
             return
         self._conn = None
         slot = self._slot
+        pending = conn._pending
+        if len(pending) == 1 and pending[0] is slot:  # alone (no pipelining): out now, no queue walk
+            pending.clear()
+            conn._write(response, slot[1], slot[2])
+            if conn._reading_paused:
+                conn._resume_reading()
+            return
         slot[0] = response  # type: ignore[index]
         conn._flush()
 
@@ -571,7 +578,13 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closing:
             return
-        transport.write(response.encode(close, head_only))
+        if close or head_only or response.headers:
+            transport.write(response.encode(close, head_only))
+        else:  # Response.encode's common case, inline (once per request)
+            body = response.body
+            transport.write(
+                b"%b%d\r\n\r\n%b" % (_HEADS[response.status, response.content_type], len(body), body)
+            )
         if close:
             self._closing = True
             transport.close()
