@@ -578,13 +578,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closing:
             return
-        if close or head_only or response.headers:
-            transport.write(response.encode(close, head_only))
-        else:  # Response.encode's common case, inline (once per request)
-            body = response.body
-            transport.write(
-                b"%b%d\r\n\r\n%b" % (_HEADS[response.status, response.content_type], len(body), body)
-            )
+        transport.write(response.encode(close, head_only))
         if close:
             self._closing = True
             transport.close()
