@@ -5,7 +5,8 @@ imports, a PySpark model directory; recomputed after each pass, so a newly impor
 watched from then on). Every pass recomputes the desired state from disk, so a code edit rolls out
 a new version like a manifest edit, on the change event or at the latest on the next drift check.
 An invalid edit is reported and the last valid manifests stay in force (they are also the ones
-drift repair applies).
+drift repair applies); it is reported on its change event or, should the file watcher miss it, on
+the next drift check, once per distinct set of problems.
 
 Ctrl-C exits cleanly (exit 0, "watch stopped", nothing on stderr). It is cooperative: the first
 one only asks to stop (:class:`CtrlC`); an apply in progress stops at its next safe point (before an
@@ -143,34 +144,48 @@ def watch(
     last_good = None
     backoff = Backoff(args.interval, getattr(args, "max_backoff", DEFAULT_MAX_BACKOFF))
 
+    reported: list[str] | None = None  # the problems of the invalid manifests last reported
+
+    def report_invalid(e: ManifestErrors) -> None:
+        nonlocal reported
+        reported = [str(p) for p in e.problems]
+        console.print(
+            f"[bold red]invalid manifests[/bold red] ({len(e.problems)} problem(s)); keeping the last good ones"
+        )
+        for p in reported:
+            console.print(f"  {p}", markup=False, highlight=False)
+
     def reload() -> None:
-        nonlocal last_good
+        nonlocal last_good, reported
         try:
             last_good = load_target(args.files)
+            reported = None
             console.print("manifests loaded")
         except ManifestErrors as e:
-            console.print(
-                f"[bold red]invalid manifests[/bold red] ({len(e.problems)} problem(s)); keeping the last good ones"
-            )
-            for p in e.problems:
-                console.print(f"  {p}", markup=False, highlight=False)
+            report_invalid(e)
         except ReconcilerError as e:
             console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
 
     def refresh() -> None:
         """Recompute the desired state from disk before a drift check (a model source may have
-        changed unseen); an error keeps the last good state (it was reported when its edit was seen)."""
-        nonlocal last_good
+        changed unseen). Invalid manifests keep the last good state; they are reported here unless
+        these very problems were reported already, so that an edit the file watcher missed (a
+        network file system, an edit between two watchers) is still reported, once."""
+        nonlocal last_good, reported
         if "-" in args.files:  # stdin was read once
             return
         try:
             fresh = load_target(args.files)
-        except ReconcilerError as e:  # ManifestErrors included
+        except ManifestErrors as e:
+            if [str(p) for p in e.problems] != reported:
+                report_invalid(e)
+            return
+        except ReconcilerError as e:
             log.debug("watch: keeping the last good manifests: %s", e)
             return
-        if last_good is None:
+        if last_good is None or reported is not None:
             console.print("manifests loaded")
-        last_good = fresh
+        last_good, reported = fresh, None
 
     def converge() -> None:
         if last_good is None or stop.is_set():  # Ctrl-C meanwhile: no new apply

@@ -259,6 +259,57 @@ def test_watch_backs_off_on_repeated_failures_and_resets_after_success(tmp_path)
     assert calls[5] - calls[4] >= 0.35 and calls[3] - calls[2] >= 0.15, calls  # backed off, capped at 0.4
 
 
+def test_watch_reports_an_invalid_edit_its_file_watcher_missed_once(tmp_path, monkeypatch):
+    """A file system without change events (or an edit between two watchers): the drift check
+    still reports invalid manifests, once per distinct set of problems, and a fix loads again."""
+    import watchfiles
+
+    from reconciler.watch import watch
+
+    def no_events(*paths, stop_event, **kw):  # only the timeouts, never a change
+        while not stop_event.is_set():
+            time.sleep(0.01)
+            yield set()
+
+    monkeypatch.setattr(watchfiles, "watch", no_events)
+    f = tmp_path / "c.yaml"
+    f.write_text(CLUSTER)
+    buf, stop, calls = io.StringIO(), threading.Event(), []
+    args = argparse.Namespace(files=[str(f)], interval=0.02, debounce=0.01)
+    console = Console(file=buf, width=400, no_color=True, highlight=False)
+    thread = threading.Thread(
+        target=watch, args=(args, lambda t, a: calls.append(t), console, stop), daemon=True
+    )
+    thread.start()
+
+    def wait_for(text: str, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while buf.getvalue().count(text) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert buf.getvalue().count(text) == count, buf.getvalue()
+
+    try:
+        wait_for("manifests loaded", 1)
+        f.write_text(CLUSTER.replace("18001", "-1"))
+        wait_for("invalid manifests", 1)
+        applied = len(calls)
+        time.sleep(0.3)  # many drift checks of the same invalid file: reported once, last good applied
+        assert buf.getvalue().count("invalid manifests") == 1 and len(calls) > applied
+        assert all(c.desired.cluster.query_port == 18001 for c in calls)
+        f.write_text(CLUSTER.replace("18001", "nope"))  # another mistake: reported
+        wait_for("invalid manifests", 2)
+        f.write_text(CLUSTER.replace("18001", "18011"))  # fixed: loaded and applied
+        wait_for("manifests loaded", 2)
+        deadline = time.monotonic() + 30
+        while calls[-1].desired.cluster.query_port != 18011 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls[-1].desired.cluster.query_port == 18011
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
 def test_watch_prints_one_line_per_event(tmp_path):
     from reconciler.desired import DesiredModel
     from reconciler.plan import Change
