@@ -24,6 +24,11 @@ command -v chromium >/dev/null || need_apt+=(chromium)  # tests/browser: the das
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+# tests/integration/test_compiled_hot_path.py compiles the hot path with mypyc: a C compiler, the headers
+command -v cc >/dev/null || need_apt+=(gcc)
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need_apt+=(python3-dev)
+export CLIPPER_REQUIRE_COMPILED=1
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -15,6 +15,7 @@ import cloudpickle
 import models
 import orjson
 
+from clipper.compiled import hot_path
 from clipper.net import free_port
 from peers.procs import REPO_DIR, BenchError, Endpoint, post, wait_until
 
@@ -168,12 +169,14 @@ def add_app(
 
     wait_until(ok, timeout_s, f"our frontend ({app})")
     query_addr = conn.get_query_addr()
+    # a local frontend imports what this process imports (the images' frontends: interpreted)
+    hot = f", hot path {hot_path()}" if backend == "local backend" else ""
     return Endpoint(
         name="ours",
         url=url,
         body=SUM_BODY,
         template=TEMPLATE,
-        version=f"clipper {getattr(clipper_admin, '__version__', '?')} (this repo), {backend}",
+        version=f"clipper {getattr(clipper_admin, '__version__', '?')} (this repo), {backend}" + hot,
         notes=f"{func.__name__}, batch_size={batch_size}, slo {slo_micros} us, one replica",
         setup_s=time.perf_counter() - t0,
         extra={"defaults_total": lambda: defaults_total(query_addr, app)},

@@ -211,6 +211,10 @@ class Limits:
     max_pipelined: int = 128  # requests queued on one connection before we stop reading it
 
 
+# (read from an instance: a compiled dataclass has no class attributes for its fields)
+_DEFAULT_LIMITS = Limits()
+
+
 _URLS: dict[bytes, tuple[str, str]] = {}  # recent short request targets, split and decoded
 _URLS_MAX = 1024
 _URL_MEMO_BYTES = 256  # longer targets are split every time (the memo stays small)
@@ -364,13 +368,13 @@ class _Connection(asyncio.Protocol):
             try:
                 self._parser.feed_data(data)
                 break
-            except httptools.HttpParserUpgrade as exc:
-                data = self._after_upgrade(data[exc.args[0] :])
+            except httptools.HttpParserUpgrade as upgrade:
+                data = self._after_upgrade(data[upgrade.args[0] :])
                 if not data:
                     return
-            except httptools.HttpParserError as exc:
+            except httptools.HttpParserError as malformed:
                 if not self._closing:
-                    self._fail(400, "Bad Request", f"malformed HTTP request: {exc}")
+                    self._fail(400, "Bad Request", f"malformed HTTP request: {malformed}")
                 return
         if self._in_head:
             grew = (
@@ -737,7 +741,10 @@ class HttpServer:
     @property
     def port(self) -> int:
         assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
+        # Any: uvloop's sockets and addresses are lists where typeshed says tuples, which compiled
+        # code (mypyc) would check
+        server: Any = self._server
+        port: int = server.sockets[0].getsockname()[1]
         return port
 
     def _schedule_sweep(self) -> None:
@@ -766,14 +773,14 @@ async def serve(
     host: str,
     port: int,
     *,
-    max_body_bytes: int = Limits.max_body_bytes,
-    max_header_bytes: int = Limits.max_header_bytes,
-    max_url_bytes: int = Limits.max_url_bytes,
-    max_connections: int = Limits.max_connections,
-    header_timeout: float = Limits.header_timeout,
-    body_timeout: float = Limits.body_timeout,
-    keep_alive_timeout: float = Limits.keep_alive_timeout,
-    linger_timeout: float = Limits.linger_timeout,
+    max_body_bytes: int = _DEFAULT_LIMITS.max_body_bytes,
+    max_header_bytes: int = _DEFAULT_LIMITS.max_header_bytes,
+    max_url_bytes: int = _DEFAULT_LIMITS.max_url_bytes,
+    max_connections: int = _DEFAULT_LIMITS.max_connections,
+    header_timeout: float = _DEFAULT_LIMITS.header_timeout,
+    body_timeout: float = _DEFAULT_LIMITS.body_timeout,
+    keep_alive_timeout: float = _DEFAULT_LIMITS.keep_alive_timeout,
+    linger_timeout: float = _DEFAULT_LIMITS.linger_timeout,
     reuse_port: bool = False,
 ) -> HttpServer:
     """Start serving ``handler`` on ``host:port`` in the running loop; returns the server.

@@ -28,6 +28,7 @@ from typing import Any, TypeVar, TypeVarTuple
 
 import orjson
 
+from clipper.compiled import hot_path
 from clipper.config_store.base import ConfigSnapshot, ConfigStore, ContainerRecord, Subscription
 from clipper.http.server import Deferred, HttpServer, Request, Response, serve
 from clipper.metrics import PROMETHEUS_CONTENT_TYPE, MetricsRegistry
@@ -181,12 +182,13 @@ class QueryFrontend:
         self.port = self.http.port
         self._housekeeping = loop.call_later(1.0, self._housekeep)
         log.info(
-            "query frontend %s: HTTP %s:%d, RPC %s:%d",
+            "query frontend %s: HTTP %s:%d, RPC %s:%d, hot path %s",
             self.frontend_id,
             self.host,
             self.port,
             self.rpc_host,
             self.rpc_port,
+            hot_path(),
         )
 
     async def close(self) -> None:
@@ -452,12 +454,10 @@ class QueryFrontend:
     ) -> Response | PendingRequest | Coroutine[Any, Any, Response | PendingRequest]:
         try:
             pr = parse_predict(body, app.input_type, self.max_batch_inputs)
-        except JsonParseError as e:
-            return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
-        except JsonSemanticError as e:
-            return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
-        except BatchTooLarge as e:
-            return Response(413, R.error_body("Payload Too Large", str(e)))
+        except (JsonParseError, JsonSemanticError) as bad:
+            return Response(400, R.error_body("Json error", R.json_error_cause(str(bad))))
+        except BatchTooLarge as large:
+            return Response(413, R.error_body("Payload Too Large", str(large)))
         if pr.unparsed is not None:
             return self._predict_large(app, pr)
         target = app.target
@@ -513,10 +513,10 @@ class QueryFrontend:
         """A predict request of an app with a traffic configuration (see :mod:`.traffic`)."""
         try:
             pr = parse_predict(req.body, app.input_type, self.max_batch_inputs)
-        except (JsonParseError, JsonSemanticError) as e:
-            return Response(400, R.error_body("Json error", R.json_error_cause(str(e))))
-        except BatchTooLarge as e:
-            return Response(413, R.error_body("Payload Too Large", str(e)))
+        except (JsonParseError, JsonSemanticError) as bad:
+            return Response(400, R.error_body("Json error", R.json_error_cause(str(bad))))
+        except BatchTooLarge as large:
+            return Response(413, R.error_body("Payload Too Large", str(large)))
         if pr.unparsed is not None:
             return self._predict_large(app, pr)  # the first target's, unsplit
         inputs = pr.inputs
