@@ -87,17 +87,19 @@ k8s_ready() {
 # the slowest tests are listed at the end: what to look at when the run gets long
 DURATIONS=--durations=25
 E2E_GLOB='tests/kubernetes/test_e2e_*.py'
+COMPILED=tests/integration/test_compiled_hot_path.py  # ~4 min: in the second lane, after the Docker suite
 if [ "$k8s" = 1 ] && [ $# -eq 0 ]; then
   # The whole suite, in two lanes of about equal length (each mostly waits on engines and
   # clusters, so two run side by side on 2 cores): the rest of the suite in one pytest; in a second,
-  # the Docker suite (while the cluster starts), then the Kubernetes end-to-end suite. The second
+  # the Docker suite and the compiled hot path's (while the cluster starts), then the Kubernetes
+  # end-to-end suite. The second
   # lane's output is printed when both have finished; the run fails if any pytest fails.
-  echo "==> pytest (all but the Docker and the Kubernetes end-to-end suites; those run beside it)"
-  python -m pytest "$DURATIONS" --ignore-glob="*/$E2E_GLOB" --ignore=tests/docker &
+  echo "==> pytest (all but the Docker, the compiled hot path's and the Kubernetes end-to-end suites; those run beside it)"
+  python -m pytest "$DURATIONS" --ignore-glob="*/$E2E_GLOB" --ignore=tests/docker --ignore="$COMPILED" &
   main_pid=$!
   trap 'kill "$main_pid" 2>/dev/null || true' INT TERM
   docker_rc=0
-  python -m pytest "$DURATIONS" -p no:cacheprovider --basetemp="$k8s_logs/tmp-docker" tests/docker \
+  python -m pytest "$DURATIONS" -p no:cacheprovider --basetemp="$k8s_logs/tmp-docker" tests/docker "$COMPILED" \
     >"$k8s_logs/docker.log" 2>&1 || docker_rc=$?
   e2e_rc=0
   if k8s_ready; then
@@ -108,7 +110,7 @@ if [ "$k8s" = 1 ] && [ $# -eq 0 ]; then
   fi
   main_rc=0
   wait "$main_pid" || main_rc=$?
-  echo "==> pytest: the Docker suite (ran beside the rest)"
+  echo "==> pytest: the Docker suite and the compiled hot path's (ran beside the rest)"
   cat "$k8s_logs/docker.log" 2>/dev/null || true
   echo "==> pytest: the Kubernetes end-to-end suite (ran beside the rest, after the Docker suite)"
   cat "$k8s_logs/e2e.log" 2>/dev/null || true
