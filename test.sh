@@ -92,8 +92,8 @@ if [ "$k8s" = 1 ] && [ $# -eq 0 ]; then
   # The whole suite, in two lanes of about equal length (each mostly waits on engines and
   # clusters, so two run side by side on 2 cores): the rest of the suite in one pytest; in a second,
   # the Docker suite and the compiled hot path's (while the cluster starts), then the Kubernetes
-  # end-to-end suite. The second
-  # lane's output is printed when both have finished; the run fails if any pytest fails.
+  # end-to-end suite. The second lane's output is printed when both have finished; the run fails if
+  # any pytest fails.
   echo "==> pytest (all but the Docker, the compiled hot path's and the Kubernetes end-to-end suites; those run beside it)"
   python -m pytest "$DURATIONS" --ignore-glob="*/$E2E_GLOB" --ignore=tests/docker --ignore="$COMPILED" &
   main_pid=$!

@@ -146,13 +146,13 @@ def watch(
 
     reported: list[str] | None = None  # the problems of the invalid manifests last reported
 
-    def report_invalid(e: ManifestErrors) -> None:
+    def report_invalid(problems: list[str]) -> None:
         nonlocal reported
-        reported = [str(p) for p in e.problems]
+        reported = problems
         console.print(
-            f"[bold red]invalid manifests[/bold red] ({len(e.problems)} problem(s)); keeping the last good ones"
+            f"[bold red]invalid manifests[/bold red] ({len(problems)} problem(s)); keeping the last good ones"
         )
-        for p in reported:
+        for p in problems:
             console.print(f"  {p}", markup=False, highlight=False)
 
     def reload() -> None:
@@ -162,7 +162,7 @@ def watch(
             reported = None
             console.print("manifests loaded")
         except ManifestErrors as e:
-            report_invalid(e)
+            report_invalid([str(p) for p in e.problems])
         except ReconcilerError as e:
             console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
 
@@ -177,8 +177,9 @@ def watch(
         try:
             fresh = load_target(args.files)
         except ManifestErrors as e:
-            if [str(p) for p in e.problems] != reported:
-                report_invalid(e)
+            problems = [str(p) for p in e.problems]
+            if problems != reported:
+                report_invalid(problems)
             return
         except ReconcilerError as e:
             log.debug("watch: keeping the last good manifests: %s", e)
