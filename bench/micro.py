@@ -2,12 +2,13 @@
 
 The frontend's real objects, wired as ``QueryFrontend.start`` wires them, fed with wrk's bytes:
 ``_Connection.data_received`` (httptools) -> routing -> ``parse_predict`` -> queue -> adaptive batch
--> ``RpcServer.send_batch`` (the real frame encoding) ... the model's reply frames -> ``RpcServer._handle``
-(the real decoding) -> completion, metrics, response bytes -> ``transport.write``. Only the two
-sockets are replaced: the transport's ``write`` keeps the bytes, the ZeroMQ send hands the frames to an
-in-process sum model whose own CPU is measured apart and subtracted. ``--connections`` clients each
-keep one request in flight (a closed loop, as ``wrk -c``), every request with a distinct input (the
-prediction cache never answers). CPU is ``time.process_time``, so waits (delayed batching) do not
+-> ``RpcServer.send_batch`` (the real frame encoding, on the local backend's Unix-socket session) ...
+the model's reply bytes -> the session's ``data_received`` (the real decoding) -> completion, metrics,
+response bytes -> ``transport.write``. Only the two sockets are replaced: the HTTP transport's
+``write`` keeps the response, the RPC transport's hands the frontend's bytes to an in-process sum model
+whose own CPU (decoding, summing, encoding its replies) is measured apart and subtracted.
+``--connections`` clients each keep one request in flight (a closed loop, as ``wrk -c``), every
+request with a distinct input (the prediction cache never answers). CPU is ``time.process_time``, so waits (delayed batching) do not
 count and a busy machine changes the result far less than it changes wrk's numbers.
 
 The same bytes go through ``bench/bare_handler.py``'s protocol with the same fake transport, in the
@@ -42,7 +43,8 @@ from clipper.query_frontend.processor import QueryProcessor  # noqa: E402
 from clipper.query_frontend.server import QueryFrontend  # noqa: E402
 from clipper.query_frontend.workers import Dispatcher  # noqa: E402
 from clipper.rpc import protocol as p  # noqa: E402
-from clipper.rpc.server import ReplicaConnection, RpcServer  # noqa: E402
+from clipper.rpc.server import ReplicaConnection, RpcServer, _StreamPeer  # noqa: E402
+from clipper.rpc.stream import MessageReader, encode_message  # noqa: E402
 
 HEAD = (
     b"POST /bench/predict HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
@@ -109,7 +111,8 @@ class _Bench:
         self.sent = 0
         self.ready: list[_Client] = []
         self.data: list[bytes] = []  # the requests, made before the clock starts
-        self.messages: list[list[bytes]] = []  # RPC messages the frontend sent, not yet answered
+        self.rpc_bytes: list[bytes] = []  # what the frontend wrote to the RPC socket, not yet answered
+        self.rpc_peer: _StreamPeer | None = None
         self.model_cpu = 0.0
 
     def send_ready(self, limit: int) -> None:
@@ -120,30 +123,32 @@ class _Bench:
                 c.protocol.data_received(self.data[self.sent])
 
 
-class _CapturingRpc(RpcServer):
-    """The real RPC server minus its socket: what ``send_batch`` would send is kept for the model."""
+class _RpcTransport:
+    """The RPC socket's transport (the local backend's Unix socket): what the frontend writes is kept
+    for the in-process model, which decodes it on its own CPU."""
 
-    def __init__(self, bench: _Bench, frontend: QueryFrontend) -> None:
-        super().__init__(
-            "127.0.0.1",
-            0,
-            on_register=frontend._on_register,
-            on_response=frontend._on_response,
-            on_disconnect=frontend._on_disconnect,
-        )
+    def __init__(self, bench: _Bench) -> None:
         self.bench = bench
 
-    def _send(self, identity: bytes, frames: list[bytes]) -> None:
-        self.bench.messages.append([identity[1:], *frames])  # the routing id, as the ROUTER sends it
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.bench.rpc_bytes.append(data)
 
 
-def _model(frames: list[bytes]) -> list[bytes]:
-    """The sum model in the replica: a PredictionRequest's frames -> its PredictionResponse's frames."""
-    identity, *msg = frames
-    req = p.decode_frontend_message(msg)
-    assert isinstance(req, p.PredictionRequest)
-    outs = [repr(sum(struct.unpack(f"<{len(x) // 8}d", x))).encode() for x in req.inputs]
-    return [identity, *p.encode_prediction_response(req.msg_id_frame, list(outs))]
+def _model(reader: MessageReader, data: bytes) -> list[bytes]:
+    """The sum model in the replica: the frontend's bytes -> the encoded PredictionResponses."""
+    replies = []
+    for msg in reader.feed(data):
+        req = p.decode_frontend_message(msg)
+        assert isinstance(req, p.PredictionRequest)
+        outs = [repr(sum(struct.unpack(f"<{len(x) // 8}d", x))).encode() for x in req.inputs]
+        replies.append(encode_message(p.encode_prediction_response(req.msg_id_frame, list(outs))))
+    return replies
 
 
 def _frontend(loop: asyncio.AbstractEventLoop, bench: _Bench) -> tuple[QueryFrontend, HttpServer]:
@@ -159,12 +164,21 @@ def _frontend(loop: asyncio.AbstractEventLoop, bench: _Bench) -> tuple[QueryFron
             current_versions={"sum": "1"},
         )
     )
-    rpc = _CapturingRpc(bench, fe)
+    rpc = RpcServer(
+        "127.0.0.1",
+        0,
+        on_register=fe._on_register,
+        on_response=fe._on_response,
+        on_disconnect=fe._on_disconnect,
+    )
     fe.rpc = rpc
     fe.dispatcher = Dispatcher(loop, rpc, fe.cache, fe.metrics)
     fe.processor = QueryProcessor(loop, fe.cache, fe.dispatcher, fe.metrics)
-    # a session of the TCP endpoint ("t") whose peer's routing id is b"replica"
-    conn = ReplicaConnection(b"treplica", 0, "sum", "1", 0, InputType.DOUBLES, time.monotonic())
+    # a session of the Unix-socket endpoint (the real peer object, its socket replaced)
+    peer = _StreamPeer(rpc)
+    peer.connection_made(_RpcTransport(bench))  # type: ignore[arg-type]
+    bench.rpc_peer = peer
+    conn = ReplicaConnection(peer.identity, 0, "sum", "1", 0, InputType.DOUBLES, time.monotonic())
     rpc.connections[conn.identity] = conn
     fe.dispatcher.add_replica(conn, fe._model_for(("sum", "1")))
     return fe, HttpServer(fe.handle, Limits(max_connections=100_000), loop)
@@ -175,8 +189,9 @@ async def _run_ours(connections: int, requests: int) -> dict[str, float]:
     bench = _Bench()
     bench.data = [request_bytes(i) for i in range(requests + 1)]
     fe, server = _frontend(loop, bench)
-    rpc = fe.rpc
-    assert isinstance(rpc, _CapturingRpc)
+    peer = bench.rpc_peer
+    assert peer is not None
+    model_reader = MessageReader(1 << 30)
     for _ in range(connections):
         proto = _Connection(server)
         client = _Client(bench, proto)
@@ -187,16 +202,17 @@ async def _run_ours(connections: int, requests: int) -> dict[str, float]:
     while bench.answers < requests:
         bench.send_ready(requests)
         await asyncio.sleep(0)  # the dispatch scheduled by the requests just parsed
-        if not bench.messages:
+        if not bench.rpc_bytes:
             await asyncio.sleep(0.0002)  # a replica gathering a fuller batch (delayed batching)
             continue
-        messages, bench.messages = bench.messages, []
-        for frames in messages:
+        sent, bench.rpc_bytes = bench.rpc_bytes, []
+        for data in sent:
             m0 = time.process_time()
-            reply = _model(frames)
+            replies = _model(model_reader, data)
             bench.model_cpu += time.process_time() - m0
-            batches += 1
-            rpc._handle(b"t" + reply[0], reply[1:])
+            batches += len(replies)
+            for reply in replies:
+                peer.data_received(reply)
     cpu = time.process_time() - cpu0 - bench.model_cpu
     if bench.bad * 100 > bench.answers:
         raise RuntimeError(f"{bench.bad} of {bench.answers} answers were not model outputs")

@@ -1,7 +1,7 @@
 """The prediction hot path, optionally compiled to C extension modules with mypyc.
 
-The query frontend's per-request work (HTTP, parsing, admission, batching, the RPC encoding,
-completion) is plain, fully annotated Python. ``CLIPPER_COMPILE=1 pip install --no-build-isolation``
+The query frontend's per-request work (HTTP, parsing, admission, batching, the RPC encoding and
+its socket, completion, metrics) is plain, fully annotated Python. ``CLIPPER_COMPILE=1 pip install --no-build-isolation``
 (``setup.py``; needs mypy, clipper's dependencies, a C compiler and the Python headers) compiles
 the modules below with mypyc: the same source, about a quarter more predictions per second from
 one frontend process (``bench/README.md``). Every other install (editable ones included, so that an
@@ -17,6 +17,7 @@ import importlib.util
 
 HOT_PATH_MODULES = (
     "clipper.http.server",
+    "clipper.metrics.types",
     "clipper.query_frontend.batching",
     "clipper.query_frontend.cache",
     "clipper.query_frontend.processor",
@@ -28,6 +29,8 @@ HOT_PATH_MODULES = (
     "clipper.query_frontend.traffic",
     "clipper.query_frontend.workers",
     "clipper.rpc.protocol",
+    "clipper.rpc.server",
+    "clipper.rpc.stream",
 )
 
 

@@ -17,18 +17,10 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TypedDict, Unpack
 
 #: EWMA tick interval of the original (seconds) and the three load averages (minutes).
 TICK_INTERVAL_S = 5.0
 _ALPHAS = tuple(1.0 - math.exp(-TICK_INTERVAL_S / 60.0 / m) for m in (1.0, 5.0, 15.0))
-
-
-class MetricOptions(TypedDict, total=False):
-    """The keyword arguments every metric type passes on to :class:`Metric`."""
-
-    prom_name: str | None
-    labels: dict[str, str] | None
 
 
 class Metric:
@@ -53,8 +45,15 @@ class Counter(Metric):
     __slots__ = ("count",)
     category = "counters"
 
-    def __init__(self, name: str, initial: int = 0, **kw: Unpack[MetricOptions]) -> None:
-        super().__init__(name, **kw)
+    def __init__(
+        self,
+        name: str,
+        initial: int = 0,
+        *,
+        prom_name: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(name, prom_name, labels)
         self.count = initial
 
     def increment(self, n: int = 1) -> None:
@@ -82,9 +81,16 @@ class Gauge(Metric):
     __slots__ = ("value_", "fn")
     category = "counters"
 
-    def __init__(self, name: str, fn: Callable[[], float] | None = None, **kw: Unpack[MetricOptions]) -> None:
-        super().__init__(name, **kw)
-        self.value_: float = 0
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[], float] | None = None,
+        *,
+        prom_name: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(name, prom_name, labels)
+        self.value_: float = 0.0
         self.fn = fn
 
     def set(self, v: float) -> None:
@@ -108,7 +114,7 @@ class Gauge(Metric):
         return {"count": self.value()}
 
     def clear(self) -> None:
-        self.value_ = 0
+        self.value_ = 0.0
 
 
 class RatioCounter(Metric):
@@ -116,9 +122,15 @@ class RatioCounter(Metric):
     category = "ratio_counters"
 
     def __init__(
-        self, name: str, numerator: int = 0, denominator: int = 0, **kw: Unpack[MetricOptions]
+        self,
+        name: str,
+        numerator: int = 0,
+        denominator: int = 0,
+        *,
+        prom_name: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(name, **kw)
+        super().__init__(name, prom_name, labels)
         self.numerator = numerator
         self.denominator = denominator
 
@@ -157,9 +169,14 @@ class Meter(Metric):
     unit = "events per second"
 
     def __init__(
-        self, name: str, clock: Callable[[], float] = time.monotonic, **kw: Unpack[MetricOptions]
+        self,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        prom_name: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(name, **kw)
+        super().__init__(name, prom_name, labels)
         self._clock = clock
         self.events = 0  # never cleared
         self._cleared_events = 0  # ``events`` at the last clear (``count`` is counted from there)
@@ -286,9 +303,15 @@ class Histogram(Metric):
     category = "histograms"
 
     def __init__(
-        self, name: str, unit: str = "microseconds", reservoir_size: int = 4096, **kw: Unpack[MetricOptions]
+        self,
+        name: str,
+        unit: str = "microseconds",
+        reservoir_size: int = 4096,
+        *,
+        prom_name: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(name, **kw)
+        super().__init__(name, prom_name, labels)
         if reservoir_size <= 0:
             raise ValueError("reservoir_size must be positive")
         self.unit = unit

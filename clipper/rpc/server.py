@@ -42,7 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 
@@ -259,9 +259,11 @@ class RpcServer:
             self._liveness_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._liveness_task
-        assert self._loop is not None
+        # Any: uvloop's remove_reader returns None where typeshed says bool (compiled code checks)
+        loop: Any = self._loop
+        assert loop is not None
         for s in self._socks.values():
-            self._loop.remove_reader(s.FD)
+            loop.remove_reader(s.FD)
         self._socks.clear()
         if self._unix_server is not None:
             self._unix_server.close()

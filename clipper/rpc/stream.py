@@ -220,7 +220,9 @@ class StreamChannel:
             s.close()
         self._ready = []
 
-    close = disconnect
+    def close(self) -> None:
+        """:meth:`disconnect` (an alias would not compile: ``clipper.compiled``)."""
+        self.disconnect()
 
 
 def _timeval(seconds: float) -> bytes:

@@ -38,7 +38,11 @@ SERVING_TESTS = [
     "tests/integration/test_admin_local_flow.py",
     "tests/integration/test_admin_local_errors.py",
     "tests/integration/test_container_rpc.py",
+    "tests/integration/test_container_runtime.py",
     "tests/unit/test_http_server.py",
+    "tests/unit/test_metrics.py",
+    "tests/unit/test_rpc_server.py",
+    "tests/unit/test_rpc_stream.py",
     "tests/reliability",
     "tests/fuzz",
 ]
