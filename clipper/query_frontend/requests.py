@@ -195,12 +195,19 @@ def parse_batch(value: object, itype: InputType) -> list[bytes]:
     return out
 
 
-@dataclass(slots=True)
 class PredictRequest:
-    inputs: list[bytes]
-    batch: bool  # True when the body used input_batch (answers in batch form unless exactly one)
-    version: str | None
-    unparsed: list[Any] | None = None  # a large input_batch still to validate (parse_batch, in chunks)
+    """A parsed predict body. A plain class, not a dataclass: compiled (``clipper.compiled``), a
+    dataclass's generated ``__init__`` would still run interpreted, once per request."""
+
+    __slots__ = ("inputs", "batch", "version", "unparsed")
+
+    def __init__(
+        self, inputs: list[bytes], batch: bool, version: str | None, unparsed: list[Any] | None = None
+    ) -> None:
+        self.inputs = inputs
+        self.batch = batch  # True when the body used input_batch (answers in batch form unless exactly one)
+        self.version = version
+        self.unparsed = unparsed  # a large input_batch still to validate (parse_batch, in chunks)
 
 
 def parse_predict(
