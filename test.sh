@@ -87,7 +87,7 @@ k8s_ready() {
 # the slowest tests are listed at the end: what to look at when the run gets long
 DURATIONS=--durations=25
 E2E_GLOB='tests/kubernetes/test_e2e_*.py'
-COMPILED=tests/integration/test_compiled_hot_path.py  # ~4 min: in the second lane, after the Docker suite
+COMPILED=tests/integration/test_compiled_hot_path.py  # ~5 min: in the second lane, after the Docker suite
 if [ "$k8s" = 1 ] && [ $# -eq 0 ]; then
   # The whole suite, in two lanes of about equal length (each mostly waits on engines and
   # clusters, so two run side by side on 2 cores): the rest of the suite in one pytest; in a second,
