@@ -8,8 +8,9 @@ response bytes -> ``transport.write``. Only the two sockets are replaced: the HT
 ``write`` keeps the response, the RPC transport's hands the frontend's bytes to an in-process sum model
 whose own CPU (decoding, summing, encoding its replies) is measured apart and subtracted.
 ``--connections`` clients each keep one request in flight (a closed loop, as ``wrk -c``), every
-request with a distinct input (the prediction cache never answers). CPU is ``time.process_time``, so waits (delayed batching) do not
-count and a busy machine changes the result far less than it changes wrk's numbers.
+request with a distinct input (the prediction cache never answers). CPU is ``time.process_time``,
+so waits (delayed batching) do not count and a busy machine changes the result far less than it
+changes wrk's numbers.
 
 The same bytes go through ``bench/bare_handler.py``'s protocol with the same fake transport, in the
 same run: the ratio bare ÷ ours is the in-process counterpart of wrk's "ours ÷ bare" throughput ratio
