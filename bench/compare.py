@@ -72,6 +72,7 @@ from peers.profile import profiled  # noqa: E402
 from peers.ray_serve import ray_target  # noqa: E402
 from peers.wrk import LoadResult, ensure_wrk, run_wrk, wrk_version  # noqa: E402
 
+from clipper.compiled import hot_path  # noqa: E402
 from clipper.net import free_port  # noqa: E402
 from clipper_admin import ClipperException  # noqa: E402
 
@@ -666,6 +667,17 @@ def docker_pids(conn) -> dict[str, list[int]]:
     }
 
 
+def docker_hot_path(conn) -> str:
+    """The hot path of the query frontend container's image (images/build.sh labels it)."""
+    from clipper_admin.container_manager import CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL
+
+    labels = {
+        c.image.labels.get("ai.clipper.hot-path", "?")
+        for c in conn.cm._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL)
+    }
+    return " ".join(sorted(labels)) or "?"
+
+
 def kubernetes_pids(conn) -> dict[str, list[int]]:
     """The query frontend pod's processes, when its node is this machine (the test cluster's single
     node): the processes whose cgroup path names the pod's UID (the kubelet's ``pod<uid>`` cgroup)."""
@@ -732,6 +744,8 @@ def exp_backends(args: argparse.Namespace, workdir: Path) -> dict:
                 pids[name] = docker_pids(conn)
             eps[name] = dataclasses.replace(eps[name], name=name)
             out[name] = {**endpoint_json(eps[name]), "pids": pids[name], "runs": []}
+            if name.startswith("docker"):
+                out[name]["hot_path"] = docker_hot_path(conn)
         for rnd in range(args.rounds):
             for name in names:
                 before = {g: [cpu_seconds(p) for p in ps] for g, ps in pids[name].items()}
@@ -855,6 +869,8 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "wrk": wrk_version(),
         "commit": commit.stdout.strip() or "?",
+        # how the local backend's query frontend (a child of this interpreter) imports its hot path
+        "hot_path": hot_path(),
     }
 
 
@@ -1002,7 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     la = f"load avg {m['load_avg_at_start'][0]:.1f} -> {m['load_avg_at_end'][0]:.1f}"
     print(
-        f"# {m['date']}  {m['cpu']} x{m['cpus']}  Python {m['python']}  {m['wrk'].split(' [')[0]}  {la}  commit {m['commit']}"
+        f"# {m['date']}  {m['cpu']} x{m['cpus']}  Python {m['python']}  {m['wrk'].split(' [')[0]}  {la}  commit {m['commit']}  hot path {m['hot_path']}"
     )
     for name in args.experiments:
         print(f"\n## {name}\n")

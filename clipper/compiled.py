@@ -5,10 +5,11 @@ its socket, completion, metrics) is plain, fully annotated Python.
 ``CLIPPER_COMPILE=1 pip install --no-build-isolation`` (``setup.py``; needs mypy, clipper's
 dependencies, a C compiler and the Python headers) compiles the modules below with mypyc: the same
 source, about a quarter more predictions per second from one frontend process, 40 % less CPU per
-request in process (``bench/README.md``). Every other install (editable ones included, so that an
-edit takes effect at once) runs them interpreted. Compiled code checks the annotations at run
-time, so they must be true (``tests/integration/test_compiled_hot_path.py`` runs the serving tests
-against a compiled build; ``docs/internals.md`` lists the rules).
+request in process (``bench/README.md``). ``images/build.sh`` builds the images' wheel so when it
+can. Every other install (editable ones included, so that an edit takes effect at once) runs them
+interpreted. Compiled code checks the annotations at run time, so they must be true
+(``tests/integration/test_compiled_hot_path.py`` runs the serving tests against a compiled build;
+``docs/internals.md`` lists the rules).
 """
 
 from __future__ import annotations

@@ -176,6 +176,34 @@ def test_model_errors_become_defaults_and_the_container_lives_on(cluster, tmp_pa
     assert container.status == "running"
 
 
+def test_the_query_frontend_runs_the_hot_path_its_image_says(cluster, docker_client):
+    """images/build.sh compiles the hot path into the images when it can and labels them with the
+    outcome; the frontend's start-up line says what it imported. ./test.sh builds the images with
+    mypy, gcc and the headers at hand (CLIPPER_REQUIRE_COMPILED=1): there it must be compiled."""
+    import os
+
+    from clipper_admin.container_manager import (
+        CLIPPER_DOCKER_LABEL,
+        CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
+    )
+
+    conn, _ = cluster
+    (frontend,) = docker_client.containers.list(
+        filters={
+            "label": [
+                f"{CLIPPER_DOCKER_LABEL}={conn.cm.cluster_name}",
+                CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
+            ]
+        }
+    )
+    label = frontend.image.labels.get("ai.clipper.hot-path")
+    assert label in ("compiled", "interpreted"), frontend.image.labels
+    if os.environ.get("CLIPPER_REQUIRE_COMPILED") == "1":
+        assert label == "compiled", "images/build.sh fell back to the pure-Python wheel: see its log"
+    wait_for(lambda: b"hot path " in frontend.logs(), 30, "the query frontend's start-up line")
+    assert f"hot path {label}".encode() in frontend.logs()
+
+
 def test_connect_from_a_second_process(cluster):
     conn, kwargs = cluster
     code = (
