@@ -219,11 +219,14 @@ class RpcServer:
         return sock
 
     async def _serve_unix(self, path: str) -> asyncio.AbstractServer:
-        """The Unix-socket endpoint: refused unless its directory is the user's alone, and made
-        owner-only before anyone can have connected (a peer connecting while it is being set up
-        fails the permission check on the directory). A socket file left by a frontend that is gone
-        is replaced (nobody else can have made one in that directory)."""
+        """The Unix-socket endpoint: refused unless its directory is the user's alone (made so
+        when it does not exist yet), and made owner-only before anyone can have connected (a peer
+        connecting while it is being set up fails the permission check on the directory). A socket
+        file left by a frontend that is gone is replaced (nobody else can have made one in that
+        directory)."""
         parent = os.path.dirname(os.path.abspath(path))
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(parent, 0o700)  # whoever made it first, the check below decides
         st = os.stat(parent)
         if st.st_uid != os.geteuid() or st.st_mode & 0o077:
             raise OSError(f"the RPC socket's directory {parent} must belong to this user with mode 0700")

@@ -16,6 +16,11 @@ What differs from the original, on purpose:
   does not fill up; ``stop_all`` also removes the cluster's Redis volume and Prometheus config.
 * Every wait has a timeout (``start_timeout``) and a failure quotes the container's last log lines.
 * Centralised logging (fluentd) is not available: no fluentd image can be built offline.
+* The replicas reach the query frontend on a Unix socket (no CURVE, no ZeroMQ: ``clipper.rpc.stream``,
+  as on the local backend) in a tmpfs volume of the cluster (``clipper-<cluster>-rpc``) that only the
+  frontend and the cluster's replicas mount; the frontend keeps the socket in a 0700 directory of its
+  own there, so a replica uses it when its image runs as the frontend image's user, and the CURVE
+  TCP port otherwise (and for replicas of clusters started by earlier releases).
 * ``query_frontend_host_network=True`` (Linux only) runs the query frontend on the host's network
   instead of publishing its ports: Docker's userland proxy (``docker-proxy``), which carries every
   connection to a port published on 127.0.0.1, halves its throughput (bench/README.md).
@@ -66,6 +71,10 @@ logger = logging.getLogger(__name__)
 #: Label on the cluster's Redis volume (containers carry CLIPPER_DOCKER_LABEL as in the original).
 CLIPPER_VOLUME_LABEL = CLIPPER_DOCKER_LABEL
 PROMETHEUS_INTERNAL_PORT = 9090
+#: Where the cluster's RPC volume is mounted, and the query frontend's socket in it (in a directory
+#: the frontend makes, mode 0700: the volume itself is sticky and world-writable, like /tmp).
+RPC_VOLUME_MOUNT = "/run/clipper-rpc"
+RPC_SOCKET_PATH = f"{RPC_VOLUME_MOUNT}/frontend/rpc.sock"
 _EXPLICIT_RUN_ARGS = ("name", "environment", "ports", "command", "labels", "volumes", "user", "log_config")
 
 __all__ = ["DockerContainerManager", "find_unbound_port"]
@@ -417,6 +426,7 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
                 thread_pool_size=thread_pool_size,
                 timeout_request=timeout_request,
                 timeout_content=timeout_content,
+                rpc_socket=RPC_SOCKET_PATH,
                 **on_host,
             )
         )
@@ -434,6 +444,7 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
                 f"{CLIPPER_INTERNAL_RPC_PORT}/tcp": self._publish(self.clipper_rpc_port),
             },
             host_network=bool(on_host),
+            volumes=self._rpc_volume(),
             labels={
                 CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: "",
                 CLIPPER_DOCKER_PORT_LABELS["query_rest"]: str(self.clipper_query_port),
@@ -445,6 +456,26 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         if on_host:  # Prometheus, on the cluster's network, scrapes it through the gateway
             return f"{on_host['rpc_host']}:{self.clipper_query_port}"
         return f"{query.name}:{CLIPPER_INTERNAL_QUERY_PORT}"
+
+    def _rpc_volume(self) -> dict[str, dict[str, str]]:
+        """The ``volumes`` argument that mounts the cluster's RPC volume (a tmpfs, created on first
+        use; removed with the cluster's other labelled volumes)."""
+        volume = self.docker_client.volumes.create(
+            name=f"clipper-{self.cluster_name}-rpc",
+            driver="local",
+            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "mode=1777,size=1m"},
+            labels={CLIPPER_VOLUME_LABEL: self.cluster_name},
+        )
+        return {volume.name: {"bind": RPC_VOLUME_MOUNT, "mode": "rw"}}
+
+    def _runs_as_frontend_user(self, image: str, frontend) -> bool:
+        """Whether a container of ``image`` runs as the query frontend's user, which alone may open
+        the socket's directory."""
+        try:
+            config = self.docker_client.images.get(image).attrs.get("Config") or {}
+        except docker.errors.DockerException:
+            return False  # starting it fails with the reason; nothing to decide here
+        return (config.get("User") or "") == ((frontend.attrs.get("Config") or {}).get("User") or "")
 
     def _start_prometheus(self, query_frontend_target: str) -> None:
         try:
@@ -589,6 +620,10 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         args = list(frontends[0].attrs.get("Args") or [])
         on_host = (frontends[0].attrs.get("HostConfig") or {}).get("NetworkMode") == "host"
         rpc_port = _arg(args, "--rpc-port") if on_host else None
+        rpc_socket = _arg(args, "--rpc-socket")  # None: a frontend of an earlier release
+        if rpc_socket is not None and not self._runs_as_frontend_user(image, frontends[0]):
+            self.logger.info(f"{image} runs as another user than the query frontend: its replicas use TCP")
+            rpc_socket = None
         spec = launch.model_replica(
             ReplicaSettings(
                 name=name,
@@ -599,6 +634,7 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
                 # scraped by the cluster's Prometheus (the original's containers serve this port too)
                 metrics_port=CLIPPER_INTERNAL_METRIC_PORT,
                 rpc_keys="secret" if keys is not None else "none",
+                rpc_socket=rpc_socket,
             )
         )
         replica_keys = keys.for_replica().to_json() if keys is not None else ""
@@ -607,6 +643,7 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
             label,
             environment=self._environment(spec, {"replica": replica_keys}),
             labels={CLIPPER_MODEL_CONTAINER_LABEL: label, CLIPPER_DOCKER_LABEL: self.cluster_name},
+            volumes=self._rpc_volume() if rpc_socket is not None else None,
         )
 
     def set_num_replicas(self, name, version, input_type, image, num_replicas):

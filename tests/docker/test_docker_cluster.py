@@ -204,6 +204,54 @@ def test_the_query_frontend_runs_the_hot_path_its_image_says(cluster, docker_cli
     assert f"hot path {label}".encode() in frontend.logs()
 
 
+def test_replicas_use_the_frontends_socket_unless_they_run_as_another_user(cluster, docker_client):
+    """The replicas reach the query frontend on its Unix socket, in the cluster's RPC volume; an
+    image that runs as another user than the frontend cannot open the socket's directory, so its
+    replicas get the CURVE TCP port instead. Both answer."""
+    import io
+    import uuid
+
+    import clipper
+    from clipper_admin.container_manager import CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL
+    from clipper_admin.docker.docker_container_manager import RPC_SOCKET_PATH
+
+    conn, _ = cluster
+    cluster_name = conn.cm.cluster_name
+    noop = f"clipper/noop-container:{clipper.__version__}"
+    other_user = f"clipper-test-other-user:{uuid.uuid4().hex[:8]}"
+    docker_client.images.build(
+        fileobj=io.BytesIO(f"FROM {noop}\nUSER 10002\n".encode()), tag=other_user, rm=True
+    )
+    try:
+        conn.register_application(
+            name="sock-app", input_type="doubles", default_output="-1.0", slo_micros=5_000_000
+        )
+        conn.deploy_model("sock", "1", "doubles", noop)
+        conn.deploy_model("sock", "2", "doubles", other_user)
+        conn.link_model_to_app("sock-app", "sock")
+        for version, transport in (("2", "tcp://"), ("1", f"unix://{RPC_SOCKET_PATH}")):
+            conn.set_model_version("sock", version)
+            wait_for_output(conn.get_query_addr(), "sock-app", {"input": [1.0]}, "1.0")
+            (replica,) = docker_client.containers.list(
+                filters={"label": f"{CLIPPER_MODEL_CONTAINER_LABEL}=sock_{version}"}
+            )
+            assert f"serving for {transport}".encode() in replica.logs(), replica.logs()[-2000:]
+            env = dict(item.split("=", 1) for item in replica.attrs["Config"]["Env"])
+            volumes = [m.get("Name") for m in replica.attrs["Mounts"]]
+            on_socket = version == "1"
+            assert (env.get("CLIPPER_RPC_SOCKET") == RPC_SOCKET_PATH) is on_socket
+            assert (f"clipper-{cluster_name}-rpc" in volumes) is on_socket
+        (frontend,) = docker_client.containers.list(
+            filters={
+                "label": [f"{CLIPPER_DOCKER_LABEL}={cluster_name}", CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL]
+            }
+        )
+        assert f"and on {RPC_SOCKET_PATH} (owner only)".encode() in frontend.logs()
+    finally:
+        conn.stop_models("sock")
+        docker_client.images.remove(other_user, force=True)
+
+
 def test_connect_from_a_second_process(cluster):
     conn, kwargs = cluster
     code = (

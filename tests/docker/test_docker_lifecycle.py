@@ -21,7 +21,8 @@ def test_stop_all_removes_this_cluster_only(make_manager, docker_client, test_ne
     containers, volumes = _cluster_objects(docker_client, cm.cluster_name)
     names = sorted(c.name.split("-")[0] for c in containers)
     assert {"mgmt_frontend", "query_frontend", "redis"} <= set(names)
-    assert len(volumes) == 1  # Redis' append-only file
+    # Redis' append-only file; the tmpfs that carries the frontend's RPC socket to the replicas
+    assert sorted(v.name for v in volumes) == [f"clipper-{cm.cluster_name}-{k}" for k in ("redis", "rpc")]
     # labels carry the host ports, as in the original
     query = next(c for c in containers if c.name.startswith("query_frontend-"))
     assert query.labels["ai.clipper.query_frontend.query.port"] == str(cm.clipper_query_port)

@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import tempfile
@@ -428,6 +429,23 @@ def test_a_unix_socket_in_a_directory_others_can_enter_is_refused(tmp_path):
     shared.chmod(0o755)
     with pytest.raises(OSError, match="must belong to this user with mode 0700"):
         RpcHarness(ipc_path=str(shared / "rpc.sock"))
+
+
+def test_a_missing_socket_directory_is_made_owner_only(tmp_path):
+    """The Docker backend's frontend names a directory of its own in a shared (sticky, 1777)
+    volume: it is made with mode 0700, so the check above then passes, and replicas connect."""
+    shared = tmp_path / "volume"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    path = shared / "frontend" / "rpc.sock"
+    h = RpcHarness(ipc_path=str(path))
+    try:
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        StreamPeer(path).register("m", "1")
+        assert h.wait_registered().model_name == "m"
+    finally:
+        h.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another user")
