@@ -31,7 +31,8 @@ IMAGE_LOADER = (
 REQUIRED = os.environ.get("CLIPPER_K8S_REQUIRED") == "1"
 #: The names of the Clipper clusters these tests create (e2e.manager or a manifest's Cluster): the model
 #: images of these clusters are the ones conftest's ``_model_images`` removes after each e2e module.
-CLUSTERS = frozenset({"e2e", "iso", "spark", "k8s-quickstart", "clipper"})
+#: (``bench``: ``bench/compare.py backends``' Kubernetes target, set up with this module's manager.)
+CLUSTERS = frozenset({"e2e", "iso", "spark", "k8s-quickstart", "clipper", "bench"})
 WAIT_S = 300.0
 # The test node has 2 CPUs: the default requests (800m per cluster, 250m per model replica) would leave
 # no room for two clusters at once. Requests only; no limits, so nothing is throttled.
