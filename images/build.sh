@@ -97,19 +97,20 @@ compile_blocker() {  # prints why the hot path cannot be compiled here; nothing 
     echo "no Python headers (apt-get install python3-dev)"
   fi
 }
-case ${CLIPPER_IMAGE_COMPILE:-auto} in
+compile_mode=${CLIPPER_IMAGE_COMPILE:-auto}
+case $compile_mode in
   0) hot_path=interpreted ;;
   1|auto)
     why_not=$(compile_blocker)
     if [[ -z $why_not ]]; then
       hot_path=compiled
-    elif [[ ${CLIPPER_IMAGE_COMPILE:-auto} == 1 ]]; then
+    elif [[ $compile_mode == 1 ]]; then
       echo "CLIPPER_IMAGE_COMPILE=1, but the hot path cannot be compiled here: $why_not" >&2; exit 1
     else
       hot_path=interpreted
       log "the hot path will be interpreted in the images: $why_not"
     fi ;;
-  *) echo "CLIPPER_IMAGE_COMPILE must be auto, 1 or 0, not '${CLIPPER_IMAGE_COMPILE}'" >&2; exit 2 ;;
+  *) echo "CLIPPER_IMAGE_COMPILE must be auto, 1 or 0, not '$compile_mode'" >&2; exit 2 ;;
 esac
 deps_hash=$( { cat pyproject.toml; image_id "$base"; cat "$(pip config get global.constraint 2>/dev/null || echo /dev/null)" 2>/dev/null; } | sha)
 rpc_tag=$registry/py311-rpc:$version
@@ -140,7 +141,7 @@ if [[ $force == 1 || "$(built_hash "$rpc_tag")" != "$rpc_hash" ]]; then
     if (cd "$build/src" && CLIPPER_COMPILE=1 python3 -m pip wheel -q --no-build-isolation --no-deps -w "$build/wheel-tmp" .) \
       >"$build/pip-wheel.log" 2>&1; then
       built_hot_path=compiled
-    elif [[ ${CLIPPER_IMAGE_COMPILE:-auto} == 1 ]]; then
+    elif [[ $compile_mode == 1 ]]; then
       tail -30 "$build/pip-wheel.log" >&2; exit 1
     else
       tail -15 "$build/pip-wheel.log" >&2

@@ -9,7 +9,11 @@ import time
 
 import pytest
 
-from clipper_admin.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_MODEL_CONTAINER_LABEL
+from clipper_admin.container_manager import (
+    CLIPPER_DOCKER_LABEL,
+    CLIPPER_MODEL_CONTAINER_LABEL,
+    CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
+)
 
 from .helpers import predict, script_function, wait_for, wait_for_output, write_model_dir
 
@@ -176,18 +180,7 @@ def test_model_errors_become_defaults_and_the_container_lives_on(cluster, tmp_pa
     assert container.status == "running"
 
 
-def test_the_query_frontend_runs_the_hot_path_its_image_says(cluster, docker_client):
-    """images/build.sh compiles the hot path into the images when it can and labels them with the
-    outcome; the frontend's start-up line says what it imported. ./test.sh builds the images with
-    mypy, gcc and the headers at hand (CLIPPER_REQUIRE_COMPILED=1): there it must be compiled."""
-    import os
-
-    from clipper_admin.container_manager import (
-        CLIPPER_DOCKER_LABEL,
-        CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
-    )
-
-    conn, _ = cluster
+def _query_frontend(conn, docker_client):
     (frontend,) = docker_client.containers.list(
         filters={
             "label": [
@@ -196,6 +189,17 @@ def test_the_query_frontend_runs_the_hot_path_its_image_says(cluster, docker_cli
             ]
         }
     )
+    return frontend
+
+
+def test_the_query_frontend_runs_the_hot_path_its_image_says(cluster, docker_client):
+    """images/build.sh compiles the hot path into the images when it can and labels them with the
+    outcome; the frontend's start-up line says what it imported. ./test.sh builds the images with
+    mypy, gcc and the headers at hand (CLIPPER_REQUIRE_COMPILED=1): there it must be compiled."""
+    import os
+
+    conn, _ = cluster
+    frontend = _query_frontend(conn, docker_client)
     label = frontend.image.labels.get("ai.clipper.hot-path")
     assert label in ("compiled", "interpreted"), frontend.image.labels
     if os.environ.get("CLIPPER_REQUIRE_COMPILED") == "1":
@@ -212,7 +216,6 @@ def test_replicas_use_the_frontends_socket_unless_they_run_as_another_user(clust
     import uuid
 
     import clipper
-    from clipper_admin.container_manager import CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL
     from clipper_admin.docker.docker_container_manager import RPC_SOCKET_PATH
 
     conn, _ = cluster
@@ -241,11 +244,7 @@ def test_replicas_use_the_frontends_socket_unless_they_run_as_another_user(clust
             on_socket = version == "1"
             assert (env.get("CLIPPER_RPC_SOCKET") == RPC_SOCKET_PATH) is on_socket
             assert (f"clipper-{cluster_name}-rpc" in volumes) is on_socket
-        (frontend,) = docker_client.containers.list(
-            filters={
-                "label": [f"{CLIPPER_DOCKER_LABEL}={cluster_name}", CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL]
-            }
-        )
+        frontend = _query_frontend(conn, docker_client)
         assert f"and on {RPC_SOCKET_PATH} (owner only)".encode() in frontend.logs()
     finally:
         conn.stop_models("sock")
