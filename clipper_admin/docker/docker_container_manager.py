@@ -21,9 +21,12 @@ What differs from the original, on purpose:
   frontend and the cluster's replicas mount; the frontend keeps the socket in a 0700 directory of its
   own there, so a replica uses it when its image runs as the frontend image's user, and the CURVE
   TCP port otherwise (and for replicas of clusters started by earlier releases).
-* ``query_frontend_host_network=True`` (Linux only) runs the query frontend on the host's network
-  instead of publishing its ports: Docker's userland proxy (``docker-proxy``), which carries every
-  connection to a port published on 127.0.0.1, halves its throughput (bench/README.md).
+* Docker's userland proxy (``docker-proxy``, on by default), which relays every connection to a port
+  published on 127.0.0.1, halves the query frontend's throughput (bench/README.md): an engine run with
+  ``"userland-proxy": false`` forwards published ports in the kernel instead (``.ci/docker.sh`` starts
+  it so), and ``start_clipper`` warns when a ``docker-proxy`` relays its query port.
+  ``query_frontend_host_network=True`` (Linux only) runs the query frontend on the host's network
+  instead of publishing its ports, for engines whose configuration is not the user's to change.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from ..launch import FrontendSettings, Limits, ReplicaSettings, Timeouts
 from ..version import __registry__, __version__
 from . import prometheus
 from .containers import healthy_if_checked, http_ok, redis_pong, run_container, wait_until
-from .ports import find_unbound_port
+from .ports import find_unbound_port, userland_proxy_pids
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,15 @@ PROMETHEUS_INTERNAL_PORT = 9090
 #: the frontend makes, mode 0700: the volume itself is sticky and world-writable, like /tmp).
 RPC_VOLUME_MOUNT = "/run/clipper-rpc"
 RPC_SOCKET_PATH = f"{RPC_VOLUME_MOUNT}/frontend/rpc.sock"
+#: Logged when the engine relays the published query port through its userland proxy.
+USERLAND_PROXY_WARNING = (
+    "The Docker engine relays connections to the query port {addr} through its userland proxy "
+    "(docker-proxy, pid {pids}), which spends about as much CPU per prediction as the query frontend: "
+    "expect roughly 0.6x the throughput on a small machine. Run the engine with "
+    '"userland-proxy": false in /etc/docker/daemon.json (then restart it; the kernel forwards published '
+    "ports instead), or start the cluster with query_frontend_host_network=True (Linux). "
+    "README: Docker backend."
+)
 _EXPLICIT_RUN_ARGS = ("name", "environment", "ports", "command", "labels", "volumes", "user", "log_config")
 
 __all__ = ["DockerContainerManager", "find_unbound_port"]
@@ -453,9 +465,18 @@ class DockerContainerManager(DockerImageModels, ContainerManager):
         )
         url = f"http://{self._host()}:{self.clipper_query_port}/metrics"
         wait_until(query, http_ok(url), "Query frontend", self.start_timeout)
+        if not on_host:
+            self._warn_if_relayed_by_userland_proxy()
         if on_host:  # Prometheus, on the cluster's network, scrapes it through the gateway
             return f"{on_host['rpc_host']}:{self.clipper_query_port}"
         return f"{query.name}:{CLIPPER_INTERNAL_QUERY_PORT}"
+
+    def _warn_if_relayed_by_userland_proxy(self) -> None:
+        """A hint, not an error: the cluster works, at about 0.6x the throughput (bench/README.md)."""
+        relays = userland_proxy_pids(self.clipper_query_port)
+        if relays:
+            addr = f"{self._host()}:{self.clipper_query_port}"
+            self.logger.warning(USERLAND_PROXY_WARNING.format(addr=addr, pids=", ".join(map(str, relays))))
 
     def _rpc_volume(self) -> dict[str, dict[str, str]]:
         """The ``volumes`` argument that mounts the cluster's RPC volume (a tmpfs, created on first

@@ -1,10 +1,13 @@
-"""Host port selection, as the original's ``find_unbound_port``."""
+"""Host ports: their selection, as the original's ``find_unbound_port``, and who forwards them."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import random
 import socket
+from pathlib import Path
 
 
 def find_unbound_port(
@@ -31,3 +34,31 @@ def find_unbound_port(
                     log.info(f"Port {port} is in use, trying another one")
         port = port + 1 if increment else random.randint(*port_range)
     raise OSError("no unbound port found")
+
+
+def processes(program: str, proc: Path = Path("/proc")) -> dict[int, list[str]]:
+    """The arguments (after the program) of each running process whose program's file name is
+    ``program``, by pid (Linux ``/proc``; none where it cannot be read)."""
+    found: dict[int, list[str]] = {}
+    with contextlib.suppress(OSError):
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
+                if Path(argv[0]).name == program:
+                    found[int(entry.name)] = argv[1:]
+    return dict(sorted(found.items()))
+
+
+def userland_proxy_pids(host_port: int, proc: Path = Path("/proc")) -> list[int]:
+    """The engine's ``docker-proxy`` processes relaying connections to ``host_port`` of this machine:
+    one per published port and address family when the engine runs with its default
+    ``userland-proxy``; none when it forwards published ports with iptables DNAT
+    (``"userland-proxy": false``), or when the engine runs on another machine."""
+    port = str(host_port)
+    return [
+        pid
+        for pid, args in processes("docker-proxy", proc).items()
+        if any(flag == "-host-port" and value == port for flag, value in itertools.pairwise(args))
+    ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import time
 
-from clipper_admin.docker.ports import find_unbound_port
+from clipper_admin.docker.ports import find_unbound_port, processes, userland_proxy_pids
 from clipper_admin.image_builder import _requirements, dockerfile_labels, render_dockerfile
 
 
@@ -116,3 +118,67 @@ def test_host_network_query_frontend_is_refused_off_linux(monkeypatch):
     with pytest.raises(ClipperException, match="query_frontend_host_network needs a Linux Docker engine"):
         DockerContainerManager(query_frontend_host_network=True)
     assert not DockerContainerManager().query_frontend_host_network  # the default publishes the ports
+
+
+def _fake_proc(root, processes: dict[str, list[str]]):
+    for pid, argv in processes.items():
+        (root / pid).mkdir()
+        (root / pid / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
+    return root
+
+
+def test_the_userland_proxy_of_a_port_is_found_by_its_arguments(tmp_path):
+    proxy = ["/usr/bin/docker-proxy", "-proto", "tcp", "-host-ip", "127.0.0.1", "-host-port"]
+    proc = _fake_proc(
+        tmp_path,
+        {
+            "11": [*proxy, "1337", "-container-ip", "172.18.0.3", "-container-port", "1337"],
+            "12": [*proxy, "13370", "-container-ip", "172.18.0.3", "-container-port", "1337"],
+            "13": ["/usr/bin/not-docker-proxy", "-host-port", "1337"],
+            "14": ["/usr/sbin/dockerd", "--userland-proxy=false"],
+            "15": [],  # a kernel thread: empty cmdline
+            "self": [*proxy, "1337"],  # not a pid
+        },
+    )
+    (proc / "16").mkdir()  # a process that exited between listing and reading
+    assert userland_proxy_pids(1337, proc=proc) == [11]
+    assert userland_proxy_pids(13370, proc=proc) == [12]
+    assert userland_proxy_pids(7000, proc=proc) == []
+    assert processes("dockerd", proc=proc) == {14: ["--userland-proxy=false"]}
+    assert userland_proxy_pids(1337, proc=tmp_path / "no-proc") == []
+
+
+def test_a_cluster_whose_query_port_a_userland_proxy_relays_says_how_to_avoid_it(caplog):
+    """The manager's start-up hint, against a real process named as the engine's proxy is."""
+    import subprocess
+
+    from clipper_admin import DockerContainerManager
+
+    port = find_unbound_port()
+    cm = DockerContainerManager(cluster_name="proxy-hint", clipper_query_port=port)
+    with caplog.at_level("WARNING"):
+        cm._warn_if_relayed_by_userland_proxy()
+    assert "userland proxy" not in caplog.text
+
+    relay = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            f'exec -a docker-proxy "$0" -c "import time; time.sleep(60)" -host-port {port}',
+            sys.executable,
+        ],
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not userland_proxy_pids(port) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with caplog.at_level("WARNING"):
+            cm._warn_if_relayed_by_userland_proxy()
+    finally:
+        relay.kill()
+        relay.wait()
+    assert (
+        f"query port 127.0.0.1:{port} through its userland proxy (docker-proxy, pid {relay.pid})"
+        in caplog.text
+    )
+    assert '"userland-proxy": false' in caplog.text and "query_frontend_host_network=True" in caplog.text
