@@ -614,23 +614,13 @@ def exp_quickstart(args: argparse.Namespace, workdir: Path) -> dict:
     return out
 
 
-def proc_pids(program: str, *args: str) -> list[int]:
-    """pids of running processes whose command is ``program`` with all of ``args`` (Linux ``/proc``)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            if argv and Path(argv[0]).name == program and all(a in argv for a in args):
-                found.append(int(proc.name))
-    return found
-
-
 def engine_userland_proxy() -> dict:
     """Whether the Docker engine proxies published ports in userland: dockerd's ``--userland-proxy``
     argument, else ``userland-proxy`` in /etc/docker/daemon.json, else its default (true)."""
-    for pid in proc_pids("dockerd"):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        for arg in argv:
+    from clipper_admin.docker.ports import processes
+
+    for args in processes("dockerd").values():
+        for arg in args:
             if arg.startswith("--userland-proxy"):
                 return {"userland_proxy": arg.partition("=")[2] != "false", "from": "dockerd " + arg}
     with contextlib.suppress(OSError, ValueError):
@@ -658,12 +648,13 @@ def docker_pids(conn) -> dict[str, list[int]]:
     """The query frontend container's processes, and the ``docker-proxy`` of its published REST
     port (none when the frontend is on the host network or the engine runs without the proxy)."""
     from clipper_admin.container_manager import CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL
+    from clipper_admin.docker.ports import userland_proxy_pids
 
     cm = conn.cm
     frontends = cm._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL)
     return {
         "query-frontend": [p for c in frontends for p in process_tree(c.attrs["State"]["Pid"])],
-        "docker-proxy": proc_pids("docker-proxy", "-host-port", str(cm.clipper_query_port)),
+        "docker-proxy": userland_proxy_pids(cm.clipper_query_port),
     }
 
 
@@ -868,7 +859,8 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "wrk": wrk_version(),
-        "commit": commit.stdout.strip() or "?",
+        # a --compiled run: the commit of the checkout it was copied from
+        "commit": os.environ.get("CLIPPER_BENCH_COMMIT") or commit.stdout.strip() or "?",
         # how the local backend's query frontend (a child of this interpreter) imports its hot path
         "hot_path": hot_path(),
     }
@@ -956,6 +948,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comparison: sample our query frontend and model replica with py-spy during the measured run "
         "(top functions by own time in the JSON; it slows ours down: do not record those numbers)",
     )
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="run from a copy of this checkout with the hot path compiled by mypyc (bench/compiled_tree.py; "
+        "~1.5 min to build, needs gcc, the Python headers and mypy): our targets run the compiled build, as "
+        "the images do; without it they run whatever this interpreter imports (an editable install: interpreted)",
+    )
     p.add_argument("--out", type=Path, help="JSON result file (default bench/results/compare-<time>.json)")
     p.add_argument("--workdir", type=Path, help="where clusters, logs and manifests go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
@@ -985,6 +984,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_compiled(argv: list[str], out_path: Path, workdir: Path | None) -> int:
+    """This command again, without --compiled, from a compiled copy of the checkout (its frontends,
+    started with this interpreter, inherit PYTHONPATH and the working directory)."""
+    import compiled_tree
+
+    missing = compiled_tree.missing_toolchain()
+    if missing:
+        say(f"error: --compiled: cannot compile the hot path: {missing}")
+        return 2
+    build_dir = Path(tempfile.mkdtemp(prefix="clipper-bench-compiled-"))
+    try:
+        say("building a compiled copy of this checkout (bench/compiled_tree.py) ...")
+        try:
+            tree = compiled_tree.build(build_dir)
+        except compiled_tree.BuildError as e:
+            say(f"error: --compiled: {e}")
+            return 2
+        args = [a for a in argv if a != "--compiled"] + ["--out", str(out_path.resolve())]
+        if workdir is not None:
+            args += ["--workdir", str(workdir.resolve())]
+        env = {**os.environ, "PYTHONPATH": str(tree), "CLIPPER_BENCH_COMMIT": machine_info()["commit"]}
+        return subprocess.run(
+            [sys.executable, str(tree / "bench" / "compare.py"), *args], cwd=tree, env=env
+        ).returncode
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -994,6 +1021,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_path = args.out or BENCH_DIR / "results" / f"compare-{stamp}.json"
+    if args.compiled:
+        # the copy's run gets the same arguments; the last --out and --workdir (absolute) win
+        return run_compiled(list(sys.argv[1:] if argv is None else argv), out_path, args.workdir)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="clipper-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     report: dict = {

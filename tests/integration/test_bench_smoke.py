@@ -117,3 +117,14 @@ def test_rejects_unknown_experiment_and_target(tmp_path: Path) -> None:
         assert res.returncode == 2
         assert "usage:" in res.stderr
         assert any(m in res.stderr for m in ("unknown experiment", "--only", "use --hook on"))
+
+
+def test_a_compiled_run_without_a_compiler_says_what_is_missing(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(REPO / "bench" / "compare.py"), "comparison", "--only", "ours", "--compiled"]
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
+    res = subprocess.run(
+        cmd + ["--out", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "--compiled: cannot compile the hot path: no C compiler" in res.stdout + res.stderr
+    assert not (tmp_path / "r.json").exists()  # nothing measured, nothing written

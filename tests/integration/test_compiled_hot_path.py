@@ -13,23 +13,24 @@ unless ``CLIPPER_REQUIRE_COMPILED=1`` (set by ``./test.sh``), which makes a miss
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from clipper.compiled import HOT_PATH_MODULES
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+from compiled_tree import BuildError, missing_toolchain  # noqa: E402
+from compiled_tree import build as compiled_tree_build  # noqa: E402
 
 # building takes ~1 min and the serving tests ~3 on 2 idle cores: more beside the rest of the suite
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-REPO = Path(__file__).resolve().parents[2]
 # The tests of the serving path that use the real objects (the unit tests' fakes are duck-typed:
 # compiled code accepts only the declared classes).
 SERVING_TESTS = [
@@ -48,52 +49,17 @@ SERVING_TESTS = [
 ]
 
 
-def _missing_toolchain() -> str | None:
-    if shutil.which(os.environ.get("CC", "cc")) is None:
-        return "no C compiler (apt-get install gcc)"
-    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
-        return "no Python headers (apt-get install python3-dev)"
-    try:
-        import mypyc  # noqa: F401
-    except ImportError:
-        return "mypy is not installed (the dev extra)"
-    return None
-
-
-def _copy_checkout(dest: Path) -> None:
-    """The tracked and new files (what a clone holds), not .venv, build outputs or caches."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-
-
 @pytest.fixture(scope="module")
 def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = _missing_toolchain()
+    missing = missing_toolchain()
     if missing:
         if os.environ.get("CLIPPER_REQUIRE_COMPILED") == "1":
             pytest.fail(f"cannot compile the hot path: {missing}")
         pytest.skip(f"cannot compile the hot path: {missing}")
-    base = tmp_path_factory.mktemp("compiled")
-    tree, wheels = base / "tree", base / "wheels"
-    tree.mkdir()
-    _copy_checkout(tree)
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(wheels), str(tree)],
-        env={**os.environ, "CLIPPER_COMPILE": "1"}, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    (wheel,) = wheels.glob("clipper-*.whl")
-    with zipfile.ZipFile(wheel) as z:
-        compiled = [n for n in z.namelist() if n.endswith(".so")]
-        z.extractall(tree, compiled)
-    stems = {n.split(".", 1)[0].replace("/", ".") for n in compiled}
-    assert set(HOT_PATH_MODULES) <= stems, f"not compiled: {set(HOT_PATH_MODULES) - stems}"
-    return tree
+    try:
+        return compiled_tree_build(tmp_path_factory.mktemp("compiled"))
+    except BuildError as e:
+        pytest.fail(str(e))
 
 
 def _in_tree(tree: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -120,3 +86,22 @@ def test_the_serving_tests_pass_against_the_compiled_hot_path(compiled_tree: Pat
         shutil.rmtree(base, ignore_errors=True)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout
+
+
+def test_the_benchmark_run_from_the_compiled_tree_serves_compiled(
+    compiled_tree: Path, tmp_path: Path
+) -> None:
+    """What ``bench/compare.py --compiled`` runs once it has built the tree: its local frontend,
+    started by the benchmark with this interpreter, logs the compiled hot path."""
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    out, work = tmp_path / "result.json", tmp_path / "work"
+    run = _in_tree(compiled_tree, "bench/compare.py", "comparison", "--only", "ours", "--duration", "1",
+                   "--warmup", "0", "--connections", "4", "--rounds", "1", "--hook", "on",
+                   "--out", str(out), "--workdir", str(work), "--keep", timeout=240)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["hot_path"] == "compiled"
+    assert report["comparison"]["results"]["ours"]["load"]["predictions"] > 0
+    (log,) = work.glob("clipper-home/*/logs/query-0.log")
+    assert "hot path compiled" in log.read_text()
