@@ -85,8 +85,14 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
         per_round = comparison["ratios_per_round"][mode]["ours_vs_bare"]
         assert len(per_round) == 2 and all(v is not None and v > 0 for v in per_round)
         assert comparison["ratios_by_mode"][mode]["ours_vs_bare"] > 0
+        # issue 18's targets beside issue 8's: the same measured ratio against the stricter bound
+        goal18 = comparison["goals_issue18_by_mode"][mode]["ours_vs_bare"]
+        assert goal18["at_least"] == 0.45
+        assert goal18["value"] == comparison["goals_by_mode"][mode]["ours_vs_bare"]["value"]
+        assert comparison["goals_issue18_by_mode"][mode]["ours_p99_ms"]["at_most"] == 5.0
     assert comparison["ratios"]["ours_vs_bare"] == comparison["ratios_by_mode"]["hook_on"]["ours_vs_bare"]
     assert "hook on" in res.stdout and "hook off" in res.stdout
+    assert res.stdout.count("| issue 18 target |") == 2
     assert res.stdout.count("| ours |") == 2 and res.stdout.count("| bare |") == 2
     assert report["machine"]["wrk"].startswith("wrk")
 
