@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 import requests
 
-from clipper_admin.exceptions import ClipperException
+from clipper_admin.exceptions import ClipperException, ClipperHTTPError
 from reconciler.errors import ReconcilerError
 from reconciler.observed import Observed, RunningSettings, TrafficReport, TrafficSetting, from_listings
 from reconciler.port import ModelBuild, Progress, Readiness
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from clipper_admin import ClipperConnection
 
 POLL_S = 0.1
+MAX_RECORDS_PER_REQUEST = 10_000  # the management frontend's limit on get_records' keys
 SMOKE_POLL_S = 0.2
 SMOKE_MIN_WAIT_S = 5.0  # the query frontend(s) learn a new app and version within a reload
 HEALTH_APP_PREFIX = "clipper-health-"
@@ -75,13 +76,29 @@ class ClipperCluster:
     # -- observation -----------------------------------------------------------------------------
     def observe(self) -> Observed:
         apps = self.conn.get_all_apps(verbose=True)
-        traffic = {a["name"]: self.get_app_traffic(a["name"]).setting for a in apps}
+        traffic = self._all_app_traffic([a["name"] for a in apps])
         return from_listings(
             apps,
             self.conn.get_all_models(verbose=True),
             self.conn.get_all_model_replicas(verbose=True),
             traffic=traffic,
         )
+
+    def _all_app_traffic(self, names: list[str]) -> dict[str, TrafficSetting | None]:
+        """Every application's traffic configuration in one request; one per application from a
+        management frontend of an earlier release (which answers 404 to ``get_all_app_traffic``)."""
+        try:
+            configs = self.conn._admin.post_json("get_all_app_traffic", {})
+        except ClipperHTTPError as e:
+            if e.status != 404:
+                raise
+            return {name: self.get_app_traffic(name).setting for name in names}
+        if not isinstance(configs, dict):
+            raise ReconcilerError(
+                f"the management frontend answered get_all_app_traffic with {configs!r:.200}"
+            )
+        # an application added since the listing has no entry: observed on the next pass
+        return {n: None if configs.get(n) is None else TrafficSetting.from_dict(configs[n]) for n in names}
 
     def replica_count(self, name: str, version: str, readiness: Readiness) -> int:
         return sum(
@@ -320,6 +337,21 @@ class ClipperCluster:
     def get_record(self, namespace: str, key: str) -> str | None:
         value = self.conn._admin.post_json("get_record", {"namespace": namespace, "key": key})["value"]
         return None if value is None else str(value)
+
+    def get_records(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for i in range(0, len(keys), MAX_RECORDS_PER_REQUEST):
+            chunk = list(keys[i : i + MAX_RECORDS_PER_REQUEST])
+            try:
+                values = self.conn._admin.post_json("get_records", {"namespace": namespace, "keys": chunk})[
+                    "values"
+                ]
+            except ClipperHTTPError as e:
+                if e.status != 404:  # a management frontend of an earlier release: one key at a time
+                    raise
+                values = {key: self.get_record(namespace, key) for key in chunk}
+            out.update((key, None if values.get(key) is None else str(values[key])) for key in chunk)
+        return out
 
     def put_record(self, namespace: str, key: str, value: str | None) -> None:
         self.conn._admin.post("put_record", {"namespace": namespace, "key": key, "value": value})

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +54,8 @@ class RecordStore(Protocol):
     """The record operations of :class:`reconciler.port.ClusterPort`."""
 
     def get_record(self, namespace: str, key: str) -> str | None: ...
+
+    def get_records(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]: ...
 
     def put_record(self, namespace: str, key: str, value: str | None) -> None: ...
 

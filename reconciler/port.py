@@ -188,5 +188,8 @@ class ClusterPort(Protocol):
 
     def get_record(self, namespace: str, key: str) -> str | None: ...
 
+    def get_records(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        """Several records in one request (``None`` for an absent one)."""
+
     def put_record(self, namespace: str, key: str, value: str | None) -> None:
         """Set (``None``: delete) one of the reconciler's records."""

@@ -155,8 +155,10 @@ class RolloutStore:
 
     def get(self, model: str) -> RolloutRecord | None:
         text = self._get(f"rollout/{model}")
-        if text is None:
-            return None
+        return None if text is None else self._parse(model, text)
+
+    @staticmethod
+    def _parse(model: str, text: str) -> RolloutRecord:
         try:
             return RolloutRecord.from_json(text)
         except (ValueError, TypeError, KeyError) as e:
@@ -186,12 +188,13 @@ class RolloutStore:
             return None
 
     def all(self, models: list[str]) -> dict[str, RolloutRecord]:
-        out = {}
-        for m in models:
-            rec = self.get(m)
-            if rec is not None:
-                out[m] = rec
-        return out
+        """The rollout records of ``models`` that have one; from the cluster's store in one request."""
+        if self.store is None:
+            texts = {m: self._get(f"rollout/{m}") for m in models}
+        else:
+            found = self.store.get_records(NAMESPACE, [f"rollout/{m}" for m in models])
+            texts = {m: found.get(f"rollout/{m}") for m in models}
+        return {m: self._parse(m, text) for m, text in texts.items() if text is not None}
 
 
 # -- traffic transformations (pure) -------------------------------------------------------------

@@ -13,7 +13,7 @@ original Clipper's Redis layout (DB 1..7, keyspace notifications).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clipper.config_store.traffic import TrafficConfig
@@ -205,6 +205,10 @@ class ConfigStore(abc.ABC):
     @abc.abstractmethod
     def get_record(self, namespace: str, key: str) -> str | None:
         """A small value the reconciler keeps in the cluster (ownership, history); None if absent."""
+
+    def get_records(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        """Several records at once (``None`` for an absent one); stores read them in one round trip."""
+        return {key: self.get_record(namespace, key) for key in keys}
 
     @abc.abstractmethod
     def put_record(self, namespace: str, key: str, value: str | None) -> None:

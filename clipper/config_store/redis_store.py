@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -470,6 +470,12 @@ class RedisConfigStore(ConfigStore):
     def get_record(self, namespace: str, key: str) -> str | None:
         value = self._dbs[RESOURCE_DB].hget(f"records:{namespace}", key)
         return None if value is None else str(value)
+
+    def get_records(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        if not keys:
+            return {}
+        values = self._dbs[RESOURCE_DB].hmget(f"records:{namespace}", list(keys))
+        return {key: None if v is None else str(v) for key, v in zip(keys, values, strict=True)}
 
     def put_record(self, namespace: str, key: str, value: str | None) -> None:
         if value is None:

@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ def decode_labels(text: str | None) -> tuple[str, ...]:
 
 
 _BUSY_TIMEOUT_S = 30.0
+_SQL_VARIABLES = 500  # bound variables per statement (SQLite allows at least 999)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -478,6 +479,19 @@ class SqliteConfigStore(ConfigStore):
                 "SELECT value FROM records WHERE namespace = ? AND key = ?", (namespace, key)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def get_records(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        found: dict[str, str | None] = dict.fromkeys(keys)
+        unique = list(found)
+        with self._lock:
+            for i in range(0, len(unique), _SQL_VARIABLES):  # SQLite's limit on bound variables
+                chunk = unique[i : i + _SQL_VARIABLES]
+                rows = self._state_conn.execute(
+                    f"SELECT key, value FROM records WHERE namespace = ? AND key IN ({', '.join('?' * len(chunk))})",
+                    (namespace, *chunk),
+                ).fetchall()
+                found.update((str(k), str(v)) for k, v in rows)
+        return found
 
     def put_record(self, namespace: str, key: str, value: str | None) -> None:
         with self._tx(self._state_conn) as c:

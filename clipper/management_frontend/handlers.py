@@ -123,12 +123,14 @@ class AdminHandlers:
             # added: traffic splitting, shadow and selection policies (clipper.management_frontend.traffic)
             "set_app_traffic": (self.set_app_traffic, tr.SET_APP_TRAFFIC_SCHEMA),
             "get_app_traffic": (self.get_app_traffic, tr.GET_APP_TRAFFIC_SCHEMA),
+            "get_all_app_traffic": (self.get_all_app_traffic, tr.GET_ALL_APP_TRAFFIC_SCHEMA),
             "clear_app_traffic": (self.clear_app_traffic, tr.GET_APP_TRAFFIC_SCHEMA),
             # added: the reconciler's apply lease and records (clipper.management_frontend.reconciler_state)
             "acquire_lease": (self.acquire_lease, rs.ACQUIRE_LEASE_SCHEMA),
             "renew_lease": (self.renew_lease, rs.ACQUIRE_LEASE_SCHEMA),
             "release_lease": (self.release_lease, rs.RELEASE_LEASE_SCHEMA),
             "get_record": (self.get_record, rs.GET_RECORD_SCHEMA),
+            "get_records": (self.get_records, rs.GET_RECORDS_SCHEMA),
             "put_record": (self.put_record, rs.PUT_RECORD_SCHEMA),
         }
         table: dict[str, tuple[str, Callable[[bytes], Reply]]] = {
@@ -392,6 +394,14 @@ class AdminHandlers:
         except tr.TrafficError as e:
             raise OperationError(str(e)) from None
 
+    def get_all_app_traffic(self, d: Any) -> Reply:
+        if not isinstance(d, dict):
+            raise OperationError("the body must be a JSON object ({})")
+        try:
+            return _json(tr.all_traffic_configs(self.store))
+        except Exception as e:
+            raise StoreFailure("Error reading the applications' traffic from the config store") from e
+
     def clear_app_traffic(self, d: Any) -> Reply:
         """Back to a plain app (its linked model's current version)."""
         name = jb.get_string(d, "name")
@@ -421,6 +431,18 @@ class AdminHandlers:
     def get_record(self, d: Any) -> Reply:
         namespace, key = self._state_args(d, "namespace", "key")
         return _json({"value": self.store.get_record(namespace, key)})
+
+    def get_records(self, d: Any) -> Reply:
+        (namespace,) = self._state_args(d, "namespace")
+        keys = jb.get_string_array(d, "keys")
+        if len(keys) > rs.MAX_KEYS:
+            raise OperationError(f"'keys' holds {len(keys)} keys; at most {rs.MAX_KEYS} per request")
+        for key in keys:
+            if not key or len(key) > rs.MAX_NAME_CHARS:
+                raise OperationError(
+                    f"every key must be a non-empty string of at most {rs.MAX_NAME_CHARS} characters"
+                )
+        return _json({"values": self.store.get_records(namespace, keys)})
 
     def put_record(self, d: Any) -> Reply:
         namespace, key = self._state_args(d, "namespace", "key")

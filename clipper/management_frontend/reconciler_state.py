@@ -38,6 +38,13 @@ GET_RECORD_SCHEMA = """
    "key" := string
   }
 """
+GET_RECORDS_SCHEMA = """
+  {
+   "namespace" := string,
+   "keys" := [string]
+  }
+"""
+MAX_KEYS = 10_000
 PUT_RECORD_SCHEMA = """
   {
    "namespace" := string,

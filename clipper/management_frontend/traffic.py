@@ -37,6 +37,9 @@ GET_APP_TRAFFIC_SCHEMA = """
    "name" := string
   }
 """
+GET_ALL_APP_TRAFFIC_SCHEMA = """
+  {}
+"""
 _TOP_KEYS = {"name", "targets", "sticky_key", "shadow", "selection"}
 
 
@@ -163,6 +166,16 @@ def _counts_json(c: TargetCounts) -> dict[str, Any]:
         "p99_latency_micros": q(0.99),
         "latency_buckets": c.latency_buckets,
     }
+
+
+def all_traffic_configs(store: ConfigStore) -> dict[str, dict[str, Any] | None]:
+    """``get_all_app_traffic``: every application's traffic configuration (``None``: a plain app),
+    without statistics: what a reconciler compares with its manifests, in one request."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for app in store.list_apps():
+        config = store.get_app_traffic(app.name)
+        out[app.name] = None if config is None else config.to_dict()
+    return out
 
 
 def traffic_report(store: ConfigStore, name: str) -> dict[str, Any]:

@@ -328,6 +328,10 @@ class FakeCluster:
         self._require_running()
         return self.records.get((namespace, key))
 
+    def get_records(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        self._require_running()
+        return {k: self.records.get((namespace, k)) for k in keys}
+
     def put_record(self, namespace: str, key: str, value: str | None) -> None:
         self._require_running()
         if value is None:

@@ -579,6 +579,7 @@ ALL_POST_ROUTES = [
     # added: traffic splitting (tests/integration/test_traffic.py)
     "set_app_traffic",
     "get_app_traffic",
+    "get_all_app_traffic",
     "clear_app_traffic",
     # added: in-place application update
     "update_app",
@@ -587,6 +588,7 @@ ALL_POST_ROUTES = [
     "renew_lease",
     "release_lease",
     "get_record",
+    "get_records",
     "put_record",
 ]
 

@@ -47,6 +47,16 @@ def test_records_over_http(fe):
     assert fe.post("get_record", key).json() == {"value": None}
 
 
+def test_several_records_over_http_in_one_request(fe):
+    for i in (1, 3):
+        fe.post("put_record", {"namespace": "bulk", "key": f"rollout/m{i}", "value": f"r{i}"})
+    body = {"namespace": "bulk", "keys": ["rollout/m1", "rollout/m2", "rollout/m3"]}
+    assert fe.post("get_records", body).json() == {
+        "values": {"rollout/m1": "r1", "rollout/m2": None, "rollout/m3": "r3"}
+    }
+    assert fe.post("get_records", {"namespace": "bulk", "keys": []}).json() == {"values": {}}
+
+
 @pytest.mark.parametrize(
     ("route", "body", "says"),
     [
@@ -58,6 +68,13 @@ def test_records_over_http(fe):
         ("put_record", {"namespace": "n", "key": "k"}, "value"),
         ("put_record", [], "object"),
         ("get_record", {"namespace": "n"}, "key"),
+        ("get_records", {"namespace": "n"}, "keys"),
+        ("get_records", {"namespace": "n", "keys": "k"}, "keys"),
+        ("get_records", {"namespace": "n", "keys": ["k", 3]}, "string"),
+        ("get_records", {"namespace": "n", "keys": [""]}, "every key must be a non-empty string"),
+        ("get_records", {"namespace": "n", "keys": ["k"] * 10_001}, "at most 10000 per request"),
+        ("get_records", {"namespace": "", "keys": ["k"]}, "'namespace' must be a non-empty string"),
+        ("get_all_app_traffic", [], "JSON object"),
     ],
 )
 def test_bad_requests_are_400s_saying_what_is_wrong(fe, route, body, says):
@@ -67,6 +84,7 @@ def test_bad_requests_are_400s_saying_what_is_wrong(fe, route, body, says):
 
 
 def test_the_routes_need_the_token(fe):
-    for route in ("acquire_lease", "renew_lease", "release_lease", "get_record", "put_record"):
+    routes = ("acquire_lease", "renew_lease", "release_lease", "get_record", "get_records", "put_record")
+    for route in (*routes, "get_all_app_traffic"):
         r = requests.post(f"{fe.url}/admin/{route}", json={}, timeout=10)
         assert r.status_code == 401, route

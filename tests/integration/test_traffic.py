@@ -95,6 +95,28 @@ def test_plain_app_reports_its_one_implicit_target(cluster):
     assert cluster.predict("plain", {"input": [0.0]}).json()["output"] == 1.0
 
 
+def test_every_apps_configuration_in_one_request_is_each_apps_own(cluster):
+    """get_all_app_traffic: what get_app_traffic says of each app's configuration, without stats."""
+    cluster.add_app("listed", "doubles", 5_000_000)
+    body = {
+        "name": "listed",
+        "targets": targets(("k", "1", 90), ("k", "2", 10)),
+        "sticky_key": "user",
+        "shadow": {"model_name": "k", "model_version": "3", "percent": 5.0},
+    }
+    traffic(cluster, body)
+    every = cluster.admin_call("get_all_app_traffic", {}).json()
+    assert every["plain"] is None  # a plain app: its linked model's current version
+    listed = report(cluster, "listed")
+    assert every["listed"] == {
+        "targets": [{k: t[k] for k in ("model_name", "model_version", "weight")} for t in listed["targets"]],
+        "sticky_key": "user",
+        "shadow": {"model_name": "k", "model_version": "3", "percent": 5.0},
+        "selection": None,
+    }
+    assert set(every) == set(cluster.admin_call("get_all_applications", {"verbose": False}).json())
+
+
 def test_validation_errors_are_400_with_the_reason(cluster):
     cluster.add_app("val", "doubles", 1_000_000)
     cases = [

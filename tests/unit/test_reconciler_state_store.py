@@ -75,3 +75,19 @@ def test_records_round_trip_and_are_not_configuration(store):  # noqa: F811
         assert changes == []  # query frontends do not reload their configuration for these
     finally:
         sub.close()
+
+
+def test_several_records_read_at_once(store_url):  # noqa: F811
+    s = open_store(store_url)
+    try:
+        keys = [f"rollout/m{i}" for i in range(1200)]  # more than one SQLite statement's variables
+        for k in keys[::3]:
+            s.put_record("reconciler", k, f"value of {k}")
+        s.put_record("other", "rollout/m1", "another namespace")
+        got = s.get_records("reconciler", [*keys, "rollout/m0"])  # a repeated key is answered once
+        assert list(got) == keys
+        assert got == {k: (f"value of {k}" if i % 3 == 0 else None) for i, k in enumerate(keys)}
+        assert s.get_records("reconciler", []) == {}
+        assert s.get_records("nothing-here", ["a"]) == {"a": None}
+    finally:
+        s.close()
