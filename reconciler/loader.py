@@ -31,6 +31,7 @@ from ruamel.yaml.events import (
     ScalarEvent,
 )
 
+from reconciler import yaml_fast
 from reconciler.backend_options import unsupported_fields
 from reconciler.envsubst import UnsetVariable, substitute
 from reconciler.errors import ManifestErrors, ManifestProblem
@@ -245,15 +246,18 @@ def _read_stream(
     problems: list[ManifestProblem],
     failed: set[tuple[str, str]],
 ) -> list[Loaded]:
-    yaml = YAML(typ="rt")
     out: list[Loaded] = []
     try:
-        # an alias is written "*name": a stream without "*" has none, and is parsed once, not twice
-        bomb = _alias_problem(yaml, text) if "*" in text else None
-        if bomb is not None:
-            problems.append(ManifestProblem(file, *bomb))
-            return out
-        docs = list(yaml.load_all(text))
+        # libyaml first (no aliases, so no alias bomb); the round-trip parser for whatever it leaves
+        docs = yaml_fast.documents(text)
+        if docs is None:
+            yaml = YAML(typ="rt")
+            # an alias is written "*name": a stream without "*" has none, and is parsed once, not twice
+            bomb = _alias_problem(yaml, text) if "*" in text else None
+            if bomb is not None:
+                problems.append(ManifestProblem(file, *bomb))
+                return out
+            docs = list(yaml.load_all(text))
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from reconciler import yaml_fast
 from reconciler.errors import ManifestErrors
 from reconciler.loader import load_manifests
 
@@ -31,6 +32,17 @@ spec:
   inputType: {input_type}
   model: {model}
 """
+
+
+@pytest.fixture(autouse=True, params=["libyaml", "round-trip"])
+def parser(request, monkeypatch):
+    """Every test twice: manifests composed by libyaml (reconciler/yaml_fast.py) and by the
+    round-trip parser alone (no ruamel.yaml.clib): the same objects, the same located errors."""
+    if request.param == "libyaml":
+        assert yaml_fast._YAML is not None, "ruamel.yaml.clib (a dependency) is not installed"
+    else:
+        monkeypatch.setattr(yaml_fast, "_YAML", None)
+    return request.param
 
 
 @pytest.fixture
