@@ -96,6 +96,7 @@ class Cluster:
         self.http_port = free_port()
         self.rpc_port = free_port()
         self.qf: subprocess.Popen | None = None
+        self._qf_started = False
         self.http = requests.Session()
         self.rpc_keys: RpcKeys | None = None
         self.rpc_keys_file = root / "rpc_keys.json"
@@ -129,23 +130,38 @@ class Cluster:
         wait_for(lambda: self.http.get(f"{self.admin}/ping", timeout=1).ok, 20, "management frontend")
 
     def start_query_frontend(self, *extra: str) -> None:
-        self.qf = self.spawn(
-            [
-                sys.executable,
-                "-m",
-                "clipper.query_frontend",
-                "--store",
-                self.store_url,
-                "--port",
-                str(self.http_port),
-                "--rpc-port",
-                str(self.rpc_port),
-                *self.rpc_auth_args(),
-                *extra,
-            ],
+        """Start it and wait until *it* listens (its start-up line names both ports: a server of
+        another test that took the port meanwhile would answer /health too). On its first start a
+        port taken between ``free_port()`` and the bind (the other lane's servers pick ports as
+        well) is picked again, up to three times; a restart keeps the ports its replicas know."""
+        first = not self._qf_started
+        self._qf_started = True
+        for attempt in range(3):
+            qf, output = self._spawn_query_frontend(extra)
+            if qf.poll() is None:
+                wait_for(lambda: self.http.get(f"{self.url}/health", timeout=1).ok, 20, "query frontend")
+                return
+            if not first or attempt == 2 or "address already in use" not in output:
+                raise AssertionError(f"the query frontend exited with {qf.returncode}:\n{output[-3000:]}")
+            self.http_port, self.rpc_port = free_port(), free_port()
+
+    def _spawn_query_frontend(self, extra: tuple[str, ...]) -> tuple[subprocess.Popen, str]:
+        """The started process once it listens on both ports or has exited, and what it logged."""
+        log = self.logs / "query_frontend.log"
+        offset = log.stat().st_size if log.exists() else 0
+        args = ["--store", self.store_url, "--port", str(self.http_port), "--rpc-port", str(self.rpc_port)]
+        qf = self.spawn(
+            [sys.executable, "-m", "clipper.query_frontend", *args, *self.rpc_auth_args(), *extra],
             "query_frontend.log",
         )
-        wait_for(lambda: self.http.get(f"{self.url}/health", timeout=1).ok, 20, "query frontend")
+        self.qf = qf
+        listening = (f":{self.http_port}, RPC ", f":{self.rpc_port}, hot path")
+
+        def output() -> str:
+            return log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
+
+        wait_for(lambda: qf.poll() is not None or all(t in output() for t in listening), 20, "query frontend")
+        return qf, output()
 
     def rpc_auth_args(self) -> list[str]:
         if self.rpc_keys is None:

@@ -170,7 +170,7 @@ def build_images(work: Path) -> dict[str, str]:
     from ruamel.yaml import YAML
 
     built = {d["metadata"]["name"]: d["spec"]["source"]["image"]
-             for d in YAML(typ="safe").load_all((work / "built.yaml").read_text()) if d and d["kind"] == "Model"}  # fmt: skip
+             for d in YAML(typ="safe", pure=True).load_all((work / "built.yaml").read_text()) if d and d["kind"] == "Model"}  # fmt: skip
     images = {key: built[f"sum-{key}"] for key in FUNCTIONS}
     if e2e.IMAGE_LOADER:
         socket = e2e.IMAGE_LOADER.removeprefix("containerd:")

@@ -238,3 +238,14 @@ def test_a_stream_without_aliases_is_parsed_once(tree, monkeypatch):
     with pytest.raises(ManifestErrors):
         load_manifests([str(f)])
     assert len(checked) == 1 and "*m" in checked[0]
+
+
+def test_flow_style_with_a_colon_in_a_plain_scalar_loads(tree):
+    """libyaml refuses ``{function: sum_model.py:predict}``; the round-trip parser reads it."""
+    (tree / "m.yaml").write_text(
+        "apiVersion: clipper.ai/v1\nkind: Model\nmetadata: {name: flow}\n"
+        "spec: {inputType: doubles, source: {python: {function: sum_model.py:predict}}}\n"
+    )
+    model = load_manifests([str(tree / "m.yaml")]).models["flow"]
+    assert model.obj.spec.source.python.function == "sum_model.py:predict"
+    assert (model.line, model.column) == (1, 1)

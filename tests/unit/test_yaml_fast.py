@@ -107,11 +107,20 @@ def test_scalars_resolve_as_the_round_trip_loader_resolves_them() -> None:
         "a: 1\na: 2\n",  # a duplicate key: the round-trip loader names it
         "%YAML 1.1\n---\na: yes\n",  # a directive: YAML 1.1 resolves "yes" as a boolean
         "a: [1, 2\n",  # a syntax error: the round-trip loader's message and position
+        # a colon inside a flow-style plain scalar: libyaml refuses it, ruamel.yaml reads it (as it always did)
+        "spec: {source: {python: {function: models/sum.py:predict}}}\n",
         "a: !!omap [{k: 1}]\n",
     ],
 )
 def test_what_only_the_round_trip_loader_handles_is_left_to_it(text: str) -> None:
     assert yaml_fast.documents(text) is None
+
+
+def test_a_stream_libyaml_refuses_still_loads() -> None:
+    text = "spec: {source: {python: {function: models/sum.py:predict}}}\n"
+    assert yaml_fast.documents(text) is None
+    (doc,) = YAML(typ="rt").load_all(text)
+    assert doc["spec"]["source"]["python"]["function"] == "models/sum.py:predict"
 
 
 def test_without_libyaml_every_stream_is_left_to_the_round_trip_loader(
