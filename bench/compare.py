@@ -852,6 +852,14 @@ def goals_table(goals: dict[str, tuple], issue: str = "issue 8") -> str:
     return md_table([f"{issue} target", "measured", "target", "met"], rows)
 
 
+def current_commit() -> str:
+    """This checkout's commit; in a --compiled run, that of the checkout it was copied from."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return os.environ.get("CLIPPER_BENCH_COMMIT") or commit.stdout.strip() or "?"
+
+
 def machine_info() -> dict:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -859,9 +867,6 @@ def machine_info() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    commit = subprocess.run(
-        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
@@ -870,8 +875,7 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "wrk": wrk_version(),
-        # a --compiled run: the commit of the checkout it was copied from
-        "commit": os.environ.get("CLIPPER_BENCH_COMMIT") or commit.stdout.strip() or "?",
+        "commit": current_commit(),
         # how the local backend's query frontend (a child of this interpreter) imports its hot path
         "hot_path": hot_path(),
     }
@@ -1015,7 +1019,7 @@ def run_compiled(argv: list[str], out_path: Path, workdir: Path | None) -> int:
         args = [a for a in argv if a != "--compiled"] + ["--out", str(out_path.resolve())]
         if workdir is not None:
             args += ["--workdir", str(workdir.resolve())]
-        env = {**os.environ, "PYTHONPATH": str(tree), "CLIPPER_BENCH_COMMIT": machine_info()["commit"]}
+        env = {**os.environ, "PYTHONPATH": str(tree), "CLIPPER_BENCH_COMMIT": current_commit()}
         return subprocess.run(
             [sys.executable, str(tree / "bench" / "compare.py"), *args], cwd=tree, env=env
         ).returncode
