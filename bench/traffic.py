@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,25 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     return (xs[best - 1], xs[n - best]) if best is not None else None
 
 
+def batch_totals(port: int) -> dict[str, tuple[float, float]]:
+    """Each version's (batches, queries) so far: the ``batch_size`` summaries' ``_count`` and ``_sum``
+    in the frontend's Prometheus text."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/prometheus", timeout=10) as resp:
+        text = resp.read().decode()
+    totals: dict[str, list[float]] = {}
+    for line in text.splitlines():  # clipper_model_batch_size_queries_count{model="noop",version="1"} 12
+        if not line.startswith("clipper_model_batch_size") or "{" not in line:
+            continue
+        family, _, rest = line.partition("{")
+        labels, _, value = rest.rpartition("} ")
+        field = 0 if family.endswith("_count") else 1 if family.endswith("_sum") else -1
+        if field >= 0:
+            pairs = dict(kv.split("=", 1) for kv in labels.split(","))
+            key = f"{pairs['model'].strip(chr(34))}:{pairs['version'].strip(chr(34))}"
+            totals.setdefault(key, [0.0, 0.0])[field] = float(value)
+    return {v: (t[0], t[1]) for v, t in totals.items()}
+
+
 def measure(
     stack: Stack, connections: int, seconds: int, script: Path, app: str, syscalls: bool = False
 ) -> dict:
@@ -118,6 +138,7 @@ def measure(
         "replicas": [p.pid for p in stack.procs if "clipper.container" in p.args],
     }
     before = {g: [cpu_seconds(pid) for pid in pids] for g, pids in groups.items()}
+    batches_before = batch_totals(stack.http_port)
     perf_out = stack.root / f"perf-{app}.csv"
     window = max(seconds - 1, 1)
     perf = _perf_stat(groups, window, perf_out) if syscalls else None
@@ -136,6 +157,10 @@ def measure(
         ]  # fmt: skip
         if spent and r["requests"]:
             r[f"{g}_cpu_us"] = sum(spent) / r["requests"] * 1e6
+    for version, (n, queries) in batch_totals(stack.http_port).items():
+        n0, q0 = batches_before.get(version, (0.0, 0.0))
+        if n > n0:  # the mean batch of each version that served this run (shadows included)
+            r[f"batch_{version}"] = (queries - q0) / (n - n0)
     return r
 
 
@@ -327,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
                 counts = [r[f"{g}_{event}"] for r in runs[app] if f"{g}_{event}" in r]
                 if counts:
                     result[app][f"{g}_{event}_per_prediction"] = round(statistics.median(counts), 3)
+        versions = sorted({k for r in runs[app] for k in r if k.startswith("batch_")})
+        result[app]["mean_batch"] = {  # queries per RPC message, per version (median over the rounds)
+            k.removeprefix("batch_"): round(statistics.median(r[k] for r in runs[app] if k in r), 2)
+            for k in versions
+        }
     base = result["bench"]
     for app in APPS:
         r = result[app]
@@ -371,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{app:8} cost %, 95 % interval of the median: {interval[0]:.1f} to {interval[1]:.1f}")
         else:
             print(f"{app:8} cost %: too few rounds for a 95 % interval of the median (6 or more)")
+    for app in APPS:
+        batches = ", ".join(f"{v} {b:.1f}" for v, b in result[app]["mean_batch"].items())
+        print(f"{app:8} queries per batch: {batches}")
     if args.syscalls:
         print(f"{'app':8} per prediction: {'syscalls':>19} {'context switches':>21}")
         print(f"{'':8}                 {'frontend':>9} {'replicas':>9} {'frontend':>10} {'replicas':>10}")

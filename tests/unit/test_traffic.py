@@ -4,6 +4,7 @@ parts of the query frontend, and the config stores' traffic contract (SQLite and
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -26,11 +27,13 @@ from clipper.config_store.traffic import (
 from clipper.metrics import MetricsRegistry
 from clipper.metrics.types import PENDING_MAX
 from clipper.query_frontend.traffic import (
+    ROUTING_RUN,
     STICKY_BUCKETS,
     AppTraffic,
     Exp3,
     Exp4,
     LogWeights,
+    RunSchedule,
     combine,
     cumulative,
     loss,
@@ -53,6 +56,56 @@ def test_a_90_10_split_over_2000_draws_is_within_the_binomial_99_interval():
     second = sum(at.choose() == 1 for _ in range(n))
     sd = math.sqrt(n * 0.1 * 0.9)
     assert abs(second - 200) <= 2.576 * sd, second
+
+
+def test_a_split_routes_runs_of_consecutive_requests_and_keeps_each_share_within_one_run():
+    at = AppTraffic(
+        "a",
+        TrafficConfig((Target("m", "1", 90), Target("m", "2", 10))),
+        MetricsRegistry(False),
+        random.random,
+    )
+    picks = [at.choose() for _ in range(2000)]
+    # runs: the minority's requests come ROUTING_RUN at a time, so they can ride in one batch
+    runs = [len(list(g)) for k, g in itertools.groupby(picks) if k == 1]
+    assert runs and set(runs) == {ROUTING_RUN}, runs
+    # at every prefix the minority's count is its weight's share to within one run
+    seen = 0
+    for n, i in enumerate(picks, 1):
+        seen += i
+        assert abs(seen - n * 0.1) <= ROUTING_RUN, (n, seen)
+    assert seen == 200
+
+
+@pytest.mark.parametrize("weights", [[90, 10], [1, 2, 3], [0.5, 0, 99.5], [33.3, 33.3, 33.4], [0, 1]])
+def test_run_schedule_deals_exact_shares_and_never_a_zero_weight(weights):
+    sched = RunSchedule(weights, run=4)
+    total = sum(weights)
+    counts = [0] * len(weights)
+    for n in range(1, 4001):
+        counts[sched.next()] += 1
+        for c, w in zip(counts, weights, strict=True):
+            assert abs(c - n * w / total) <= 4 * len(weights), (n, counts)
+    for c, w in zip(counts, weights, strict=True):
+        assert (c == 0) == (w == 0), counts
+
+
+def test_run_schedule_rejects_weights_it_cannot_deal():
+    for bad in ([0, 0], [], [1, -1]):
+        with pytest.raises(ValueError):
+            RunSchedule(bad)
+
+
+def test_a_shadow_mirrors_its_percent_in_runs():
+    cfg = TrafficConfig((Target("m", "1", 1.0),), shadow=Shadow("m", "2", 10.0))
+    at = AppTraffic("a", cfg, MetricsRegistry(False), random.random)
+    mirrored = [at.shadow_now() for _ in range(4000)]
+    assert sum(mirrored) == 400
+    assert {len(list(g)) for k, g in itertools.groupby(mirrored) if k} == {ROUTING_RUN}
+    full = AppTraffic(
+        "a", TrafficConfig((Target("m", "1", 1.0),), shadow=Shadow("m", "2", 100.0)), MetricsRegistry(False)
+    )
+    assert all(full.shadow_now() for _ in range(100))
 
 
 def test_cumulative_weights_and_pick():
