@@ -45,6 +45,10 @@ def test_bench_traffic_smoke_prints_numbers():
         assert result[app]["predictions_per_s"] > 0, result
         assert result[app]["errors"] == 0, result
     assert result["split"]["throughput_cost_interval_pct"] is None  # one round: no interval claimed
+    # queries per RPC message of each version that served the app's run: the split's both versions
+    assert set(result["split"]["mean_batch"]) == {"noop:1", "noop:2"}, result["split"]
+    assert all(b >= 1 for b in result["split"]["mean_batch"].values()), result["split"]
+    assert "noop:1" in result["routed"]["mean_batch"]
 
 
 def test_bench_micro_smoke_prints_numbers():
