@@ -39,19 +39,25 @@ class ClipperCluster:
 
     def __init__(self, conn: ClipperConnection) -> None:
         self.conn = conn
+        # set by stop_cluster: the lease and records lived in the stopped cluster's store and went
+        # with it, so renewing or releasing the lease afterwards asks nobody (and warns nobody)
+        self.stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     def connect(self) -> None:
+        self.stopped = False
         self.conn.connect()  # type: ignore[no-untyped-call]  # the original's untyped signature
         self.cluster_settings()  # a manifest's new admin token: the running one until it is changed
 
     def start_cluster(self, cache_size_bytes: int, frontend_replicas: int) -> None:
+        self.stopped = False
         self.conn.start_clipper(  # type: ignore[no-untyped-call]  # the original's untyped signature
             cache_size=cache_size_bytes, num_frontend_replicas=frontend_replicas
         )
 
     def stop_cluster(self) -> None:
         self.conn.stop_all()  # type: ignore[no-untyped-call]  # the original's untyped signature
+        self.stopped = True
 
     def cluster_settings(self) -> RunningSettings | None:
         cm = self.conn.cm
@@ -328,10 +334,14 @@ class ClipperCluster:
         return str(self.conn._admin.post_json("acquire_lease", body)["holder"])
 
     def renew_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        if self.stopped:  # the lease went with the cluster: nothing to lose
+            return True
         body = {"name": name, "holder": holder, "ttl_ms": max(1, int(ttl_s * 1000))}
         return bool(self.conn._admin.post_json("renew_lease", body)["renewed"])
 
     def release_lease(self, name: str, holder: str) -> bool:
+        if self.stopped:  # released with the cluster
+            return True
         return bool(self.conn._admin.post_json("release_lease", {"name": name, "holder": holder})["released"])
 
     def get_record(self, namespace: str, key: str) -> str | None:
