@@ -8,37 +8,21 @@ of :data:`clipper.compiled.HOT_PATH_MODULES` compiled and everything else from t
 
 Used by ``bench/compare.py --compiled`` and ``tests/integration/test_compiled_hot_path.py``. Needs a C
 compiler, the Python headers and mypy (the ``dev`` extra) in the interpreter that runs it:
-:func:`missing_toolchain` says which is absent.
+:func:`missing_toolchain` (:mod:`clipper.compiled`'s) says which is absent.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
-import sysconfig
-import zipfile
 from pathlib import Path
 
+# the build itself is the product's (clipper.compiled builds the cache of a checkout the same way)
+from clipper.compiled import BuildError, compile_wheel, missing_toolchain
+
+__all__ = ["BuildError", "build", "copy_checkout", "missing_toolchain"]
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-class BuildError(RuntimeError):
-    """The compiled build failed; the message holds the end of its output."""
-
-
-def missing_toolchain() -> str | None:
-    """What this interpreter lacks to compile the hot path, or None."""
-    if shutil.which(os.environ.get("CC", "cc")) is None:
-        return "no C compiler (apt-get install gcc)"
-    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
-        return "no Python headers (apt-get install python3-dev)"
-    try:
-        import mypyc  # noqa: F401
-    except ImportError:
-        return "mypy is not installed (the dev extra)"
-    return None
 
 
 def copy_checkout(dest: Path, repo: Path = REPO) -> None:
@@ -54,22 +38,8 @@ def copy_checkout(dest: Path, repo: Path = REPO) -> None:
 
 def build(dest: Path, repo: Path = REPO, timeout: float = 900) -> Path:
     """The compiled copy of ``repo`` in ``dest/tree`` (``dest`` must be empty or absent); returns it."""
-    from clipper.compiled import HOT_PATH_MODULES
-
-    tree, wheels = dest / "tree", dest / "wheels"
+    tree = dest / "tree"
     tree.mkdir(parents=True)
     copy_checkout(tree, repo)
-    run = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(wheels), str(tree)],
-        env={**os.environ, "CLIPPER_COMPILE": "1"}, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    if run.returncode != 0:
-        raise BuildError(f"the compiled build failed:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
-    (wheel,) = wheels.glob("clipper-*.whl")
-    with zipfile.ZipFile(wheel) as z:
-        compiled = [n for n in z.namelist() if n.endswith(".so")]
-        z.extractall(tree, compiled)
-    stems = {n.split(".", 1)[0].replace("/", ".") for n in compiled}
-    if not set(HOT_PATH_MODULES) <= stems:
-        raise BuildError(f"not compiled: {sorted(set(HOT_PATH_MODULES) - stems)}")
+    compile_wheel(tree, tree, timeout)
     return tree

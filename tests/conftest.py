@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The processes the suites start import their hot path as the test says, never from a compiled build
+# that ./quickstart.sh or a developer left in ~/.cache (clipper.compiled): the same suite on every
+# machine. The tests of that cache set it themselves.
+os.environ.setdefault("CLIPPER_HOT_PATH_CACHE", "off")
 
 
 # The local and the Docker PySpark suites: one SparkSession, the trained models and their own

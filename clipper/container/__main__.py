@@ -12,11 +12,15 @@ import logging
 import os
 import sys
 
-from clipper.container.config import ConfigError, ContainerConfig
-from clipper.container.loader import ModelLoadError, load_model, read_metadata
-from clipper.container.metrics import ContainerMetrics
-from clipper.container.runtime import ContainerRuntime
-from clipper.rpc.auth import RpcKeyError, keys_from_env
+from clipper.compiled import use_cached_build
+
+use_cached_build()  # before the hot path is imported: a cached compiled build of these sources, if any
+
+from clipper.container.config import ConfigError, ContainerConfig  # noqa: E402
+from clipper.container.loader import ModelLoadError, load_model, read_metadata  # noqa: E402
+from clipper.container.metrics import ContainerMetrics  # noqa: E402
+from clipper.container.runtime import ContainerRuntime  # noqa: E402
+from clipper.rpc.auth import RpcKeyError, keys_from_env  # noqa: E402
 
 ENVIRONMENT = """\
 The container takes no arguments: it is configured by its environment.

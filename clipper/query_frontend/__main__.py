@@ -15,12 +15,16 @@ import logging
 import signal
 import sys
 
-from clipper.http.server import install_uvloop
-from clipper.query_frontend.requests import DEFAULT_MAX_BATCH_INPUTS
-from clipper.query_frontend.server import DEFAULT_CACHE_BYTES, QueryFrontend
-from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S
-from clipper.rpc.auth import RpcKeyError, RpcKeys, check_role, keys_from_env
-from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES
+from clipper.compiled import use_cached_build
+
+use_cached_build()  # before the hot path is imported: a cached compiled build of these sources, if any
+
+from clipper.http.server import install_uvloop  # noqa: E402
+from clipper.query_frontend.requests import DEFAULT_MAX_BATCH_INPUTS  # noqa: E402
+from clipper.query_frontend.server import DEFAULT_CACHE_BYTES, QueryFrontend  # noqa: E402
+from clipper.query_frontend.workers import DEFAULT_BATCH_TIMEOUT_S  # noqa: E402
+from clipper.rpc.auth import RpcKeyError, RpcKeys, check_role, keys_from_env  # noqa: E402
+from clipper.rpc.server import DEFAULT_MAX_MESSAGE_BYTES  # noqa: E402
 
 log = logging.getLogger("clipper.query_frontend")
 

@@ -49,13 +49,17 @@ SERVING_TESTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _require_toolchain() -> None:
     missing = missing_toolchain()
     if missing:
         if os.environ.get("CLIPPER_REQUIRE_COMPILED") == "1":
             pytest.fail(f"cannot compile the hot path: {missing}")
         pytest.skip(f"cannot compile the hot path: {missing}")
+
+
+@pytest.fixture(scope="module")
+def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _require_toolchain()
     try:
         return compiled_tree_build(tmp_path_factory.mktemp("compiled"))
     except BuildError as e:
@@ -67,6 +71,22 @@ def _in_tree(tree: Path, *args: str, timeout: float) -> subprocess.CompletedProc
     env.pop("PYTEST_ADDOPTS", None)
     return subprocess.run([sys.executable, *args], cwd=tree, env=env, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
+
+
+def _one_second_of_ours(out: Path, work: Path) -> list[str]:
+    """bench/compare.py's arguments for a second of load on our local cluster, kept in ``work``."""
+    return ["comparison", "--only", "ours", "--duration", "1", "--warmup", "0", "--connections", "4",
+            "--rounds", "1", "--hook", "on", "--out", str(out), "--workdir", str(work), "--keep"]  # fmt: skip
+
+
+def _served(run: subprocess.CompletedProcess[str], out: Path, work: Path, hot_path: str) -> None:
+    """That run of bench/compare.py served predictions from a frontend running ``hot_path``."""
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["hot_path"] == hot_path
+    assert report["comparison"]["results"]["ours"]["load"]["predictions"] > 0
+    (log,) = work.glob("clipper-home/*/logs/query-0.log")
+    assert f"hot path {hot_path}" in log.read_text()
 
 
 def test_the_compiled_tree_imports_every_hot_path_module_compiled(compiled_tree: Path) -> None:
@@ -96,12 +116,25 @@ def test_the_benchmark_run_from_the_compiled_tree_serves_compiled(
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed")
     out, work = tmp_path / "result.json", tmp_path / "work"
-    run = _in_tree(compiled_tree, "bench/compare.py", "comparison", "--only", "ours", "--duration", "1",
-                   "--warmup", "0", "--connections", "4", "--rounds", "1", "--hook", "on",
-                   "--out", str(out), "--workdir", str(work), "--keep", timeout=240)  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert report["machine"]["hot_path"] == "compiled"
-    assert report["comparison"]["results"]["ours"]["load"]["predictions"] > 0
-    (log,) = work.glob("clipper-home/*/logs/query-0.log")
-    assert "hot path compiled" in log.read_text()
+    run = _in_tree(compiled_tree, "bench/compare.py", *_one_second_of_ours(out, work), timeout=240)
+    _served(run, out, work, "compiled")
+
+
+def test_a_cached_build_of_the_checkout_serves_the_local_backend_compiled(tmp_path: Path) -> None:
+    """``python -m clipper.compiled build`` (what ./quickstart.sh runs) compiles this checkout's hot
+    path into the cache; the local backend's query frontend, started from the editable checkout
+    itself, then imports it and serves (here: the benchmark's local cluster, a second's load)."""
+    _require_toolchain()
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    env = {**os.environ, "CLIPPER_HOT_PATH_CACHE": str(tmp_path / "cache")}
+    env.pop("PYTEST_ADDOPTS", None)
+    build = subprocess.run([sys.executable, "-m", "clipper.compiled", "build"], env=env, capture_output=True,
+                           text=True, timeout=1200)  # fmt: skip
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    built = Path(build.stdout.strip())
+    assert built.parent == tmp_path / "cache" and (built / "modules.json").is_file()
+    out, work = tmp_path / "result.json", tmp_path / "work"
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "compare.py"), *_one_second_of_ours(out, work)],
+                         env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    _served(run, out, work, "compiled (cached build)")
