@@ -65,6 +65,7 @@ CACHE_ENV = "CLIPPER_HOT_PATH_CACHE"
 CACHE_OFF = "off"  # CLIPPER_HOT_PATH_CACHE=off: never use a cached build
 MANIFEST = "modules.json"  # in a cached build: module name -> extension file; written last
 CACHED = "compiled (cached build)"
+KEEP_BUILDS = 4  # a new build removes the cache's older ones beyond this many (~3.5 MB each)
 
 
 class BuildError(RuntimeError):
@@ -245,7 +246,19 @@ def build_cache(root: Path | None = None) -> Path:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    _prune(root, keep=build)
     return build
+
+
+def _prune(root: Path, keep: Path) -> None:
+    """Remove the oldest builds beyond :data:`KEEP_BUILDS` (by when they were built), never ``keep``."""
+    builds = sorted(
+        (d for d in root.iterdir() if d.is_dir() and (d / MANIFEST).is_file() and d != keep),
+        key=lambda d: (d / MANIFEST).stat().st_mtime,
+        reverse=True,
+    )
+    for old in builds[KEEP_BUILDS - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,3 +122,17 @@ def test_the_command_line(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "clipper.compiled", "nonsense"], env=env, capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "usage:" in bad.stderr
+
+
+def test_a_new_build_keeps_the_newest_few_and_removes_the_rest(tmp_path: Path) -> None:
+    for i in range(7):
+        (tmp_path / f"{i:032x}").mkdir()
+        (tmp_path / f"{i:032x}" / MANIFEST).write_text("{}")
+        os.utime(tmp_path / f"{i:032x}" / MANIFEST, (1000 + i, 1000 + i))
+    (tmp_path / "unrelated").mkdir()  # not a build: left alone
+    current = tmp_path / f"{0:032x}"  # the build just made (or found) is never removed
+    compiled._prune(tmp_path, keep=current)
+    left = sorted(d.name for d in tmp_path.iterdir())
+    newest = [f"{i:032x}" for i in (4, 5, 6)]  # KEEP_BUILDS - 1 others beside the current one
+    assert compiled.KEEP_BUILDS == 4
+    assert left == sorted([current.name, *newest, "unrelated"])
