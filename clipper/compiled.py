@@ -31,6 +31,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -60,6 +61,8 @@ HOT_PATH_MODULES = (
     "clipper.rpc.stream",
 )
 
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "CLIPPER_HOT_PATH_CACHE"
 CACHE_OFF = "off"  # CLIPPER_HOT_PATH_CACHE=off: never use a cached build
@@ -143,7 +146,27 @@ def _cached_files(root: Path | None = None) -> dict[str, Path] | None:
     files = {str(k): build / str(v) for k, v in names.items()}
     if not set(HOT_PATH_MODULES) <= files.keys() or not all(f.is_file() for f in files.values()):
         return None
+    if not all(_private(p, build) for p in [build / MANIFEST, *files.values()]):
+        log.warning("ignoring the cached build %s: writable by others or not owned by this user", build)
+        return None
     return files
+
+
+def _private(path: Path, build: Path) -> bool:
+    """Whether ``path`` and every directory from it up to ``build``'s parent belong to this user (or
+    root) and are writable by nobody else: code is loaded from there, so nobody else may have put it
+    there (the checks ssh makes of its keys)."""
+    uid = os.getuid()
+    for p in [path, *path.parents]:
+        try:
+            st = p.stat()
+        except OSError:
+            return False
+        if st.st_uid not in (uid, 0) or st.st_mode & 0o022:
+            return False
+        if p == build.parent:
+            return True
+    return False
 
 
 class _CachedExtensions(importlib.abc.MetaPathFinder):
@@ -225,7 +248,7 @@ def build_cache(root: Path | None = None) -> Path:
     if missing:
         raise BuildError(f"cannot compile the hot path: {missing}")
     root = root or cache_root()
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="clipper-hot-path-") as tmp:
         src = Path(tmp) / "src"
         shutil.copytree(pkg, src / "clipper", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
@@ -238,6 +261,9 @@ def build_cache(root: Path | None = None) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{fp}-", dir=root))
         try:
             compiled = compile_wheel(src, staging)
+            for d, _dirs, names in os.walk(staging):  # see _private: writable by this user alone
+                for p in [d, *(os.path.join(d, n) for n in names)]:
+                    os.chmod(p, os.stat(p).st_mode & ~0o022)
             (staging / MANIFEST).write_text(json.dumps({_module_name(n): n for n in compiled}, indent=1))
             try:
                 staging.rename(build)

@@ -31,6 +31,9 @@ def _fake_cache(root: Path, fp: str, modules: tuple[str, ...] = HOT_PATH_MODULES
         shutil.copy2(PKG.parent / rel, build / rel)
         names[name] = rel
     (build / MANIFEST).write_text(json.dumps(names))
+    for d, _dirs, files in os.walk(root):  # as a build leaves it, whatever this machine's umask
+        for p in [d, *(os.path.join(d, f) for f in files)]:
+            os.chmod(p, os.stat(p).st_mode & ~0o022)
     return build
 
 
@@ -56,7 +59,7 @@ def test_a_build_of_exactly_these_sources_is_imported_ahead_of_them(tmp_path: Pa
     assert got["hot_path"] == "compiled (cached build)"
 
 
-@pytest.mark.parametrize("case", ["stale", "incomplete", "off", "empty"])
+@pytest.mark.parametrize("case", ["stale", "incomplete", "off", "empty", "group-writable", "others'"])
 def test_no_usable_build_means_the_sources_run(tmp_path: Path, case: str) -> None:
     if case == "stale":  # built from other sources: any edit changes the fingerprint
         _fake_cache(tmp_path, "0" * 32)
@@ -64,6 +67,14 @@ def test_no_usable_build_means_the_sources_run(tmp_path: Path, case: str) -> Non
         _fake_cache(tmp_path, fingerprint(), HOT_PATH_MODULES[:-1])
     elif case == "off":
         _fake_cache(tmp_path, fingerprint())
+    elif case == "group-writable":  # somebody else could have put code there: never loaded
+        build = _fake_cache(tmp_path, fingerprint())
+        os.chmod(build / "clipper" / "rpc", 0o775)
+    elif case == "others'":
+        if os.getuid() != 0:
+            pytest.skip("needs root to give a file away")
+        build = _fake_cache(tmp_path, fingerprint())
+        os.chown(build / "clipper" / "http" / "server.py", 65534, 65534)
     cache = "off" if case == "off" else str(tmp_path)
     got = _probe(cache)
     assert got["dir"] == "None"
