@@ -72,7 +72,7 @@ from peers.profile import profiled  # noqa: E402
 from peers.ray_serve import ray_target  # noqa: E402
 from peers.wrk import LoadResult, ensure_wrk, run_wrk, wrk_version  # noqa: E402
 
-from clipper.compiled import hot_path  # noqa: E402
+from clipper.compiled import frontend_hot_path  # noqa: E402
 from clipper.net import free_port  # noqa: E402
 from clipper_admin import ClipperException  # noqa: E402
 
@@ -877,7 +877,7 @@ def machine_info() -> dict:
         "wrk": wrk_version(),
         "commit": current_commit(),
         # how the local backend's query frontend (a child of this interpreter) imports its hot path
-        "hot_path": hot_path(),
+        "hot_path": frontend_hot_path(),
     }
 
 

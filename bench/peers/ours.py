@@ -15,7 +15,7 @@ import cloudpickle
 import models
 import orjson
 
-from clipper.compiled import hot_path
+from clipper.compiled import frontend_hot_path
 from clipper.net import free_port
 from peers.procs import REPO_DIR, BenchError, Endpoint, post, wait_until
 
@@ -170,7 +170,7 @@ def add_app(
     wait_until(ok, timeout_s, f"our frontend ({app})")
     query_addr = conn.get_query_addr()
     # a local frontend imports what this process imports (the images' frontends: interpreted)
-    hot = f", hot path {hot_path()}" if backend == "local backend" else ""
+    hot = f", hot path {frontend_hot_path()}" if backend == "local backend" else ""
     return Endpoint(
         name="ours",
         url=url,

@@ -58,9 +58,9 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
     assert set(results) == {"ours", "bare"}
     assert comparison["settings"]["hook_modes"] == ["hook_on", "hook_off"]
     # how the local frontend (a child of compare.py, which runs this interpreter) imports its hot path
-    from clipper.compiled import hot_path
+    from clipper.compiled import frontend_hot_path
 
-    assert report["machine"]["hot_path"] == hot_path()
+    assert report["machine"]["hot_path"] == frontend_hot_path()
     # distinct inputs: our prediction cache is off (issue 18's setting), and the notes say so
     assert comparison["settings"]["ours_prediction_cache"] == "off"
     assert results["ours"]["notes"].endswith("prediction cache off")

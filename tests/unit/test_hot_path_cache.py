@@ -147,3 +147,14 @@ def test_a_new_build_keeps_the_newest_few_and_removes_the_rest(tmp_path: Path) -
     newest = [f"{i:032x}" for i in (4, 5, 6)]  # KEEP_BUILDS - 1 others beside the current one
     assert compiled.KEEP_BUILDS == 4
     assert left == sorted([current.name, *newest, "unrelated"])
+
+
+def test_what_a_frontend_started_now_would_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark that has imported the hot path itself reports its children's, not its own."""
+    monkeypatch.setenv("CLIPPER_HOT_PATH_CACHE", str(tmp_path))
+    assert compiled.frontend_hot_path() == compiled.hot_path() == "interpreted"
+    _fake_cache(tmp_path, fingerprint())
+    assert compiled.frontend_hot_path() == "compiled (cached build)"
+    assert compiled.hot_path() == "interpreted"  # this process imported the sources
+    monkeypatch.setenv("CLIPPER_HOT_PATH_CACHE", "off")
+    assert compiled.frontend_hot_path() == "interpreted"
