@@ -96,7 +96,7 @@ def frontend_hot_path() -> str:
     """What a query frontend (or replica) started now from this installation imports: a cached
     build of these sources when there is one (:func:`use_cached_build`), else what :func:`hot_path`
     finds. (A process that has imported the hot path itself, such as a benchmark, asks this.)"""
-    if not _installed_compiled() and _cached_files() is not None:
+    if not _installed_compiled() and _cached_build() is not None:
         return CACHED
     return hot_path()
 
@@ -134,11 +134,12 @@ def _installed_compiled() -> bool:
 
 def cached_build() -> Path | None:
     """The directory of a usable cached build of these sources, or None."""
-    return (cache_root() / fingerprint()) if _cached_files() is not None else None
+    found = _cached_build()
+    return found[0] if found is not None else None
 
 
-def _cached_files(root: Path | None = None) -> dict[str, Path] | None:
-    """The extension modules of a cached build of exactly these sources, or None."""
+def _cached_build(root: Path | None = None) -> tuple[Path, dict[str, Path]] | None:
+    """A usable cached build of exactly these sources: its directory and extension modules."""
     if os.environ.get(CACHE_ENV) == CACHE_OFF:
         return None
     build = (root or cache_root()) / fingerprint()
@@ -154,7 +155,7 @@ def _cached_files(root: Path | None = None) -> dict[str, Path] | None:
     if not all(_private(p, build) for p in [build / MANIFEST, *files.values()]):
         log.warning("ignoring the cached build %s: writable by others or not owned by this user", build)
         return None
-    return files
+    return build, files
 
 
 def _private(path: Path, build: Path) -> bool:
@@ -196,11 +197,12 @@ def use_cached_build(root: Path | None = None) -> Path | None:
         or _installed_compiled()
     ):
         return None
-    files = _cached_files(root)
-    if files is None:
+    found = _cached_build(root)
+    if found is None:
         return None
+    build, files = found
     sys.meta_path.insert(0, _CachedExtensions(files))
-    return (root or cache_root()) / fingerprint()
+    return build
 
 
 def missing_toolchain() -> str | None:

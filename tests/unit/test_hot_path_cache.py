@@ -104,10 +104,10 @@ def test_the_fingerprint_follows_every_python_source_and_nothing_else(tmp_path: 
 def test_a_malformed_manifest_is_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     build = _fake_cache(tmp_path, fingerprint())
     monkeypatch.setenv("CLIPPER_HOT_PATH_CACHE", str(tmp_path))
-    assert compiled._cached_files() is not None
+    assert compiled.cached_build() is not None
     for text in ("[1, 2]", "{", ""):
         (build / MANIFEST).write_text(text)
-        assert compiled._cached_files() is None
+        assert compiled.cached_build() is None
 
 
 def test_building_without_a_compiler_says_so(tmp_path: Path) -> None:
