@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import docker
 import docker.errors
@@ -153,6 +155,44 @@ def _image_user(client: docker.DockerClient, base_image: str) -> str:
         ) from e
 
 
+#: how often a build is tried when an image it took from the build cache is removed under it
+BUILD_ATTEMPTS = 3
+
+#: the legacy builder's error when a cached step's image was deleted (another build's image removed
+#: with its untagged parents, ``docker image prune``) between its cache lookup and the next commit
+_VANISHED_PARENT = re.compile(r"unknown parent image ID")
+
+
+class _CacheVanished(Exception):
+    """A build step's cached parent image was removed while the build ran; a new build rebuilds it."""
+
+
+def _build_once(
+    client: docker.DockerClient, ctx: str, tag: str, labels: dict[str, str] | None, status: Any
+) -> None:
+    output: list[str] = []
+    try:
+        stream = client.api.build(path=ctx, tag=tag, rm=True, forcerm=True, labels=labels, decode=True)
+        for chunk in stream:
+            if "error" in chunk:
+                error = chunk["error"].strip()
+                if _VANISHED_PARENT.search(error):
+                    raise _CacheVanished(error)
+                output.append(chunk["error"])
+                raise ClipperException(f"Building {tag} failed: {error}\n" + "".join(output[-20:]))
+            text = chunk.get("stream", "")
+            if text:
+                output.append(text)
+                if text.startswith("Step "):
+                    status.update(f"Building model image {tag}: {text.strip()}")
+                    logger.debug(text.strip())
+    except docker.errors.APIError as e:
+        explanation = str(e.explanation or e)
+        if _VANISHED_PARENT.search(explanation):
+            raise _CacheVanished(explanation) from e
+        raise ClipperException(f"Building {tag} failed: {explanation}") from e
+
+
 def build_model_image(
     client: docker.DockerClient,
     tag: str,
@@ -175,26 +215,19 @@ def build_model_image(
         with open(os.path.join(ctx, "Dockerfile"), "w") as f:
             f.write(render_dockerfile(base_image, bool(reqs), user, labels))
         build_labels = None if dockerfile_labels(labels) else labels  # in the Dockerfile when it can
-        output: list[str] = []
         with console.status(f"Building model image {tag}") as status:
-            try:
-                stream = client.api.build(
-                    path=ctx, tag=tag, rm=True, forcerm=True, labels=build_labels, decode=True
-                )
-                for chunk in stream:
-                    if "error" in chunk:
-                        output.append(chunk["error"])
+            for attempt in range(1, BUILD_ATTEMPTS + 1):
+                try:
+                    _build_once(client, ctx, tag, build_labels, status)
+                    break
+                except _CacheVanished as e:
+                    if attempt == BUILD_ATTEMPTS:
                         raise ClipperException(
-                            f"Building {tag} failed: {chunk['error'].strip()}\n" + "".join(output[-20:])
-                        )
-                    text = chunk.get("stream", "")
-                    if text:
-                        output.append(text)
-                        if text.startswith("Step "):
-                            status.update(f"Building model image {tag}: {text.strip()}")
-                            logger.debug(text.strip())
-            except docker.errors.APIError as e:
-                raise ClipperException(f"Building {tag} failed: {e.explanation or e}") from e
+                            f"Building {tag} failed {attempt} times: the engine removed a cached layer "
+                            f"while this build used it ({e}). Something is removing images as fast as "
+                            "they are built; retry when it is done."
+                        ) from None
+                    logger.info("rebuilding %s: a cached layer it used was removed meanwhile (%s)", tag, e)
     return tag
 
 

@@ -5,6 +5,11 @@ LoadBalancer (or whose node addresses are unreachable) are reached at ``127.0.0.
 Each accepted connection opens its own port-forward WebSocket (the official client's
 ``kubernetes.stream.portforward``) to a ready pod chosen at that moment, so a restarted pod is
 picked up by the next connection.
+
+``portforward`` swaps the ``call_api`` of the client it is given for a WebSocket one until the
+handshake ends, so a forwarder never shares its caller's client: a manager's request from another
+thread during a handshake would otherwise go out as a port-forward ("Missing required parameter
+`ports`"). Its own handshakes run one at a time (two overlapping swaps could leave the swap in place).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client import CoreV1Api
+from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.stream import portforward
 
 logger = logging.getLogger(__name__)
@@ -37,7 +42,8 @@ class PortForwarder:
         local_host: str = "127.0.0.1",
         local_port: int = 0,
     ):
-        self.core = core
+        self.core = CoreV1Api(ApiClient(core.api_client.configuration))
+        self._handshake = threading.Lock()
         self.namespace = namespace
         self.pick_pod = pick_pod
         self.remote_port = remote_port
@@ -62,6 +68,7 @@ class PortForwarder:
             self._listener.close()
         except OSError:
             pass
+        self.core.api_client.close()
 
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
@@ -74,12 +81,13 @@ class PortForwarder:
     def _serve(self, client: socket.socket) -> None:
         try:
             pod = self.pick_pod()
-            pf = portforward(
-                self.core.connect_get_namespaced_pod_portforward,
-                pod,
-                self.namespace,
-                ports=str(self.remote_port),
-            )
+            with self._handshake:
+                pf = portforward(
+                    self.core.connect_get_namespaced_pod_portforward,
+                    pod,
+                    self.namespace,
+                    ports=str(self.remote_port),
+                )
             remote = pf.socket(self.remote_port)
             remote.setblocking(True)
         except Exception as e:  # noqa: BLE001 - any failure closes this one connection

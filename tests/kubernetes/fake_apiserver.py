@@ -30,6 +30,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -145,6 +146,8 @@ class FakeKubernetes:
     )
     stuck: set[str] = field(default_factory=set)  # Deployments that never become available
     port_targets: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    #: seconds a port-forward handshake waits before the server answers it (a slow API server)
+    portforward_delay: float = 0.0
     objects: dict[tuple[str, str | None, str], dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
 
@@ -592,6 +595,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(ports) != 1:
             raise HttpError(400, "BadRequest", "exactly one port per forward is supported here")
         port = ports[0]
+        time.sleep(self.fake.portforward_delay)
         target = next(
             (t for (prefix, p), t in self.fake.port_targets.items() if p == port and name.startswith(prefix)),
             None,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 import requests
@@ -428,3 +429,33 @@ def test_start_clipper_returns_once_the_frontends_answer_through_the_forward(
     start(cm)
     forwarded = " ".join(r.path for r in fake.requests if r.path.endswith("/portforward"))
     assert "/pods/mgmt-frontend-at-c1-" in forwarded and "/pods/query-frontend-0-at-c1-" in forwarded
+
+
+def test_manager_requests_during_a_port_forward_handshake_stay_plain_requests(
+    make_manager, fake_k8s, pong_server
+):
+    """The client's portforward swaps its ApiClient's call_api for a WebSocket one until the
+    handshake ends: the manager's own requests from another thread meanwhile must not be sent as
+    port-forwards (CI saw "Missing required parameter `ports`" from a deploy during one)."""
+    fake_k8s.fake.port_targets[("mgmt-frontend-at-c1-", 1338)] = ("127.0.0.1", pong_server)
+    cm = make_manager()
+    start(cm)
+    addr = cm.get_admin_addr()
+    fake_k8s.fake.portforward_delay = 0.5
+    answers: list[str] = []
+
+    def through_the_forward() -> None:
+        answers.append(requests.get(f"http://{addr}/admin/ping", timeout=10).text)
+
+    clients = [threading.Thread(target=through_the_forward) for _ in range(3)]
+    for t in clients:
+        t.start()
+    deadline = time.monotonic() + 1.0
+    listed = 0
+    while time.monotonic() < deadline:  # all along the handshakes
+        assert cm.api.get("Service", "mgmt-frontend-at-c1", NS) is not None
+        listed += 1
+    for t in clients:
+        t.join(timeout=15)
+    assert answers == ["PONG /admin/ping"] * 3
+    assert listed > 3

@@ -273,3 +273,51 @@ def test_stdin_manifests_are_read_once(
     assert main(["--no-color", "build", "-f", "-", "-o", "-"]) == 0
     out, err = capsys.readouterr()
     assert "image: team-summer:" in out and "Model/summer  team-summer:" in err
+
+
+class FakeBuilds:
+    """``client.api.build`` answering with one scripted stream per call."""
+
+    def __init__(self, streams: list[list[dict[str, Any]]]) -> None:
+        self.streams = streams
+        self.calls = 0
+
+    def build(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        return iter(self.streams.pop(0))
+
+
+def _builder_client(streams: list[list[dict[str, Any]]]) -> Any:
+    client: Any = type("C", (), {})()
+    client.api = FakeBuilds(streams)
+    base = type("I", (), {"attrs": {"Config": {"User": "clipper"}}})()
+    client.images = type("Images", (), {"get": staticmethod(lambda tag: base)})()
+    return client
+
+
+VANISHED = {
+    "error": "failed to export image: failed to set parent sha256:fc70: unknown parent image ID sha256:fc70"
+}
+BUILT = [{"stream": "Step 1/2 : FROM base\n"}, {"stream": "Successfully tagged m:1\n"}]
+
+
+def test_a_build_whose_cached_layer_is_removed_meanwhile_is_built_again(tmp_path: Path) -> None:
+    """Another build's image removed with its untagged parents can take a cached step's image away
+    between the cache lookup and the next commit (seen in CI with two suites building side by side):
+    the build is run again, not failed."""
+    (tmp_path / "func.pkl").write_bytes(b"x")
+    client = _builder_client([[{"stream": "Step 2/7 : USER root\n"}, VANISHED], BUILT])
+    assert image_builder.build_model_image(client, "m:1", str(tmp_path), "base:1") == "m:1"
+    assert client.api.calls == 2
+
+
+def test_a_build_that_keeps_losing_its_cache_or_fails_otherwise_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "func.pkl").write_bytes(b"x")
+    client = _builder_client([[VANISHED]] * image_builder.BUILD_ATTEMPTS)
+    with pytest.raises(ClipperException, match="failed 3 times: the engine removed a cached layer"):
+        image_builder.build_model_image(client, "m:1", str(tmp_path), "base:1")
+    assert client.api.calls == image_builder.BUILD_ATTEMPTS
+    client = _builder_client([[{"error": "COPY failed: no source files were specified"}]])
+    with pytest.raises(ClipperException, match="Building m:1 failed: COPY failed"):
+        image_builder.build_model_image(client, "m:1", str(tmp_path), "base:1")
+    assert client.api.calls == 1  # a real error is not retried
