@@ -42,7 +42,10 @@ class PortForwarder:
         local_host: str = "127.0.0.1",
         local_port: int = 0,
     ):
-        self.core = CoreV1Api(ApiClient(core.api_client.configuration))
+        shared = core.api_client
+        own = ApiClient(shared.configuration, cookie=shared.cookie)
+        own.default_headers.update(shared.default_headers)
+        self.core = CoreV1Api(own)
         self._handshake = threading.Lock()
         self.namespace = namespace
         self.pick_pod = pick_pod
