@@ -22,11 +22,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import docker
 import docker.errors
 from rich.console import Console
+from rich.status import Status
 
 from .container_manager import CLIPPER_DOCKER_LABEL
 from .exceptions import ClipperException
@@ -168,7 +168,7 @@ class _CacheVanished(Exception):
 
 
 def _build_once(
-    client: docker.DockerClient, ctx: str, tag: str, labels: dict[str, str] | None, status: Any
+    client: docker.DockerClient, ctx: str, tag: str, labels: dict[str, str] | None, status: Status
 ) -> None:
     output: list[str] = []
     try:
