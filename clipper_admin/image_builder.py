@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -160,7 +159,7 @@ BUILD_ATTEMPTS = 3
 
 #: the legacy builder's error when a cached step's image was deleted (another build's image removed
 #: with its untagged parents, ``docker image prune``) between its cache lookup and the next commit
-_VANISHED_PARENT = re.compile(r"unknown parent image ID")
+_VANISHED_PARENT = "unknown parent image ID"
 
 
 class _CacheVanished(Exception):
@@ -176,7 +175,7 @@ def _build_once(
         for chunk in stream:
             if "error" in chunk:
                 error = chunk["error"].strip()
-                if _VANISHED_PARENT.search(error):
+                if _VANISHED_PARENT in error:
                     raise _CacheVanished(error)
                 output.append(chunk["error"])
                 raise ClipperException(f"Building {tag} failed: {error}\n" + "".join(output[-20:]))
@@ -188,7 +187,7 @@ def _build_once(
                     logger.debug(text.strip())
     except docker.errors.APIError as e:
         explanation = str(e.explanation or e)
-        if _VANISHED_PARENT.search(explanation):
+        if _VANISHED_PARENT in explanation:
             raise _CacheVanished(explanation) from e
         raise ClipperException(f"Building {tag} failed: {explanation}") from e
 
