@@ -1,4 +1,4 @@
-"""Issue 8's side-by-side benchmark: our frontend vs Ray Serve, MLServer and a bare in-process handler.
+"""Issue 8's side-by-side benchmark: our frontend vs Ray Serve, MLServer and two reference handlers.
 
     python bench/compare.py                          # everything (installs the peers once, ~2 GB)
     python bench/compare.py comparison --only ours,bare --duration 5
@@ -10,10 +10,12 @@ Experiments (positional, default all):
   comparison  the same sum model on each target, one replica, batching on; wrk -t1 -cN -dS;
               every request a distinct input and our prediction cache off (issue 18's setting:
               with distinct inputs a cache can only cost; --ours-cache on keeps its default size),
-              or with --same-input the issue's fixed body, our cache on; --rounds rounds: ours and bare
-              run side by side and are measured in alternation (ours ÷ bare: the median of the
-              per-round ratios), Ray Serve and MLServer one at a time afterwards; each run with
-              and without wrk's response hook (--hook), a table per mode
+              or with --same-input the issue's fixed body, our cache on; --rounds rounds: ours and
+              the reference handlers (bare: the sum in the HTTP process; floor: the least a server
+              of Clipper's design does, HTTP -> queue -> batches to a model process) run side by
+              side and are measured in alternation (ours ÷ bare: the median of the per-round
+              ratios), Ray Serve and MLServer one at a time afterwards; each run with and without
+              wrk's response hook (--hook), a table per mode
   batching    ours: a 2 ms + 20 us/input model, batch size 1 vs adaptive, application objective 20 ms
   cache       ours: distinct inputs (every query misses) vs one repeated input (hits)
   reconciler  50 models + 50 applications applied on the local backend; then time a no-op
@@ -57,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import models  # noqa: E402
 import orjson  # noqa: E402
-from peers.bare import bare_target  # noqa: E402
+from peers.bare import handler_target  # noqa: E402
 from peers.mlserver import mlserver_target  # noqa: E402
 from peers.ours import (  # noqa: E402
     GATEWAY,
@@ -76,9 +78,9 @@ from clipper.compiled import frontend_hot_path  # noqa: E402
 from clipper.net import free_port  # noqa: E402
 from clipper_admin import ClipperException  # noqa: E402
 
-TARGETS = ("ours", "bare", "ray", "mlserver")
+TARGETS = ("ours", "bare", "floor", "ray", "mlserver")
 # idle when not loaded: started together and measured in alternation (the peers burn CPU while idle)
-LIGHT_TARGETS = ("ours", "bare")
+LIGHT_TARGETS = ("ours", "bare", "floor")
 # --hook: the modes of wrk's response hook (unique.lua's WRK_HOOK), the first one fills the plain keys
 HOOK_MODES: dict[str, tuple[bool, ...]] = {"on": (True,), "off": (False,), "both": (True, False)}
 EXPERIMENTS = ("comparison", "batching", "cache", "reconciler", "quickstart", "backends")
@@ -186,7 +188,8 @@ def target_context(
 ) -> contextlib.AbstractContextManager[Endpoint]:
     return {
         "ours": lambda: ours_target(workdir, cache=args.ours_cache == "on"),
-        "bare": lambda: bare_target(workdir),
+        "bare": lambda: handler_target("bare", workdir),
+        "floor": lambda: handler_target("floor", workdir),
         "ray": lambda: ray_target(workdir, log=say),
         "mlserver": lambda: mlserver_target(workdir, log=say),
     }[name]()
@@ -356,15 +359,21 @@ def comparison_ratios(
         if ours is None:
             ratios[key] = None
         elif n in LIGHT_TARGETS:
-            theirs = {run["round"]: run["load"]["predictions_per_s"] for run in mode["runs"]}
-            per_round[key] = [
-                ratio(run["load"]["predictions_per_s"], theirs.get(run["round"])) for run in ours["runs"]
-            ]
-            found = [v for v in per_round[key] if v is not None]
-            ratios[key] = round(statistics.median(found), 3) if found else None
+            ratios[key], per_round[key] = round_ratios(ours, mode)
         else:
             ratios[key] = ratio(ours["median"]["predictions_per_s"], mode["median"]["predictions_per_s"])
+    if "floor" in ok and "bare" in ok:  # what the design itself leaves of the ceiling on this machine
+        modes = results["floor"]["modes"][mk], results["bare"]["modes"][mk]
+        ratios["floor_vs_bare"], per_round["floor_vs_bare"] = round_ratios(*modes)
     return ratios, per_round
+
+
+def round_ratios(a: dict, b: dict) -> tuple[float | None, list[float | None]]:
+    """Two light targets' runs in one mode: a ÷ b per round (measured side by side), and their median."""
+    theirs = {run["round"]: run["load"]["predictions_per_s"] for run in b["runs"]}
+    per_round = [ratio(run["load"]["predictions_per_s"], theirs.get(run["round"])) for run in a["runs"]]
+    found = [v for v in per_round if v is not None]
+    return (round(statistics.median(found), 3) if found else None), per_round
 
 
 def comparison_table(
@@ -402,7 +411,11 @@ def comparison_table(
     header = ["target", "version", "predictions/s (median)", "per round", "p50 ms", "p99 ms (median)"]
     header += ["p99 per round", "defaults (all rounds)", "errors (all rounds)", "ours ÷ target"]
     header += ["ours ÷ target per round", "load avg per round"]
-    return md_table(header, rows)
+    table = md_table(header, rows)
+    if (floor_vs_bare := ratios.get("floor_vs_bare")) is not None:
+        each = " / ".join(fmt(v, 2) for v in per_round["floor_vs_bare"])
+        table += f"\n\nfloor ÷ bare (the design's own cost on this machine): {fmt(floor_vs_bare, 2)} (per round {each})"
+    return table
 
 
 def exp_batching(args: argparse.Namespace, workdir: Path) -> dict:

@@ -1,4 +1,4 @@
-"""Smoke test of the issue-8 benchmark harness: ours and the bare handler only, a second or two each.
+"""Smoke test of the issue-8 benchmark harness: ours and the reference handlers only, a second or two each.
 
 It checks that ``bench/compare.py`` sets the targets up, drives them with wrk and writes numbers;
 never how fast they are (no timed assertion). The peers (Ray Serve, MLServer) need large downloads
@@ -35,12 +35,12 @@ def run_compare(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess
     return res, json.loads(out.read_text())
 
 
-def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
+def test_comparison_smoke_ours_and_reference_handlers(tmp_path: Path) -> None:
     res, report = run_compare(
         tmp_path,
         "comparison",
         "--only",
-        "ours,bare",
+        "ours,bare,floor",
         "--duration",
         "1",
         "--warmup",
@@ -55,7 +55,7 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     comparison = report["comparison"]
     results = comparison["results"]
-    assert set(results) == {"ours", "bare"}
+    assert set(results) == {"ours", "bare", "floor"}
     assert comparison["settings"]["hook_modes"] == ["hook_on", "hook_off"]
     # how the local frontend (a child of compare.py, which runs this interpreter) imports its hot path
     from clipper.compiled import frontend_hot_path
@@ -64,7 +64,7 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
     # distinct inputs: our prediction cache is off (issue 18's setting), and the notes say so
     assert comparison["settings"]["ours_prediction_cache"] == "off"
     assert results["ours"]["notes"].endswith("prediction cache off")
-    for name in ("ours", "bare"):
+    for name in ("ours", "bare", "floor"):
         load = results[name]["load"]  # the medians of the first mode (hook on), as before
         assert load["predictions"] > 0 and load["predictions_per_s"] > 0
         assert load["non2xx"] == 0 and load["socket_errors"] == 0
@@ -85,6 +85,11 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
         per_round = comparison["ratios_per_round"][mode]["ours_vs_bare"]
         assert len(per_round) == 2 and all(v is not None and v > 0 for v in per_round)
         assert comparison["ratios_by_mode"][mode]["ours_vs_bare"] > 0
+        # the floor (the design's least work: HTTP, queue, batches to a model process), measured in
+        # the same rounds: ours ÷ floor and floor ÷ bare per round
+        for key in ("ours_vs_floor", "floor_vs_bare"):
+            per_round = comparison["ratios_per_round"][mode][key]
+            assert len(per_round) == 2 and all(v is not None and v > 0 for v in per_round)
         # issue 18's targets beside issue 8's: the same measured ratio against the stricter bound
         goal18 = comparison["goals_issue18_by_mode"][mode]["ours_vs_bare"]
         assert goal18["at_least"] == 0.45
@@ -94,6 +99,7 @@ def test_comparison_smoke_ours_and_bare(tmp_path: Path) -> None:
     assert "hook on" in res.stdout and "hook off" in res.stdout
     assert res.stdout.count("| issue 18 target |") == 2
     assert res.stdout.count("| ours |") == 2 and res.stdout.count("| bare |") == 2
+    assert res.stdout.count("| floor |") == 2 and res.stdout.count("floor ÷ bare") == 2
     assert report["machine"]["wrk"].startswith("wrk")
 
 
