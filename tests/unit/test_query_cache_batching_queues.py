@@ -175,3 +175,76 @@ def test_slack_is_the_time_to_the_earliest_deadline():
     q.push(Task(_Req(), 0, b"a", 9.0, 1.0))
     q.push(Task(_Req(), 0, b"b", 7.0, 1.0))
     assert q.slack(5.0) == 2.0
+
+
+class TestQueueModes:
+    """Tasks in deadline order are kept in a FIFO; one out of order turns the queue into a heap
+    until it empties. Either way they leave in (deadline, arrival) order."""
+
+    def test_tasks_in_deadline_order_leave_in_arrival_order(self):
+        q = TaskQueue()
+        r = _Req()
+        for i, d in enumerate((1.0, 2.0, 2.0, 3.0)):
+            q.push(Task(r, i, b"", d, 1.0))
+        assert q.slack(0.5) == 0.5
+        assert [t.index for t in q.pop_batch(10, 0.0)] == [0, 1, 2, 3]
+
+    def test_an_earlier_deadline_goes_ahead_of_the_queue(self):
+        q = TaskQueue()
+        r = _Req()
+        q.push(Task(r, 0, b"", 5.0, 1.0))
+        q.push(Task(r, 1, b"", 6.0, 1.0))
+        q.push(Task(r, 2, b"", 6.0, 1.0))
+        q.push(Task(r, 3, b"", 2.0, 1.0))  # e.g. a retried task, or an app with a tighter objective
+        q.push(Task(r, 4, b"", 6.0, 1.0))
+        assert q.slack(0.0) == 2.0
+        assert [t.index for t in q.pop_batch(2, 0.0)] == [3, 0]
+        assert [t.index for t in q.pop_batch(10, 0.0)] == [1, 2, 4]
+        # empty again: in-order tasks are queued as before
+        q.push(Task(r, 5, b"", 1.0, 1.0))
+        q.push(Task(r, 6, b"", 1.5, 1.0))
+        assert [t.index for t in q.pop_batch(10, 0.0)] == [5, 6]
+
+    def test_compact_and_clear_in_either_mode(self):
+        for deadlines in ((1.0, 5.0, 6.0), (6.0, 5.0, 1.0)):
+            q = TaskQueue()
+            alive, dead = _Req(), _Req()
+            dead.finished = True
+            q.push(Task(alive, 0, b"", deadlines[0], 1.0))
+            q.push(Task(dead, 1, b"", deadlines[1], 1.0))
+            q.push(Task(alive, 2, b"", deadlines[2], 1.0))
+            assert q.compact(now=2.0) == 2  # the expired one and the answered one
+            assert [t.index for t in q.clear()] == [0 if deadlines[0] > 2.0 else 2]
+            assert len(q) == 0 and q.slack(0.0) == float("inf")
+
+    def test_background_only_in_either_mode(self):
+        for deadlines in ((1.0, 2.0), (2.0, 1.0)):
+            q = TaskQueue()
+            bg, fg = _Req(), _Req()
+            bg.background, fg.background = True, False  # type: ignore[attr-defined]
+            q.push(Task(bg, 0, b"", deadlines[0], 1.0))
+            assert q.background_only()
+            q.push(Task(fg, 0, b"", deadlines[1], 1.0))
+            assert not q.background_only()
+
+    def test_the_same_order_as_a_sorted_reference_under_random_pushes_and_pops(self):
+        import random
+
+        rng = random.Random(7)
+        q, reference, n = TaskQueue(), [], 0
+        r = _Req()
+        clock = 0.0
+        for _ in range(3000):
+            if rng.random() < 0.6:
+                clock += rng.random()
+                # mostly in order (one objective), sometimes earlier (another one), ties included
+                deadline = clock + (10.0 if rng.random() < 0.8 else rng.choice((1.0, 10.0, 3.0)))
+                q.push(Task(r, n, b"", deadline, 1.0))
+                reference.append((deadline, n))
+                n += 1
+            else:
+                k = rng.randint(1, 5)
+                reference.sort()
+                want, reference = reference[:k], reference[k:]
+                assert [(t.deadline, t.index) for t in q.pop_batch(k, 0.0)] == want
+            assert len(q) == len(reference)
