@@ -324,6 +324,12 @@ class _Connection(asyncio.Protocol):
         # responses not yet written, in request order: each is [Response | None, close_after, head_only]
         self._pending: deque[_Slot] = deque()
         self._state = _IDLE
+        # When the connection's current phase times out (sweep): 0.0 none; > 0 a time.monotonic()
+        # instant; < 0 minus a timeout not yet started. The per-request phases are armed that way
+        # and stamped with the clock only where they outlive the moment: after a received chunk that
+        # leaves a request incomplete (data_received), else at the next sweep (an idle keep-alive
+        # connection's timeout then starts up to one sweep interval late). A request that arrives
+        # whole in one chunk and is answered reads no clock for its timeouts.
         self.deadline = 0.0
         self._closing = False
         self._reading_paused = False
@@ -353,7 +359,7 @@ class _Connection(asyncio.Protocol):
         if self._state == _IDLE:
             self._state = _HEADERS
             self._idle.pop(self, None)
-            self.deadline = time.monotonic() + self._limits.header_timeout
+            self.deadline = -self._limits.header_timeout
         while True:
             self._chunk_len = len(data)
             if self._in_head:  # a head still arriving: what it held, to tell whether this chunk adds
@@ -386,6 +392,8 @@ class _Connection(asyncio.Protocol):
             self._check_head_size(len(data), grew)
         elif self._state == _BODY and not self._announced:  # the body is still to come
             self._check_announced_body()
+        if self.deadline < 0.0:  # a request still arriving after this chunk: its timer starts now
+            self.deadline = time.monotonic() - self.deadline
 
     def pause_writing(self) -> None:
         self._pause_reading()
@@ -418,7 +426,7 @@ class _Connection(asyncio.Protocol):
             if self._state == _IDLE:
                 self._state = _HEADERS
                 self._idle.pop(self, None)
-                self.deadline = time.monotonic() + self._limits.header_timeout
+                self.deadline = -self._limits.header_timeout
         if len(self._url) + len(url) > self._limits.max_url_bytes:
             self._fail(
                 414, "URI Too Long", f"the URL exceeds the limit of {self._limits.max_url_bytes} bytes"
@@ -436,7 +444,7 @@ class _Connection(asyncio.Protocol):
             self._reject_head()
             raise httptools.HttpParserError("headers too large")
         self._state = _BODY
-        self.deadline = time.monotonic() + self._limits.body_timeout
+        self.deadline = -self._limits.body_timeout
 
     def on_body(self, body: bytes) -> None:
         self._body_len += len(body)
@@ -589,11 +597,11 @@ class _Connection(asyncio.Protocol):
         elif not self._pending and self._state == _HANDLING:
             if self._in_head:  # the next (pipelined) request has begun to arrive
                 self._state = _HEADERS
-                self.deadline = time.monotonic() + self._limits.header_timeout
+                self.deadline = -self._limits.header_timeout
             else:
                 self._state = _IDLE
                 self._idle[self] = None
-                self.deadline = time.monotonic() + self._limits.keep_alive_timeout
+                self.deadline = -self._limits.keep_alive_timeout
 
     # -- errors and flow control -----------------------------------------------------------------
     def _count_head(self) -> int:
@@ -752,7 +760,14 @@ class HttpServer:
 
     def _sweep(self) -> None:
         now = time.monotonic()
-        for conn in [c for c in self.connections if c.deadline and c.deadline < now]:
+        expired = []
+        for conn in self.connections:
+            deadline = conn.deadline
+            if deadline < 0.0:  # armed since the last sweep (see _Connection.deadline): starts now
+                conn.deadline = now - deadline
+            elif deadline and deadline < now:
+                expired.append(conn)
+        for conn in expired:
             conn.timed_out()
         self._schedule_sweep()
 

@@ -197,6 +197,56 @@ def test_slow_loris_is_cut_off_without_blocking_others(server: ServerThread) -> 
     slow.close()
 
 
+def test_a_head_trickling_in_keeps_the_deadline_of_its_first_byte(server: ServerThread) -> None:
+    """The header timeout runs from the request's first byte: later chunks of the same head do not
+    restart it (else a client sending a byte now and then would hold the connection forever)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        start = time.monotonic()
+        s.sendall(b"GET /slow HTTP/1.1\r\n")
+        closed_after = None
+        for i in range(30):  # a header field every 0.1 s, for up to 3 s (header_timeout 0.6 s)
+            time.sleep(0.1)
+            try:
+                s.sendall(b"X-%d: y\r\n" % i)
+            except OSError:  # reset: the server answered 408 and closed
+                closed_after = time.monotonic() - start
+                break
+            s.settimeout(0.001)
+            try:
+                data = s.recv(1000)
+            except (TimeoutError, BlockingIOError):
+                continue
+            finally:
+                s.settimeout(5)
+            assert data.startswith(b"HTTP/1.1 408"), data
+            closed_after = time.monotonic() - start
+            break
+        assert closed_after is not None and closed_after < 2.0, closed_after
+
+
+def test_a_body_that_stops_arriving_times_out() -> None:
+    s = ServerThread(body_timeout=0.6)
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+            start = time.monotonic()
+            c.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+            assert c.recv(1000).startswith(b"HTTP/1.1 408")
+            assert 0.5 < time.monotonic() - start < 3
+    finally:
+        s.stop()
+
+
+def test_keep_alive_timeout_runs_after_a_deferred_answer(server: ServerThread) -> None:
+    """An answer given later (the prediction path's Deferred) leaves the connection idle: it is
+    closed after keep_alive_timeout (1 s here, + the sweep), and kept until then."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"GET /deferred?0.05 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(1000).startswith(b"HTTP/1.1 200")
+        answered = time.monotonic()
+        assert s.recv(1000) == b""
+        assert 0.9 < time.monotonic() - answered < 3
+
+
 def test_idle_keep_alive_connection_is_closed(server: ServerThread) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
