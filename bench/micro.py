@@ -19,6 +19,7 @@ same run: the ratio bare ÷ ours is the in-process counterpart of wrk's "ours ÷
     python bench/micro.py                   # 32 connections, 20,000 requests, best of 7
     python bench/micro.py --profile         # + a cProfile of our path, top functions by own time
     python bench/micro.py --smoke --json    # a quick check (tests/integration/test_bench_frontend_smoke.py)
+    python bench/micro.py --cached-build    # the hot path compiled, from python -m clipper.compiled build
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# --cached-build: import the hot path from this checkout's cached compiled build (``python -m
+# clipper.compiled build``), as the local backend's frontend does; decided before the imports below.
+if "--cached-build" in sys.argv:
+    from clipper.compiled import use_cached_build
+
+    if use_cached_build() is None:
+        sys.exit("no cached build of this checkout's sources: run python -m clipper.compiled build")
 
 import uvloop  # noqa: E402
 
@@ -285,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="2,000 requests, 1 run")
     ap.add_argument("--gather", action="store_true", help="keep delayed batching on (varies with timing)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--cached-build", action="store_true", help="the hot path compiled (python -m clipper.compiled build)"
+    )
     ap.add_argument("--no-bare", action="store_true", help="ours only (for instruction counts)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of our path (no timing)")
     args = ap.parse_args(argv)
@@ -294,10 +306,15 @@ def main(argv: list[str] | None = None) -> int:
         profile(args.connections, args.requests, 40)
         return 0
     r = measure(args.connections, args.requests, args.repeat, args.gather, not args.no_bare)
+    from clipper.compiled import hot_path
+
+    r["hot_path"] = hot_path()
     if args.json:
         print(json.dumps(r))
     else:
-        print(f"{args.connections} connections, {args.requests} requests, best of {args.repeat}")
+        print(
+            f"{args.connections} connections, {args.requests} requests, best of {args.repeat}, hot path {r['hot_path']}"
+        )
         print(f"ours  {r['ours_us_per_request']:7.2f} us CPU/request   (mean batch {r['mean_batch']})")
         print(f"bare  {r['bare_us_per_request']:7.2f} us CPU/request")
         print(f"bare / ours = {r['bare_over_ours']:.3f}")

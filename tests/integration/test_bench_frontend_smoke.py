@@ -56,6 +56,7 @@ def test_bench_micro_smoke_prints_numbers():
     result = bench_json("micro.py", "--smoke", "--json", timeout=180)
     assert result["ours_us_per_request"] > 0 and result["bare_us_per_request"] > 0
     assert result["requests"] == 2000 and result["mean_batch"] >= 1
+    assert result["hot_path"] == "interpreted"  # this interpreter's modules: no --cached-build
 
 
 def test_bench_replica_prints_numbers():
