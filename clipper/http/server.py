@@ -801,8 +801,19 @@ async def serve(
     """Start serving ``handler`` on ``host:port`` in the running loop; returns the server.
 
     ``max_connections=0`` derives the cap from the open-file limit, after raising its soft value to
-    the hard limit (:func:`raise_open_file_limit`).
+    the hard limit (:func:`raise_open_file_limit`). Every timeout must be positive (ValueError).
     """
+    timeouts = {
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+        "keep_alive_timeout": keep_alive_timeout,
+        "linger_timeout": linger_timeout,
+    }
+    for name, seconds in timeouts.items():
+        if not seconds > 0:  # 0 would switch a slow-loris defence off (see _Connection.deadline)
+            raise ValueError(
+                f"the HTTP server's {name} must be a positive number of seconds, not {seconds!r}"
+            )
     limits = Limits(
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,

@@ -132,6 +132,9 @@ def frontend_from_args(args: argparse.Namespace) -> QueryFrontend:
         if getattr(args, flag) < (0 if flag == "max_connections" else 1):
             bound = ">= 0" if flag == "max_connections" else "positive"
             raise SystemExit(f"error: --{flag.replace('_', '-')} must be {bound}")
+    for flag in ("timeout_request", "timeout_content"):  # the original's names and units (seconds)
+        if getattr(args, flag) <= 0:
+            raise SystemExit(f"error: --{flag} must be a positive number of seconds")
     if args.rpc_max_message_bytes <= 0:
         raise SystemExit("error: --rpc-max-message-bytes must be positive")
     rpc_keys = rpc_keys_from_args(args)

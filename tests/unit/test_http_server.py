@@ -588,3 +588,18 @@ def test_request_targets_are_split_alike_whether_memoized_or_not():
     for i in range(S._URLS_MAX + 10):
         S._split_url(b"/u%d" % i)
     assert len(S._URLS) <= S._URLS_MAX
+
+
+@pytest.mark.parametrize(
+    "timeout", ["header_timeout", "body_timeout", "keep_alive_timeout", "linger_timeout"]
+)
+@pytest.mark.parametrize("seconds", [0, -1.0])
+def test_a_timeout_that_is_not_positive_is_refused(timeout: str, seconds: float) -> None:
+    """0 would disable the timeout (an armed deadline is stored as minus its timeout): a clear
+    error instead of a server without slow-loris protection."""
+
+    async def start() -> None:
+        await serve(lambda req: Response(200), "127.0.0.1", 0, **{timeout: seconds})
+
+    with pytest.raises(ValueError, match=f"{timeout} must be a positive number of seconds"):
+        asyncio.run(start())

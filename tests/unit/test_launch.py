@@ -115,6 +115,17 @@ def test_settings_are_checked():
         launch.model_replica(ReplicaSettings("m", "1", "doubles", "h", rpc_keys="file"))
 
 
+@pytest.mark.parametrize("flag", ["--timeout_request", "--timeout_content"])
+def test_the_query_frontend_refuses_a_timeout_that_is_not_positive(flag, tmp_path):
+    from clipper.query_frontend.__main__ import frontend_from_args
+
+    args = query_parser().parse_args(
+        ["--store", f"sqlite:///{tmp_path}/c.db", "--rpc-auth", "none", flag, "0"]
+    )
+    with pytest.raises(SystemExit, match=f"{flag} must be a positive number of seconds"):
+        frontend_from_args(args)
+
+
 # --- each backend's spelling of the same settings --------------------------------------------------
 
 
