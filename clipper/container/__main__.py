@@ -34,6 +34,8 @@ optional:
   CLIPPER_PORT                its RPC port (7000)
   CLIPPER_RPC_SOCKET          the query frontend's Unix socket on this host, instead of the two above
                               (an absolute path; no CURVE there: the socket file is owner-only)
+  CLIPPER_RPC_SPIN_US         on that socket, microseconds to poll for the next batch after an answer
+                              before blocking (60; 0 disables; costs CPU, saves a wake-up per batch)
   CLIPPER_INPUT_TYPE          ints, floats, doubles, bytes or strings, any alias (doubles)
   CLIPPER_MODEL_PATH          the model directory (/model)
   CLIPPER_METRICS_PORT        serve Prometheus metrics on this port (off when unset)

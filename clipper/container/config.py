@@ -14,6 +14,10 @@ from clipper.datatypes import InputType, parse_input_type
 #: a replica for half a minute, not forever; PySpark gets more for JVM pauses and first-job costs.
 DEFAULT_PREDICT_TIMEOUT = 30.0
 DEFAULT_PYSPARK_PREDICT_TIMEOUT = 120.0
+#: Default CLIPPER_RPC_SPIN_US, as seconds: the replica's poll for the next batch after an answer on
+#: the local backend's Unix socket (clipper.rpc.stream.StreamChannel says why and what it costs).
+DEFAULT_RPC_SPIN_S = 60e-6
+MAX_RPC_SPIN_US = 10_000
 
 
 class ConfigError(Exception):
@@ -39,6 +43,9 @@ class ContainerConfig:
     # A Unix socket of the query frontend on this host (CLIPPER_RPC_SOCKET): used instead of
     # CLIPPER_IP/CLIPPER_PORT, without CURVE (the socket file is owner-only)
     rpc_socket: Path | None = None
+    # After answering on that socket, poll for the next batch this long before blocking
+    # (CLIPPER_RPC_SPIN_US; 0 disables; see clipper.rpc.stream.StreamChannel)
+    rpc_spin: float = DEFAULT_RPC_SPIN_S
 
     @property
     def rpc_endpoint(self) -> str:
@@ -68,7 +75,9 @@ class ContainerConfig:
         ``CLIPPER_LIVENESS_FILE`` (kept holding the epoch second until which the container counts
         as alive, for an exec liveness probe; see :mod:`clipper.container.runtime`) and
         ``CLIPPER_RPC_SOCKET`` (an absolute path: the query frontend's Unix socket on this host,
-        instead of ``CLIPPER_IP``/``CLIPPER_PORT``, without CURVE; the local backend's replicas).
+        instead of ``CLIPPER_IP``/``CLIPPER_PORT``, without CURVE; the local backend's replicas) and
+        ``CLIPPER_RPC_SPIN_US`` (on that socket, microseconds to poll for the next batch after an
+        answer before blocking; 60, 0 disables, at most 10,000).
         """
         env = os.environ if env is None else env
         name = env.get("CLIPPER_MODEL_NAME", "").strip()
@@ -107,6 +116,7 @@ class ContainerConfig:
             if (liveness := env.get("CLIPPER_LIVENESS_FILE", "").strip())
             else None,
             rpc_socket=Path(socket_path) if socket_path else None,
+            rpc_spin=_spin_us(env.get("CLIPPER_RPC_SPIN_US", "").strip()),
         )
 
 
@@ -141,3 +151,18 @@ def _optional_seconds(text: str, var: str) -> float | None:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{var} must be a number of seconds (0 disables), got {text!r}")
     return value
+
+
+def _spin_us(text: str) -> float:
+    """``CLIPPER_RPC_SPIN_US`` in seconds (unset: the default)."""
+    if not text:
+        return DEFAULT_RPC_SPIN_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_RPC_SPIN_US:
+        raise ConfigError(
+            f"CLIPPER_RPC_SPIN_US must be a number of microseconds from 0 (off) to {MAX_RPC_SPIN_US}, got {text!r}"
+        )
+    return value / 1e6

@@ -268,7 +268,7 @@ class ContainerRuntime:
         self._announced = False
         chan: _Channel
         if cfg.rpc_socket is not None:  # a Unix socket has no CURVE (owner-only file)
-            chan = StreamChannel(str(cfg.rpc_socket))
+            chan = StreamChannel(str(cfg.rpc_socket), spin=cfg.rpc_spin)
         else:
             try:
                 chan = _ZmqChannel(self._ctx, target, self.rpc_keys)

@@ -375,6 +375,11 @@ def _missing_module_pickle(tmp_path: Path) -> Path:
         ("missing-dep", 3, "No module named 'vanished_pkg_for_test'"),
         ("bad-timeout", 1, "CLIPPER_PREDICT_TIMEOUT must be a number of seconds (0 disables), got '-1'"),
         ("relative-socket", 1, "CLIPPER_RPC_SOCKET must be an absolute path, got 'rpc.sock'"),
+        (
+            "bad-spin",
+            1,
+            "CLIPPER_RPC_SPIN_US must be a number of microseconds from 0 (off) to 10000, got '1e9'",
+        ),
     ],
 )
 def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, case, code, message):
@@ -397,6 +402,8 @@ def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, cas
         env["CLIPPER_PREDICT_TIMEOUT"] = "-1"
     elif case == "relative-socket":
         env["CLIPPER_RPC_SOCKET"] = "rpc.sock"
+    elif case == "bad-spin":
+        env["CLIPPER_RPC_SPIN_US"] = "1e9"
     container = start(port, model, input_type, **env)
     assert container.wait() == code
     log = container.log()

@@ -92,3 +92,48 @@ def test_a_message_arriving_in_pieces_is_waited_for_whole(listener):
     assert chan.recv(5) == [b"", b"y" * 5000]
     t.join()
     conn.close()
+
+
+def _reply_later(conn: socket.socket, frames: list[bytes], delay: float) -> threading.Thread:
+    t = threading.Thread(target=lambda: (time.sleep(delay), conn.sendall(encode_message(frames))))
+    t.start()
+    return t
+
+
+def test_after_an_answer_the_next_message_is_polled_for_before_blocking(listener):
+    path, srv = listener
+    chan = StreamChannel(path, spin=2.0)
+    assert chan.send([b"", b"answer"])
+    conn, _ = srv.accept()
+    conn.recv(1024)
+    _reply_later(conn, [b"next batch"], 0.02).join(0)
+    assert chan.recv(5) == [b"next batch"] and chan.caught_spinning == 1
+    # no send since: the receive blocks at once (an idle replica does not spin)
+    _reply_later(conn, [b"later"], 0.02).join(0)
+    assert chan.recv(5) == [b"later"] and chan.caught_spinning == 1
+    conn.close()
+
+
+def test_polling_for_the_next_message_ends_with_the_wait_and_notices_a_close(listener):
+    path, srv = listener
+    chan = StreamChannel(path, spin=5.0)
+    assert chan.send([b"", b"answer"])
+    conn, _ = srv.accept()
+    t0 = time.monotonic()
+    assert chan.recv(0.1) is None and chan.connected  # bounded by the caller's wait, not the spin
+    assert time.monotonic() - t0 < 2.0
+    assert chan.send([b"", b"answer"])
+    conn.close()
+    t0 = time.monotonic()
+    assert chan.recv(5) is None and not chan.connected  # the close ends the poll
+    assert time.monotonic() - t0 < 2.0 and chan.caught_spinning == 0
+
+
+def test_a_spinning_channel_still_splits_and_keeps_messages(listener):
+    path, srv = listener
+    chan = StreamChannel(path, spin=2.0)
+    assert chan.send([b"", b"answer"])
+    conn, _ = srv.accept()
+    conn.sendall(encode_message([b"m1"]) + encode_message([b"m2"]))
+    assert chan.recv(5) == [b"m1"] and chan.recv(5) == [b"m2"]
+    conn.close()
