@@ -10,7 +10,7 @@ import time
 import pytest
 
 from clipper.rpc.protocol import ProtocolError
-from clipper.rpc.stream import MAX_FRAMES, MessageReader, StreamChannel, encode_message
+from clipper.rpc.stream import MAX_FRAMES, SPIN_PROBE_EVERY, MessageReader, StreamChannel, encode_message
 
 MESSAGES = [[b""], [b"", b"\x01\x00\x00\x00", b"x" * 300], [b"a", b"", b"bc"]]
 
@@ -136,4 +136,33 @@ def test_a_spinning_channel_still_splits_and_keeps_messages(listener):
     conn, _ = srv.accept()
     conn.sendall(encode_message([b"m1"]) + encode_message([b"m2"]))
     assert chan.recv(5) == [b"m1"] and chan.recv(5) == [b"m2"]
+    conn.close()
+
+
+def test_a_replica_whose_polls_seldom_catch_the_next_message_polls_only_now_and_then(listener):
+    """A rarely queried model (or a canary's small share, waiting for batch-mates) gets its next
+    batch long after its answer: polling for it would burn CPU for nothing, so the channel stops
+    after its recent polls mostly missed, probes once every SPIN_PROBE_EVERY answers, and polls
+    again once a probe catches one."""
+    path, srv = listener
+    chan = StreamChannel(path, spin=0.002)
+
+    def answer_and_wait() -> list[bytes] | None:
+        assert chan.send([b"", b"answer"])
+        return chan.recv(0.002)
+
+    assert answer_and_wait() is None
+    conn, _ = srv.accept()
+    misses = 1
+    while chan.spins == misses:  # every answer polls until the misses outweigh the hits
+        assert answer_and_wait() is None
+        misses += 1
+    assert chan.spins == misses - 1 == 11  # 0.875 ** 11 < SPIN_MIN_HIT_RATE = 0.25
+    for _ in range(SPIN_PROBE_EVERY - 1):
+        assert answer_and_wait() is None
+    assert chan.spins == 11  # no polls meanwhile
+    conn.sendall(encode_message([b"next batch"]))  # already there when the probe polls
+    assert answer_and_wait() == [b"next batch"]
+    assert chan.spins == 12 and chan.caught_spinning == 1
+    assert answer_and_wait() is None and chan.spins == 13  # a catch: polling again
     conn.close()
