@@ -229,54 +229,56 @@ class StreamChannel:
         wait = self.max_wait if timeout >= 0.9 * self.max_wait else timeout
         try:
             if self._spin_next and self.spin > 0:
-                self._spin_next = False
-                if self._hit_rate >= SPIN_MIN_HIT_RATE or self._skipped >= SPIN_PROBE_EVERY:
-                    self._skipped = 0
-                    self.spins += 1
-                    msg = self._poll_spinning(s, min(self.spin, timeout))
-                    rate = self._hit_rate * (1 - SPIN_RATE_WEIGHT)
-                    self._hit_rate = rate + SPIN_RATE_WEIGHT if msg is not None else rate
-                    if msg is not None or self._sock is None:
-                        return msg
-                else:
-                    self._skipped += 1
+                msg = self._poll_after_send(s, min(self.spin, timeout))
+                if msg is not None or self._sock is None:
+                    return msg
             if wait != self._wait:
                 self._set_wait(s, wait)
             while True:
-                data = s.recv(_READ_BYTES)
-                if not data:  # the frontend closed the connection
-                    self.disconnect()
-                    return None
-                msgs = self._reader.feed(data)
-                if msgs:
-                    self._ready = msgs[1:]
-                    return msgs[0]
+                msg = self._deliver(s.recv(_READ_BYTES))
+                if msg is not None or self._sock is None:
+                    return msg
         except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO passed: nothing (more) came
             return None
         except (OSError, ProtocolError):
             self.disconnect()
             return None
 
-    def _poll_spinning(self, s: socket.socket, seconds: float) -> list[bytes] | None:
+    def _deliver(self, data: bytes) -> list[bytes] | None:
+        """The first message ``data`` completes (later ones are kept for the next receives); None
+        when it completes none, or when it is the frontend's close (then disconnected)."""
+        if not data:
+            self.disconnect()
+            return None
+        msgs = self._reader.feed(data)
+        if not msgs:
+            return None
+        self._ready = msgs[1:]
+        return msgs[0]
+
+    def _poll_after_send(self, s: socket.socket, seconds: float) -> list[bytes] | None:
         """The next message if it arrives within ``seconds``, polled without blocking and yielding
-        the CPU between polls; None if none did (or the frontend closed: then disconnected)."""
+        the CPU between polls -- when recent polls caught one (see :data:`SPIN_MIN_HIT_RATE`)."""
+        self._spin_next = False
+        if self._hit_rate < SPIN_MIN_HIT_RATE and self._skipped < SPIN_PROBE_EVERY:
+            self._skipped += 1
+            return None
+        self._skipped = 0
+        self.spins += 1
         until = time.perf_counter() + seconds
-        while True:
+        msg = None
+        while msg is None and self._sock is not None:
             try:
-                data = s.recv(_READ_BYTES, socket.MSG_DONTWAIT)
+                msg = self._deliver(s.recv(_READ_BYTES, socket.MSG_DONTWAIT))
             except BlockingIOError:
                 if time.perf_counter() >= until:
-                    return None
+                    break
                 os.sched_yield()
-                continue
-            if not data:
-                self.disconnect()
-                return None
-            msgs = self._reader.feed(data)
-            if msgs:
-                self._ready = msgs[1:]
-                self.caught_spinning += 1
-                return msgs[0]
+        self._hit_rate *= 1 - SPIN_RATE_WEIGHT
+        if msg is not None:
+            self._hit_rate += SPIN_RATE_WEIGHT
+            self.caught_spinning += 1
+        return msg
 
     def disconnect(self) -> None:
         s, self._sock = self._sock, None
