@@ -20,7 +20,9 @@ soon as the announcement is read, before buffering any of it (the ZeroMQ endpoin
 
 from __future__ import annotations
 
+import math
 import os
+import select
 import socket
 import struct
 import time
@@ -136,12 +138,15 @@ class StreamChannel:
     ``IMMEDIATE`` DEALER does; a lost connection is noticed by :meth:`recv` (the next :meth:`send`
     makes a new one: the frontend sees a new peer and asks it to register).
 
-    Waiting is bounded by the kernel (``SO_RCVTIMEO``), not by Python's socket timeouts, which cost
-    a system call to switch the descriptor's mode and a ``poll`` before each receive: a message
-    then costs one blocking ``recv`` and one ``send``. The receive bound is set once per connection
-    to ``max_wait`` and changed only for a shorter wait than about that (an imminent heartbeat). A
-    send that cannot complete within ``send_timeout`` (a frontend that stopped reading) ends the
-    connection: the stream is broken after a partial message.
+    A receive waits in ``poll()`` for input, then reads without blocking: two system calls where a
+    blocking ``recv`` is one, because Linux wakes a thread blocked in ``recv`` on a Unix stream
+    socket whenever the peer *reads* what that thread sent. A replica that blocked before the
+    frontend read its answer (the usual case for a model whose next batch comes later, such as a
+    canary's share) was woken for nothing on every batch: a context switch, and on a virtual
+    machine an inter-processor interrupt charged to the frontend (``bench/traffic.py``, a 90/10
+    split: the replicas' context switches per prediction fell by a fifth). A send that cannot
+    complete within ``send_timeout`` (a frontend that stopped reading) ends the connection: the
+    stream is broken after a partial message.
 
     ``spin``: after a send (an answer), the next receive first polls without blocking for up to this
     many seconds, yielding the CPU to any other runnable thread between polls, and only then blocks.
@@ -158,7 +163,6 @@ class StreamChannel:
         self,
         path: str,
         max_frame_bytes: int = 1 << 30,
-        max_wait: float = 0.1,
         send_timeout: float = 10.0,
         spin: float = 0.0,
     ) -> None:
@@ -169,13 +173,12 @@ class StreamChannel:
         self.spins = 0  # polls made (each costs up to ``spin`` of CPU)
         self._hit_rate = 1.0  # moving share of recent polls that caught the next message
         self._skipped = 0  # sends since the last poll
-        self.max_wait = max_wait
         self.send_timeout = send_timeout
         self._max_frame_bytes = max_frame_bytes
         self._sock: socket.socket | None = None
         self._reader = MessageReader(max_frame_bytes)
         self._ready: list[list[bytes]] = []
-        self._wait = 0.0  # the connection's SO_RCVTIMEO
+        self._poller = select.poll()
         self.connections = 0  # connections made so far
 
     @property
@@ -187,19 +190,16 @@ class StreamChannel:
         try:
             s.connect(self.path)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.send_timeout))
-            self._set_wait(s, self.max_wait)
         except OSError:
             s.close()
             return None
         self._sock = s
+        self._poller = select.poll()
+        self._poller.register(s, select.POLLIN)
         self._reader = MessageReader(self._max_frame_bytes)
         self._ready = []
         self.connections += 1
         return s
-
-    def _set_wait(self, s: socket.socket, wait: float) -> None:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
-        self._wait = wait
 
     def send(self, frames: list[bytes]) -> bool:
         """Send one message; False when the frontend cannot be reached (nothing was sent)."""
@@ -215,9 +215,8 @@ class StreamChannel:
             return False
 
     def recv(self, timeout: float) -> list[bytes] | None:
-        """The next message, waiting up to about ``timeout`` seconds (a little longer when that is
-        close to ``max_wait``); None when none came (or the connection is not there: then after
-        waiting, so that a caller's loop does not spin)."""
+        """The next message, waiting up to about ``timeout`` seconds; None when none came (or the
+        connection is not there: then after waiting, so that a caller's loop does not spin)."""
         if self._ready:
             return self._ready.pop(0)
         s = self._sock
@@ -226,19 +225,22 @@ class StreamChannel:
             return None
         if timeout <= 0:
             return None
-        wait = self.max_wait if timeout >= 0.9 * self.max_wait else timeout
         try:
             if self._spin_next and self.spin > 0:
                 msg = self._poll_after_send(s, min(self.spin, timeout))
                 if msg is not None or self._sock is None:
                     return msg
-            if wait != self._wait:
-                self._set_wait(s, wait)
+            until = time.monotonic() + timeout
             while True:
-                msg = self._deliver(s.recv(_READ_BYTES))
-                if msg is not None or self._sock is None:
+                if not self._poller.poll(math.ceil(max(0.0, until - time.monotonic()) * 1000)):
+                    return None
+                try:
+                    msg = self._deliver(s.recv(_READ_BYTES, socket.MSG_DONTWAIT))
+                except BlockingIOError:
+                    msg = None
+                if msg is not None or self._sock is None or time.monotonic() >= until:
                     return msg
-        except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO passed: nothing (more) came
+        except InterruptedError:
             return None
         except (OSError, ProtocolError):
             self.disconnect()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -91,6 +92,41 @@ def test_a_message_arriving_in_pieces_is_waited_for_whole(listener):
     t.start()
     assert chan.recv(5) == [b"", b"y" * 5000]
     t.join()
+    conn.close()
+
+
+def _task_field(tid: int, name: str) -> str:
+    with open(f"/proc/self/task/{tid}/status") as f:
+        return next(line.split()[1] for line in f if line.startswith(name + ":"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts a thread's wake-ups in /proc")
+def test_a_waiting_replica_is_not_woken_when_the_frontend_reads_its_answer(listener):
+    """Linux wakes a thread blocked in recv() on a Unix stream socket whenever the peer reads what
+    that thread sent. A replica that blocked before the frontend read its answer (a canary's, whose
+    next batch comes later) would be woken for nothing on every batch -- a context switch, and on a
+    virtual machine an inter-processor interrupt charged to the frontend. The channel waits in
+    poll() for input only, which that wake-up does not end."""
+    path, srv = listener
+    chan = StreamChannel(path)
+    assert chan.send([b"", b"answer"])
+    conn, _ = srv.accept()
+    tid: list[int] = []
+    got: list[list[bytes] | None] = []
+    t = threading.Thread(target=lambda: (tid.append(threading.get_native_id()), got.append(chan.recv(10))))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not tid or _task_field(tid[0], "State") != "S":
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    time.sleep(0.05)  # well inside its wait
+    before = _task_field(tid[0], "voluntary_ctxt_switches")
+    assert MessageReader(1024).feed(conn.recv(1024)) == [[b"", b"answer"]]  # the frontend reads it
+    time.sleep(0.1)
+    assert _task_field(tid[0], "voluntary_ctxt_switches") == before  # still asleep, never woken
+    conn.sendall(encode_message([b"next batch"]))
+    t.join(10)
+    assert got == [[b"next batch"]]
     conn.close()
 
 
