@@ -8,7 +8,7 @@ same messages without ZeroMQ's I/O thread); both are used the same way below.
 Threads: the *session* thread owns the session's socket: it receives a batch, decodes it, calls the
 function, encodes and sends the outputs, then reads the next one (no hand-off between threads: a
 prediction message costs one wake-up of one thread, not three). It waits for the next message in a
-blocking receive (a third of the system calls of a poll followed by non-blocking reads), bounded by
+blocking receive (ZeroMQ's; on the Unix socket a ``poll()`` for input, :class:`StreamChannel`), bounded by
 the next heartbeat, the reconnect deadline and :data:`STOP_CHECK_S`, and heartbeats every
 ``heartbeat_interval`` while it waits. The *main* thread takes signals and, once per tick, keeps the
 session alive while the function runs: when a batch has been in the function longer than
@@ -75,9 +75,9 @@ _HEARTBEAT = p.encode_heartbeat()
 EXIT_HUNG = 4  # a batch stayed in the prediction function past CLIPPER_PREDICT_TIMEOUT
 LIVENESS_GRACE_S = 10.0
 #: The longest the session thread blocks in a receive before it looks at the stop flag again. A
-#: blocking receive costs a third of the system calls of a poll and a non-blocking drain, which is
-#: most of a replica's fixed cost per message (``bench/replica.py``); pyzmq cannot interrupt it
-#: from another thread, hence the bound.
+#: blocking ZeroMQ receive costs a third of the system calls of a poll and a non-blocking drain,
+#: which is most of a replica's fixed cost per message (``bench/replica.py``); pyzmq cannot
+#: interrupt it from another thread, hence the bound.
 STOP_CHECK_S = 0.1
 
 
