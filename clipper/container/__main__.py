@@ -19,7 +19,7 @@ use_cached_build()  # before the hot path is imported: a cached compiled build o
 from clipper.container.config import ConfigError, ContainerConfig  # noqa: E402
 from clipper.container.loader import ModelLoadError, load_model, read_metadata  # noqa: E402
 from clipper.container.metrics import ContainerMetrics  # noqa: E402
-from clipper.container.runtime import ContainerRuntime  # noqa: E402
+from clipper.container.runtime import ContainerRuntime, schedule_as_batch  # noqa: E402
 from clipper.rpc.auth import RpcKeyError, keys_from_env  # noqa: E402
 
 ENVIRONMENT = """\
@@ -36,6 +36,8 @@ optional:
                               (an absolute path; no CURVE there: the socket file is owner-only)
   CLIPPER_RPC_SPIN_US         on that socket, microseconds to poll for the next batch after an answer
                               before blocking (60; 0 disables; costs CPU, saves a wake-up per batch)
+  CLIPPER_SCHED_BATCH         1: schedule the replica as batch work, which does not preempt a running
+                              process (the query frontend) when a batch wakes it; 0: as usual (1)
   CLIPPER_INPUT_TYPE          ints, floats, doubles, bytes or strings, any alias (doubles)
   CLIPPER_MODEL_PATH          the model directory (/model)
   CLIPPER_METRICS_PORT        serve Prometheus metrics on this port (off when unset)
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         log.error("%s", e)
         return 1
+    if config.sched_batch:  # before the model loads: its threads and processes inherit the policy
+        schedule_as_batch()
     try:  # CLIPPER_RPC_KEYS / CLIPPER_RPC_KEYS_FILE: the cluster's replica keys (clipper.rpc.auth)
         rpc_keys = keys_from_env(role="replica")
     except RpcKeyError as e:

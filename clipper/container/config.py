@@ -46,6 +46,8 @@ class ContainerConfig:
     # After answering on that socket, poll for the next batch this long before blocking
     # (CLIPPER_RPC_SPIN_US; 0 disables; see clipper.rpc.stream.StreamChannel)
     rpc_spin: float = DEFAULT_RPC_SPIN_S
+    # Run as SCHED_BATCH (CLIPPER_SCHED_BATCH; see clipper.container.runtime.schedule_as_batch)
+    sched_batch: bool = True
 
     @property
     def rpc_endpoint(self) -> str:
@@ -77,7 +79,9 @@ class ContainerConfig:
         ``CLIPPER_RPC_SOCKET`` (an absolute path: the query frontend's Unix socket on this host,
         instead of ``CLIPPER_IP``/``CLIPPER_PORT``, without CURVE; the local backend's replicas) and
         ``CLIPPER_RPC_SPIN_US`` (on that socket, microseconds to poll for the next batch after an
-        answer before blocking; 60, 0 disables, at most 10,000).
+        answer before blocking; 60, 0 disables, at most 10,000) and ``CLIPPER_SCHED_BATCH`` (1:
+        the replica's threads are scheduled as batch work, which does not preempt a running
+        process when it wakes, such as the query frontend; 0: as ordinary processes; default 1).
         """
         env = os.environ if env is None else env
         name = env.get("CLIPPER_MODEL_NAME", "").strip()
@@ -117,6 +121,7 @@ class ContainerConfig:
             else None,
             rpc_socket=Path(socket_path) if socket_path else None,
             rpc_spin=_spin_us(env.get("CLIPPER_RPC_SPIN_US", "").strip()),
+            sched_batch=_flag(env.get("CLIPPER_SCHED_BATCH", ""), "CLIPPER_SCHED_BATCH", True),
         )
 
 
@@ -151,6 +156,16 @@ def _optional_seconds(text: str, var: str) -> float | None:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{var} must be a number of seconds (0 disables), got {text!r}")
     return value
+
+
+def _flag(text: str, var: str, default: bool) -> bool:
+    """``1`` or ``0`` (unset: ``default``)."""
+    text = text.strip()
+    if not text:
+        return default
+    if text not in ("0", "1"):
+        raise ConfigError(f"{var} must be 1 (on) or 0 (off), got {text!r}")
+    return text == "1"
 
 
 def _spin_us(text: str) -> float:

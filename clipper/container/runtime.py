@@ -129,6 +129,38 @@ def exit_hung(message: str) -> None:
     os._exit(EXIT_HUNG)
 
 
+def schedule_as_batch() -> bool:
+    """Schedule the calling thread, and the threads and processes it starts later, as
+    ``SCHED_BATCH`` (Linux; no privilege needed); False where that is not available.
+
+    A replica is batch work fed by the query frontend, often on the same cores. As an ordinary
+    process, each batch's wake-up preempts whatever runs on the core it lands on, often the
+    frontend itself, in the middle of the event loop that every other query waits on. A batch
+    process keeps its share of the CPU (its nice value is unchanged) and runs at once on an idle
+    core; on a busy one it waits for the running task to block or use up its slice instead of
+    preempting it. Measured on 2 vCPUs (``bench/traffic.py``, a 90/10 split whose minority replica
+    wakes ~1,400 times a second; three alternated runs each): the split's cost against a plain app
+    8 to 11 % instead of 10 to 13 %, a plain app's throughput unchanged."""
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return False
+    try:  # every thread started so far too (by imports); later ones inherit it
+        for tid in _thread_ids():
+            os.sched_setscheduler(tid, policy, os.sched_param(0))
+    except OSError as e:  # a seccomp profile or similar: scheduling stays as it was
+        log.debug("cannot schedule as SCHED_BATCH: %s", e)
+        return False
+    return True
+
+
+def _thread_ids() -> list[int]:
+    """This process's threads (Linux), else the calling thread (0)."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
 class ContainerRuntime:
     def __init__(
         self,

@@ -380,6 +380,7 @@ def _missing_module_pickle(tmp_path: Path) -> Path:
             1,
             "CLIPPER_RPC_SPIN_US must be a number of microseconds from 0 (off) to 10000, got '1e9'",
         ),
+        ("bad-sched", 1, "CLIPPER_SCHED_BATCH must be 1 (on) or 0 (off), got 'yes'"),
     ],
 )
 def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, case, code, message):
@@ -404,6 +405,8 @@ def test_configuration_and_model_errors_exit_with_a_message(tmp_path, start, cas
         env["CLIPPER_RPC_SOCKET"] = "rpc.sock"
     elif case == "bad-spin":
         env["CLIPPER_RPC_SPIN_US"] = "1e9"
+    elif case == "bad-sched":
+        env["CLIPPER_SCHED_BATCH"] = "yes"
     container = start(port, model, input_type, **env)
     assert container.wait() == code
     log = container.log()
@@ -471,3 +474,20 @@ def test_a_container_given_the_frontends_unix_socket_serves_there_without_curve(
         assert f"serving for unix://{socket_path}" in container.log()
     finally:
         h.close()
+
+
+def _policies(pid: int) -> set[int]:
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+@pytest.mark.parametrize(("setting", "policy"), [(None, "SCHED_BATCH"), ("0", "SCHED_OTHER")])
+def test_a_replica_runs_as_batch_work_unless_told_not_to(tmp_path, harness, start, setting, policy):
+    """By default every thread of a replica is SCHED_BATCH (a batch's wake-up does not preempt
+    the query frontend); CLIPPER_SCHED_BATCH=0 leaves the ordinary policy."""
+    model = make_model_dir(tmp_path, "def f(xs):\n    return [str(float(sum(x))) for x in xs]\n")
+    env = {} if setting is None else {"CLIPPER_SCHED_BATCH": setting}
+    container = start(harness.port, model, **env)
+    conn = harness.wait_registered()
+    assert harness.predict(conn, InputType.DOUBLES, [struct.pack("<2d", 1.0, 2.5)]) == [b"3.5"]
+    assert _policies(container.proc.pid) == {getattr(os, policy)}
