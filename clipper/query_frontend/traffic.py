@@ -9,9 +9,10 @@ to one of its (model, version) targets:
   system pays per batch: a 10 % target chosen request by request reaches its replica one or two
   queries at a time on a busy frontend, each such batch costing the frontend and the replica a
   message and a wake-up about as dear as a full one (on two cores a 90/10 split then cost ~20 %
-  throughput against a plain app, with runs ~10 %: ``bench/traffic.py``). A run of consecutive
-  requests arrives within a fraction of a millisecond under load and rides in one batch; at low
-  load it costs nothing. With ``sticky_key`` the choice is a function of the request's key instead
+  throughput against a plain app; with runs of 8 ~13 %, the minority's batches ~6.7 queries; with
+  runs of 16 ~8 %, its batches ~12: ``bench/traffic.py``). A run of consecutive requests arrives
+  within a fraction of a millisecond under load and rides in one batch; at low load it costs
+  nothing. With ``sticky_key`` the choice is a function of the request's key instead
   (a top-level field of the request's JSON body, else the HTTP header of that name): BLAKE2b of the
   key modulo 10,000 buckets mapped onto the cumulative weights, so one key keeps its target on every
   frontend and across restarts as long as the weights do not change. Requests without the key
@@ -55,7 +56,7 @@ from clipper.metrics import MetricsRegistry
 from clipper.metrics.types import PENDING_MAX, Counter, Histogram
 
 STICKY_BUCKETS = 10_000
-ROUTING_RUN = 8  # consecutive unkeyed requests sent to one target (or mirrored): see the docstring
+ROUTING_RUN = 16  # consecutive unkeyed requests sent to one target (or mirrored): see the docstring
 
 
 def cumulative(weights: Sequence[float]) -> list[float]:
