@@ -1,7 +1,7 @@
 """The original's metric types: Counter, RatioCounter, Meter (lazy EWMA ticks), Histogram (reservoir).
 
 Hot-path cost is the point: ``Counter.increment`` is one int add, ``Histogram.insert`` an append or a
-random index, ``Meter.mark`` two adds and a clock read. None of them lock: the serving plane updates
+count, ``Meter.mark`` two adds and a clock read. None of them lock: the serving plane updates
 metrics from one event-loop thread, and readers (``/metrics``, Prometheus scrapes) only read, so a
 report may be off by the update in flight, never corrupt.
 
@@ -290,7 +290,13 @@ PENDING_MAX = 4096
 
 
 class Histogram(Metric):
-    """A fixed-size uniform sample of all inserted values (Algorithm R) and its statistics.
+    """A fixed-size uniform sample of all inserted values and its statistics.
+
+    The sample is kept by reservoir sampling with geometric skips (Li's Algorithm L): once the
+    reservoir is full, the number of values to pass over before the next one replaces a random slot
+    is drawn directly, so a value that does not enter the sample -- nearly all of them, after the
+    first few multiples of the size -- costs a count and an add, not a random draw each (Algorithm
+    R). The sample is uniform all the same: every value seen is in it with probability size / n.
 
     A hot path that records once per request may append to :attr:`pending` instead of calling
     :meth:`insert` (a list append, no Python call): every read (:meth:`stats`, the JSON and
@@ -299,7 +305,7 @@ class Histogram(Metric):
     :data:`PENDING_MAX` values.
     """
 
-    __slots__ = ("unit", "size", "reservoir", "n", "sum", "_rand", "pending", "on_fold")
+    __slots__ = ("unit", "size", "reservoir", "n", "sum", "_rand", "_w", "_next", "pending", "on_fold")
     category = "histograms"
 
     def __init__(
@@ -320,6 +326,8 @@ class Histogram(Metric):
         self.n = 0  # values seen since clear
         self.sum = 0  # their sum (Prometheus summary _sum)
         self._rand = random.random
+        self._w = 1.0  # Algorithm L's W (drawn when the reservoir has filled)
+        self._next = 0  # the (1-based) count of the next value to enter the full sample; 0: not drawn
         # values recorded but not yet in the sample (see the class docstring); the list object is
         # kept for the histogram's life, so an owner may hold on to it (or to its bound ``append``)
         self.pending: list[int] = []
@@ -327,15 +335,27 @@ class Histogram(Metric):
         #: from the same values (e.g. fixed buckets) takes them from here instead of per value.
         self.on_fold: Callable[[list[int]], None] | None = None
 
+    def _draw_next(self) -> None:
+        """Algorithm L's step: shrink W, then skip a geometric number of values past the current
+        next (past the full reservoir the first time). Draws come from ``1 - random()``, in (0, 1]."""
+        rand = self._rand
+        if self._next == 0:
+            self._next = self.size
+        w = self._w * math.exp(math.log(1.0 - rand()) / self.size)
+        self._w = w = min(max(w, 1e-300), 1.0 - 1e-16)  # log1p(-w) finite and nonzero
+        self._next += int(math.log(1.0 - rand()) / math.log1p(-w)) + 1
+
     def insert(self, value: int) -> None:
-        n = self.n
-        if n < self.size:
+        n = self.n + 1  # this value's count
+        if n <= self.size:
             self.reservoir.append(value)
         else:
-            j = int(self._rand() * (n + 1))
-            if j < self.size:
-                self.reservoir[j] = value
-        self.n = n + 1
+            if self._next == 0:
+                self._draw_next()
+            if n == self._next:
+                self.reservoir[int(self._rand() * self.size)] = value
+                self._draw_next()
+        self.n = n
         self.sum += value
 
     def insert_n(self, value: int, count: int) -> None:
@@ -343,20 +363,23 @@ class Histogram(Metric):
         self.insert_all([value] * count)
 
     def insert_all(self, values: Sequence[int]) -> None:
-        """:meth:`insert` of each value, in one call."""
+        """:meth:`insert` of each value, in one call (same draws; work only for the values that
+        enter the sample)."""
         n = self.n
         size = self.size
-        reservoir = self.reservoir
-        fill = min(len(values), size - n) if n < size else 0
+        end = n + len(values)
+        fill = min(end, size) - n
         if fill > 0:
-            reservoir.extend(values[:fill])
-        rand = self._rand
-        # the m-th value seen replaces a random slot with probability size / m (Algorithm R)
-        for m, v in enumerate(values[fill:] if fill else values, n + fill + 1):
-            j = int(rand() * m)
-            if j < size:
-                reservoir[j] = v
-        self.n = n + len(values)
+            self.reservoir.extend(values[:fill])
+        if end > size:
+            if self._next == 0:
+                self._draw_next()
+            reservoir = self.reservoir
+            rand = self._rand
+            while self._next <= end:
+                reservoir[int(rand() * size)] = values[self._next - n - 1]
+                self._draw_next()
+        self.n = end
         self.sum += sum(values)
 
     def flush(self) -> None:
@@ -397,3 +420,5 @@ class Histogram(Metric):
         self.pending.clear()
         self.n = 0
         self.sum = 0
+        self._w = 1.0
+        self._next = 0
