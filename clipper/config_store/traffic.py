@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,19 +153,6 @@ class TargetCounts:
         """``count`` requests answered in ``micros`` each (a batch's inputs share its latency)."""
         self.latency_buckets[bisect_left(LATENCY_BUCKETS_MICROS, micros)] += count  # past the last: +inf
         self.latency_sum_micros += micros * count
-
-    def observe_latencies(self, micros: list[int]) -> None:
-        """One request of one input per value, answered in that many microseconds (as
-        :meth:`observe_latency` of each; sorted in C, then one bisection per bucket)."""
-        values = sorted(micros)
-        buckets = self.latency_buckets
-        below = 0  # values in the buckets so far (each bound inclusive, as bisect_left above)
-        for i, bound in enumerate(LATENCY_BUCKETS_MICROS):
-            upto = bisect_right(values, bound, below)
-            buckets[i] += upto - below
-            below = upto
-        buckets[-1] += len(values) - below
-        self.latency_sum_micros += sum(values)
 
     def merge(self, other: TargetCounts) -> None:
         self.requests += other.requests

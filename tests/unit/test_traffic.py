@@ -184,20 +184,29 @@ def test_shared_weights_absorb_keeps_additions_made_during_a_flush():
 # -- statistics ------------------------------------------------------------------------------------
 
 
-def test_target_counts_observe_latencies_is_observe_latency_of_each():
+def test_target_stats_fold_single_latencies_as_observe_latency_of_each():
+    """Single inputs' latencies wait in a list and are bucketed in bulk when folded: the same
+    buckets, sum and counters as observe_latency of each value, on every bound and either side."""
     rng = random.Random(3)
     bounds = list(LATENCY_BUCKETS_MICROS)
     values = [rng.choice([0, 1, *bounds, *(b + 1 for b in bounds)]) for _ in range(500)]
     values += [
         rng.randrange(0, 2 * bounds[-1]) for _ in range(500)
     ]  # every bound, either side, past the last
-    one, bulk = TargetCounts(), TargetCounts()
+    one = TargetCounts()
     for v in values:
         one.observe_latency(v)
-    bulk.observe_latencies(values[:300])
-    bulk.observe_latencies(values[300:])
-    bulk.observe_latencies([])
-    assert bulk.latency_buckets == one.latency_buckets and bulk.latency_sum_micros == one.latency_sum_micros
+    stats = AppTraffic("a", TrafficConfig((Target("m", "1", 1),)), MetricsRegistry(False)).stats[0]
+    for v in values[:300]:
+        stats.record(1, 0, 0, v)
+    stats.flush()
+    stats.flush()  # nothing new: nothing changes
+    for v in values[300:]:
+        stats.record(1, 1, 0, v)
+    stats.flush()
+    c = stats.counts
+    assert c.latency_buckets == one.latency_buckets and c.latency_sum_micros == one.latency_sum_micros
+    assert (c.requests, c.defaults, c.errors) == (1000, 700, 0)
 
 
 def test_target_counts_merge_and_quantiles():
