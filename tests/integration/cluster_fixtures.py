@@ -137,7 +137,10 @@ class Cluster:
         first = not self._qf_started
         self._qf_started = True
         for attempt in range(3):
-            qf, output = self._spawn_query_frontend(extra)
+            qf, output = self._spawn_query_frontend(
+                self.http_port, self.rpc_port, extra, "query_frontend.log"
+            )
+            self.qf = qf
             if qf.poll() is None:
                 wait_for(lambda: self.http.get(f"{self.url}/health", timeout=1).ok, 20, "query frontend")
                 return
@@ -145,22 +148,39 @@ class Cluster:
                 raise AssertionError(f"the query frontend exited with {qf.returncode}:\n{output[-3000:]}")
             self.http_port, self.rpc_port = free_port(), free_port()
 
-    def _spawn_query_frontend(self, extra: tuple[str, ...]) -> tuple[subprocess.Popen, str]:
-        """The started process once it listens on both ports or has exited, and what it logged."""
-        log = self.logs / "query_frontend.log"
+    def start_another_query_frontend(self, *extra: str) -> tuple[subprocess.Popen, int, int]:
+        """A second query frontend on the same store, on ports of its own: the process and its HTTP
+        and RPC ports once it listens on both (ports taken meanwhile are picked again, up to three
+        times, as on the first frontend's first start)."""
+        for attempt in range(3):
+            http_port, rpc_port = free_port(), free_port()
+            qf, output = self._spawn_query_frontend(http_port, rpc_port, extra, "qf2.log")
+            if qf.poll() is None:
+                return qf, http_port, rpc_port
+            if attempt == 2 or "address already in use" not in output:
+                raise AssertionError(
+                    f"the second query frontend exited with {qf.returncode}:\n{output[-3000:]}"
+                )
+        raise AssertionError("unreachable")
+
+    def _spawn_query_frontend(
+        self, http_port: int, rpc_port: int, extra: tuple[str, ...], log_name: str
+    ) -> tuple[subprocess.Popen, str]:
+        """The started process once it listens on both ports or has exited, and what it logged (a
+        start-up under the other lanes' load can take seconds: waited for up to a minute)."""
+        log = self.logs / log_name
         offset = log.stat().st_size if log.exists() else 0
-        args = ["--store", self.store_url, "--port", str(self.http_port), "--rpc-port", str(self.rpc_port)]
+        args = ["--store", self.store_url, "--port", str(http_port), "--rpc-port", str(rpc_port)]
         qf = self.spawn(
             [sys.executable, "-m", "clipper.query_frontend", *args, *self.rpc_auth_args(), *extra],
-            "query_frontend.log",
+            log_name,
         )
-        self.qf = qf
-        listening = (f":{self.http_port}, RPC ", f":{self.rpc_port}, hot path")
+        listening = (f":{http_port}, RPC ", f":{rpc_port}, hot path")
 
         def output() -> str:
             return log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
 
-        wait_for(lambda: qf.poll() is not None or all(t in output() for t in listening), 20, "query frontend")
+        wait_for(lambda: qf.poll() is not None or all(t in output() for t in listening), 60, "query frontend")
         return qf, output()
 
     def rpc_auth_args(self) -> list[str]:

@@ -7,6 +7,8 @@ import http.server
 import threading
 from pathlib import Path
 
+import pytest
+
 from .cluster_fixtures import Cluster
 
 
@@ -31,6 +33,31 @@ def test_a_query_port_taken_meanwhile_is_picked_again(tmp_path: Path) -> None:
         assert c.http_port != taken and c.qf is not None and c.qf.poll() is None
         assert "address already in use" in c.log_tail()  # the first attempt's exit
         assert c.http.get(f"{c.url}/metrics", timeout=5).ok  # the frontend's own route
+    finally:
+        squatter.shutdown()
+        squatter.server_close()
+        c.close()
+
+
+def test_another_query_frontend_whose_port_was_taken_meanwhile_starts_on_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from . import cluster_fixtures
+
+    c = Cluster(tmp_path, f"sqlite:///{tmp_path}/config.db")
+    squatter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    taken = squatter.server_address[1]
+    try:
+        c.start_mgmt()
+        c.start_query_frontend()
+        first_pick = iter([taken])  # the second frontend's first HTTP port is the squatter's
+        real = cluster_fixtures.free_port
+        monkeypatch.setattr(cluster_fixtures, "free_port", lambda: next(first_pick, None) or real())
+        qf2, http2, _rpc2 = c.start_another_query_frontend("--frontend-id", "second")
+        assert http2 != taken and qf2.poll() is None
+        assert "address already in use" in (c.logs / "qf2.log").read_text()  # the first attempt's exit
+        assert c.http.get(f"http://127.0.0.1:{http2}/metrics", timeout=5).ok  # the frontend's own route
     finally:
         squatter.shutdown()
         squatter.server_close()

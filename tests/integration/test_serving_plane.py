@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -324,26 +323,8 @@ def test_hung_replica_is_detected_and_its_batch_retried(cluster):
 
 def test_two_frontends_share_one_store_without_cross_wiring(cluster):
     from clipper.config_store import open_store
-    from clipper.net import free_port
 
-    http2, rpc2 = free_port(), free_port()
-    qf2 = cluster.spawn(
-        [
-            sys.executable,
-            "-m",
-            "clipper.query_frontend",
-            "--store",
-            cluster.store_url,
-            "--port",
-            str(http2),
-            "--rpc-port",
-            str(rpc2),
-            "--frontend-id",
-            "second",
-            *cluster.rpc_auth_args(),
-        ],
-        "qf2.log",
-    )
+    qf2, http2, rpc2 = cluster.start_another_query_frontend("--frontend-id", "second")
     url2 = f"http://127.0.0.1:{http2}"
     wait_for(lambda: cluster.http.get(f"{url2}/health", timeout=1).ok, 20, "second query frontend")
     # Same configuration, but no replica is connected to the second frontend.
