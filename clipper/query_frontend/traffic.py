@@ -314,20 +314,14 @@ class TargetStats:
         ``observe_latency`` of each, bounds inclusive), then the counters."""
         bounds = LATENCY_BUCKETS_MICROS
         k = len(bounds)
-        add = [0] * (k + 1)
-        total = 0
+        c = self.counts
+        buckets = c.latency_buckets
         for v in micros:  # most values fall in the first buckets: a scan beats a sort or bisections
-            total += v
             i = 0
             while i < k and v > bounds[i]:
                 i += 1
-            add[i] += 1
-        c = self.counts
-        buckets = c.latency_buckets
-        for i in range(k + 1):
-            if add[i]:
-                buckets[i] += add[i]
-        c.latency_sum_micros += total
+            buckets[i] += 1
+        c.latency_sum_micros += sum(micros)
         self._add_counters()
 
     def _add_counters(self) -> None:
