@@ -58,6 +58,14 @@ def _threads(pid: int) -> list[int]:
         return []
 
 
+#: ``perf stat``'s events, by the names this benchmark reports them under.
+PERF_EVENTS = {
+    "raw_syscalls:sys_enter": "syscalls",
+    "context-switches": "context_switches",
+    "cpu-migrations": "migrations",
+}
+
+
 def _perf_stat(groups: dict[str, list[int]], seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """``perf stat`` of every thread of the groups' processes for ``seconds`` (started beside wrk)."""
     pids = [pid for pids in groups.values() for pid in pids]
@@ -69,25 +77,32 @@ def _perf_stat(groups: dict[str, list[int]], seconds: float, out: Path) -> subpr
         str(out),
         "--per-thread",
         "-e",
-        "raw_syscalls:sys_enter,context-switches",
+        ",".join(PERF_EVENTS),
     ]
     cmd += ["-p", ",".join(map(str, pids)), "--", "sleep", f"{seconds:g}"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _perf_counts(groups: dict[str, list[int]], out: Path) -> dict[str, dict[str, float]]:
-    """``{group: {"syscalls": n, "context_switches": n}}`` from :func:`_perf_stat`'s output."""
+    """``{group: {event: n}}`` (the names of :data:`PERF_EVENTS`) from :func:`_perf_stat`'s output."""
     group_of = {tid: g for g, pids in groups.items() for pid in pids for tid in _threads(pid)}
-    totals = {g: {"syscalls": 0.0, "context_switches": 0.0} for g in groups}
+    totals = {g: dict.fromkeys(PERF_EVENTS.values(), 0.0) for g in groups}
     for line in out.read_text().splitlines():
         fields = line.split(",")
         if len(fields) < 4 or not fields[1].isdigit():
             continue  # a comment, a blank line, "<not counted>"
         tid = int(fields[0].rsplit("-", 1)[-1])
-        event = "syscalls" if fields[3].startswith("raw_syscalls") else "context_switches"
-        if tid in group_of:
+        event = PERF_EVENTS.get(fields[3])
+        if tid in group_of and event is not None:
             totals[group_of[tid]][event] += int(fields[1])
     return totals
+
+
+def machine_times() -> list[int]:
+    """The whole machine's CPU times so far (``/proc/stat``'s ``cpu`` line, in clock ticks): user,
+    nice, system, idle, iowait, irq, softirq, steal, ..."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
@@ -138,6 +153,7 @@ def measure(
         "replicas": [p.pid for p in stack.procs if "clipper.container" in p.args],
     }
     before = {g: [cpu_seconds(pid) for pid in pids] for g, pids in groups.items()}
+    machine_before = machine_times()
     batches_before = batch_totals(stack.http_port)
     perf_out = stack.root / f"perf-{app}.csv"
     window = max(seconds - 1, 1)
@@ -157,6 +173,10 @@ def measure(
         ]  # fmt: skip
         if spent and r["requests"]:
             r[f"{g}_cpu_us"] = sum(spent) / r["requests"] * 1e6
+    spent_ticks = [a - b for a, b in zip(machine_times(), machine_before, strict=False)]
+    if sum(spent_ticks) > 0:  # the machine's idle and stolen (by the hypervisor) shares of the run
+        r["idle_pct"] = 100 * (spent_ticks[3] + spent_ticks[4]) / sum(spent_ticks)
+        r["steal_pct"] = 100 * spent_ticks[7] / sum(spent_ticks) if len(spent_ticks) > 7 else 0.0
     for version, (n, queries) in batch_totals(stack.http_port).items():
         n0, q0 = batches_before.get(version, (0.0, 0.0))
         if n > n0:  # the mean batch of each version that served this run (shadows included)
@@ -348,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu = [r[f"{g}_cpu_us"] for r in runs[app] if f"{g}_cpu_us" in r]
             if cpu:
                 result[app][f"{g}_cpu_us_per_prediction"] = round(statistics.median(cpu), 1)
-            for event in ("syscalls", "context_switches"):
+            for event in PERF_EVENTS.values():
                 counts = [r[f"{g}_{event}"] for r in runs[app] if f"{g}_{event}" in r]
                 if counts:
                     result[app][f"{g}_{event}_per_prediction"] = round(statistics.median(counts), 3)
@@ -366,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         r["per_round_predictions_per_s"] = [round(x["rps"], 1) for x in runs[app]]
         per_round = [100 * (1 - a["rps"] / b["rps"]) for a, b in zip(runs[app], runs["bench"], strict=True)]
         r["per_round_cost_pct"] = [round(c, 1) for c in per_round]
+        # every round's own measurements (CPU, batches, perf counts): what a slow round did differently
+        r["rounds"] = [{k: round(v, 3) for k, v in x.items()} for x in runs[app]]
         r["throughput_cost_pct"] = round(statistics.median(per_round), 1)
         interval = median_interval(per_round)
         r["throughput_cost_interval_pct"] = [round(c, 1) for c in interval] if interval else None
