@@ -12,7 +12,9 @@ to one of its (model, version) targets:
   throughput against a plain app; with runs of 8 ~13 %, the minority's batches ~6.7 queries; with
   runs of 16 ~8 %, its batches ~12: ``bench/traffic.py``). A run of consecutive requests arrives
   within a fraction of a millisecond under load and rides in one batch; at low load it costs
-  nothing. With ``sticky_key`` the choice is a function of the request's key instead
+  nothing. The request that ends a target's stretch of runs (the next run goes to another target)
+  lets that target's queue leave at once: nothing more is coming for it, so a minority version's
+  wait for batch-mates (``workers.Dispatcher._send``) ends there. With ``sticky_key`` the choice is a function of the request's key instead
   (a top-level field of the request's JSON body, else the HTTP header of that name): BLAKE2b of the
   key modulo 10,000 buckets mapped onto the cumulative weights, so one key keeps its target on every
   frontend and across restarts as long as the weights do not change. Requests without the key
@@ -80,9 +82,13 @@ class RunSchedule:
     (nginx's): each run goes to the choice whose credit, raised by its weight every run, is highest,
     which then pays the total weight. Over any stretch every choice's share is its weight's to within
     one run, its runs spread evenly (90/10: one run of the second in every ten); a weight of 0 is
-    never picked."""
+    never picked.
 
-    __slots__ = ("weights", "total", "credit", "current", "left", "run")
+    Each run is dealt as the previous one ends, so :attr:`ended` can say after every pick whether it
+    was its choice's last for a while (the next run goes to another): a batching frontend then sends
+    that choice's gathered queries at once instead of waiting for more that are not coming."""
+
+    __slots__ = ("weights", "total", "credit", "current", "left", "run", "ended")
 
     def __init__(self, weights: Sequence[float], run: int = ROUTING_RUN) -> None:
         self.weights = [float(w) for w in weights]
@@ -91,13 +97,11 @@ class RunSchedule:
             raise ValueError("the weights must be >= 0 and sum to more than 0")
         self.credit = [0.0] * len(self.weights)
         self.run = max(1, run)
-        self.current = 0
-        self.left = 0
+        self.current = self._deal()
+        self.left = self.run  # picks left in the current run
+        self.ended = False  # the last pick ended its choice's stretch of runs
 
-    def next(self) -> int:
-        if self.left:
-            self.left -= 1
-            return self.current
+    def _deal(self) -> int:
         credit = self.credit
         best = 0
         for i, w in enumerate(self.weights):
@@ -105,9 +109,18 @@ class RunSchedule:
             if credit[i] > credit[best]:
                 best = i
         credit[best] -= self.total
-        self.current = best
-        self.left = self.run - 1
         return best
+
+    def next(self) -> int:
+        picked = self.current
+        self.left -= 1
+        if self.left:
+            self.ended = False
+            return picked
+        self.current = self._deal()
+        self.left = self.run
+        self.ended = self.current != picked
+        return picked
 
 
 def sticky_bucket(key: str) -> int:
@@ -367,6 +380,7 @@ class AppTraffic:
         "exp4",
         "_rand",
         "_flushed",
+        "ended",
     )
 
     def __init__(
@@ -400,15 +414,22 @@ class AppTraffic:
         self.exp4 = Exp4(self.weights, sel.eta) if sel and self.weights and sel.policy == "exp4" else None
         self._rand = rand
         self._flushed: list[int] = []
+        self.ended = False  # the last choice ended its target's stretch of runs (RunSchedule.ended)
 
     def choose(self, sticky_value: str | None = None) -> int:
+        """The target of the next request; :attr:`ended` then says whether it was the last of its
+        target's stretch of runs (only runs end: a sticky, exp3 or single-target choice never does)."""
+        self.ended = False
         if self.exp3 is not None:
             return self.exp3.choose(self._rand())
         if sticky_value is not None:
             return sticky_pick(self.cum, sticky_value)
         if len(self.cum) == 1:
             return 0
-        return self.runs.next()
+        runs = self.runs
+        i = runs.next()
+        self.ended = runs.ended
+        return i
 
     def shadow_now(self) -> bool:
         runs = self.shadow_runs

@@ -87,6 +87,9 @@ class ModelState:
         self.cap = cap
         self.purged = False
         self.kick_pending = False
+        # The app routing here in runs just ended this version's stretch (traffic.RunSchedule.ended):
+        # its queued tasks are all that is coming for a while, so they go without a gathering wait.
+        self.run_ended = False
         self.rotation = 0
         self.window_tasks = 0  # client queries answered in the dispatcher's current rate window
         self.rate = 0.0  # client queries per second in the last complete window
@@ -241,7 +244,7 @@ class Dispatcher:
             if r.msg_id is None:
                 if r.gather is None:
                     self._send(r)
-                elif queued >= r.controller.size():  # gathered enough: do not wait any longer
+                elif queued >= r.controller.size() or model.run_ended:  # gathered all there is
                     self._send_now(r)
                 elif r.gather_background and not model.queue.background_only():
                     self._send_now(r)  # a client now waits: no background-length wait
@@ -269,10 +272,14 @@ class Dispatcher:
         and the busy machine is spared most of its one-query messages. No setting to tune: an idle
         frontend, versions that share the traffic about evenly, and a version too rarely queried for
         anyone to arrive during the wait never wait this way.
+
+        No queue waits once a split's run of requests to its version has ended the version's stretch
+        (``model.run_ended``, set by the query frontend from ``traffic.RunSchedule.ended``): the rest
+        of the traffic goes elsewhere for a while, so the wait would gather nobody.
         """
         model = r.model
         queue = model.queue
-        if r.gather is None and len(queue) < r.controller.size():
+        if r.gather is None and len(queue) < r.controller.size() and not model.run_ended:
             last = r.controller.last_latency
             wait = last * GATHER_FRACTION
             background = queue.background_only()
@@ -345,6 +352,8 @@ class Dispatcher:
             # a task that cannot come back before its deadline (judged by this replica's last batch
             # latency) is not worth the model's time
             batch = model.queue.pop_batch(r.controller.size(), now, r.controller.last_latency)
+            if not model.queue:
+                model.run_ended = False
             if not batch:
                 return
             sent_at = _clock()

@@ -91,6 +91,45 @@ def test_run_schedule_deals_exact_shares_and_never_a_zero_weight(weights):
         assert (c == 0) == (w == 0), counts
 
 
+@pytest.mark.parametrize("weights", [[90, 10], [1, 2, 3], [0.5, 0, 99.5], [5]])
+def test_run_schedule_says_which_pick_ends_its_choices_stretch(weights):
+    """``ended`` after a pick: the next pick goes to another choice (a batching frontend then sends
+    that choice's queue at once); never within a run, never for a lone choice."""
+    sched = RunSchedule(weights, run=4)
+    picks, ended = [], []
+    for _ in range(2000):
+        picks.append(sched.next())
+        ended.append(sched.ended)
+    for n in range(len(picks) - 1):
+        assert ended[n] == (picks[n + 1] != picks[n]), n
+        if (n + 1) % 4:
+            assert not ended[n], n  # within a run
+    assert any(ended) == (sum(w > 0 for w in weights) > 1)
+
+
+def test_only_a_choice_from_runs_ends_a_stretch():
+    split = (Target("m", "1", 90), Target("m", "2", 10))
+    at = AppTraffic("a", TrafficConfig(split), MetricsRegistry(False), random.random)
+    picks, ended = [], []
+    for _ in range(10 * ROUTING_RUN):
+        picks.append(at.choose())
+        ended.append(at.ended)
+    canary = picks.index(1)
+    # in every ten runs: the stable version's stretch ends as the canary's run begins, and its end
+    assert [n for n, e in enumerate(ended) if e] == [canary - 1, canary + ROUTING_RUN - 1]
+    keyed = AppTraffic("a", TrafficConfig(split, sticky_key="user"), MetricsRegistry(False), random.random)
+    for i in range(10 * ROUTING_RUN):
+        keyed.choose(f"user-{i}")
+        assert not keyed.ended  # a keyed choice is no run
+        keyed.choose()  # an unkeyed request of that app follows the runs
+    exp3 = AppTraffic(
+        "a", TrafficConfig(split, selection=Selection("exp3")), MetricsRegistry(False), random.random
+    )
+    for _ in range(10 * ROUTING_RUN):
+        exp3.choose()
+        assert not exp3.ended
+
+
 def test_run_schedule_rejects_weights_it_cannot_deal():
     for bad in ([0, 0], [], [1, -1]):
         with pytest.raises(ValueError):
