@@ -12,13 +12,13 @@ Both replicas run during every measurement. wrk (``-t1 -c<N>``) drives the four 
 ``--rounds`` times (interleaved, to spread the machine's noise over all four); the report gives each
 app's median predictions/s and p99, the cost relative to the plain app, and (Linux) the CPU time per
 prediction of the query frontend process and of the two replica processes, which says where a cost
-comes from. ``--syscalls`` adds each group's system calls and context switches per prediction,
+comes from. ``--syscalls`` adds each group's system calls, context switches and CPU migrations per prediction,
 counted by ``perf stat`` (Linux, root or a permissive ``perf_event_paranoid``): counts, unlike CPU time,
 barely move with the machine's noise, and on this path they follow the per-message costs.
 
     python bench/traffic.py                 # 32 connections, 3 rounds of 8 s per app
     python bench/traffic.py --smoke --json  # 1 round of 2 s (a quick check, not a measurement)
-    python bench/traffic.py --syscalls      # + system calls and context switches per prediction (perf)
+    python bench/traffic.py --syscalls      # + system calls, context switches, migrations per prediction
     python bench/traffic.py --micro         # in-process CPU per request object, no servers (steadier)
     python bench/traffic.py --once split 3000  # one --micro case, untimed: instructions under valgrind
 """
@@ -310,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--micro", action="store_true", help="only the in-process microbenchmark")
     ap.add_argument(
-        "--syscalls", action="store_true", help="system calls and context switches per prediction (perf stat)"
+        "--syscalls",
+        action="store_true",
+        help="system calls, context switches and CPU migrations per prediction (perf stat)",
     )
     ap.add_argument(
         "--once",
