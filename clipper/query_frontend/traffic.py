@@ -14,12 +14,12 @@ to one of its (model, version) targets:
   within a fraction of a millisecond under load and rides in one batch; at low load it costs
   nothing. The request that ends a target's stretch of runs (the next run goes to another target)
   lets that target's queue leave at once: nothing more is coming for it, so a minority version's
-  wait for batch-mates (``workers.Dispatcher._send``) ends there. With ``sticky_key`` the choice is a function of the request's key instead
-  (a top-level field of the request's JSON body, else the HTTP header of that name): BLAKE2b of the
-  key modulo 10,000 buckets mapped onto the cumulative weights, so one key keeps its target on every
-  frontend and across restarts as long as the weights do not change. Requests without the key
-  follow the runs. (An experiment that needs each *request*, not each user, assigned independently
-  should use a sticky key: consecutive requests share a run.)
+  wait for batch-mates (``workers.Dispatcher._send``) ends there. With ``sticky_key`` the choice is
+  a function of the request's key instead (a top-level field of the request's JSON body, else the
+  HTTP header of that name): BLAKE2b of the key modulo 10,000 buckets mapped onto the cumulative
+  weights, so one key keeps its target on every frontend and across restarts as long as the weights
+  do not change. Requests without the key follow the runs. (An experiment that needs each *request*,
+  not each user, assigned independently should use a sticky key: consecutive requests share a run.)
 * **exp3** (Clipper paper, §5.2): one target per request, drawn with probability
   ``p_i = (1 - gamma) * w_i / sum(w) + gamma / K``. Feedback (``/{app}/update``, input + label)
   queries one target drawn the same way and adds ``eta * reward / p_i`` to its log-weight, with
