@@ -49,6 +49,10 @@ def test_bench_traffic_smoke_prints_numbers():
     assert set(result["split"]["mean_batch"]) == {"noop:1", "noop:2"}, result["split"]
     assert all(b >= 1 for b in result["split"]["mean_batch"].values()), result["split"]
     assert "noop:1" in result["routed"]["mean_batch"]
+    # every round's own measurements: its throughput and the machine's idle and stolen shares
+    (only,) = result["split"]["rounds"]
+    assert only["rps"] == pytest.approx(result["split"]["predictions_per_s"], abs=0.1)
+    assert 0 <= only["idle_pct"] <= 100 and 0 <= only["steal_pct"] <= 100, only
 
 
 def test_bench_micro_smoke_prints_numbers():
@@ -120,11 +124,14 @@ def test_bench_traffic_counts_each_groups_system_calls_from_perf_stat(tmp_path, 
         "python-99,5000,,raw_syscalls:sys_enter,1,100.00,1,K/sec\n"  # not one of ours
         "python-10,40,,context-switches,2716928041,100.00,2.688,K/sec\n"
         "ZMQbg/IO/0-31,7,,context-switches,240566793,100.00,16.008,K/sec\n"
+        "python-10,3,,cpu-migrations,2716928041,100.00,0.201,K/sec\n"
+        "python-21,2,,cpu-migrations,391321128,100.00,0.005,K/sec\n"
+        "python-21,9,,page-faults,391321128,100.00,0.023,K/sec\n"  # not an event it asked for
     )
     counts = traffic._perf_counts({"frontend": [10], "replicas": [20, 30]}, out)
     assert counts == {
-        "frontend": {"syscalls": 1000.0, "context_switches": 40.0},
-        "replicas": {"syscalls": 120.0, "context_switches": 7.0},
+        "frontend": {"syscalls": 1000.0, "context_switches": 40.0, "migrations": 3.0},
+        "replicas": {"syscalls": 120.0, "context_switches": 7.0, "migrations": 2.0},
     }
 
 
