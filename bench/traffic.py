@@ -12,9 +12,10 @@ Both replicas run during every measurement. wrk (``-t1 -c<N>``) drives the four 
 ``--rounds`` times (interleaved, to spread the machine's noise over all four); the report gives each
 app's median predictions/s and p99, the cost relative to the plain app, and (Linux) the CPU time per
 prediction of the query frontend process and of the two replica processes, which says where a cost
-comes from. ``--syscalls`` adds each group's system calls, context switches and CPU migrations per prediction,
-counted by ``perf stat`` (Linux, root or a permissive ``perf_event_paranoid``): counts, unlike CPU time,
-barely move with the machine's noise, and on this path they follow the per-message costs.
+comes from. ``--syscalls`` adds each group's system calls, context switches and CPU migrations per
+prediction, counted by ``perf stat`` (Linux, root or a permissive ``perf_event_paranoid``): counts,
+unlike CPU time, barely move with the machine's noise, and on this path they follow the per-message
+costs.
 
     python bench/traffic.py                 # 32 connections, 3 rounds of 8 s per app
     python bench/traffic.py --smoke --json  # 1 round of 2 s (a quick check, not a measurement)

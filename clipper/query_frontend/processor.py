@@ -331,10 +331,17 @@ class QueryProcessor:
         return self.run(PendingRequest(app, n, qid, t0, batch), inputs, model, missed)
 
     def run(
-        self, req: PendingRequest, inputs: list[bytes], model: ModelState | None, missed: bool = False
+        self,
+        req: PendingRequest,
+        inputs: list[bytes],
+        model: ModelState | None,
+        missed: bool = False,
+        ends_stretch: bool = False,
     ) -> Response | PendingRequest:
         """Admit ``req`` (made for ``inputs``): answered now (a Response) or later (``req``).
-        ``missed``: the cache was just consulted for the single input and has no answer for it."""
+        ``missed``: the cache was just consulted for the single input and has no answer for it.
+        ``ends_stretch``: ``req`` is the last of a split's stretch of runs to ``model``
+        (``traffic.AppTraffic.ended``): what it queues leaves without a gathering wait."""
         app = req.app
         n = len(inputs)
         if model is None or model.purged:
@@ -357,6 +364,8 @@ class QueryProcessor:
         model.cache_hit_ratio.denominator += n
         if queued == 0:
             return Response(200, req.body())
+        if ends_stretch:
+            model.run_ended = True  # nothing more of this stretch is coming: no wait for batch-mates
         expiries = self._background_expiries if req.background else self._expiries
         (expiries.get(slo) or self._expiry(slo, expiries)).add(req)
         if not model.kick_pending:  # once per loop turn, not per request

@@ -547,11 +547,7 @@ class QueryFrontend:
             qid0 = p.next_query_id  # take_query_ids(n), inline: once per request
             p.next_query_id = qid0 + n
             primary = TargetRequest(app, n, qid0, time.perf_counter(), pr.batch, traffic.stats[i])
-            model = self.models.get(traffic.keys[i])
-            result = p.run(primary, inputs, model)
-            if traffic.ended and model is not None and model.queue:
-                model.run_ended = True  # no more of this stretch: its queue need not wait for any
-            return result
+            return p.run(primary, inputs, self.models.get(traffic.keys[i]), ends_stretch=traffic.ended)
         shadow_stats = traffic.shadow_stats
         assert shadow_stats is not None and traffic.shadow_key is not None  # set with shadow_p
         pair = _ShadowPair(shadow_stats)
@@ -559,10 +555,7 @@ class QueryFrontend:
         qid0 = p.take_query_ids(n)
         primary = CapturingRequest(app, n, t0, pr.batch, traffic.stats[i], True, pair.done, qid0)
         shadow = CapturingRequest(app, n, t0, pr.batch, shadow_stats, False, pair.done, background=True)
-        model = self.models.get(traffic.keys[i])
-        result = p.run(primary, inputs, model)
-        if traffic.ended and model is not None and model.queue:
-            model.run_ended = True
+        result = p.run(primary, inputs, self.models.get(traffic.keys[i]), ends_stretch=traffic.ended)
         p.run(shadow, inputs, self.models.get(traffic.shadow_key))
         return result
 

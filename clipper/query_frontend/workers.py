@@ -87,7 +87,7 @@ class ModelState:
         self.cap = cap
         self.purged = False
         self.kick_pending = False
-        # The app routing here in runs just ended this version's stretch (traffic.RunSchedule.ended):
+        # A split just ended this version's stretch of runs (QueryProcessor.run's ends_stretch):
         # its queued tasks are all that is coming for a while, so they go without a gathering wait.
         self.run_ended = False
         self.rotation = 0
@@ -274,7 +274,7 @@ class Dispatcher:
         anyone to arrive during the wait never wait this way.
 
         No queue waits once a split's run of requests to its version has ended the version's stretch
-        (``model.run_ended``, set by the query frontend from ``traffic.RunSchedule.ended``): the rest
+        (``model.run_ended``, set by ``QueryProcessor.run`` from ``traffic.AppTraffic.ended``): the rest
         of the traffic goes elsewhere for a while, so the wait would gather nobody.
         """
         model = r.model
